@@ -1,0 +1,635 @@
+//! The proxy's configuration file (`maskgate.toml`).
+//!
+//! Parsing happens in two steps: serde reads the TOML into a raw form that keeps
+//! the source span of every value, then validation turns it into [`Config`].
+//! Every error names `file:line:column`, so an operator can fix a bad file
+//! without guessing, and the proxy refuses to start rather than run with a
+//! half-understood configuration.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A problem with the configuration; the proxy does not start with one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration file: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration was read from (relative paths resolve against its directory).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub client_tls: ClientTlsConfig,
+    pub upstream: UpstreamConfig,
+    /// The accounts file holding SCRAM verifiers.
+    pub users_file: PathBuf,
+    /// Where `/health` and `/metrics` are served; `None` turns the endpoint off.
+    pub admin_listen: Option<SocketAddr>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_client_connections: usize,
+    /// A client must finish TLS, startup and authentication within this time.
+    pub login_timeout: Duration,
+    /// Sessions idle (between statements) longer than this are closed; `None` = never.
+    pub client_idle_timeout: Option<Duration>,
+    /// How long SIGTERM waits for busy sessions before closing them with 57P01.
+    pub shutdown_grace: Duration,
+    /// Applied to every failed login, so timing does not reveal which accounts exist.
+    pub auth_failure_delay: Duration,
+    /// Largest message accepted from a client, in bytes.
+    pub max_message_size: usize,
+}
+
+/// Whether clients must, may or may not use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTlsMode {
+    Require,
+    Prefer,
+    Disable,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientTlsConfig {
+    pub mode: ClientTlsMode,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// How the proxy protects its connection to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTlsMode {
+    Disable,
+    /// TLS when the server offers it, without certificate verification.
+    Prefer,
+    /// TLS required; the certificate must chain to `ca_file` and name `host`.
+    VerifyFull,
+}
+
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub tls: UpstreamTlsMode,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// Idle, authenticated connections kept for reuse.
+    pub pool_size: usize,
+    pub pool_idle_timeout: Duration,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .finish()
+    }
+}
+
+/// A secret string that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `maskgate_proxy=debug`.
+    pub level: String,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cx = Context { text, path };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            cx.error_at(offset, e.message().to_string())
+        })?;
+        cx.validate(raw)
+    }
+}
+
+struct Context<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Context<'_> {
+    fn error_at(&self, offset: usize, message: String) -> ConfigError {
+        let (line, column) = line_column(self.text, offset);
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn error<T>(&self, value: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        self.error_at(value.span().start, message.into())
+    }
+
+    fn resolve_path(&self, value: &Spanned<String>) -> PathBuf {
+        let p = Path::new(value.get_ref());
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or_else(|| Path::new(".")).join(p)
+        }
+    }
+
+    fn duration(&self, value: &Spanned<String>) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(value.get_ref()).map_err(|e| {
+            self.error(
+                value,
+                format!(
+                    "`{}` is not a duration ({e}); write e.g. \"500ms\", \"15s\" or \"5m\"",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn duration_or(
+        &self,
+        value: &Option<Spanned<String>>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        value.as_ref().map_or(Ok(default), |v| self.duration(v))
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = self.validate_server(&raw.server)?;
+        let client_tls = self.validate_client_tls(raw.tls.as_ref(), &server)?;
+        let upstream = self.validate_upstream(&raw.upstream)?;
+        let users_file = self.resolve_path(&raw.users.file);
+        let admin_listen = match raw.admin.as_ref().and_then(|a| a.listen.as_ref()) {
+            Some(addr) => Some(self.socket_addr(addr)?),
+            None => None,
+        };
+        let log = match &raw.log {
+            None => LogConfig {
+                format: LogFormat::Human,
+                level: "info".into(),
+            },
+            Some(log) => LogConfig {
+                format: match log.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+                    None | Some((_, "human")) => LogFormat::Human,
+                    Some((_, "json")) => LogFormat::Json,
+                    Some((f, other)) => {
+                        return Err(self.error(
+                            f,
+                            format!("log format `{other}` is unknown; use \"human\" or \"json\""),
+                        ))
+                    }
+                },
+                level: log
+                    .level
+                    .as_ref()
+                    .map_or_else(|| "info".to_string(), |l| l.get_ref().clone()),
+            },
+        };
+        Ok(Config {
+            source: self.path.to_path_buf(),
+            server,
+            client_tls,
+            upstream,
+            users_file,
+            admin_listen,
+            log,
+        })
+    }
+
+    fn socket_addr(&self, value: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+        value.get_ref().parse().map_err(|_| {
+            self.error(
+                value,
+                format!(
+                    "`{}` is not an address; write host:port with a literal IP, e.g. \"127.0.0.1:6432\"",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn validate_server(&self, raw: &RawServer) -> Result<ServerConfig, ConfigError> {
+        let listen = self.socket_addr(&raw.listen)?;
+        let max_client_connections = match &raw.max_client_connections {
+            None => 1000,
+            Some(n) if *n.get_ref() >= 1 => *n.get_ref() as usize,
+            Some(n) => return Err(self.error(n, "max_client_connections must be at least 1")),
+        };
+        let max_message_size = match &raw.max_message_size {
+            None => 64 << 20,
+            Some(n) if *n.get_ref() >= 1024 && *n.get_ref() <= (1 << 30) => *n.get_ref() as usize,
+            Some(n) => {
+                return Err(self.error(
+                    n,
+                    "max_message_size must be between 1024 and 1073741824 bytes",
+                ))
+            }
+        };
+        let idle = self.duration_or(&raw.client_idle_timeout, Duration::ZERO)?;
+        Ok(ServerConfig {
+            listen,
+            max_client_connections,
+            login_timeout: self.duration_or(&raw.login_timeout, Duration::from_secs(15))?,
+            client_idle_timeout: (!idle.is_zero()).then_some(idle),
+            shutdown_grace: self.duration_or(&raw.shutdown_grace, Duration::from_secs(30))?,
+            auth_failure_delay: self
+                .duration_or(&raw.auth_failure_delay, Duration::from_millis(500))?,
+            max_message_size,
+        })
+    }
+
+    fn validate_client_tls(
+        &self,
+        raw: Option<&RawTls>,
+        server: &ServerConfig,
+    ) -> Result<ClientTlsConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Err(self.error_at(
+                self.text.len(),
+                "a [tls] section is required: set mode = \"require\" with cert and key, \
+                 or mode = \"disable\" on a loopback listener"
+                    .into(),
+            ));
+        };
+        let mode =
+            match raw.mode.get_ref().as_str() {
+                "require" => ClientTlsMode::Require,
+                "prefer" => ClientTlsMode::Prefer,
+                "disable" => ClientTlsMode::Disable,
+                other => return Err(self.error(
+                    &raw.mode,
+                    format!(
+                        "tls mode `{other}` is unknown; use \"require\", \"prefer\" or \"disable\""
+                    ),
+                )),
+            };
+        if mode == ClientTlsMode::Disable && !is_loopback(server.listen.ip()) {
+            return Err(self.error(
+                &raw.mode,
+                format!(
+                    "tls mode \"disable\" is only allowed on a loopback listener, and server.listen is {}; \
+                     clients would send credentials and personal data in clear",
+                    server.listen
+                ),
+            ));
+        }
+        let cert = raw.cert.as_ref().map(|c| self.resolve_path(c));
+        let key = raw.key.as_ref().map(|k| self.resolve_path(k));
+        if mode != ClientTlsMode::Disable && (cert.is_none() || key.is_none()) {
+            return Err(self.error(
+                &raw.mode,
+                "tls mode \"require\" and \"prefer\" need both `cert` and `key` (PEM files)",
+            ));
+        }
+        Ok(ClientTlsConfig { mode, cert, key })
+    }
+
+    fn validate_upstream(&self, raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+        if let Some(p) = &raw.password {
+            return Err(self.error(
+                p,
+                "the upstream password may not be written in the configuration; \
+                 use password_env = \"VAR\" or password_file = \"path\"",
+            ));
+        }
+        let password = match (&raw.password_env, &raw.password_file) {
+            (Some(_), Some(file)) => {
+                return Err(self.error(file, "set either password_env or password_file, not both"))
+            }
+            (Some(var), None) => match std::env::var(var.get_ref()) {
+                Ok(value) => Some(Secret::new(value)),
+                Err(_) => {
+                    return Err(self.error(
+                        var,
+                        format!(
+                            "password_env names the environment variable {}, which is not set",
+                            var.get_ref()
+                        ),
+                    ))
+                }
+            },
+            (None, Some(file)) => {
+                let path = self.resolve_path(file);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_string())),
+                    Err(e) => {
+                        return Err(self.error(
+                            file,
+                            format!("cannot read password_file {}: {e}", path.display()),
+                        ))
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        let tls = match raw.tls.as_ref().map(|t| (t, t.get_ref().as_str())) {
+            None | Some((_, "disable")) => UpstreamTlsMode::Disable,
+            Some((_, "prefer")) => UpstreamTlsMode::Prefer,
+            Some((_, "verify-full")) => UpstreamTlsMode::VerifyFull,
+            Some((t, other)) => {
+                return Err(self.error(
+                    t,
+                    format!(
+                        "upstream tls `{other}` is unknown; use \"disable\", \"prefer\" or \"verify-full\""
+                    ),
+                ))
+            }
+        };
+        let ca_file = raw.ca_file.as_ref().map(|c| self.resolve_path(c));
+        if tls == UpstreamTlsMode::VerifyFull && ca_file.is_none() {
+            let at = raw.tls.as_ref().expect("verify-full was read from tls");
+            return Err(self.error(at, "upstream tls \"verify-full\" needs ca_file (PEM)"));
+        }
+        let port = match &raw.port {
+            None => 5432,
+            Some(p) if (1..=65535).contains(p.get_ref()) => *p.get_ref() as u16,
+            Some(p) => return Err(self.error(p, "upstream port must be between 1 and 65535")),
+        };
+        let pool_size = match &raw.pool_size {
+            None => 8,
+            Some(n) if *n.get_ref() >= 0 => *n.get_ref() as usize,
+            Some(n) => return Err(self.error(n, "pool_size must not be negative")),
+        };
+        Ok(UpstreamConfig {
+            host: raw.host.clone(),
+            port,
+            database: raw.database.clone(),
+            user: raw.user.clone(),
+            password,
+            tls,
+            ca_file,
+            connect_timeout: self.duration_or(&raw.connect_timeout, Duration::from_secs(5))?,
+            pool_size,
+            pool_idle_timeout: self
+                .duration_or(&raw.pool_idle_timeout, Duration::from_secs(300))?,
+        })
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    tls: Option<RawTls>,
+    upstream: RawUpstream,
+    users: RawUsers,
+    admin: Option<RawAdmin>,
+    log: Option<RawLog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Spanned<String>,
+    max_client_connections: Option<Spanned<i64>>,
+    login_timeout: Option<Spanned<String>>,
+    client_idle_timeout: Option<Spanned<String>>,
+    shutdown_grace: Option<Spanned<String>>,
+    auth_failure_delay: Option<Spanned<String>>,
+    max_message_size: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    mode: Spanned<String>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    host: String,
+    port: Option<Spanned<i64>>,
+    database: String,
+    user: String,
+    password: Option<Spanned<toml::Value>>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    tls: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    pool_size: Option<Spanned<i64>>,
+    pool_idle_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<Spanned<String>>,
+    level: Option<Spanned<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:6432"
+
+[tls]
+mode = "disable"
+
+[upstream]
+host = "127.0.0.1"
+database = "register"
+user = "maskgate"
+
+[users]
+file = "users.toml"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/maskgate/maskgate.toml"))
+    }
+
+    fn error_text(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_sane_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:6432".parse().unwrap());
+        assert_eq!(c.server.max_client_connections, 1000);
+        assert_eq!(c.server.client_idle_timeout, None);
+        assert_eq!(c.upstream.port, 5432);
+        assert_eq!(c.upstream.tls, UpstreamTlsMode::Disable);
+        assert_eq!(c.users_file, PathBuf::from("/etc/maskgate/users.toml"));
+        assert!(c.admin_listen.is_none());
+    }
+
+    #[test]
+    fn syntax_error_names_file_line_and_column() {
+        let text = GOOD.replace("user = \"maskgate\"", "user = maskgate");
+        let e = error_text(&text);
+        assert!(e.starts_with("/etc/maskgate/maskgate.toml:11:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let text = GOOD.replace("[users]", "[users]\ncolour = \"blue\"");
+        let e = error_text(&text);
+        assert!(e.contains(":14:") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn tls_disable_is_refused_off_loopback() {
+        let text = GOOD.replace("127.0.0.1:6432", "0.0.0.0:6432");
+        let e = error_text(&text);
+        assert!(e.contains(":6:") && e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn clear_text_password_is_refused() {
+        let text = GOOD.replace(
+            "user = \"maskgate\"",
+            "user = \"maskgate\"\npassword = \"hunter2hunter2\"",
+        );
+        let e = error_text(&text);
+        assert!(e.contains(":12:") && e.contains("password_env"), "{e}");
+        assert!(
+            !e.contains("hunter2"),
+            "the error must not echo the password: {e}"
+        );
+    }
+
+    #[test]
+    fn missing_password_variable_is_named() {
+        let text = GOOD.replace(
+            "user = \"maskgate\"",
+            "user = \"maskgate\"\npassword_env = \"MASKGATE_TEST_SURELY_UNSET_VARIABLE\"",
+        );
+        let e = error_text(&text);
+        assert!(e.contains("MASKGATE_TEST_SURELY_UNSET_VARIABLE"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let text = GOOD.replace(
+            "listen = \"127.0.0.1:6432\"",
+            "listen = \"127.0.0.1:6432\"\nlogin_timeout = \"soon\"",
+        );
+        let e = error_text(&text);
+        assert!(e.contains(":4:") && e.contains("duration"), "{e}");
+    }
+
+    #[test]
+    fn tls_require_needs_cert_and_key() {
+        let text = GOOD.replace("mode = \"disable\"", "mode = \"require\"");
+        let e = error_text(&text);
+        assert!(e.contains("cert") && e.contains("key"), "{e}");
+    }
+
+    #[test]
+    fn verify_full_needs_a_ca_file() {
+        let text = GOOD.replace(
+            "user = \"maskgate\"",
+            "user = \"maskgate\"\ntls = \"verify-full\"",
+        );
+        assert!(error_text(&text).contains("ca_file"));
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        assert_eq!(line_column("ab\nçd", 5), (2, 2));
+        assert_eq!(line_column("", 0), (1, 1));
+    }
+}

@@ -1,0 +1,613 @@
+//! Process-wide counters for the admin `/metrics` endpoint.
+//!
+//! Everything the relay touches per message is a plain atomic: label sets are
+//! resolved once (at construction, or on the first sighting of a SQLSTATE
+//! class) and the resulting counter handles are cached, so the hot path never
+//! takes the `Family` lock nor allocates.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::{
+    prometheus_text, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+
+/// `Content-Type` of [`Metrics::encode_text`] output (Prometheus text 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Why a client connection was turned away; a closed set so the
+/// `reason` label cannot grow without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// `max_client_connections` reached.
+    MaxConnections,
+    /// Plain TCP where the TLS mode requires TLS.
+    TlsRequired,
+    /// TLS handshake failed.
+    Tls,
+    /// Unknown user or wrong password.
+    AuthFailed,
+    /// Malformed or unsupported protocol traffic before the session started.
+    Protocol,
+    /// A refused startup parameter (role, search_path, …).
+    StartupParameter,
+    /// Login did not finish within `login_timeout`.
+    LoginTimeout,
+    /// The upstream could not be reached for this client.
+    Upstream,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl RejectReason {
+    /// Every variant, in label order; the counters are pre-created from this
+    /// so each reason is exported (as 0) before it first happens.
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::MaxConnections,
+        RejectReason::TlsRequired,
+        RejectReason::Tls,
+        RejectReason::AuthFailed,
+        RejectReason::Protocol,
+        RejectReason::StartupParameter,
+        RejectReason::LoginTimeout,
+        RejectReason::Upstream,
+        RejectReason::ShuttingDown,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MaxConnections => "max_connections",
+            RejectReason::TlsRequired => "tls_required",
+            RejectReason::Tls => "tls",
+            RejectReason::AuthFailed => "auth_failed",
+            RejectReason::Protocol => "protocol",
+            RejectReason::StartupParameter => "startup_parameter",
+            RejectReason::LoginTimeout => "login_timeout",
+            RejectReason::Upstream => "upstream",
+            RejectReason::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ReasonLabel(RejectReason);
+
+impl EncodeLabelSet for ReasonLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        [("reason", self.0.as_str())].encode(encoder)
+    }
+}
+
+/// Number of symbols a SQLSTATE character can take: `0-9` and `A-Z`.
+const SQLSTATE_RADIX: usize = 36;
+/// Slot for SQLSTATEs that are too short or use other characters.
+const INVALID_CLASS_SLOT: usize = SQLSTATE_RADIX * SQLSTATE_RADIX;
+
+/// Two-character SQLSTATE class; `None` stands for malformed input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClassLabel(Option<[u8; 2]>);
+
+impl ClassLabel {
+    fn as_str(&self) -> &str {
+        match &self.0 {
+            // Only [0-9A-Z] bytes are ever stored, so this is always valid UTF-8.
+            Some(class) => std::str::from_utf8(class).unwrap_or("invalid"),
+            None => "invalid",
+        }
+    }
+}
+
+impl EncodeLabelSet for ClassLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        [("sqlstate_class", self.as_str())].encode(encoder)
+    }
+}
+
+fn sqlstate_digit(b: u8) -> Option<usize> {
+    match b {
+        b'0'..=b'9' => Some(usize::from(b - b'0')),
+        b'A'..=b'Z' => Some(usize::from(b - b'A') + 10),
+        _ => None,
+    }
+}
+
+/// Maps a SQLSTATE to its cache slot and label.
+fn sqlstate_class(sqlstate: &[u8]) -> (usize, ClassLabel) {
+    if let [a, b, ..] = *sqlstate {
+        if let (Some(hi), Some(lo)) = (sqlstate_digit(a), sqlstate_digit(b)) {
+            return (hi * SQLSTATE_RADIX + lo, ClassLabel(Some([a, b])));
+        }
+    }
+    (INVALID_CLASS_SLOT, ClassLabel(None))
+}
+
+/// Upper bounds of the statement latency buckets in microseconds:
+/// 20 exponential steps (factor ≈ 1.94) from 100 µs to 30 s, each rounded to
+/// two significant digits so the `le` labels stay readable.
+fn latency_bounds_micros() -> Vec<u64> {
+    const MIN_US: f64 = 100.0;
+    const MAX_US: f64 = 30_000_000.0;
+    const STEPS: i32 = 20;
+    let factor = (MAX_US / MIN_US).powf(1.0 / f64::from(STEPS - 1));
+    (0..STEPS)
+        .map(|i| {
+            let exact = MIN_US * factor.powi(i);
+            let unit = 10f64.powi(exact.log10().floor() as i32 - 1);
+            ((exact / unit).round() * unit).round() as u64
+        })
+        .collect()
+}
+
+/// Classic histogram kept in plain atomics: prometheus-client's own
+/// `Histogram` takes a mutex on every observation.
+#[derive(Debug)]
+struct AtomicHistogram {
+    /// Upper bounds in nanoseconds, ascending.
+    bounds_ns: Box<[u64]>,
+    /// Upper bounds in seconds, for the `le` labels.
+    bounds_s: Box<[f64]>,
+    /// Non-cumulative counts; one extra slot for `+Inf`.
+    counts: Box<[AtomicU64]>,
+    /// Sum of observations in nanoseconds (584 years before it wraps).
+    sum_ns: AtomicU64,
+}
+
+impl AtomicHistogram {
+    fn new(bounds_micros: &[u64]) -> Self {
+        AtomicHistogram {
+            bounds_ns: bounds_micros.iter().map(|us| us * 1_000).collect(),
+            bounds_s: bounds_micros.iter().map(|&us| us as f64 / 1e6).collect(),
+            counts: (0..=bounds_micros.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let slot = self.bounds_ns.partition_point(|&bound| bound < ns);
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds_s
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(&le, n)| (le, n.load(Ordering::Relaxed)))
+            .collect();
+        let overflow = self.counts[self.bounds_s.len()].load(Ordering::Relaxed);
+        // The count is derived from the same bucket snapshot so `+Inf` and
+        // `_count` agree even while observations race with the scrape.
+        let count = buckets.iter().map(|(_, n)| n).sum::<u64>() + overflow;
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Shared handle for a histogram registered in the registry; the registry
+/// wants an owned metric, the hot path a cheap reference.
+#[derive(Debug, Clone)]
+struct SharedHistogram(std::sync::Arc<AtomicHistogram>);
+
+impl EncodeMetric for SharedHistogram {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        AtomicHistogram::TYPE
+    }
+}
+
+/// All of maskgate's metrics. Build once and share it behind an `Arc`;
+/// every recording method takes `&self` and touches only atomics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    client_connections: Gauge,
+    client_connections_total: Counter,
+    client_rejected: [Counter; RejectReason::ALL.len()],
+    upstream_connections: Gauge,
+    upstream_idle: Gauge,
+    upstream_connect_errors: Counter,
+    statements: Counter,
+    errors: Family<ClassLabel, Counter>,
+    error_slots: Box<[OnceLock<Counter>]>,
+    bytes_from_client: Counter,
+    bytes_to_client: Counter,
+    statement_duration: SharedHistogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric, all at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("maskgate");
+
+        let client_connections = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Client connections currently open",
+            client_connections.clone(),
+        );
+        let client_connections_total = Counter::default();
+        registry.register(
+            "client_connections",
+            "Client connections accepted",
+            client_connections_total.clone(),
+        );
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let client_rejected =
+            RejectReason::ALL.map(|reason| rejected.get_or_create_owned(&ReasonLabel(reason)));
+        registry.register(
+            "client_connections_rejected",
+            "Client connections refused before a session started, by reason",
+            rejected,
+        );
+
+        let upstream_connections = Gauge::default();
+        registry.register(
+            "upstream_connections",
+            "Upstream connections currently open, including idle pooled ones",
+            upstream_connections.clone(),
+        );
+        let upstream_idle = Gauge::default();
+        registry.register(
+            "upstream_connections_idle",
+            "Authenticated upstream connections idle in the pool",
+            upstream_idle.clone(),
+        );
+        let upstream_connect_errors = Counter::default();
+        registry.register(
+            "upstream_connect_errors",
+            "Failed attempts to open an upstream connection",
+            upstream_connect_errors.clone(),
+        );
+
+        let statements = Counter::default();
+        registry.register(
+            "statements",
+            "Statements relayed to the upstream",
+            statements.clone(),
+        );
+        let errors = Family::<ClassLabel, Counter>::default();
+        registry.register(
+            "errors",
+            "Error responses sent to clients, by SQLSTATE class",
+            errors.clone(),
+        );
+
+        let bytes_from_client = Counter::default();
+        registry.register(
+            "client_bytes_received",
+            "Bytes received from clients",
+            bytes_from_client.clone(),
+        );
+        let bytes_to_client = Counter::default();
+        registry.register(
+            "client_bytes_sent",
+            "Bytes sent to clients",
+            bytes_to_client.clone(),
+        );
+
+        let statement_duration = SharedHistogram(std::sync::Arc::new(AtomicHistogram::new(
+            &latency_bounds_micros(),
+        )));
+        registry.register_with_unit(
+            "statement_duration",
+            "Time from a statement reaching the proxy until its result is complete",
+            Unit::Seconds,
+            statement_duration.clone(),
+        );
+
+        Metrics {
+            registry,
+            client_connections,
+            client_connections_total,
+            client_rejected,
+            upstream_connections,
+            upstream_idle,
+            upstream_connect_errors,
+            statements,
+            errors,
+            error_slots: (0..=INVALID_CLASS_SLOT).map(|_| OnceLock::new()).collect(),
+            bytes_from_client,
+            bytes_to_client,
+            statement_duration,
+        }
+    }
+
+    /// A client connection was accepted (counts it and raises the open gauge).
+    pub fn client_connected(&self) {
+        self.client_connections_total.inc();
+        self.client_connections.inc();
+    }
+
+    /// An accepted client connection ended; pairs with [`Self::client_connected`].
+    pub fn client_disconnected(&self) {
+        self.client_connections.dec();
+    }
+
+    /// A client was refused. Independent of the open-connection gauge, so a
+    /// connection that was counted as connected must still be disconnected.
+    pub fn client_rejected(&self, reason: RejectReason) {
+        self.client_rejected[reason.index()].inc();
+    }
+
+    /// An upstream connection was established.
+    pub fn upstream_opened(&self) {
+        self.upstream_connections.inc();
+    }
+
+    /// An upstream connection was closed (for any reason).
+    pub fn upstream_closed(&self) {
+        self.upstream_connections.dec();
+    }
+
+    /// Current number of idle pooled upstream connections.
+    pub fn upstream_idle_set(&self, n: usize) {
+        self.upstream_idle.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Opening an upstream connection failed.
+    pub fn upstream_connect_error(&self) {
+        self.upstream_connect_errors.inc();
+    }
+
+    /// A statement was relayed upstream.
+    pub fn statement(&self) {
+        self.statements.inc();
+    }
+
+    /// An ErrorResponse went to a client; `sqlstate` is its `C` field (five
+    /// bytes, only the first two are used). Malformed codes are counted under
+    /// the class `invalid`.
+    pub fn error(&self, sqlstate: &[u8]) {
+        let (slot, label) = sqlstate_class(sqlstate);
+        self.error_slots[slot]
+            .get_or_init(|| self.errors.get_or_create_owned(&label))
+            .inc();
+    }
+
+    /// Bytes read from a client socket.
+    pub fn bytes_from_client(&self, n: usize) {
+        self.bytes_from_client.inc_by(n as u64);
+    }
+
+    /// Bytes written to a client socket.
+    pub fn bytes_to_client(&self, n: usize) {
+        self.bytes_to_client.inc_by(n as u64);
+    }
+
+    /// Records one statement's latency.
+    pub fn observe_statement(&self, elapsed: Duration) {
+        self.statement_duration.0.observe(elapsed);
+    }
+
+    /// Renders every metric in the Prometheus text format (see [`CONTENT_TYPE`]).
+    pub fn encode_text(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if prometheus_text::encode(&mut out, &self.registry).is_err() {
+            // Writing into a String cannot fail and no metric here produces
+            // errors of its own; keep whatever was rendered rather than panic.
+            tracing::error!("encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Value of the sample line that starts with `series ` exactly.
+    fn sample(text: &str, series: &str) -> Option<String> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn fresh_metrics_export_zeroes_with_types() {
+        let text = Metrics::new().encode_text();
+        for (name, kind) in [
+            ("maskgate_client_connections", "gauge"),
+            ("maskgate_client_connections_total", "counter"),
+            ("maskgate_client_connections_rejected_total", "counter"),
+            ("maskgate_upstream_connections", "gauge"),
+            ("maskgate_upstream_connections_idle", "gauge"),
+            ("maskgate_upstream_connect_errors_total", "counter"),
+            ("maskgate_statements_total", "counter"),
+            ("maskgate_client_bytes_received_total", "counter"),
+            ("maskgate_client_bytes_sent_total", "counter"),
+            ("maskgate_statement_duration_seconds", "histogram"),
+        ] {
+            let line = format!("# TYPE {name} {kind}");
+            assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+        }
+        assert_eq!(
+            sample(&text, "maskgate_client_connections").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "maskgate_client_connections_rejected_total{reason=\"auth_failed\"}"
+            )
+            .as_deref(),
+            Some("0")
+        );
+        // An empty family is left out entirely until its first error.
+        assert!(!text.contains("maskgate_errors_total"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn counters_and_gauges_show_up() {
+        let m = Metrics::new();
+        m.client_connected();
+        m.client_connected();
+        m.client_connected();
+        m.client_disconnected();
+        m.client_rejected(RejectReason::MaxConnections);
+        m.client_rejected(RejectReason::StartupParameter);
+        m.client_rejected(RejectReason::StartupParameter);
+        m.upstream_opened();
+        m.upstream_opened();
+        m.upstream_closed();
+        m.upstream_idle_set(7);
+        m.upstream_connect_error();
+        m.statement();
+        m.statement();
+        m.bytes_from_client(100);
+        m.bytes_from_client(23);
+        m.bytes_to_client(4096);
+        let text = m.encode_text();
+
+        for (series, value) in [
+            ("maskgate_client_connections", "2"),
+            ("maskgate_client_connections_total", "3"),
+            (
+                "maskgate_client_connections_rejected_total{reason=\"max_connections\"}",
+                "1",
+            ),
+            (
+                "maskgate_client_connections_rejected_total{reason=\"startup_parameter\"}",
+                "2",
+            ),
+            (
+                "maskgate_client_connections_rejected_total{reason=\"tls_required\"}",
+                "0",
+            ),
+            ("maskgate_upstream_connections", "1"),
+            ("maskgate_upstream_connections_idle", "7"),
+            ("maskgate_upstream_connect_errors_total", "1"),
+            ("maskgate_statements_total", "2"),
+            ("maskgate_client_bytes_received_total", "123"),
+            ("maskgate_client_bytes_sent_total", "4096"),
+        ] {
+            assert_eq!(
+                sample(&text, series).as_deref(),
+                Some(value),
+                "{series}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_are_counted_by_class() {
+        let m = Metrics::new();
+        m.error(b"42P01");
+        m.error(b"42703");
+        m.error(b"57014");
+        m.error(b"08006");
+        m.error(b"4");
+        m.error(b"a1000");
+        let text = m.encode_text();
+        assert!(
+            text.contains("# TYPE maskgate_errors_total counter\n"),
+            "{text}"
+        );
+        for (class, value) in [("42", "2"), ("57", "1"), ("08", "1"), ("invalid", "2")] {
+            let series = format!("maskgate_errors_total{{sqlstate_class=\"{class}\"}}");
+            assert_eq!(
+                sample(&text, &series).as_deref(),
+                Some(value),
+                "{series}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn sqlstate_slots_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for a in (b'0'..=b'9').chain(b'A'..=b'Z') {
+            for b in (b'0'..=b'9').chain(b'A'..=b'Z') {
+                let (slot, label) = sqlstate_class(&[a, b, b'0', b'0', b'0']);
+                assert!(slot < INVALID_CLASS_SLOT);
+                assert_eq!(label.as_str().as_bytes(), [a, b]);
+                assert!(seen.insert(slot));
+            }
+        }
+        assert_eq!(sqlstate_class(b"").0, INVALID_CLASS_SLOT);
+        assert_eq!(sqlstate_class(b"4-").0, INVALID_CLASS_SLOT);
+    }
+
+    #[test]
+    fn latency_buckets_span_100us_to_30s() {
+        let bounds = latency_bounds_micros();
+        assert_eq!(bounds.first(), Some(&100));
+        assert_eq!(bounds.last(), Some(&30_000_000));
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::new();
+        m.observe_statement(Duration::from_micros(50));
+        m.observe_statement(Duration::from_micros(100));
+        m.observe_statement(Duration::from_millis(3));
+        m.observe_statement(Duration::from_secs(60));
+        let text = m.encode_text();
+        let name = "maskgate_statement_duration_seconds";
+        assert_eq!(
+            sample(&text, &format!("{name}_bucket{{le=\"0.0001\"}}")).as_deref(),
+            Some("2"),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, &format!("{name}_bucket{{le=\"30\"}}")).as_deref(),
+            Some("3"),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, &format!("{name}_bucket{{le=\"+Inf\"}}")).as_deref(),
+            Some("4"),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, &format!("{name}_count")).as_deref(),
+            Some("4")
+        );
+        let sum: f64 = sample(&text, &format!("{name}_sum"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        assert!((sum - 60.00315).abs() < 1e-9, "{sum}");
+    }
+}

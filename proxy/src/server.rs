@@ -1,0 +1,253 @@
+//! The listener: accepts clients, enforces the connection limit, and runs
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use maskgate_policy::Users;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState, HealthState};
+use crate::cancel::CancelRegistry;
+use crate::config::{ClientTlsMode, Config};
+use crate::metrics::Metrics;
+use crate::session;
+use crate::tls::{self, TlsError};
+use crate::upstream::pool::Pool;
+use crate::upstream::Connector;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("client TLS: {0}")]
+    ClientTls(#[source] TlsError),
+    #[error("upstream TLS: {0}")]
+    UpstreamTls(#[source] TlsError),
+    #[error("{0}")]
+    Users(#[from] maskgate_policy::PolicyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the listener and every session.
+pub struct Shared {
+    pub(crate) config: Config,
+    pub(crate) users: ArcSwap<Users>,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) cancel: CancelRegistry,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) health: Arc<HealthState>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    /// Keys the mock SCRAM exchange for unknown users.
+    pub(crate) server_secret: [u8; 32],
+    /// Stop accepting; sessions end when next idle.
+    pub(crate) draining: CancellationToken,
+    /// The grace period is over; sessions end now.
+    pub(crate) force: CancellationToken,
+}
+
+/// A bound, not yet running proxy.
+pub struct Server {
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+/// Controls a running server from outside (signals, tests).
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Starts a graceful shutdown: no new connections; sessions end when idle
+    /// or, at the latest, when the grace period is over.
+    pub fn shutdown(&self) {
+        self.shared.draining.cancel();
+    }
+
+    /// Reads the accounts file again and swaps it in if it is valid; on an
+    /// error the accounts in force stay, and the error is returned (and shown by `/health`).
+    pub fn reload_users(&self) -> Result<usize, maskgate_policy::PolicyError> {
+        match maskgate_policy::UsersFile::load(&self.shared.config.users_file) {
+            Ok(users) => {
+                let n = users.len();
+                self.shared.users.store(Arc::new(users));
+                self.shared.health.clear_error();
+                Ok(n)
+            }
+            Err(e) => {
+                self.shared
+                    .health
+                    .set_error(format!("accounts reload refused: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+}
+
+impl Server {
+    /// Loads the accounts and TLS material and binds the listeners.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let users = maskgate_policy::UsersFile::load(&config.users_file)?;
+        let tls = match config.client_tls.mode {
+            ClientTlsMode::Disable => None,
+            ClientTlsMode::Require | ClientTlsMode::Prefer => {
+                let cert = config.client_tls.cert.as_deref().expect("validated config");
+                let key = config.client_tls.key.as_deref().expect("validated config");
+                let server_config =
+                    tls::server_config(cert, key).map_err(ServerError::ClientTls)?;
+                Some(TlsAcceptor::from(server_config))
+            }
+        };
+        let upstream_tls =
+            tls::upstream_config(config.upstream.tls, config.upstream.ca_file.as_deref())
+                .map_err(ServerError::UpstreamTls)?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let connector = Connector::new(Arc::new(config.upstream.clone()), upstream_tls);
+        let pool = Arc::new(Pool::new(connector, metrics.clone()));
+        let server_secret = mock_secret(&config);
+        let shared = Arc::new(Shared {
+            users: ArcSwap::from_pointee(users),
+            pool,
+            cancel: CancelRegistry::default(),
+            metrics,
+            health: Arc::new(HealthState::new()),
+            tls,
+            server_secret,
+            draining: CancellationToken::new(),
+            force: CancellationToken::new(),
+            config,
+        });
+        Ok(Server {
+            listener,
+            admin,
+            shared,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until a shutdown completes.
+    pub async fn run(self) {
+        let Server {
+            listener,
+            admin,
+            shared,
+        } = self;
+        let stop_background = CancellationToken::new();
+        let admin_task = admin.map(|listener| {
+            let state = AdminState::new(shared.metrics.clone(), shared.health.clone());
+            tokio::spawn(admin::serve_admin(listener, state, stop_background.clone()))
+        });
+        let reaper = tokio::spawn(shared.pool.clone().reap_idle(stop_background.clone()));
+
+        let limit = Arc::new(Semaphore::new(shared.config.server.max_client_connections));
+        let sessions = TaskTracker::new();
+        tracing::info!(addr = %shared.config.server.listen, "maskgate accepting connections");
+        loop {
+            let accepted = tokio::select! {
+                _ = shared.draining.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let permit = limit.clone().try_acquire_owned().ok();
+            let shared = shared.clone();
+            sessions.spawn(async move {
+                let admitted = permit.is_some();
+                session::serve(tcp, peer, shared, admitted).await;
+                drop(permit);
+            });
+        }
+        drop(listener);
+        sessions.close();
+
+        let grace = shared.config.server.shutdown_grace;
+        tracing::info!(
+            sessions = sessions.len(),
+            ?grace,
+            "shutting down: waiting for sessions to finish"
+        );
+        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+            tracing::warn!(
+                sessions = sessions.len(),
+                "grace period over: closing the remaining sessions"
+            );
+            shared.force.cancel();
+            sessions.wait().await;
+        }
+        stop_background.cancel();
+        let _ = reaper.await;
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        shared.pool.close_all();
+        tracing::info!("maskgate stopped");
+    }
+}
+
+/// The key for mock SCRAM exchanges. Derived from the upstream password when
+/// there is one, so an unknown user's fake salt stays the same across
+/// restarts (a salt that changed would betray a non-existent account).
+fn mock_secret(config: &Config) -> [u8; 32] {
+    match &config.upstream.password {
+        Some(password) => {
+            let mut h = Sha256::new();
+            h.update(b"maskgate mock scram v1\0");
+            h.update(password.expose().as_bytes());
+            h.finalize().into()
+        }
+        None => rand::random(),
+    }
+}

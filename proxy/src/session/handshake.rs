@@ -1,0 +1,151 @@
+//! The first packets of a client connection: TLS negotiation and the
+//! StartupMessage, or a CancelRequest.
+
+use bytes::BytesMut;
+use pgwire::messages::startup::Startup;
+use pgwire::messages::{DecodeContext, Message as _, ProtocolVersion};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::params::{parse_startup, StartupRequest};
+use super::SessionError;
+use crate::config::ClientTlsMode;
+use crate::error::{ClientError, SqlState};
+use crate::protocol::fields::Fields;
+use crate::protocol::io::read_startup_packet;
+use crate::server::Shared;
+use crate::stream::Stream;
+
+const SSL_REQUEST: i32 = 80_877_103;
+const GSSENC_REQUEST: i32 = 80_877_104;
+const CANCEL_REQUEST: i32 = 80_877_102;
+/// The first byte of a TLS handshake record, sent by clients using direct TLS.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a new connection asked for.
+pub enum Opening {
+    /// A session: the validated startup request and any bytes the client sent
+    /// after its StartupMessage. The (possibly TLS) stream is in the caller's slot.
+    Session {
+        request: StartupRequest,
+        pending: BytesMut,
+    },
+    /// A CancelRequest for the session with this proxy-side key.
+    Cancel { pid: i32, secret: i32 },
+}
+
+/// Negotiates TLS and reads the StartupMessage. The connection is kept in
+/// `slot` throughout (plain, then TLS), so the caller can report errors on it.
+pub async fn open(
+    tcp: TcpStream,
+    shared: &Shared,
+    slot: &mut Option<Stream>,
+) -> Result<Opening, SessionError> {
+    let mode = shared.config.client_tls.mode;
+    let mut buf = BytesMut::with_capacity(512);
+
+    let mut first = [0u8; 1];
+    let direct_tls = shared.tls.is_some()
+        && tcp.peek(&mut first).await? == 1
+        && first[0] == TLS_HANDSHAKE_RECORD;
+    *slot = Some(if direct_tls {
+        accept_tls(tcp, shared).await?
+    } else {
+        Stream::Plain(tcp)
+    });
+
+    loop {
+        let stream = slot.as_mut().expect("the slot holds the connection");
+        let packet = read_startup_packet(stream, &mut buf).await?;
+        let mut f = Fields::new(&packet[4..], "startup packet");
+        let code = f.i32().map_err(|_| protocol("malformed startup packet"))?;
+        match code {
+            SSL_REQUEST => {
+                if stream.is_tls() {
+                    return Err(protocol("SSLRequest received on an encrypted connection").into());
+                }
+                if !buf.is_empty() {
+                    // Bytes sent before the answer could be injected by a
+                    // man in the middle; PostgreSQL refuses them too.
+                    return Err(protocol("received unencrypted data after SSLRequest").into());
+                }
+                match &shared.tls {
+                    Some(_) => {
+                        stream.write_all(b"S").await?;
+                        let Some(Stream::Plain(tcp)) = slot.take() else {
+                            unreachable!("checked above that the connection is not TLS yet");
+                        };
+                        *slot = Some(accept_tls(tcp, shared).await?);
+                    }
+                    None => stream.write_all(b"N").await?,
+                }
+            }
+            GSSENC_REQUEST => stream.write_all(b"N").await?,
+            CANCEL_REQUEST => {
+                let pid = f.i32().map_err(|_| protocol("malformed CancelRequest"))?;
+                let secret = f.i32().map_err(|_| protocol("malformed CancelRequest"))?;
+                return Ok(Opening::Cancel { pid, secret });
+            }
+            _ => {
+                let major = (code >> 16) as u16;
+                if major != 3 {
+                    return Err(ClientError::fatal(
+                        SqlState::FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "unsupported frontend protocol {}.{}: maskgate speaks protocol 3.0",
+                            code >> 16,
+                            code & 0xffff
+                        ),
+                    )
+                    .into());
+                }
+                if mode == ClientTlsMode::Require && !stream.is_tls() {
+                    return Err(ClientError::fatal(
+                        SqlState::INVALID_AUTHORIZATION,
+                        "maskgate accepts only encrypted connections",
+                    )
+                    .with_hint("connect with sslmode=require (or verify-full)")
+                    .into());
+                }
+                let mut body = packet;
+                let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+                let startup = Startup::decode(&mut body, &ctx)
+                    .map_err(|_| protocol("malformed StartupMessage"))?
+                    .ok_or_else(|| protocol("malformed StartupMessage"))?;
+                let request = parse_startup(
+                    startup
+                        .parameters
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                )?;
+                if startup.protocol_number_minor > 0
+                    || !request.unsupported_protocol_options.is_empty()
+                {
+                    let mut out = BytesMut::new();
+                    crate::protocol::negotiate_protocol_version(
+                        &mut out,
+                        request.unsupported_protocol_options.clone(),
+                    );
+                    stream.write_all(&out).await?;
+                }
+                return Ok(Opening::Session {
+                    request,
+                    pending: buf,
+                });
+            }
+        }
+    }
+}
+
+async fn accept_tls(tcp: TcpStream, shared: &Shared) -> Result<Stream, SessionError> {
+    let acceptor = shared
+        .tls
+        .as_ref()
+        .expect("TLS is only accepted when configured");
+    let tls = acceptor.accept(tcp).await.map_err(SessionError::Tls)?;
+    Ok(Stream::ServerTls(Box::new(tls)))
+}
+
+fn protocol(message: &str) -> ClientError {
+    ClientError::fatal(SqlState::PROTOCOL_VIOLATION, message)
+}

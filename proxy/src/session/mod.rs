@@ -1,0 +1,354 @@
+//! One client connection, from its first byte to its last.
+//!
+//! Login (TLS, startup, SCRAM) must finish within `login_timeout`; the
+//! session then attaches an upstream connection, applies the client's
+//! session settings to it, and relays until either side ends. Every way a
+//! session can end sends the client a PostgreSQL error that says why.
+
+mod handshake;
+mod intercept;
+pub mod params;
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::auth::{self, AuthError};
+use crate::error::{ClientError, SqlState, UserFacingError};
+use crate::metrics::RejectReason;
+use crate::protocol;
+use crate::protocol::io::ReadError;
+use crate::server::Shared;
+use crate::stream::Stream;
+use crate::upstream::{UpstreamConn, UpstreamError};
+use handshake::Opening;
+use params::StartupRequest;
+use relay::{Controls, Relay, RelayEnd};
+
+/// Why a session could not start; sent to the client when the connection still allows it.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("connection closed by the client")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ReadError> for SessionError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Closed => SessionError::Closed,
+            ReadError::Frame(e) => {
+                ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string()).into()
+            }
+            ReadError::Io(e) => SessionError::Io(e),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl SessionError {
+    fn reject_reason(&self) -> RejectReason {
+        match self {
+            SessionError::Client(e) if e.sqlstate == SqlState::INSUFFICIENT_PRIVILEGE => {
+                RejectReason::StartupParameter
+            }
+            SessionError::Client(e) if e.sqlstate == SqlState::INVALID_AUTHORIZATION => {
+                RejectReason::TlsRequired
+            }
+            SessionError::Client(e) if e.sqlstate == SqlState::TOO_MANY_CONNECTIONS => {
+                RejectReason::MaxConnections
+            }
+            SessionError::Client(e) if e.sqlstate == SqlState::ADMIN_SHUTDOWN => {
+                RejectReason::ShuttingDown
+            }
+            SessionError::Auth(AuthError::Failed { .. }) => RejectReason::AuthFailed,
+            SessionError::Upstream(_) => RejectReason::Upstream,
+            SessionError::Tls(_) => RejectReason::Tls,
+            _ => RejectReason::Protocol,
+        }
+    }
+
+    /// The error the client is told, if it can still be told anything.
+    fn client_error(&self) -> Option<ClientError> {
+        match self {
+            SessionError::Client(e) => Some(e.clone()),
+            SessionError::Auth(AuthError::Closed | AuthError::Io(_)) => None,
+            SessionError::Auth(e) => Some(e.to_client_error()),
+            SessionError::Upstream(e) => Some(e.to_client_error()),
+            SessionError::Tls(_) | SessionError::Closed | SessionError::Io(_) => None,
+        }
+    }
+}
+
+/// A client that passed login, with its upstream connection attached.
+struct Attached {
+    stream: Stream,
+    pending: BytesMut,
+    upstream: UpstreamConn,
+    request: StartupRequest,
+}
+
+/// Serves one client connection. `admitted` is false when the connection
+/// limit is reached: the client then gets a 53300 error after its startup packet.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitted: bool) {
+    let _ = tcp.set_nodelay(true);
+    let login_timeout = shared.config.server.login_timeout;
+    let mut client: Option<Stream> = None;
+    let login =
+        tokio::time::timeout(login_timeout, login(tcp, &shared, admitted, &mut client)).await;
+    let attached = match login {
+        Ok(Ok(Some(attached))) => attached,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            reject(&shared, client.as_mut(), &e, peer).await;
+            return;
+        }
+        Err(_) => {
+            shared.metrics.client_rejected(RejectReason::LoginTimeout);
+            tracing::info!(%peer, "login timed out");
+            let e = ClientError::fatal(
+                SqlState::PROTOCOL_VIOLATION,
+                "login did not complete in time",
+            );
+            send_error(client.as_mut(), &e).await;
+            return;
+        }
+    };
+    shared.metrics.client_connected();
+    run_session(attached, peer, &shared).await;
+    shared.metrics.client_disconnected();
+}
+
+async fn reject(shared: &Shared, client: Option<&mut Stream>, e: &SessionError, peer: SocketAddr) {
+    shared.metrics.client_rejected(e.reject_reason());
+    match e {
+        SessionError::Auth(AuthError::Failed { user }) => {
+            tracing::info!(%peer, %user, "authentication failed");
+            // The same delay whatever failed, so timing does not reveal which accounts exist.
+            tokio::time::sleep(shared.config.server.auth_failure_delay).await;
+        }
+        SessionError::Upstream(e) => tracing::warn!(%peer, error = %e, "no upstream connection"),
+        SessionError::Closed => tracing::debug!(%peer, "client left during login"),
+        e => tracing::info!(%peer, error = %e, "login refused"),
+    }
+    if let Some(error) = e.client_error() {
+        send_error(client, &error).await;
+    }
+}
+
+async fn send_error(client: Option<&mut Stream>, error: &ClientError) {
+    let Some(client) = client else { return };
+    let mut out = BytesMut::new();
+    error.encode(&mut out);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = client.write_all(&out).await;
+        let _ = client.flush().await;
+    })
+    .await;
+}
+
+/// TLS, startup, authentication and upstream attachment. Returns `None` for
+/// connections that were only a CancelRequest. `client` receives the stream
+/// as soon as there is one, so errors can be reported on it.
+async fn login(
+    tcp: TcpStream,
+    shared: &Shared,
+    admitted: bool,
+    client: &mut Option<Stream>,
+) -> Result<Option<Attached>, SessionError> {
+    let (stream, request, mut pending) = match handshake::open(tcp, shared, client).await? {
+        Opening::Cancel { pid, secret } => {
+            forward_cancel(shared, pid, secret).await;
+            return Ok(None);
+        }
+        Opening::Session { request, pending } => (
+            client.as_mut().expect("handshake stored the stream"),
+            request,
+            pending,
+        ),
+    };
+    if !admitted {
+        return Err(ClientError::fatal(
+            SqlState::TOO_MANY_CONNECTIONS,
+            "sorry, too many clients already",
+        )
+        .into());
+    }
+    if shared.draining.is_cancelled() {
+        return Err(ClientError::fatal(
+            SqlState::ADMIN_SHUTDOWN,
+            "maskgate is shutting down and accepts no new sessions",
+        )
+        .into());
+    }
+    let database = &shared.config.upstream.database;
+    if let Some(requested) = &request.database {
+        if requested != database {
+            return Err(ClientError::fatal(
+                SqlState::INVALID_CATALOG_NAME,
+                format!("database \"{requested}\" is not served by maskgate"),
+            )
+            .with_hint(format!("connect to database \"{database}\""))
+            .into());
+        }
+    }
+
+    let users = shared.users.load();
+    auth::authenticate(
+        stream,
+        &mut pending,
+        &request.user,
+        &users,
+        &shared.server_secret,
+    )
+    .await?;
+
+    let mut upstream = shared.pool.get().await?;
+    if let Err(e) = apply_settings(&mut upstream, &request).await {
+        shared.pool.discard(upstream);
+        return Err(e);
+    }
+    let stream = client
+        .take()
+        .expect("the client stream is set after the handshake");
+    Ok(Some(Attached {
+        stream,
+        pending,
+        upstream,
+        request,
+    }))
+}
+
+/// Applies the client's startup settings to the upstream session.
+async fn apply_settings(
+    upstream: &mut UpstreamConn,
+    request: &StartupRequest,
+) -> Result<(), SessionError> {
+    if request.settings.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::new();
+    for (name, value) in &request.settings {
+        // Names come from the allowlist in `params`; values are quoted literals.
+        sql.push_str("SET ");
+        sql.push_str(name);
+        sql.push_str(" = '");
+        sql.push_str(&value.replace('\'', "''"));
+        sql.push_str("';");
+    }
+    match upstream.run_internal(&sql).await {
+        Ok(_) => Ok(()),
+        Err(UpstreamError::Server { sqlstate, message }) => Err(ClientError {
+            sqlstate: SqlState::from_bytes(sqlstate.as_bytes())
+                .unwrap_or(SqlState::PROTOCOL_VIOLATION),
+            ..ClientError::fatal(SqlState::PROTOCOL_VIOLATION, message)
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn forward_cancel(shared: &Shared, pid: i32, secret: i32) {
+    match shared.cancel.lookup(pid, secret) {
+        Some(key) => {
+            if let Err(e) = shared.pool.connector().cancel(key).await {
+                tracing::warn!(error = %e, "could not forward a cancel request");
+            } else {
+                tracing::debug!("cancel request forwarded");
+            }
+        }
+        None => tracing::debug!("cancel request for no live session ignored"),
+    }
+}
+
+async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
+    let Attached {
+        mut stream,
+        pending,
+        mut upstream,
+        request,
+    } = attached;
+    let cancel_guard = shared.cancel.register(upstream.cancel_key());
+    let client_key = cancel_guard.client_key();
+    tracing::info!(%peer, user = %request.user, "session started");
+
+    let mut greeting = BytesMut::with_capacity(512);
+    for (name, value) in upstream.server_params() {
+        protocol::parameter_status(&mut greeting, name, value);
+    }
+    protocol::backend_key_data(&mut greeting, client_key.pid, client_key.secret);
+    protocol::ready_for_query(&mut greeting, b'I');
+    if stream.write_all(&greeting).await.is_err() || stream.flush().await.is_err() {
+        shared.pool.discard(upstream);
+        return;
+    }
+    shared.metrics.bytes_to_client(greeting.len());
+
+    let (end, reusable, in_flight) = {
+        let mut relay = Relay::new(
+            &mut stream,
+            &mut upstream,
+            pending,
+            &shared.metrics,
+            shared.config.server.max_message_size,
+        );
+        let end = relay
+            .run(Controls {
+                draining: &shared.draining,
+                force: &shared.force,
+                idle_timeout: shared.config.server.client_idle_timeout,
+            })
+            .await;
+        (end, relay.upstream_reusable(), relay.in_flight())
+    };
+    drop(cancel_guard);
+
+    match &end {
+        RelayEnd::ClientTerminated | RelayEnd::ClientGone => {
+            tracing::info!(%peer, user = %request.user, "session ended")
+        }
+        RelayEnd::UpstreamGone { .. } => {
+            tracing::warn!(%peer, user = %request.user, "database server closed the session's connection")
+        }
+        RelayEnd::Closed(e) => {
+            tracing::info!(%peer, user = %request.user, reason = %e, "session closed by maskgate")
+        }
+    }
+    if let RelayEnd::UpstreamGone { fatal_sent: false } = end {
+        let e = ClientError::fatal(
+            SqlState::CONNECTION_FAILURE,
+            "connection to the database server was lost",
+        );
+        send_error(Some(&mut stream), &e).await;
+    }
+    let _ = stream.shutdown().await;
+
+    if matches!(end, RelayEnd::UpstreamGone { .. }) {
+        shared.pool.discard(upstream);
+    } else if reusable {
+        shared.pool.put(upstream).await;
+    } else {
+        // A statement may still run upstream for a client that is gone: stop it.
+        if in_flight {
+            let key = upstream.cancel_key();
+            if let Err(e) = shared.pool.connector().cancel(key).await {
+                tracing::debug!(error = %e, "could not cancel an abandoned statement");
+            }
+        }
+        shared.pool.discard(upstream);
+    }
+}

@@ -1,0 +1,402 @@
+//! The relay: moves messages between a client and its upstream connection.
+//!
+//! Both directions are driven from one poll function that owns both streams,
+//! so there is no task, channel or lock per direction. Complete messages pass
+//! through [`Intercept`] and are forwarded as the bytes they arrived in.
+//! Each direction stops reading once its outgoing buffer holds `HIGH_WATER`
+//! bytes, so a slow reader slows the writer (back-pressure) and no result is
+//! ever held whole in memory.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
+use tokio_util::sync::CancellationToken;
+
+use super::intercept::{ClientVerdict, Intercept};
+use crate::error::{ClientError, SqlState};
+use crate::metrics::Metrics;
+use crate::protocol::frame::{self, FrameError};
+use crate::stream::Stream;
+use crate::upstream::UpstreamConn;
+
+/// Stop reading from one side while this much waits to be written to the other.
+const HIGH_WATER: usize = 64 * 1024;
+/// Free space kept in a read buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
+/// PostgreSQL's own limit on a message it sends.
+const MAX_SERVER_MESSAGE: usize = 1 << 30;
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed its connection (or it broke).
+    ClientGone,
+    /// The upstream connection closed; `fatal_sent` tells whether the server
+    /// explained why (a FATAL error that was forwarded to the client).
+    UpstreamGone { fatal_sent: bool },
+    /// The proxy ends the session and tells the client why.
+    Closed(ClientError),
+}
+
+/// Signals from outside the session.
+pub struct Controls<'a> {
+    /// Set when the proxy is draining: the session ends when next idle.
+    pub draining: &'a CancellationToken,
+    /// Set when the drain grace period is over: the session ends now.
+    pub force: &'a CancellationToken,
+    pub idle_timeout: Option<Duration>,
+}
+
+pub struct Relay<'a> {
+    client: &'a mut Stream,
+    upstream: &'a mut UpstreamConn,
+    client_in: BytesMut,
+    client_out: BytesMut,
+    upstream_out: BytesMut,
+    client_flush: bool,
+    upstream_flush: bool,
+    intercept: Intercept<'a>,
+    metrics: &'a Metrics,
+    max_client_message: usize,
+    draining: bool,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    idle_timeout: Option<Duration>,
+}
+
+impl<'a> Relay<'a> {
+    pub fn new(
+        client: &'a mut Stream,
+        upstream: &'a mut UpstreamConn,
+        client_in: BytesMut,
+        metrics: &'a Metrics,
+        max_client_message: usize,
+    ) -> Self {
+        Self {
+            client,
+            upstream,
+            client_in,
+            client_out: BytesMut::new(),
+            upstream_out: BytesMut::new(),
+            client_flush: false,
+            upstream_flush: false,
+            intercept: Intercept::new(metrics),
+            metrics,
+            max_client_message,
+            draining: false,
+            idle_timer: None,
+            idle_timeout: None,
+        }
+    }
+
+    /// Whether the upstream connection is between transactions with nothing
+    /// in flight or buffered, so it can be reset and reused.
+    pub fn upstream_reusable(&self) -> bool {
+        self.intercept.is_idle()
+            && self.upstream_out.is_empty()
+            && self.upstream.read_buf.is_empty()
+            && !self.intercept.server_sent_fatal()
+    }
+
+    /// Statements were sent upstream and are not answered yet.
+    pub fn in_flight(&self) -> bool {
+        self.intercept.in_flight()
+    }
+
+    /// Relays until the session ends.
+    pub async fn run(&mut self, controls: Controls<'_>) -> RelayEnd {
+        self.idle_timeout = controls.idle_timeout;
+        self.arm_idle_timer();
+        loop {
+            tokio::select! {
+                biased;
+                _ = controls.force.cancelled() => {
+                    return self.close(shutdown_error()).await;
+                }
+                _ = controls.draining.cancelled(), if !self.draining => {
+                    self.draining = true;
+                }
+                end = poll_fn(|cx| self.poll_relay(cx)) => {
+                    return match end {
+                        RelayEnd::Closed(e) => self.close(e).await,
+                        end => {
+                            self.flush_client().await;
+                            end
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Sends what is already owed to the client, then `error`.
+    async fn close(&mut self, error: ClientError) -> RelayEnd {
+        error.encode(&mut self.client_out);
+        self.flush_client().await;
+        RelayEnd::Closed(error)
+    }
+
+    async fn flush_client(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        // Bounded: a client that does not read its last messages is not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            if self.client.write_all(&self.client_out).await.is_ok() {
+                self.metrics.bytes_to_client(self.client_out.len());
+                let _ = self.client.flush().await;
+            }
+        })
+        .await;
+        self.client_out.clear();
+    }
+
+    fn arm_idle_timer(&mut self) {
+        if let Some(timeout) = self.idle_timeout {
+            let deadline = Instant::now() + timeout;
+            match &mut self.idle_timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.idle_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+    }
+
+    fn poll_relay(&mut self, cx: &mut Context<'_>) -> Poll<RelayEnd> {
+        loop {
+            let idle = self.intercept.is_idle() && self.client_in.is_empty();
+            if idle && self.draining && self.client_out.is_empty() {
+                return Poll::Ready(RelayEnd::Closed(shutdown_error()));
+            }
+            if idle {
+                if let Some(timer) = &mut self.idle_timer {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(RelayEnd::Closed(ClientError::fatal(
+                            SqlState::IDLE_SESSION_TIMEOUT,
+                            "terminating connection due to idle timeout",
+                        )));
+                    }
+                }
+            }
+
+            let mut progress = false;
+
+            // Client-bound bytes first: answers unblock the client's next request.
+            match poll_write_buf(
+                self.client,
+                cx,
+                &mut self.client_out,
+                &mut self.client_flush,
+            ) {
+                Poll::Ready(Ok(n)) => {
+                    if n > 0 {
+                        self.metrics.bytes_to_client(n);
+                        progress = true;
+                    }
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(RelayEnd::ClientGone),
+                Poll::Pending => {}
+            }
+            match poll_write_buf(
+                &mut self.upstream.stream,
+                cx,
+                &mut self.upstream_out,
+                &mut self.upstream_flush,
+            ) {
+                Poll::Ready(Ok(n)) => progress |= n > 0,
+                Poll::Ready(Err(_)) => {
+                    return Poll::Ready(RelayEnd::UpstreamGone { fatal_sent: false })
+                }
+                Poll::Pending => {}
+            }
+
+            if self.client_out.len() < HIGH_WATER {
+                let buf = &mut self.upstream.read_buf;
+                if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+                    buf.reserve(READ_CHUNK);
+                }
+                match poll_read_buf(Pin::new(&mut self.upstream.stream), cx, buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        // Forward whatever complete messages arrived first.
+                        let _ = self.process_upstream();
+                        return Poll::Ready(RelayEnd::UpstreamGone {
+                            fatal_sent: self.intercept.server_sent_fatal(),
+                        });
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        if let Err(e) = self.process_upstream() {
+                            tracing::error!(error = %e, "invalid message from the database server");
+                            return Poll::Ready(RelayEnd::Closed(ClientError::fatal(
+                                SqlState::PROTOCOL_VIOLATION,
+                                "invalid message from the database server",
+                            )));
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if self.upstream_out.len() < HIGH_WATER {
+                if self.client_in.capacity() - self.client_in.len() < READ_CHUNK / 2 {
+                    self.client_in.reserve(READ_CHUNK);
+                }
+                match poll_read_buf(Pin::new(&mut *self.client), cx, &mut self.client_in) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(RelayEnd::ClientGone)
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        progress = true;
+                        self.metrics.bytes_from_client(n);
+                        if let Some(end) = self.process_client() {
+                            return Poll::Ready(end);
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Passes every complete server message through the intercept and queues it for the client.
+    fn process_upstream(&mut self) -> Result<(), FrameError> {
+        let buf = &mut self.upstream.read_buf;
+        let mut pos = 0;
+        let mut became_idle = false;
+        while let Some(h) = frame::header(&buf[pos..], MAX_SERVER_MESSAGE)? {
+            if buf.len() - pos < h.total_len {
+                break;
+            }
+            let body = &buf[pos + frame::HEADER_LEN..pos + h.total_len];
+            self.intercept.server_message(h.tag, body);
+            if h.tag == crate::protocol::backend_tag::PARAMETER_STATUS {
+                let mut f = crate::protocol::fields::Fields::new(body, "ParameterStatus");
+                if let (Ok(name), Ok(value)) = (f.str(), f.str()) {
+                    self.upstream
+                        .params
+                        .insert(name.to_string(), value.to_string());
+                }
+            }
+            became_idle |= h.tag == crate::protocol::backend_tag::READY_FOR_QUERY;
+            pos += h.total_len;
+        }
+        if pos > 0 {
+            append(&mut self.client_out, self.upstream.read_buf.split_to(pos));
+        }
+        if became_idle && self.intercept.is_idle() {
+            self.arm_idle_timer();
+        }
+        Ok(())
+    }
+
+    /// Passes every complete client message through the intercept and queues
+    /// it for the server; returns how the session ends if a message ends it.
+    fn process_client(&mut self) -> Option<RelayEnd> {
+        let mut pos = 0;
+        let mut end = None;
+        loop {
+            let h = match frame::header(&self.client_in[pos..], self.max_client_message) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    end = Some(RelayEnd::Closed(framing_error(e)));
+                    break;
+                }
+            };
+            if self.client_in.len() - pos < h.total_len {
+                // Make room for the rest of a large message in one allocation.
+                self.client_in
+                    .reserve(h.total_len - (self.client_in.len() - pos));
+                break;
+            }
+            let body = &self.client_in[pos + frame::HEADER_LEN..pos + h.total_len];
+            match self.intercept.client_message(h.tag, body) {
+                ClientVerdict::Forward => pos += h.total_len,
+                ClientVerdict::Terminate => {
+                    end = Some(RelayEnd::ClientTerminated);
+                    break;
+                }
+                ClientVerdict::Reject(e) => {
+                    end = Some(RelayEnd::Closed(e));
+                    break;
+                }
+            }
+        }
+        if pos > 0 {
+            append(&mut self.upstream_out, self.client_in.split_to(pos));
+        }
+        end
+    }
+}
+
+fn framing_error(e: FrameError) -> ClientError {
+    match e {
+        FrameError::TooLarge { max, .. } => ClientError::fatal(
+            SqlState::PROTOCOL_VIOLATION,
+            format!("message too large: maskgate accepts messages of at most {max} bytes"),
+        ),
+        FrameError::InvalidLength(_) => {
+            ClientError::fatal(SqlState::PROTOCOL_VIOLATION, "invalid message length")
+        }
+    }
+}
+
+fn shutdown_error() -> ClientError {
+    ClientError::fatal(
+        SqlState::ADMIN_SHUTDOWN,
+        "terminating connection because maskgate is shutting down",
+    )
+}
+
+/// Appends without copying when `dst` is empty or `src` directly follows it.
+#[inline]
+fn append(dst: &mut BytesMut, src: BytesMut) {
+    if dst.is_empty() {
+        *dst = src;
+    } else {
+        dst.unsplit(src);
+    }
+}
+
+/// Writes as much of `buf` as the stream takes now, then flushes once it is
+/// empty. Returns the bytes written; `Pending` only when nothing could be done.
+fn poll_write_buf(
+    stream: &mut Stream,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    needs_flush: &mut bool,
+) -> Poll<std::io::Result<usize>> {
+    let mut written = 0;
+    while !buf.is_empty() {
+        match Pin::new(&mut *stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                written += n;
+                *needs_flush = true;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending if written > 0 => return Poll::Ready(Ok(written)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    if *needs_flush {
+        match Pin::new(&mut *stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => *needs_flush = false,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending if written == 0 => return Poll::Pending,
+            Poll::Pending => {}
+        }
+    }
+    Poll::Ready(Ok(written))
+}

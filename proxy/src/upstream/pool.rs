@@ -1,0 +1,140 @@
+//! A small pool of idle, authenticated upstream connections.
+//!
+//! Opening a PostgreSQL connection costs a process fork and a SCRAM exchange;
+//! reusing one costs a `DISCARD ALL`. A connection returns to the pool only
+//! when its session ended cleanly between transactions, and only after the
+//! reset succeeded, so no state of one session reaches the next.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Connector, UpstreamConn, UpstreamError};
+use crate::metrics::Metrics;
+
+/// Idle upstream connections ready for the next session.
+pub struct Pool {
+    connector: Connector,
+    idle: Mutex<Vec<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+struct Idle {
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+impl Pool {
+    pub fn new(connector: Connector, metrics: Arc<Metrics>) -> Self {
+        let config = connector.config();
+        Self {
+            max_idle: config.pool_size,
+            idle_timeout: config.pool_idle_timeout,
+            connector,
+            idle: Mutex::new(Vec::new()),
+            metrics,
+        }
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// A live connection: the most recently used idle one, or a new one.
+    pub async fn get(&self) -> Result<UpstreamConn, UpstreamError> {
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().expect("pool lock");
+                let c = idle.pop();
+                self.metrics.upstream_idle_set(idle.len());
+                c
+            };
+            let Some(Idle { mut conn, since }) = candidate else {
+                break;
+            };
+            if since.elapsed() < self.idle_timeout && !conn.is_closed_or_dirty() {
+                return Ok(conn);
+            }
+            self.metrics.upstream_closed();
+        }
+        match self.connector.connect().await {
+            Ok(conn) => {
+                self.metrics.upstream_opened();
+                Ok(conn)
+            }
+            Err(e) => {
+                self.metrics.upstream_connect_error();
+                Err(e)
+            }
+        }
+    }
+
+    /// Resets a connection whose session ended between transactions and keeps
+    /// it for reuse; a connection that cannot be reset is closed.
+    pub async fn put(&self, mut conn: UpstreamConn) {
+        if self.max_idle == 0 || !conn.read_buf.is_empty() {
+            self.discard(conn);
+            return;
+        }
+        match conn.run_internal("DISCARD ALL").await {
+            Ok(b'I') => {}
+            _ => {
+                self.discard(conn);
+                return;
+            }
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            self.metrics.upstream_idle_set(idle.len());
+        } else {
+            drop(idle);
+            self.discard(conn);
+        }
+    }
+
+    /// Closes a connection that will not be reused.
+    pub fn discard(&self, conn: UpstreamConn) {
+        drop(conn);
+        self.metrics.upstream_closed();
+    }
+
+    /// Closes connections idle longer than the idle timeout, until `shutdown`.
+    pub async fn reap_idle(self: Arc<Self>, shutdown: CancellationToken) {
+        let period = (self.idle_timeout / 2).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let expired: Vec<Idle> = {
+                let mut idle = self.idle.lock().expect("pool lock");
+                let (keep, expired) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|i| i.since.elapsed() < self.idle_timeout);
+                *idle = keep;
+                self.metrics.upstream_idle_set(idle.len());
+                expired
+            };
+            for i in expired {
+                self.discard(i.conn);
+            }
+        }
+        self.close_all();
+    }
+
+    /// Closes every idle connection (shutdown).
+    pub fn close_all(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        self.metrics.upstream_idle_set(0);
+        for i in idle {
+            self.discard(i.conn);
+        }
+    }
+}

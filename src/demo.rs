@@ -1,0 +1,3 @@
+pub async fn run(_seconds: Option<u64>) -> anyhow::Result<()> {
+    anyhow::bail!("demo: not yet")
+}

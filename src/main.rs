@@ -1,0 +1,87 @@
+//! The `maskgate` command.
+
+mod demo;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use maskgate_proxy::{Config, Server};
+
+#[derive(Parser)]
+#[command(name = "maskgate", version, about = "A data-masking PostgreSQL proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "maskgate.toml", env = "MASKGATE_CONFIG")]
+        config: PathBuf,
+        /// Log format, overriding the configuration: human or json.
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Start a throwaway PostgreSQL with sample data and maskgate in front of
+    /// it, print how to connect, and run until Ctrl-C.
+    Demo {
+        /// Stop after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve { config, log_format } => runtime.block_on(serve(config, log_format)),
+        Command::Demo { seconds } => runtime.block_on(demo::run(seconds)),
+    }
+}
+
+async fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
+    let mut config = Config::load(&path)?;
+    match log_format.as_deref() {
+        None => {}
+        Some("json") => config.log.format = maskgate_proxy::config::LogFormat::Json,
+        Some("human") => config.log.format = maskgate_proxy::config::LogFormat::Human,
+        Some(other) => anyhow::bail!("--log-format {other} is unknown; use human or json"),
+    }
+    maskgate_proxy::logging::init(&config.log);
+    let server = Server::bind(config).await?;
+    run_until_signalled(server).await
+}
+
+/// Runs the server; SIGTERM and Ctrl-C start a graceful shutdown, SIGHUP reloads the accounts.
+pub(crate) async fn run_until_signalled(server: Server) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handle = server.handle();
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let signals = async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = hup.recv() => match handle.reload_users() {
+                    Ok(n) => tracing::info!(accounts = n, "accounts reloaded"),
+                    Err(e) => tracing::error!(error = %e, "accounts reload refused; the previous accounts stay in force"),
+                },
+            }
+        }
+        tracing::info!("shutdown requested");
+        handle.shutdown();
+    };
+    let signals = tokio::spawn(signals);
+    server.run().await;
+    signals.abort();
+    Ok(())
+}
