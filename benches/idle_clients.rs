@@ -76,6 +76,18 @@ fn options() -> Result<Option<Options>, String> {
     }))
 }
 
+/// tokio-postgres puts the useful part (refused, SQLSTATE, ...) in the source chain.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 async fn open_one(url: Arc<str>, gate: Arc<Semaphore>) -> Result<Client, tokio_postgres::Error> {
     let _permit = gate.acquire_owned().await.expect("semaphore never closes");
     let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
@@ -103,11 +115,11 @@ async fn run(opts: Options) -> ExitCode {
             Ok(Ok(client)) => held.push(client),
             Ok(Err(e)) => {
                 failed += 1;
-                first_error.get_or_insert_with(|| e.to_string());
+                first_error.get_or_insert_with(|| describe(&e));
             }
             Err(e) => {
                 failed += 1;
-                first_error.get_or_insert_with(|| e.to_string());
+                first_error.get_or_insert_with(|| describe(&e));
             }
         }
     }

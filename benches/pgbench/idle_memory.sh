@@ -5,7 +5,7 @@
 # See README.md in this folder.
 set -euo pipefail
 
-# shellcheck source=benches/pgbench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CLIENTS=1000
@@ -80,13 +80,15 @@ done
 sleep 1
 rss_before="$(rss_kib "$pid")"
 
-hold=$((10 + CLIENTS / 100))
+hold=6
 out="$BENCH_TMP/idle_clients.out"
-log "opening $CLIENTS idle clients against $TARGET (holding up to ${hold}s)"
+: >"$out"
+log "opening $CLIENTS idle clients against $TARGET (then idle for ${hold}s)"
 MASKGATE_BENCH_URL="host=127.0.0.1 port=$port user=$BENCH_USER dbname=$BENCH_DB password=$BENCH_PASSWORD sslmode=disable" \
     MASKGATE_BENCH_CLIENTS="$CLIENTS" MASKGATE_BENCH_HOLD_SECS="$hold" \
     "$IDLE_BIN" >"$out" 2>&1 &
 idle_pid=$!
+BENCH_CHILD_PIDS+=" $idle_pid"
 
 ready=0
 for _ in $(seq 1 1200); do

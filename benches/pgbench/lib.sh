@@ -26,6 +26,7 @@ MG_PORT=""
 MG_ADMIN_PORT=""
 MG_PID=""
 MG_CONFIG=""
+BENCH_CHILD_PIDS=""
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -112,6 +113,11 @@ bench_cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
+    local child
+    for child in $BENCH_CHILD_PIDS; do
+        kill -TERM "$child" 2>/dev/null
+        wait "$child" 2>/dev/null
+    done
     if [[ -n "$MG_PID" ]] && kill -0 "$MG_PID" 2>/dev/null; then
         kill -TERM "$MG_PID" 2>/dev/null
         for _ in $(seq 1 50); do
@@ -248,7 +254,11 @@ pidfile = $PGB_PIDFILE
 log_connections = 0
 log_disconnections = 0
 EOF
-    as_pg "$PGB_BIN" -d -q "$dir/pgbouncer.ini" ||
+    # runuser applies PAM's default open-file limit (often 1024); PgBouncer needs two
+    # descriptors per session, so raise the soft limit as far as the hard one allows.
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    as_pg bash -c 'ulimit -Sn "$1" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; shift; exec "$@"' \
+        _ $((2 * pool + 300)) "$PGB_BIN" -d -q "$dir/pgbouncer.ini" ||
         { tail -n 20 "$dir/pgbouncer.log" >&2 2>/dev/null; die "pgbouncer did not start"; }
     wait_sql "$PGB_PORT" "pgbouncer" "" || { tail -n 20 "$dir/pgbouncer.log" >&2; die "pgbouncer not answering"; }
     log "PgBouncer $("$PGB_BIN" --version 2>/dev/null | head -n 1 | awk '{print $2}') on 127.0.0.1:$PGB_PORT (session mode)"
@@ -314,7 +324,7 @@ EOF
     if ! wait_sql "$MG_PORT" "maskgate" "$MG_PID"; then
         log "maskgate log (last lines):"
         tail -n 30 "$dir/maskgate.log" >&2
-        die "maskgate did not accept a login on 127.0.0.1:$MG_PORT (config: $MG_CONFIG)"
+        die "maskgate did not accept a login on 127.0.0.1:$MG_PORT (rerun with --keep to inspect $MG_CONFIG and its log)"
     fi
     log "maskgate on 127.0.0.1:$MG_PORT (pid $MG_PID)"
 }

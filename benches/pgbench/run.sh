@@ -4,7 +4,7 @@
 # machine drift hits all targets alike. See README.md in this folder.
 set -euo pipefail
 
-# shellcheck source=benches/pgbench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=3

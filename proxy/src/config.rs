@@ -320,18 +320,19 @@ impl Context<'_> {
                     .into(),
             ));
         };
-        let mode =
-            match raw.mode.get_ref().as_str() {
-                "require" => ClientTlsMode::Require,
-                "prefer" => ClientTlsMode::Prefer,
-                "disable" => ClientTlsMode::Disable,
-                other => return Err(self.error(
+        let mode = match raw.mode.get_ref().as_str() {
+            "require" => ClientTlsMode::Require,
+            "prefer" => ClientTlsMode::Prefer,
+            "disable" => ClientTlsMode::Disable,
+            other => {
+                return Err(self.error(
                     &raw.mode,
                     format!(
                         "tls mode `{other}` is unknown; use \"require\", \"prefer\" or \"disable\""
                     ),
-                )),
-            };
+                ))
+            }
+        };
         if mode == ClientTlsMode::Disable && !is_loopback(server.listen.ip()) {
             return Err(self.error(
                 &raw.mode,

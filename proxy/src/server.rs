@@ -187,7 +187,9 @@ impl Server {
 
         let limit = Arc::new(Semaphore::new(shared.config.server.max_client_connections));
         let sessions = TaskTracker::new();
-        tracing::info!(addr = %shared.config.server.listen, "maskgate accepting connections");
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "maskgate accepting connections");
+        }
         loop {
             let accepted = tokio::select! {
                 _ = shared.draining.cancelled() => break,

@@ -51,6 +51,10 @@ pub enum TestkitError {
     #[error("template cluster unavailable: {0}")]
     Template(String),
 
+    /// maskgate could not be configured or started in front of a cluster.
+    #[error("maskgate did not start: {0}")]
+    Proxy(String),
+
     /// Starting the process-wide shared cluster failed earlier; cached so
     /// every test using it fails with the same cause.
     #[error("shared cluster unavailable: {0}")]

@@ -13,6 +13,9 @@
 //! and stops the server and deletes the directory. Only a machine crash or
 //! killing that shell too leaves a server behind.
 //!
+//! [`TestProxy`] runs maskgate itself in-process, on an ephemeral port, in
+//! front of a cluster, configured through a real configuration file.
+//!
 //! When run as root, the cluster directories belong to and the server runs
 //! as the OS user `postgres`, because PostgreSQL refuses to run as root.
 
@@ -21,10 +24,12 @@ mod cleanup;
 mod cluster;
 mod error;
 mod process;
+mod proxy;
 mod template;
 mod url;
 
 pub use binaries::{PgBinaries, BINDIR_ENV};
 pub use cluster::{PgCluster, EXTERNAL_URL_ENV};
 pub use error::TestkitError;
+pub use proxy::{ProxyOptions, TestProxy};
 pub use template::TMPDIR_ENV;

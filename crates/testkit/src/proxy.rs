@@ -1,0 +1,241 @@
+//! maskgate run in-process in front of a test cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use maskgate_policy::ScramVerifier;
+use maskgate_proxy::{Config, Server, ServerHandle};
+use tokio::task::JoinHandle;
+
+use crate::{PgCluster, TestkitError};
+
+/// How to configure a [`TestProxy`]; defaults suit most tests.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Accounts as (login, password).
+    pub users: Vec<(String, String)>,
+    /// Client TLS mode: "disable", "prefer" or "require" (with a fresh self-signed certificate).
+    pub tls: &'static str,
+    pub max_client_connections: usize,
+    pub login_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub auth_failure_delay: Duration,
+    pub max_message_size: usize,
+    pub pool_size: usize,
+    pub admin: bool,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            users: vec![("alice".into(), "correct horse battery".into())],
+            tls: "disable",
+            max_client_connections: 1000,
+            login_timeout: Duration::from_secs(10),
+            client_idle_timeout: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(5),
+            auth_failure_delay: Duration::from_millis(50),
+            max_message_size: 1 << 20,
+            pool_size: 4,
+            admin: true,
+        }
+    }
+}
+
+/// A running maskgate. Dropping it aborts the server; [`TestProxy::shutdown`] stops it gracefully.
+pub struct TestProxy {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    handle: ServerHandle,
+    task: Option<JoinHandle<()>>,
+    dir: tempfile::TempDir,
+    database: String,
+}
+
+impl TestProxy {
+    /// Writes a configuration file for `cluster` and starts maskgate from it.
+    pub async fn start(
+        cluster: &PgCluster,
+        options: ProxyOptions,
+    ) -> Result<TestProxy, TestkitError> {
+        let dir = tempfile::tempdir().map_err(|e| io("creating the proxy directory", e))?;
+        let config_path = write_files(&dir, cluster, &options)?;
+        let config = Config::load(&config_path).map_err(|e| TestkitError::Proxy(e.to_string()))?;
+        let server = Server::bind(config)
+            .await
+            .map_err(|e| TestkitError::Proxy(e.to_string()))?;
+        let addr = server.local_addr();
+        let admin_addr = server.admin_addr();
+        let handle = server.handle();
+        let task = tokio::spawn(server.run());
+        Ok(TestProxy {
+            addr,
+            admin_addr,
+            handle,
+            task: Some(task),
+            dir,
+            database: cluster.database().to_string(),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The database maskgate serves.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The self-signed CA certificate clients can verify the proxy with (TLS modes only).
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.dir.path().join("server.crt")
+    }
+
+    /// The directory holding the proxy's configuration files.
+    pub fn config_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// A libpq-style connection string for `user`.
+    pub fn conn_string(&self, user: &str, password: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password='{}' dbname={} sslmode=disable connect_timeout=10",
+            self.port(),
+            password.replace('\'', "\\'"),
+            self.database
+        )
+    }
+
+    /// Connects with tokio-postgres (plain TCP) and drives the connection in a task.
+    pub async fn connect(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.conn_string(user, password), tokio_postgres::NoTls)
+                .await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Gracefully stops the proxy and waits until it has.
+    pub async fn shutdown(mut self) {
+        self.handle.shutdown();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn io(context: &'static str, source: std::io::Error) -> TestkitError {
+    TestkitError::Io {
+        context: context.into(),
+        source,
+    }
+}
+
+fn write_files(
+    dir: &tempfile::TempDir,
+    cluster: &PgCluster,
+    options: &ProxyOptions,
+) -> Result<PathBuf, TestkitError> {
+    let path = |name: &str| dir.path().join(name);
+    let write = |name: &str, text: &str| {
+        std::fs::write(path(name), text).map_err(|e| io("writing a proxy file", e))
+    };
+
+    let mut users = String::new();
+    for (login, password) in &options.users {
+        let verifier = ScramVerifier::generate(password, 4096);
+        users.push_str(&format!("\"{login}\" = \"{verifier}\"\n"));
+    }
+    write("users.toml", &users)?;
+    write("upstream.pass", cluster.password())?;
+
+    let tls = if options.tls == "disable" {
+        "mode = \"disable\"\n".to_string()
+    } else {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .map_err(|e| TestkitError::Proxy(format!("generating a certificate: {e}")))?;
+        write("server.crt", &cert.cert.pem())?;
+        write("server.key", &cert.key_pair.serialize_pem())?;
+        format!(
+            "mode = \"{}\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+            options.tls
+        )
+    };
+    let admin = if options.admin {
+        "[admin]\nlisten = \"127.0.0.1:0\"\n"
+    } else {
+        ""
+    };
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+max_client_connections = {max_conn}
+login_timeout = "{login}"
+client_idle_timeout = "{idle}"
+shutdown_grace = "{grace}"
+auth_failure_delay = "{delay}"
+max_message_size = {max_msg}
+
+[tls]
+{tls}
+[upstream]
+host = "{host}"
+port = {port}
+database = "{database}"
+user = "{user}"
+password_file = "upstream.pass"
+connect_timeout = "5s"
+pool_size = {pool}
+
+[users]
+file = "users.toml"
+
+{admin}
+[log]
+level = "warn"
+"#,
+        max_conn = options.max_client_connections,
+        login = ms(options.login_timeout),
+        idle = ms(options.client_idle_timeout),
+        grace = ms(options.shutdown_grace),
+        delay = ms(options.auth_failure_delay),
+        max_msg = options.max_message_size,
+        host = cluster.host(),
+        port = cluster.port(),
+        database = cluster.database(),
+        user = cluster.user(),
+        pool = options.pool_size,
+    );
+    write("maskgate.toml", &config)?;
+    Ok(path("maskgate.toml"))
+}
