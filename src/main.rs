@@ -1,6 +1,7 @@
 //! The `maskgate` command.
 
 mod demo;
+mod passwd;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,12 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Read a new password for USER (prompt, or stdin when it is not a terminal),
+    /// refuse weak ones, and print the line to add to the users file.
+    Passwd {
+        /// The account's login name.
+        user: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, log_format } => runtime.block_on(serve(config, log_format)),
         Command::Demo { seconds } => runtime.block_on(demo::run(seconds)),
+        Command::Passwd { user } => passwd::run(&user),
     }
 }
 

@@ -1,16 +1,39 @@
 //! Who may use maskgate and how they prove it.
 //!
-//! For now this is the interim users file of SCRAM-SHA-256 verifiers; roles, masking
-//! rules and hot reload will live here too, so the proxy depends on one crate for "what
-//! is this session allowed to do".
+//! The policy directory ([`Policy`]) holds accounts bound to people and machines, roles,
+//! the data classification, row filters and column rules; it replaces the interim users
+//! file ([`Users`]), which stays until the proxy has switched over. The proxy depends on
+//! this one crate for "what is this session allowed to do".
 //!
 //! Verifiers are treated as secrets: they never appear in errors, `Debug` output or logs,
 //! because a verifier is enough for an offline guess at the password.
 
+mod account;
+mod diagnostics;
+mod effective;
 mod error;
+mod explain;
+mod filter;
+mod load;
+mod model;
+mod net;
+pub mod password;
+mod policy;
 mod users;
+mod validate;
 mod verifier;
 
+pub use account::LoginDenial;
+pub use diagnostics::{Diagnostic, PolicyErrors, Severity};
+pub use filter::quote_literal;
+pub use model::{
+    Account, Assignment, ColumnClass, ColumnRule, EffectiveRules, PolicySettings, QualifiedName,
+    Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind, TableRules,
+};
+pub use net::{IpNet, NetError};
+pub use policy::{Loaded, Policy, Rejected};
+
 pub use error::{Location, PolicyError};
+pub use password::{check_password, WeakPassword};
 pub use users::{Users, UsersFile};
 pub use verifier::{ScramVerifier, VerifierError, DEFAULT_ITERATIONS, KEY_LEN, SALT_LEN};

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub auth_failure_delay: Duration,
     /// Largest message accepted from a client, in bytes.
     pub max_message_size: usize,
+    /// When repeated failed logins lock an account.
+    pub lockout: crate::login::LockoutPolicy,
 }
 
 /// Whether clients must, may or may not use TLS.
@@ -295,6 +297,18 @@ impl Context<'_> {
             }
         };
         let idle = self.duration_or(&raw.client_idle_timeout, Duration::ZERO)?;
+        let max_failures = match &raw.max_failed_logins {
+            None => 5,
+            Some(n) if (0..=1000).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                return Err(self.error(n, "max_failed_logins must be between 0 (no lockout) and 1000"))
+            }
+        };
+        let lockout = crate::login::LockoutPolicy {
+            max_failures,
+            window: self.duration_or(&raw.failed_login_window, Duration::from_secs(15 * 60))?,
+            duration: self.duration_or(&raw.lockout_duration, Duration::from_secs(15 * 60))?,
+        };
         Ok(ServerConfig {
             listen,
             max_client_connections,
@@ -304,6 +318,7 @@ impl Context<'_> {
             auth_failure_delay: self
                 .duration_or(&raw.auth_failure_delay, Duration::from_millis(500))?,
             max_message_size,
+            lockout,
         })
     }
 
@@ -471,6 +486,9 @@ struct RawServer {
     shutdown_grace: Option<Spanned<String>>,
     auth_failure_delay: Option<Spanned<String>>,
     max_message_size: Option<Spanned<i64>>,
+    max_failed_logins: Option<Spanned<i64>>,
+    failed_login_window: Option<Spanned<String>>,
+    lockout_duration: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -551,6 +569,7 @@ file = "users.toml"
         assert_eq!(c.server.listen, "127.0.0.1:6432".parse().unwrap());
         assert_eq!(c.server.max_client_connections, 1000);
         assert_eq!(c.server.client_idle_timeout, None);
+        assert_eq!(c.server.lockout.max_failures, 5);
         assert_eq!(c.upstream.port, 5432);
         assert_eq!(c.upstream.tls, UpstreamTlsMode::Disable);
         assert_eq!(c.users_file, PathBuf::from("/etc/maskgate/users.toml"));

@@ -12,6 +12,7 @@ pub mod cancel;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod login;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -6,7 +6,12 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use sha2::{Digest, Sha256};
 
 use crate::config::UpstreamTlsMode;
 
@@ -71,7 +76,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("ring supports TLS 1.2 and 1.3")
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(PinnedClientCert(provider())))
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Invalid {
             path: cert.into(),
@@ -80,6 +85,76 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     // Clients using direct TLS negotiation (PostgreSQL 17+) announce this protocol.
     config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The SHA-256 fingerprint of the certificate a client presented, if any.
+pub fn client_cert_fingerprint(
+    conn: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> Option<[u8; 32]> {
+    let cert = conn.get_ref().1.peer_certificates()?.first()?;
+    Some(Sha256::digest(cert.as_ref()).into())
+}
+
+/// Client certificates are optional and identify a registered machine by
+/// their fingerprint, which the policy pins per account; there is no CA to
+/// chain to. The handshake still proves the client holds the certificate's
+/// private key, because the signatures are verified.
+#[derive(Debug)]
+struct PinnedClientCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ClientCertVerifier for PinnedClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The TLS configuration for connections to PostgreSQL; `None` when TLS is off.

@@ -1,0 +1,9 @@
+//! Decisions taken at login beyond the password: lockouts after repeated
+//! failures and the per-account session cap. Account validity, client address,
+//! certificate and hours are the policy's (`maskgate_policy::Account::admit`).
+
+pub mod lockout;
+pub mod sessions;
+
+pub use lockout::{LockoutPolicy, Lockouts};
+pub use sessions::{SessionCounts, SessionSlot};
