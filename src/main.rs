@@ -2,6 +2,7 @@
 
 mod demo;
 mod passwd;
+mod policy_cmd;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,11 @@ enum Command {
         /// The account's login name.
         user: String,
     },
+    /// Check the policy files, or explain what an account may do.
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config, log_format } => runtime.block_on(serve(config, log_format)),
         Command::Demo { seconds } => runtime.block_on(demo::run(seconds)),
         Command::Passwd { user } => passwd::run(&user),
+        Command::Policy { command } => std::process::exit(policy_cmd::run(command, &runtime)),
     }
 }
 
@@ -68,7 +75,7 @@ async fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> 
     run_until_signalled(server).await
 }
 
-/// Runs the server; SIGTERM and Ctrl-C start a graceful shutdown, SIGHUP reloads the accounts.
+/// Runs the server; SIGTERM and Ctrl-C start a graceful shutdown, SIGHUP reloads the policy.
 pub(crate) async fn run_until_signalled(server: Server) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let handle = server.handle();
@@ -79,10 +86,8 @@ pub(crate) async fn run_until_signalled(server: Server) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
-                _ = hup.recv() => match handle.reload_users() {
-                    Ok(n) => tracing::info!(accounts = n, "accounts reloaded"),
-                    Err(e) => tracing::error!(error = %e, "accounts reload refused; the previous accounts stay in force"),
-                },
+                // reload_policy logs the outcome itself.
+                _ = hup.recv() => { let _ = handle.reload_policy(); }
             }
         }
         tracing::info!("shutdown requested");

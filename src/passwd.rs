@@ -1,7 +1,7 @@
-//! `maskgate passwd USER`: turns a new password into a line for the users file.
+//! `maskgate passwd USER`: turns a new password into the `verifier = "…"` line
+//! of the account's table in the policy's accounts file.
 //!
-//! Only the verifier line goes to stdout, so `maskgate passwd alice < pw >> users.toml`
-//! works; prompts and hints go to the terminal or stderr.
+//! Only that line goes to stdout; prompts and hints go to the terminal or stderr.
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use maskgate_policy::{check_password, ScramVerifier, DEFAULT_ITERATIONS};
 
 /// Reads the password (prompting twice on a terminal, else the first line of stdin),
-/// refuses weak ones and prints `user = "SCRAM-SHA-256$..."`.
+/// refuses weak ones and prints `verifier = "SCRAM-SHA-256$..."`.
 pub fn run(user: &str) -> anyhow::Result<()> {
     validate_user_name(user)?;
     let stdin = io::stdin();
@@ -26,12 +26,13 @@ pub fn run(user: &str) -> anyhow::Result<()> {
 
     let verifier = ScramVerifier::generate(&password, DEFAULT_ITERATIONS);
     let mut stdout = io::stdout().lock();
-    writeln!(stdout, "{} = \"{verifier}\"", toml_key(user))
+    writeln!(stdout, "verifier = \"{verifier}\"")
         .and_then(|()| stdout.flush())
         .context("cannot write the verifier line to standard output")?;
     eprintln!(
-        "Add the line above to the users file named in [users] of maskgate.toml \
-         (replacing any line for the same user); a running proxy reads it again on SIGHUP."
+        "Put the line above in the table [accounts.{}] of the policy's accounts file \
+         (replacing its old verifier); a running proxy picks the change up by itself.",
+        toml_key(user)
     );
     Ok(())
 }
@@ -105,7 +106,6 @@ fn toml_key(user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maskgate_policy::Users;
 
     #[test]
     fn bare_keys_stay_bare() {
@@ -127,10 +127,12 @@ mod tests {
         ] {
             let key = toml_key(user);
             assert!(key.starts_with('"'), "{key}");
-            let line = format!("{key} = \"{verifier}\"\n");
-            let users = Users::parse(&line, "users.toml").unwrap();
-            assert_eq!(users.names().collect::<Vec<_>>(), [user]);
-            assert_eq!(users.get(user), Some(&verifier));
+            let text = format!("[accounts.{key}]\nverifier = \"{verifier}\"\n");
+            let parsed: toml::Table = toml::from_str(&text).unwrap();
+            let accounts = parsed["accounts"].as_table().unwrap();
+            assert_eq!(accounts.keys().collect::<Vec<_>>(), [user]);
+            let stored = accounts[user]["verifier"].as_str().unwrap();
+            assert_eq!(stored.parse::<ScramVerifier>().unwrap(), verifier);
         }
     }
 

@@ -3,6 +3,8 @@
 //! keeps serving everyone else. The tests speak the wire protocol by hand so
 //! they can send what no well-behaved driver would.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -318,6 +320,36 @@ async fn raw_login_and_query_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_pipelined_behind_the_last_sasl_message_is_answered() {
+    let proxy = proxy().await;
+    let mut raw = Raw::start(&proxy, USER).await;
+    let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
+    let mut out = BytesMut::new();
+    frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out).unwrap();
+    raw.send(&out).await;
+    let (code, data) = raw.expect_auth().await;
+    assert_eq!(code, 11);
+    scram.update(&data).unwrap();
+    out.clear();
+    frontend::sasl_response(scram.message(), &mut out).unwrap();
+    frontend::query("SELECT 'pipelined'", &mut out).unwrap();
+    raw.send(&out).await;
+
+    let mut ready = 0;
+    let mut row = None;
+    while ready < 2 {
+        let msg = raw.expect_message("the pipelined query's answer").await;
+        match msg.tag {
+            b'Z' => ready += 1,
+            b'D' => row = Some(msg.body),
+            b'E' => panic!("{:?}", ErrorFields::parse(&msg.body)),
+            _ => {}
+        }
+    }
+    assert!(row.expect("a row").ends_with(b"pipelined"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_length_below_four_is_a_protocol_violation() {
     let proxy = proxy().await;
     after_login_expect_fatal(&proxy, b"Q\0\0\0\x02", "08P01").await;
@@ -588,6 +620,12 @@ async fn garbage_in_the_sasl_exchange_is_a_protocol_violation() {
     assert_eq!(raw.expect_error().await.code(), "08P01");
     raw.expect_closed().await;
 
+    // A SASL message claiming to be huge.
+    let mut raw = Raw::start(&proxy, USER).await;
+    raw.send(b"p\x7f\xff\xff\xff").await;
+    assert_eq!(raw.expect_error().await.code(), "08P01");
+    raw.expect_closed().await;
+
     // Something other than a SASL message during authentication.
     let mut raw = Raw::start(&proxy, USER).await;
     raw.send(&query("SELECT 1")).await;
@@ -629,6 +667,26 @@ async fn silent_client_is_dropped_at_the_login_timeout() {
     assert!(started.elapsed() < Duration::from_secs(2));
 
     assert_proxy_serves(&proxy).await;
+}
+
+/// Panics raised outside this file, e.g. in a proxy session task, which
+/// tokio would otherwise swallow without a trace in the test's outcome.
+static FOREIGN_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_foreign_panics() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let ours = info
+                .location()
+                .is_some_and(|l| l.file().ends_with("protocol_robustness.rs"));
+            if !ours {
+                FOREIGN_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            default(info);
+        }));
+    });
 }
 
 /// A small deterministic generator, so a failing case can be replayed.
@@ -718,13 +776,25 @@ async fn send_and_expect_close(mut raw: Raw, bytes: Vec<u8>) {
 }
 
 const FUZZ_CASES: usize = 300;
+
+/// The fuzz seed: fixed, so failures replay, unless `MASKGATE_FUZZ_SEED`
+/// asks for another run.
+fn fuzz_seed(default: u64) -> u64 {
+    std::env::var("MASKGATE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s != 0)
+        .unwrap_or(default)
+}
+
 /// Connections in flight at once during a fuzz run.
 const FUZZ_PARALLEL: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_first_packets_never_break_the_proxy() {
+    count_foreign_panics();
     let proxy = proxy().await;
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift(fuzz_seed(0x9e37_79b9_7f4a_7c15));
     let cases: Vec<Vec<u8>> = (0..FUZZ_CASES)
         .map(|_| random_first_packet(&mut rng))
         .collect();
@@ -736,12 +806,18 @@ async fn random_first_packets_never_break_the_proxy() {
         join_all(runs).await;
     }
     assert_proxy_serves(&proxy).await;
+    assert_eq!(
+        FOREIGN_PANICS.load(Ordering::SeqCst),
+        0,
+        "maskgate panicked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes_after_login_never_break_the_proxy() {
+    count_foreign_panics();
     let proxy = proxy().await;
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rng = XorShift(fuzz_seed(0x2545_f491_4f6c_dd1d));
     let cases: Vec<Vec<u8>> = (0..FUZZ_CASES)
         .map(|_| random_session_bytes(&mut rng))
         .collect();
@@ -753,6 +829,11 @@ async fn random_bytes_after_login_never_break_the_proxy() {
         join_all(runs).await;
     }
     assert_proxy_serves(&proxy).await;
+    assert_eq!(
+        FOREIGN_PANICS.load(Ordering::SeqCst),
+        0,
+        "maskgate panicked"
+    );
 }
 
 /// Runs futures concurrently on this task and waits for all of them.

@@ -282,8 +282,18 @@ mg_start() {
     free_port MG_PORT
     free_port MG_ADMIN_PORT
     MG_CONFIG="$dir/maskgate.toml"
-    printf '%s = "%s"\n' "$BENCH_USER" "$BENCH_VERIFIER" >"$dir/users.toml"
-    chmod 600 "$dir/users.toml"
+    mkdir -p "$dir/policy"
+    # The bench account relays everything: this measures the relay, not enforcement.
+    cat >"$dir/policy/bench.toml" <<EOF
+[roles.bench]
+unrestricted = true
+
+[accounts.$BENCH_USER]
+name = "pgbench"
+verifier = "$BENCH_VERIFIER"
+roles = ["bench"]
+EOF
+    chmod 600 "$dir/policy/bench.toml"
     cat >"$MG_CONFIG" <<EOF
 [server]
 listen = "127.0.0.1:$MG_PORT"
@@ -308,8 +318,8 @@ connect_timeout = "5s"
 pool_size = $pool
 pool_idle_timeout = "5m"
 
-[users]
-file = "users.toml"
+[policy]
+dir = "policy"
 
 [admin]
 listen = "127.0.0.1:$MG_ADMIN_PORT"

@@ -1,9 +1,8 @@
 //! Who may use maskgate and how they prove it.
 //!
 //! The policy directory ([`Policy`]) holds accounts bound to people and machines, roles,
-//! the data classification, row filters and column rules; it replaces the interim users
-//! file ([`Users`]), which stays until the proxy has switched over. The proxy depends on
-//! this one crate for "what is this session allowed to do".
+//! the data classification, row filters and column rules. The proxy depends on this one
+//! crate for "what is this session allowed to do".
 //!
 //! Verifiers are treated as secrets: they never appear in errors, `Debug` output or logs,
 //! because a verifier is enough for an offline guess at the password.
@@ -19,7 +18,6 @@ mod model;
 mod net;
 pub mod password;
 mod policy;
-mod users;
 mod validate;
 mod verifier;
 
@@ -33,7 +31,6 @@ pub use model::{
 pub use net::{IpNet, NetError};
 pub use policy::{Loaded, Policy, Rejected};
 
-pub use error::{Location, PolicyError};
+pub use error::Location;
 pub use password::{check_password, WeakPassword};
-pub use users::{Users, UsersFile};
 pub use verifier::{ScramVerifier, VerifierError, DEFAULT_ITERATIONS, KEY_LEN, SALT_LEN};

@@ -40,11 +40,18 @@ pub struct Config {
     pub server: ServerConfig,
     pub client_tls: ClientTlsConfig,
     pub upstream: UpstreamConfig,
-    /// The accounts file holding SCRAM verifiers.
-    pub users_file: PathBuf,
+    /// The policy directory and how its dates and names are read.
+    pub policy: PolicyConfig,
     /// Where `/health` and `/metrics` are served; `None` turns the endpoint off.
     pub admin_listen: Option<SocketAddr>,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Directory of policy files (`*.toml`), all merged.
+    pub dir: PathBuf,
+    pub settings: maskgate_policy::PolicySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -229,7 +236,7 @@ impl Context<'_> {
         let server = self.validate_server(&raw.server)?;
         let client_tls = self.validate_client_tls(raw.tls.as_ref(), &server)?;
         let upstream = self.validate_upstream(&raw.upstream)?;
-        let users_file = self.resolve_path(&raw.users.file);
+        let policy = self.validate_policy(&raw.policy)?;
         let admin_listen = match raw.admin.as_ref().and_then(|a| a.listen.as_ref()) {
             Some(addr) => Some(self.socket_addr(addr)?),
             None => None,
@@ -261,9 +268,34 @@ impl Context<'_> {
             server,
             client_tls,
             upstream,
-            users_file,
+            policy,
             admin_listen,
             log,
+        })
+    }
+
+    fn validate_policy(&self, raw: &RawPolicy) -> Result<PolicyConfig, ConfigError> {
+        let mut settings = maskgate_policy::PolicySettings::default();
+        if let Some(tz) = &raw.timezone {
+            settings.timezone = parse_utc_offset(tz.get_ref()).ok_or_else(|| {
+                self.error(
+                    tz,
+                    format!(
+                        "timezone `{}` is not a UTC offset; write e.g. \"+07:00\" or \"UTC\"",
+                        tz.get_ref()
+                    ),
+                )
+            })?;
+        }
+        if let Some(path) = &raw.search_path {
+            if path.get_ref().is_empty() {
+                return Err(self.error(path, "search_path needs at least one schema"));
+            }
+            settings.search_path = path.get_ref().clone();
+        }
+        Ok(PolicyConfig {
+            dir: self.resolve_path(&raw.dir),
+            settings,
         })
     }
 
@@ -301,7 +333,10 @@ impl Context<'_> {
             None => 5,
             Some(n) if (0..=1000).contains(n.get_ref()) => *n.get_ref() as u32,
             Some(n) => {
-                return Err(self.error(n, "max_failed_logins must be between 0 (no lockout) and 1000"))
+                return Err(self.error(
+                    n,
+                    "max_failed_logins must be between 0 (no lockout) and 1000",
+                ))
             }
         };
         let lockout = crate::login::LockoutPolicy {
@@ -451,6 +486,26 @@ impl Context<'_> {
     }
 }
 
+/// `UTC`, `Z`, `+07:00`, `-03:30` or `+7`.
+fn parse_utc_offset(text: &str) -> Option<time::UtcOffset> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("utc") || text == "Z" {
+        return Some(time::UtcOffset::UTC);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1i8, &text[1..]),
+        b'-' => (-1i8, &text[1..]),
+        _ => return None,
+    };
+    let (hours, minutes) = rest.split_once(':').unwrap_or((rest, "0"));
+    let hours: i8 = hours.parse().ok()?;
+    let minutes: i8 = minutes.parse().ok()?;
+    if !(0..=14).contains(&hours) || !(0..60).contains(&minutes) {
+        return None;
+    }
+    time::UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
+}
+
 fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
@@ -471,7 +526,7 @@ struct RawConfig {
     server: RawServer,
     tls: Option<RawTls>,
     upstream: RawUpstream,
-    users: RawUsers,
+    policy: RawPolicy,
     admin: Option<RawAdmin>,
     log: Option<RawLog>,
 }
@@ -518,8 +573,10 @@ struct RawUpstream {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawUsers {
-    file: Spanned<String>,
+struct RawPolicy {
+    dir: Spanned<String>,
+    timezone: Option<Spanned<String>>,
+    search_path: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -551,8 +608,9 @@ host = "127.0.0.1"
 database = "register"
 user = "maskgate"
 
-[users]
-file = "users.toml"
+[policy]
+dir = "policy"
+timezone = "+07:00"
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -572,7 +630,12 @@ file = "users.toml"
         assert_eq!(c.server.lockout.max_failures, 5);
         assert_eq!(c.upstream.port, 5432);
         assert_eq!(c.upstream.tls, UpstreamTlsMode::Disable);
-        assert_eq!(c.users_file, PathBuf::from("/etc/maskgate/users.toml"));
+        assert_eq!(c.policy.dir, PathBuf::from("/etc/maskgate/policy"));
+        assert_eq!(
+            c.policy.settings.timezone,
+            time::UtcOffset::from_hms(7, 0, 0).unwrap()
+        );
+        assert_eq!(c.policy.settings.search_path, vec!["public"]);
         assert!(c.admin_listen.is_none());
     }
 
@@ -585,7 +648,7 @@ file = "users.toml"
 
     #[test]
     fn unknown_key_is_refused_with_its_line() {
-        let text = GOOD.replace("[users]", "[users]\ncolour = \"blue\"");
+        let text = GOOD.replace("[policy]", "[policy]\ncolour = \"blue\"");
         let e = error_text(&text);
         assert!(e.contains(":14:") && e.contains("colour"), "{e}");
     }
@@ -645,6 +708,22 @@ file = "users.toml"
             "user = \"maskgate\"\ntls = \"verify-full\"",
         );
         assert!(error_text(&text).contains("ca_file"));
+    }
+
+    #[test]
+    fn timezone_offsets_parse() {
+        assert_eq!(parse_utc_offset("UTC"), Some(time::UtcOffset::UTC));
+        assert_eq!(
+            parse_utc_offset("-03:30"),
+            Some(time::UtcOffset::from_hms(-3, -30, 0).unwrap())
+        );
+        assert_eq!(
+            parse_utc_offset("+7"),
+            Some(time::UtcOffset::from_hms(7, 0, 0).unwrap())
+        );
+        assert_eq!(parse_utc_offset("Asia/Ho_Chi_Minh"), None);
+        let e = error_text(&GOOD.replace("+07:00", "ICT"));
+        assert!(e.contains(":15:") && e.contains("UTC offset"), "{e}");
     }
 
     #[test]

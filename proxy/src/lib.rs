@@ -9,12 +9,14 @@
 pub mod admin;
 pub mod auth;
 pub mod cancel;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod stream;

@@ -44,12 +44,22 @@ pub enum RejectReason {
     Upstream,
     /// The server is shutting down.
     ShuttingDown,
+    /// Too many failed logins: the login name is locked for a while.
+    LockedOut,
+    /// Account disabled, expired or not yet valid.
+    AccountInactive,
+    /// Client address or certificate not registered for the account.
+    UnregisteredMachine,
+    /// Outside the account's login hours or days.
+    OutsideHours,
+    /// The account already has its maximum of open sessions.
+    MaxSessions,
 }
 
 impl RejectReason {
     /// Every variant, in label order; the counters are pre-created from this
     /// so each reason is exported (as 0) before it first happens.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::MaxConnections,
         RejectReason::TlsRequired,
         RejectReason::Tls,
@@ -59,6 +69,11 @@ impl RejectReason {
         RejectReason::LoginTimeout,
         RejectReason::Upstream,
         RejectReason::ShuttingDown,
+        RejectReason::LockedOut,
+        RejectReason::AccountInactive,
+        RejectReason::UnregisteredMachine,
+        RejectReason::OutsideHours,
+        RejectReason::MaxSessions,
     ];
 
     /// The `reason` label value.
@@ -73,6 +88,11 @@ impl RejectReason {
             RejectReason::LoginTimeout => "login_timeout",
             RejectReason::Upstream => "upstream",
             RejectReason::ShuttingDown => "shutting_down",
+            RejectReason::LockedOut => "locked_out",
+            RejectReason::AccountInactive => "account_inactive",
+            RejectReason::UnregisteredMachine => "unregistered_machine",
+            RejectReason::OutsideHours => "outside_hours",
+            RejectReason::MaxSessions => "max_sessions",
         }
     }
 
@@ -84,6 +104,15 @@ impl RejectReason {
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ResultLabel(&'static str);
+
+impl EncodeLabelSet for ResultLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        [("result", self.0)].encode(encoder)
     }
 }
 
@@ -247,6 +276,11 @@ pub struct Metrics {
     bytes_from_client: Counter,
     bytes_to_client: Counter,
     statement_duration: SharedHistogram,
+    lockouts: Counter,
+    policy_reloads_ok: Counter,
+    policy_reloads_refused: Counter,
+    policy_valid: Gauge,
+    sessions_ended_by_policy: Counter,
 }
 
 impl Default for Metrics {
@@ -336,8 +370,41 @@ impl Metrics {
             statement_duration.clone(),
         );
 
+        let lockouts = Counter::default();
+        registry.register(
+            "login_lockouts",
+            "Login names locked after repeated failed logins",
+            lockouts.clone(),
+        );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        let policy_reloads_ok = reloads.get_or_create_owned(&ResultLabel("ok"));
+        let policy_reloads_refused = reloads.get_or_create_owned(&ResultLabel("refused"));
+        registry.register(
+            "policy_reloads",
+            "Policy reloads, by result (a refused policy leaves the previous one in force)",
+            reloads,
+        );
+        let policy_valid = Gauge::default();
+        policy_valid.set(1);
+        registry.register(
+            "policy_valid",
+            "1 when the last policy load succeeded, 0 when the policy on disk was refused",
+            policy_valid.clone(),
+        );
+        let sessions_ended_by_policy = Counter::default();
+        registry.register(
+            "sessions_ended_by_policy",
+            "Open sessions ended because their account was disabled, expired or removed",
+            sessions_ended_by_policy.clone(),
+        );
+
         Metrics {
             registry,
+            lockouts,
+            policy_reloads_ok,
+            policy_reloads_refused,
+            policy_valid,
+            sessions_ended_by_policy,
             client_connections,
             client_connections_total,
             client_rejected,
@@ -351,6 +418,26 @@ impl Metrics {
             bytes_to_client,
             statement_duration,
         }
+    }
+
+    /// A login name was locked after repeated failures.
+    pub fn lockout(&self) {
+        self.lockouts.inc();
+    }
+
+    /// A policy load finished: `ok` means it is now in force.
+    pub fn policy_reload(&self, ok: bool) {
+        if ok {
+            self.policy_reloads_ok.inc();
+        } else {
+            self.policy_reloads_refused.inc();
+        }
+        self.policy_valid.set(i64::from(ok));
+    }
+
+    /// A session was ended because its account may no longer be used.
+    pub fn session_ended_by_policy(&self) {
+        self.sessions_ended_by_policy.inc();
     }
 
     /// A client connection was accepted (counts it and raises the open gauge).

@@ -2,11 +2,12 @@
 //! graceful shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use maskgate_policy::Users;
+use maskgate_policy::{Policy, PolicyErrors};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -17,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState, HealthState};
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
+use crate::login::{Lockouts, SessionCounts};
 use crate::metrics::Metrics;
 use crate::session;
 use crate::tls::{self, TlsError};
@@ -30,8 +32,8 @@ pub enum ServerError {
     ClientTls(#[source] TlsError),
     #[error("upstream TLS: {0}")]
     UpstreamTls(#[source] TlsError),
-    #[error("{0}")]
-    Users(#[from] maskgate_policy::PolicyError),
+    #[error("the policy in {dir} is not valid:\n{errors}")]
+    Policy { dir: PathBuf, errors: PolicyErrors },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -43,7 +45,11 @@ pub enum ServerError {
 /// State shared by the listener and every session.
 pub struct Shared {
     pub(crate) config: Config,
-    pub(crate) users: ArcSwap<Users>,
+    /// The policy in force; swapped whole on reload, so a statement keeps the
+    /// policy it started with.
+    pub(crate) policy: ArcSwap<Policy>,
+    pub(crate) lockouts: Lockouts,
+    pub(crate) sessions: Arc<SessionCounts>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) cancel: CancelRegistry,
     pub(crate) metrics: Arc<Metrics>,
@@ -77,23 +83,43 @@ impl ServerHandle {
         self.shared.draining.cancel();
     }
 
-    /// Reads the accounts file again and swaps it in if it is valid; on an
-    /// error the accounts in force stay, and the error is returned (and shown by `/health`).
-    pub fn reload_users(&self) -> Result<usize, maskgate_policy::PolicyError> {
-        match maskgate_policy::UsersFile::load(&self.shared.config.users_file) {
-            Ok(users) => {
-                let n = users.len();
-                self.shared.users.store(Arc::new(users));
-                self.shared.health.clear_error();
-                Ok(n)
+    /// Reads the policy directory again and puts it in force if it is valid.
+    /// An invalid policy changes nothing: the error is logged, returned, shown
+    /// by `/health` and counted in `/metrics`. Statements already running keep
+    /// the policy they started with.
+    pub fn reload_policy(&self) -> Result<(), PolicyErrors> {
+        let shared = &self.shared;
+        match load_policy(&shared.config) {
+            Ok(policy) => {
+                shared.policy.store(Arc::new(policy));
+                shared.health.clear_error();
+                shared.metrics.policy_reload(true);
+                tracing::info!(dir = %shared.config.policy.dir.display(), "policy reloaded");
+                Ok(())
             }
-            Err(e) => {
-                self.shared
-                    .health
-                    .set_error(format!("accounts reload refused: {e}"));
-                Err(e)
+            Err(errors) => {
+                let first = errors
+                    .0
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                shared.health.set_error(format!(
+                    "policy reload refused ({} errors; the previous policy stays in force): {first}",
+                    errors.0.len()
+                ));
+                shared.metrics.policy_reload(false);
+                tracing::error!(
+                    dir = %shared.config.policy.dir.display(),
+                    "policy reload refused; the previous policy stays in force:\n{errors}"
+                );
+                Err(errors)
             }
         }
+    }
+
+    /// The directory the policy is read from.
+    pub fn policy_dir(&self) -> &std::path::Path {
+        &self.shared.config.policy.dir
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -104,7 +130,10 @@ impl ServerHandle {
 impl Server {
     /// Loads the accounts and TLS material and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let users = maskgate_policy::UsersFile::load(&config.users_file)?;
+        let policy = load_policy(&config).map_err(|errors| ServerError::Policy {
+            dir: config.policy.dir.clone(),
+            errors,
+        })?;
         let tls = match config.client_tls.mode {
             ClientTlsMode::Disable => None,
             ClientTlsMode::Require | ClientTlsMode::Prefer => {
@@ -137,7 +166,9 @@ impl Server {
         let pool = Arc::new(Pool::new(connector, metrics.clone()));
         let server_secret = mock_secret(&config);
         let shared = Arc::new(Shared {
-            users: ArcSwap::from_pointee(users),
+            policy: ArcSwap::from_pointee(policy),
+            lockouts: Lockouts::new(config.server.lockout),
+            sessions: Arc::new(SessionCounts::default()),
             pool,
             cancel: CancelRegistry::default(),
             metrics,
@@ -184,6 +215,12 @@ impl Server {
             tokio::spawn(admin::serve_admin(listener, state, stop_background.clone()))
         });
         let reaper = tokio::spawn(shared.pool.clone().reap_idle(stop_background.clone()));
+        let watcher = crate::reload::watch_policy_dir(
+            ServerHandle {
+                shared: shared.clone(),
+            },
+            stop_background.clone(),
+        );
 
         let limit = Arc::new(Semaphore::new(shared.config.server.max_client_connections));
         let sessions = TaskTracker::new();
@@ -231,12 +268,22 @@ impl Server {
         }
         stop_background.cancel();
         let _ = reaper.await;
+        let _ = watcher.await;
         if let Some(task) = admin_task {
             let _ = task.await;
         }
         shared.pool.close_all();
         tracing::info!("maskgate stopped");
     }
+}
+
+/// Loads the policy directory, logging its warnings.
+fn load_policy(config: &Config) -> Result<Policy, PolicyErrors> {
+    let loaded = Policy::load_dir(&config.policy.dir, config.policy.settings.clone())?;
+    for warning in &loaded.warnings {
+        tracing::warn!("policy: {warning}");
+    }
+    Ok(loaded.policy)
 }
 
 /// The key for mock SCRAM exchanges. Derived from the upstream password when

@@ -31,5 +31,5 @@ mod url;
 pub use binaries::{PgBinaries, BINDIR_ENV};
 pub use cluster::{PgCluster, EXTERNAL_URL_ENV};
 pub use error::TestkitError;
-pub use proxy::{ProxyOptions, TestProxy};
+pub use proxy::{accounts_toml, rewrite_accounts, ProxyOptions, TestProxy};
 pub use template::TMPDIR_ENV;

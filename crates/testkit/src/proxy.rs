@@ -13,8 +13,19 @@ use crate::{PgCluster, TestkitError};
 /// How to configure a [`TestProxy`]; defaults suit most tests.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    /// Accounts as (login, password).
+    /// Accounts as (login, password). Each gets an unrestricted role unless
+    /// `policy` defines the roles, and any lines in `account_settings` for it.
     pub users: Vec<(String, String)>,
+    /// Extra TOML lines per login, added to its `[accounts.<login>]` table
+    /// (e.g. `networks = ["127.0.0.2/32"]`).
+    pub account_settings: Vec<(String, String)>,
+    /// Roles each test account gets (default: `["relay"]`, an unrestricted role
+    /// defined by the harness).
+    pub roles: Vec<String>,
+    /// More policy files as (file name, TOML text): classification, roles, …
+    pub policy_files: Vec<(String, String)>,
+    /// `[policy] timezone`.
+    pub timezone: &'static str,
     /// Client TLS mode: "disable", "prefer" or "require" (with a fresh self-signed certificate).
     pub tls: &'static str,
     pub max_client_connections: usize,
@@ -31,6 +42,10 @@ impl Default for ProxyOptions {
     fn default() -> Self {
         Self {
             users: vec![("alice".into(), "correct horse battery".into())],
+            account_settings: Vec::new(),
+            roles: vec!["relay".into()],
+            policy_files: Vec::new(),
+            timezone: "UTC",
             tls: "disable",
             max_client_connections: 1000,
             login_timeout: Duration::from_secs(10),
@@ -160,6 +175,40 @@ fn io(context: &'static str, source: std::io::Error) -> TestkitError {
     }
 }
 
+/// The `[accounts.*]` tables for the test accounts.
+pub fn accounts_toml(options: &ProxyOptions) -> String {
+    let roles = options
+        .roles
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text = String::new();
+    for (login, password) in &options.users {
+        let verifier = ScramVerifier::generate(password, 4096);
+        text.push_str(&format!(
+            "[accounts.\"{login}\"]\nname = \"Test account {login}\"\nverifier = \"{verifier}\"\nroles = [{roles}]\n"
+        ));
+        for (who, lines) in &options.account_settings {
+            if who == login {
+                text.push_str(lines);
+                text.push('\n');
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Rewrites the test accounts file (e.g. to disable an account), which the
+/// running proxy picks up as a policy change.
+pub fn rewrite_accounts(proxy: &TestProxy, options: &ProxyOptions) -> Result<(), TestkitError> {
+    let path = proxy.config_dir().join("policy/accounts.toml");
+    let tmp = proxy.config_dir().join("policy/.accounts.toml.tmp");
+    std::fs::write(&tmp, accounts_toml(options)).map_err(|e| io("writing the accounts file", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("replacing the accounts file", e))
+}
+
 fn write_files(
     dir: &tempfile::TempDir,
     cluster: &PgCluster,
@@ -170,12 +219,15 @@ fn write_files(
         std::fs::write(path(name), text).map_err(|e| io("writing a proxy file", e))
     };
 
-    let mut users = String::new();
-    for (login, password) in &options.users {
-        let verifier = ScramVerifier::generate(password, 4096);
-        users.push_str(&format!("\"{login}\" = \"{verifier}\"\n"));
+    std::fs::create_dir_all(path("policy")).map_err(|e| io("creating the policy directory", e))?;
+    write("policy/accounts.toml", &accounts_toml(options))?;
+    write(
+        "policy/harness.toml",
+        "[roles.relay]\ndescription = \"Test harness: relays everything\"\nunrestricted = true\n",
+    )?;
+    for (name, text) in &options.policy_files {
+        write(&format!("policy/{name}"), text)?;
     }
-    write("users.toml", &users)?;
     write("upstream.pass", cluster.password())?;
 
     let tls = if options.tls == "disable" {
@@ -217,8 +269,9 @@ password_file = "upstream.pass"
 connect_timeout = "5s"
 pool_size = {pool}
 
-[users]
-file = "users.toml"
+[policy]
+dir = "policy"
+timezone = "{timezone}"
 
 {admin}
 [log]
@@ -235,6 +288,7 @@ level = "warn"
         database = cluster.database(),
         user = cluster.user(),
         pool = options.pool_size,
+        timezone = options.timezone,
     );
     write("maskgate.toml", &config)?;
     Ok(path("maskgate.toml"))

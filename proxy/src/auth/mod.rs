@@ -1,10 +1,10 @@
-//! Client authentication: SCRAM-SHA-256 against the verifiers in the accounts
-//! file. Cleartext and MD5 are never offered.
+//! Client authentication: SCRAM-SHA-256 against the verifiers in the policy's
+//! accounts. Cleartext and MD5 are never offered.
 
 pub mod scram;
 
 use bytes::BytesMut;
-use maskgate_policy::Users;
+use maskgate_policy::ScramVerifier;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{ClientError, SqlState, UserFacingError};
@@ -69,10 +69,10 @@ pub async fn authenticate(
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
-    users: &Users,
+    verifier: Option<&ScramVerifier>,
     server_secret: &[u8; 32],
 ) -> Result<(), AuthError> {
-    let mut exchange = ScramExchange::new(user, users.get(user), server_secret);
+    let mut exchange = ScramExchange::new(user, verifier, server_secret);
     let mut out = BytesMut::new();
     protocol::auth_sasl(&mut out, &[MECHANISM]);
     send(stream, &mut out).await?;

@@ -2,8 +2,6 @@
 //! StartupMessage, or a CancelRequest.
 
 use bytes::BytesMut;
-use pgwire::messages::startup::Startup;
-use pgwire::messages::{DecodeContext, Message as _, ProtocolVersion};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -107,20 +105,10 @@ pub async fn open(
                     .with_hint("connect with sslmode=require (or verify-full)")
                     .into());
                 }
-                let mut body = packet;
-                let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
-                let startup = Startup::decode(&mut body, &ctx)
-                    .map_err(|_| protocol("malformed StartupMessage"))?
-                    .ok_or_else(|| protocol("malformed StartupMessage"))?;
-                let request = parse_startup(
-                    startup
-                        .parameters
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str())),
-                )?;
-                if startup.protocol_number_minor > 0
-                    || !request.unsupported_protocol_options.is_empty()
-                {
+                let params =
+                    startup_parameters(f).ok_or_else(|| protocol("malformed StartupMessage"))?;
+                let request = parse_startup(params)?;
+                if code & 0xffff > 0 || !request.unsupported_protocol_options.is_empty() {
                     let mut out = BytesMut::new();
                     crate::protocol::negotiate_protocol_version(
                         &mut out,
@@ -144,6 +132,22 @@ async fn accept_tls(tcp: TcpStream, shared: &Shared) -> Result<Stream, SessionEr
         .expect("TLS is only accepted when configured");
     let tls = acceptor.accept(tcp).await.map_err(SessionError::Tls)?;
     Ok(Stream::ServerTls(Box::new(tls)))
+}
+
+/// The name/value pairs of a StartupMessage body (after the version), read
+/// strictly: every string NUL-terminated, UTF-8, the list ended by an empty
+/// name, and nothing after it. (pgwire's decoder accepts truncated and
+/// trailing bytes, and a proxy must not guess what a client meant.)
+fn startup_parameters(mut f: Fields<'_>) -> Option<Vec<(&str, &str)>> {
+    let mut params = Vec::new();
+    loop {
+        let name = f.str().ok()?;
+        if name.is_empty() {
+            return f.finish().ok().map(|()| params);
+        }
+        let value = f.str().ok()?;
+        params.push((name, value));
+    }
 }
 
 fn protocol(message: &str) -> ClientError {

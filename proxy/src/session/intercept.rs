@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::account_guard::AccountGuard;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::fields::{self, Fields};
@@ -27,8 +28,14 @@ pub enum ClientVerdict {
 /// Per-session protocol state tracked from the messages that pass.
 pub struct Intercept<'m> {
     metrics: &'m Metrics,
+    /// `None` in unit tests of the protocol bookkeeping.
+    account: Option<AccountGuard<'m>>,
     /// When each Query or Sync still waiting for its ReadyForQuery was sent.
     sync_points: VecDeque<Instant>,
+    /// Extended-protocol messages were sent since the last Sync. The server
+    /// may be running them (Flush asks for results without a Sync), so the
+    /// session is not idle until the Sync's ReadyForQuery.
+    unsynced: bool,
     /// Transaction status from the last ReadyForQuery.
     tx_status: u8,
     /// The server sent a FATAL error; it is about to close the connection.
@@ -36,10 +43,12 @@ pub struct Intercept<'m> {
 }
 
 impl<'m> Intercept<'m> {
-    pub fn new(metrics: &'m Metrics) -> Self {
+    pub fn new(metrics: &'m Metrics, account: Option<AccountGuard<'m>>) -> Self {
         Self {
             metrics,
+            account,
             sync_points: VecDeque::new(),
+            unsynced: false,
             tx_status: b'I',
             server_fatal: false,
         }
@@ -48,6 +57,12 @@ impl<'m> Intercept<'m> {
     /// Called for each complete client message, in order, before it is forwarded.
     #[inline]
     pub fn client_message(&mut self, tag: u8, body: &[u8]) -> ClientVerdict {
+        if matches!(tag, frontend_tag::QUERY | frontend_tag::PARSE) {
+            if let Some(Err(e)) = self.account.as_mut().map(AccountGuard::check) {
+                self.metrics.session_ended_by_policy();
+                return ClientVerdict::Reject(e);
+            }
+        }
         match tag {
             frontend_tag::QUERY => {
                 self.metrics.statement();
@@ -60,14 +75,17 @@ impl<'m> Intercept<'m> {
                 ClientVerdict::Forward
             }
             frontend_tag::SYNC => {
+                self.unsynced = false;
                 self.sync_points.push_back(Instant::now());
                 ClientVerdict::Forward
             }
             frontend_tag::EXECUTE => {
+                self.unsynced = true;
                 self.metrics.statement();
                 ClientVerdict::Forward
             }
             frontend_tag::PARSE => {
+                self.unsynced = true;
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     let mut f = Fields::new(body, "Parse");
                     if let (Ok(_), Ok(sql)) = (f.cstr(), f.str()) {
@@ -79,10 +97,13 @@ impl<'m> Intercept<'m> {
             frontend_tag::BIND
             | frontend_tag::DESCRIBE
             | frontend_tag::CLOSE
-            | frontend_tag::FLUSH
-            | frontend_tag::COPY_DATA
-            | frontend_tag::COPY_DONE
-            | frontend_tag::COPY_FAIL => ClientVerdict::Forward,
+            | frontend_tag::FLUSH => {
+                self.unsynced = true;
+                ClientVerdict::Forward
+            }
+            frontend_tag::COPY_DATA | frontend_tag::COPY_DONE | frontend_tag::COPY_FAIL => {
+                ClientVerdict::Forward
+            }
             frontend_tag::TERMINATE => ClientVerdict::Terminate,
             frontend_tag::FUNCTION_CALL => ClientVerdict::Reject(ClientError::fatal(
                 SqlState::FEATURE_NOT_SUPPORTED,
@@ -118,12 +139,12 @@ impl<'m> Intercept<'m> {
     /// Between transactions with nothing in flight: the session may be ended or
     /// its upstream connection reused without losing anything.
     pub fn is_idle(&self) -> bool {
-        self.sync_points.is_empty() && self.tx_status == b'I'
+        self.sync_points.is_empty() && !self.unsynced && self.tx_status == b'I'
     }
 
     /// Statements sent and not yet answered.
     pub fn in_flight(&self) -> bool {
-        !self.sync_points.is_empty()
+        !self.sync_points.is_empty() || self.unsynced
     }
 
     pub fn server_sent_fatal(&self) -> bool {
@@ -146,7 +167,7 @@ mod tests {
     #[test]
     fn relays_the_protocol_and_refuses_the_rest() {
         let metrics = Metrics::new();
-        let mut i = Intercept::new(&metrics);
+        let mut i = Intercept::new(&metrics, None);
         for tag in *b"QPBDECHSdcf" {
             assert_eq!(
                 i.client_message(tag, b"x\0"),
@@ -169,7 +190,7 @@ mod tests {
     #[test]
     fn tracks_sync_points_and_transaction_status() {
         let metrics = Metrics::new();
-        let mut i = Intercept::new(&metrics);
+        let mut i = Intercept::new(&metrics, None);
         assert!(i.is_idle());
         i.client_message(b'Q', b"BEGIN\0");
         assert!(!i.is_idle());
@@ -181,9 +202,25 @@ mod tests {
     }
 
     #[test]
+    fn extended_messages_are_in_flight_until_the_sync_is_answered() {
+        let metrics = Metrics::new();
+        let mut i = Intercept::new(&metrics, None);
+        for tag in *b"PBEH" {
+            i.client_message(tag, b"\0\0\0\0");
+        }
+        assert!(!i.is_idle(), "Execute + Flush may still be running");
+        assert!(i.in_flight());
+        i.client_message(b'S', b"");
+        assert!(!i.is_idle());
+        i.server_message(b'Z', b"I");
+        assert!(i.is_idle());
+        assert!(!i.in_flight());
+    }
+
+    #[test]
     fn notices_fatal_errors() {
         let metrics = Metrics::new();
-        let mut i = Intercept::new(&metrics);
+        let mut i = Intercept::new(&metrics, None);
         i.server_message(b'E', b"SERROR\0VERROR\0C42P01\0Mx\0\0");
         assert!(!i.server_sent_fatal());
         i.server_message(b'E', b"SFATAL\0VFATAL\0C57P01\0Mx\0\0");

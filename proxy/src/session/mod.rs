@@ -5,6 +5,7 @@
 //! session settings to it, and relays until either side ends. Every way a
 //! session can end sends the client a PostgreSQL error that says why.
 
+mod account_guard;
 mod handshake;
 mod intercept;
 pub mod params;
@@ -12,19 +13,24 @@ mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use maskgate_policy::{LoginDenial, Policy};
+
 use crate::auth::{self, AuthError};
 use crate::error::{ClientError, SqlState, UserFacingError};
+use crate::login::SessionSlot;
 use crate::metrics::RejectReason;
 use crate::protocol;
 use crate::protocol::io::ReadError;
 use crate::server::Shared;
 use crate::stream::Stream;
 use crate::upstream::{UpstreamConn, UpstreamError};
+use account_guard::AccountGuard;
 use handshake::Opening;
 use params::StartupRequest;
 use relay::{Controls, Relay, RelayEnd};
@@ -40,6 +46,9 @@ pub enum SessionError {
     Upstream(#[from] UpstreamError),
     #[error("TLS handshake failed: {0}")]
     Tls(std::io::Error),
+    /// Refused by a login rule; the reason is counted, the error sent.
+    #[error("{1}")]
+    Refused(RejectReason, ClientError),
     #[error("connection closed by the client")]
     Closed,
     #[error("i/o error: {0}")]
@@ -77,6 +86,7 @@ impl SessionError {
             }
             SessionError::Auth(AuthError::Failed { .. }) => RejectReason::AuthFailed,
             SessionError::Upstream(_) => RejectReason::Upstream,
+            SessionError::Refused(reason, _) => *reason,
             SessionError::Tls(_) => RejectReason::Tls,
             _ => RejectReason::Protocol,
         }
@@ -85,7 +95,7 @@ impl SessionError {
     /// The error the client is told, if it can still be told anything.
     fn client_error(&self) -> Option<ClientError> {
         match self {
-            SessionError::Client(e) => Some(e.clone()),
+            SessionError::Client(e) | SessionError::Refused(_, e) => Some(e.clone()),
             SessionError::Auth(AuthError::Closed | AuthError::Io(_)) => None,
             SessionError::Auth(e) => Some(e.to_client_error()),
             SessionError::Upstream(e) => Some(e.to_client_error()),
@@ -100,6 +110,9 @@ struct Attached {
     pending: BytesMut,
     upstream: UpstreamConn,
     request: StartupRequest,
+    /// The policy the login was checked against.
+    policy: Arc<Policy>,
+    _slot: SessionSlot,
 }
 
 /// Serves one client connection. `admitted` is false when the connection
@@ -108,8 +121,21 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     let _ = tcp.set_nodelay(true);
     let login_timeout = shared.config.server.login_timeout;
     let mut client: Option<Stream> = None;
-    let login =
-        tokio::time::timeout(login_timeout, login(tcp, &shared, admitted, &mut client)).await;
+    // A login still running when a shutdown starts would be closed right
+    // after it completes anyway; ending it now keeps a silent client from
+    // holding the shutdown up until its login timeout.
+    let login = tokio::select! {
+        result = tokio::time::timeout(login_timeout, login(tcp, peer, &shared, admitted, &mut client)) => result,
+        _ = shared.draining.cancelled() => {
+            shared.metrics.client_rejected(RejectReason::ShuttingDown);
+            let e = ClientError::fatal(
+                SqlState::ADMIN_SHUTDOWN,
+                "maskgate is shutting down and accepts no new sessions",
+            );
+            send_error(client.as_mut(), &e).await;
+            return;
+        }
+    };
     let attached = match login {
         Ok(Ok(Some(attached))) => attached,
         Ok(Ok(None)) => return,
@@ -131,6 +157,16 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     shared.metrics.client_connected();
     run_session(attached, peer, &shared).await;
     shared.metrics.client_disconnected();
+}
+
+fn denial_reason(denial: LoginDenial) -> RejectReason {
+    match denial {
+        LoginDenial::Disabled | LoginDenial::NotYetValid | LoginDenial::Expired => {
+            RejectReason::AccountInactive
+        }
+        LoginDenial::Address | LoginDenial::Certificate => RejectReason::UnregisteredMachine,
+        LoginDenial::OutsideHours => RejectReason::OutsideHours,
+    }
 }
 
 async fn reject(shared: &Shared, client: Option<&mut Stream>, e: &SessionError, peer: SocketAddr) {
@@ -166,6 +202,7 @@ async fn send_error(client: Option<&mut Stream>, error: &ClientError) {
 /// as soon as there is one, so errors can be reported on it.
 async fn login(
     tcp: TcpStream,
+    peer: SocketAddr,
     shared: &Shared,
     admitted: bool,
     client: &mut Option<Stream>,
@@ -207,15 +244,65 @@ async fn login(
         }
     }
 
-    let users = shared.users.load();
-    auth::authenticate(
+    let login = request.user.as_str();
+    if shared.lockouts.check(login, Instant::now()).is_err() {
+        return Err(SessionError::Refused(
+            RejectReason::LockedOut,
+            ClientError::fatal(
+                SqlState::INVALID_AUTHORIZATION,
+                "this account is temporarily locked after repeated failed logins",
+            )
+            .with_hint("try again later, or ask your security officer"),
+        ));
+    }
+    let policy = shared.policy.load_full();
+    let account = policy.account(login);
+    let authenticated = auth::authenticate(
         stream,
         &mut pending,
-        &request.user,
-        &users,
+        login,
+        account.map(|a| &a.verifier),
         &shared.server_secret,
     )
-    .await?;
+    .await;
+    match authenticated {
+        Ok(()) => shared.lockouts.record_success(login),
+        Err(e @ AuthError::Failed { .. }) => {
+            if shared.lockouts.record_failure(login, Instant::now()) {
+                shared.metrics.lockout();
+                tracing::warn!(%peer, user = %login, "login name locked after repeated failed logins");
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let account = account.expect("authentication succeeds only for accounts in the policy");
+    let cert = match &*stream {
+        Stream::ServerTls(tls) => crate::tls::client_cert_fingerprint(tls),
+        _ => None,
+    };
+    account
+        .admit(policy.now(), peer.ip(), cert.as_ref())
+        .map_err(|denial| {
+            tracing::info!(%peer, user = %login, reason = denial.as_str(), "login denied by policy");
+            SessionError::Refused(
+                denial_reason(denial),
+                ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
+            )
+        })?;
+    let slot = shared
+        .sessions
+        .try_acquire(login, account.max_sessions)
+        .ok_or_else(|| {
+            SessionError::Refused(
+                RejectReason::MaxSessions,
+                ClientError::fatal(
+                    SqlState::INVALID_AUTHORIZATION,
+                    "this account already has its maximum number of open sessions",
+                )
+                .with_hint("close another session of this account first"),
+            )
+        })?;
 
     let mut upstream = shared.pool.get().await?;
     if let Err(e) = apply_settings(&mut upstream, &request).await {
@@ -230,6 +317,8 @@ async fn login(
         pending,
         upstream,
         request,
+        policy,
+        _slot: slot,
     }))
 }
 
@@ -281,6 +370,8 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
         pending,
         mut upstream,
         request,
+        policy,
+        _slot,
     } = attached;
     let cancel_guard = shared.cancel.register(upstream.cancel_key());
     let client_key = cancel_guard.client_key();
@@ -304,6 +395,7 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
             &mut upstream,
             pending,
             &shared.metrics,
+            AccountGuard::new(&shared.policy, policy, &request.user),
             shared.config.server.max_message_size,
         );
         let end = relay

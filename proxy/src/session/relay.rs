@@ -18,6 +18,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
+use super::account_guard::AccountGuard;
 use super::intercept::{ClientVerdict, Intercept};
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
@@ -77,6 +78,7 @@ impl<'a> Relay<'a> {
         upstream: &'a mut UpstreamConn,
         client_in: BytesMut,
         metrics: &'a Metrics,
+        account: AccountGuard<'a>,
         max_client_message: usize,
     ) -> Self {
         Self {
@@ -87,7 +89,7 @@ impl<'a> Relay<'a> {
             upstream_out: BytesMut::new(),
             client_flush: false,
             upstream_flush: false,
-            intercept: Intercept::new(metrics),
+            intercept: Intercept::new(metrics, Some(account)),
             metrics,
             max_client_message,
             draining: false,
@@ -114,6 +116,16 @@ impl<'a> Relay<'a> {
     pub async fn run(&mut self, controls: Controls<'_>) -> RelayEnd {
         self.idle_timeout = controls.idle_timeout;
         self.arm_idle_timer();
+        // A client may pipeline its first statements behind its last login
+        // message; they were read with it and must not wait for more input.
+        if !self.client_in.is_empty() {
+            if let Some(end) = self.process_client() {
+                return match end {
+                    RelayEnd::Closed(e) => self.close(e).await,
+                    end => end,
+                };
+            }
+        }
         loop {
             tokio::select! {
                 biased;

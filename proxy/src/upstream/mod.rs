@@ -143,6 +143,55 @@ impl UpstreamConn {
         }
     }
 
+    /// Runs a simple-protocol query and returns its rows as text (`None` = NULL).
+    /// For tools that read the catalog (`policy check --live`), never for client
+    /// statements.
+    pub async fn query_rows(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, UpstreamError> {
+        let mut out = BytesMut::new();
+        crate::protocol::query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
+        let malformed =
+            |e: crate::protocol::fields::MalformedMessage| UpstreamError::Protocol(e.to_string());
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            let msg = read_message(&mut self.stream, &mut self.read_buf, MAX_SETUP_MESSAGE).await?;
+            match msg.tag {
+                backend_tag::READY_FOR_QUERY => {
+                    return match error {
+                        Some(e) => Err(e),
+                        None => Ok(rows),
+                    };
+                }
+                backend_tag::DATA_ROW if error.is_none() => {
+                    let mut f = Fields::new(&msg.body, "DataRow");
+                    let count = f.i16().map_err(malformed)?;
+                    let mut row = Vec::with_capacity(count.max(0) as usize);
+                    for _ in 0..count {
+                        let len = f.i32().map_err(malformed)?;
+                        if len < 0 {
+                            row.push(None);
+                            continue;
+                        }
+                        let bytes = f.bytes(len as usize).map_err(malformed)?;
+                        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                            UpstreamError::Protocol("DataRow value is not UTF-8".into())
+                        })?;
+                        row.push(Some(text));
+                    }
+                    rows.push(row);
+                }
+                backend_tag::PARAMETER_STATUS => self.record_param(&msg.body),
+                backend_tag::ERROR_RESPONSE => error = Some(server_error(&msg.body)),
+                _ => {}
+            }
+        }
+    }
+
     pub(crate) fn record_param(&mut self, body: &[u8]) {
         let mut f = Fields::new(body, "ParameterStatus");
         if let (Ok(name), Ok(value)) = (f.str(), f.str()) {

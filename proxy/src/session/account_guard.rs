@@ -1,0 +1,73 @@
+//! Ends a session at its next statement once its account may no longer be
+//! used: disabled, expired or removed by a policy reload, or past its last
+//! valid day.
+//!
+//! Checked on every Query and Parse, so it must be cheap: a pointer compare
+//! against the policy in force and a clock read; the account is looked up
+//! again only when the policy changed.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use maskgate_policy::{Account, Policy};
+
+use crate::error::{ClientError, SqlState};
+
+pub struct AccountGuard<'a> {
+    policy: &'a ArcSwap<Policy>,
+    seen: Arc<Policy>,
+    login: String,
+    /// When the account's last valid day ends.
+    expires_at: Option<SystemTime>,
+}
+
+impl<'a> AccountGuard<'a> {
+    pub fn new(policy: &'a ArcSwap<Policy>, seen: Arc<Policy>, login: &str) -> Self {
+        let expires_at = seen.account(login).and_then(|a| expiry(&seen, a));
+        Self {
+            policy,
+            seen,
+            login: login.to_string(),
+            expires_at,
+        }
+    }
+
+    /// `Err` with the error that ends the session when the account may no longer be used.
+    #[inline]
+    pub fn check(&mut self) -> Result<(), ClientError> {
+        let current = self.policy.load();
+        if !Arc::ptr_eq(&current, &self.seen) {
+            self.seen = arc_swap::Guard::into_inner(current);
+            let policy = &self.seen;
+            let allowed = policy
+                .account(&self.login)
+                .filter(|a| a.is_active(policy.now().date()));
+            match allowed {
+                Some(account) => self.expires_at = expiry(policy, account),
+                None => return Err(ended()),
+            }
+        }
+        if self.expires_at.is_some_and(|t| SystemTime::now() >= t) {
+            return Err(ended());
+        }
+        Ok(())
+    }
+}
+
+fn expiry(policy: &Policy, account: &Account) -> Option<SystemTime> {
+    let last_day = account.valid_until?;
+    let end = last_day
+        .next_day()?
+        .midnight()
+        .assume_offset(policy.settings().timezone);
+    Some(end.into())
+}
+
+fn ended() -> ClientError {
+    ClientError::fatal(
+        SqlState::INVALID_AUTHORIZATION,
+        "this account may no longer be used: it was disabled, has expired or was removed",
+    )
+    .with_hint("ask your security officer if you still need access")
+}
