@@ -133,6 +133,8 @@ impl fmt::Display for ClientError {
     }
 }
 
+impl std::error::Error for ClientError {}
+
 /// An error that can be shown to a client.
 ///
 /// Implementations return only what the client may know; the full error (with

@@ -67,8 +67,6 @@ impl From<ReadError> for SessionError {
     }
 }
 
-impl std::error::Error for ClientError {}
-
 impl SessionError {
     fn reject_reason(&self) -> RejectReason {
         match self {
