@@ -54,12 +54,14 @@ pub enum RejectReason {
     OutsideHours,
     /// The account already has its maximum of open sessions.
     MaxSessions,
+    /// A restricted account, while statement rules are not enforced yet.
+    Restricted,
 }
 
 impl RejectReason {
     /// Every variant, in label order; the counters are pre-created from this
     /// so each reason is exported (as 0) before it first happens.
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::MaxConnections,
         RejectReason::TlsRequired,
         RejectReason::Tls,
@@ -74,6 +76,7 @@ impl RejectReason {
         RejectReason::UnregisteredMachine,
         RejectReason::OutsideHours,
         RejectReason::MaxSessions,
+        RejectReason::Restricted,
     ];
 
     /// The `reason` label value.
@@ -93,6 +96,7 @@ impl RejectReason {
             RejectReason::UnregisteredMachine => "unregistered_machine",
             RejectReason::OutsideHours => "outside_hours",
             RejectReason::MaxSessions => "max_sessions",
+            RejectReason::Restricted => "restricted_role",
         }
     }
 

@@ -288,6 +288,19 @@ async fn login(
                 ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
             )
         })?;
+    // Until statement enforcement lands, a restricted account would see raw
+    // data; refusing it is the fail-closed choice.
+    if !policy.effective(login).is_some_and(|rules| rules.unrestricted) {
+        tracing::warn!(%peer, user = %login, "restricted account refused: statement enforcement is not available in this release");
+        return Err(SessionError::Refused(
+            RejectReason::Restricted,
+            ClientError::fatal(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                "this account's roles restrict what it may read, and this maskgate release cannot enforce statement rules yet",
+            )
+            .with_hint("ask your security officer; the session is refused rather than relayed unfiltered"),
+        ));
+    }
     let slot = shared
         .sessions
         .try_acquire(login, account.max_sessions)
