@@ -2,7 +2,7 @@
 //! used: disabled, expired or removed by a policy reload, or past its last
 //! valid day.
 //!
-//! Checked on every Query and Parse, so it must be cheap: a pointer compare
+//! Checked on every Query, Parse and Execute, so it must be cheap: a pointer compare
 //! against the policy in force and a clock read; the account is looked up
 //! again only when the policy changed.
 

@@ -57,7 +57,12 @@ impl<'m> Intercept<'m> {
     /// Called for each complete client message, in order, before it is forwarded.
     #[inline]
     pub fn client_message(&mut self, tag: u8, body: &[u8]) -> ClientVerdict {
-        if matches!(tag, frontend_tag::QUERY | frontend_tag::PARSE) {
+        // Execute too: a driver that prepared its statements before the account
+        // was disabled would otherwise go on running them.
+        if matches!(
+            tag,
+            frontend_tag::QUERY | frontend_tag::PARSE | frontend_tag::EXECUTE
+        ) {
             if let Some(Err(e)) = self.account.as_mut().map(AccountGuard::check) {
                 self.metrics.session_ended_by_policy();
                 return ClientVerdict::Reject(e);

@@ -264,7 +264,9 @@ async fn login(
     )
     .await;
     match authenticated {
-        Ok(()) => shared.lockouts.record_success(login),
+        // The failure count is cleared only once the login is admitted below:
+        // a right password from an unregistered machine must not wipe it.
+        Ok(()) => {}
         Err(e @ AuthError::Failed { .. }) => {
             if shared.lockouts.record_failure(login, Instant::now()) {
                 shared.metrics.lockout();
@@ -314,6 +316,7 @@ async fn login(
                 .with_hint("close another session of this account first"),
             )
         })?;
+    shared.lockouts.record_success(login);
 
     let mut upstream = shared.pool.get().await?;
     if let Err(e) = apply_settings(&mut upstream, &request).await {
