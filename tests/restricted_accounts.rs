@@ -17,11 +17,16 @@ async fn a_restricted_account_is_refused_rather_than_relayed_unfiltered() {
         )],
         ..ProxyOptions::default()
     };
-    let proxy = TestProxy::start(PgCluster::shared(), options).await.unwrap();
+    let proxy = TestProxy::start(PgCluster::shared(), options)
+        .await
+        .unwrap();
     let err = proxy.connect("clerk", PASSWORD).await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
     let text = err.as_db_error().unwrap().message().to_string();
-    assert!(text.contains("cannot enforce statement rules yet"), "{text}");
+    assert!(
+        text.contains("cannot enforce statement rules yet"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

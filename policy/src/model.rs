@@ -17,6 +17,9 @@ pub struct PolicySettings {
     pub timezone: UtcOffset,
     /// Schemas searched for unqualified table names (`pg_catalog` implicitly last).
     pub search_path: Vec<String>,
+    /// Ids of the keys in the pseudonym key file; a pseudonym mask naming any
+    /// other key is an error (empty: no key file, so no pseudonym masks).
+    pub pseudonym_keys: Vec<String>,
 }
 
 impl Default for PolicySettings {
@@ -24,6 +27,7 @@ impl Default for PolicySettings {
         PolicySettings {
             timezone: UtcOffset::UTC,
             search_path: vec!["public".to_owned()],
+            pseudonym_keys: Vec::new(),
         }
     }
 }

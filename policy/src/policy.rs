@@ -126,7 +126,13 @@ fn build(
     today: Date,
 ) -> Result<Loaded, Rejected> {
     let validated = if sources.len() > 0 {
-        validate::validate(&roots, &sources, today, &mut diags)
+        validate::validate(
+            &roots,
+            &sources,
+            today,
+            &settings.pseudonym_keys,
+            &mut diags,
+        )
     } else {
         validate::Validated::default()
     };

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use maskgate_mask::MaskSpec;
+use maskgate_mask::{MaskKind, MaskSpec};
 use time::{Date, Month};
 
 use crate::account::{parse_day, parse_fingerprint, parse_hours, DAY_NAMES};
@@ -63,15 +63,21 @@ type NeededAttributes = Vec<(QualifiedName, String)>;
 struct Checker<'a> {
     sources: &'a Sources,
     diags: &'a mut Diags,
+    pseudonym_keys: &'a [String],
 }
 
 pub(crate) fn validate(
     roots: &[Node],
     sources: &Sources,
     today: Date,
+    pseudonym_keys: &[String],
     diags: &mut Diags,
 ) -> Validated {
-    let mut c = Checker { sources, diags };
+    let mut c = Checker {
+        sources,
+        diags,
+        pseudonym_keys,
+    };
     let sections = c.sections(roots);
     let mut out = Validated::default();
 
@@ -719,7 +725,29 @@ impl Checker<'_> {
                     return None;
                 };
                 match MaskSpec::from_toml(&table) {
-                    Ok(spec) => Some(ColumnRule::Mask(spec)),
+                    Ok(spec) => {
+                        if let MaskKind::Pseudonym { key } | MaskKind::PseudonymDigits { key } =
+                            &spec.kind
+                        {
+                            if !self.pseudonym_keys.iter().any(|k| k == key) {
+                                let hint = if self.pseudonym_keys.is_empty() {
+                                    "no pseudonym key file is configured: set [masking] key_file in maskgate.toml".to_string()
+                                } else {
+                                    format!(
+                                        "the key file holds: {}",
+                                        self.pseudonym_keys.join(", ")
+                                    )
+                                };
+                                self.error(
+                                    node.pos,
+                                    format!("the mask for {what} uses pseudonym key {key:?}, which the key file does not hold"),
+                                    Some(hint),
+                                );
+                                return None;
+                            }
+                        }
+                        Some(ColumnRule::Mask(spec))
+                    }
                     Err(error) => {
                         self.error(
                             node.pos,

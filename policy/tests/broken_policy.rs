@@ -12,6 +12,7 @@ fn settings() -> PolicySettings {
     PolicySettings {
         timezone: offset!(+07:00),
         search_path: vec!["public".into()],
+        pseudonym_keys: Vec::new(),
     }
 }
 

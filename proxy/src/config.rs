@@ -52,6 +52,8 @@ pub struct PolicyConfig {
     /// Directory of policy files (`*.toml`), all merged.
     pub dir: PathBuf,
     pub settings: maskgate_policy::PolicySettings,
+    /// The pseudonym keys (`[masking] key_file`); empty when none is configured.
+    pub pseudonym_keys: std::sync::Arc<maskgate_mask::PseudonymKeys>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +238,15 @@ impl Context<'_> {
         let server = self.validate_server(&raw.server)?;
         let client_tls = self.validate_client_tls(raw.tls.as_ref(), &server)?;
         let upstream = self.validate_upstream(&raw.upstream)?;
-        let policy = self.validate_policy(&raw.policy)?;
+        let mut policy = self.validate_policy(&raw.policy)?;
+        if let Some(file) = raw.masking.as_ref().and_then(|m| m.key_file.as_ref()) {
+            let path = self.resolve_path(file);
+            let keys = maskgate_mask::PseudonymKeys::load(&path).map_err(|e| {
+                self.error(file, format!("pseudonym key file {}: {e}", path.display()))
+            })?;
+            policy.settings.pseudonym_keys = keys.ids().map(str::to_string).collect();
+            policy.pseudonym_keys = std::sync::Arc::new(keys);
+        }
         let admin_listen = match raw.admin.as_ref().and_then(|a| a.listen.as_ref()) {
             Some(addr) => Some(self.socket_addr(addr)?),
             None => None,
@@ -296,6 +306,7 @@ impl Context<'_> {
         Ok(PolicyConfig {
             dir: self.resolve_path(&raw.dir),
             settings,
+            pseudonym_keys: std::sync::Arc::new(maskgate_mask::PseudonymKeys::empty()),
         })
     }
 
@@ -527,6 +538,7 @@ struct RawConfig {
     tls: Option<RawTls>,
     upstream: RawUpstream,
     policy: RawPolicy,
+    masking: Option<RawMasking>,
     admin: Option<RawAdmin>,
     log: Option<RawLog>,
 }
@@ -577,6 +589,12 @@ struct RawPolicy {
     dir: Spanned<String>,
     timezone: Option<Spanned<String>>,
     search_path: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMasking {
+    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

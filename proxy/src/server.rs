@@ -162,7 +162,8 @@ impl Server {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
-        let connector = Connector::new(Arc::new(config.upstream.clone()), upstream_tls);
+        let connector = Connector::new(Arc::new(config.upstream.clone()), upstream_tls)
+            .with_pseudonym_keys(&config.policy.pseudonym_keys);
         let pool = Arc::new(Pool::new(connector, metrics.clone()));
         let server_secret = mock_secret(&config);
         let shared = Arc::new(Shared {

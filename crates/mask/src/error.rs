@@ -92,4 +92,36 @@ pub enum MaskError {
         pg_type: String,
         max_fraction: u32,
     },
+
+    #[error("constant {value:?} does not fit column type {pg_type:?}: {reason}")]
+    ConstantDoesNotFit {
+        value: String,
+        pg_type: String,
+        reason: &'static str,
+    },
+
+    #[error("SQL literals must not contain a NUL character")]
+    LiteralNul,
+
+    #[error("column reference {column:?} is not a quoted SQL identifier or a dotted path of them")]
+    InvalidColumnRef { column: String },
+
+    #[error("type name {pg_type:?} is not safe to use in a cast; expected a name as format_type() prints it")]
+    UnsafeTypeName { pg_type: String },
+
+    #[error("pseudonym key {key:?} is not in the key file; available: {available}")]
+    UnknownKey { key: String, available: String },
+
+    #[error("cannot read key file {path}: {reason}")]
+    KeyFileRead { path: String, reason: String },
+
+    #[error("key file {path} can be read or written by other users (mode {mode:o}); run `chmod 600` on it")]
+    KeyFilePermissions { path: String, mode: u32 },
+
+    #[error("key file {path}{}: {reason}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    KeyFileInvalid {
+        path: String,
+        line: Option<usize>,
+        reason: String,
+    },
 }

@@ -3,6 +3,7 @@ use std::fmt;
 use toml::{Table, Value};
 
 use crate::error::MaskError;
+use crate::expr::check_constant;
 use crate::literal::NumericLiteral;
 use crate::types::{parse_pg_type, TypeFamily};
 
@@ -60,8 +61,8 @@ pub enum MaskKind {
     Bucket { width: NumericLiteral },
     /// Always NULL.
     Null,
-    /// A fixed value, cast to the column's type by the expression builder
-    /// (which is where its text is checked against that type).
+    /// A fixed value, cast to the column's type; [`MaskSpec::check_type`]
+    /// checks it against the type where that is possible without a server.
     Constant { value: String },
     /// Keyed deterministic token; `key` is a key id in the key file, and part
     /// of the token so keys can rotate.
@@ -309,6 +310,9 @@ impl MaskSpec {
     pub fn check_type(&self, pg_type: &str) -> Result<(), MaskError> {
         let accepted = self.accepted_types();
         if accepted.contains(&TypeFamily::Any) {
+            if let (MaskKind::Constant { value }, Some(ty)) = (&self.kind, parse_pg_type(pg_type)) {
+                check_constant(value, &ty)?;
+            }
             return Ok(());
         }
         let kind = self.kind.name();
@@ -604,7 +608,7 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// Key ids appear in tokens and in SQL, so they are plain identifiers.
-fn check_key_id(key: &str) -> Result<(), MaskError> {
+pub(crate) fn check_key_id(key: &str) -> Result<(), MaskError> {
     let ok = (1..=64).contains(&key.len())
         && key
             .bytes()
@@ -1029,7 +1033,16 @@ mod tests {
         ]
         .concat();
         accepts("mask = \"null\"", &anything);
-        accepts("mask = \"constant\"\nvalue = \"x\"", &anything);
+        let unknown = ["uuid", "jsonb", "text[]", "whatever"];
+        accepts(
+            "mask = \"constant\"\nvalue = \"x\"",
+            &[&text[..], &unknown].concat(),
+        );
+        accepts(
+            "mask = \"constant\"\nvalue = 0",
+            &[&numbers[..], &unknown].concat(),
+        );
+        accepts("mask = \"constant\"\nvalue = 1900-01-01", &dates);
     }
 
     #[test]

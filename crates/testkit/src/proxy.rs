@@ -26,6 +26,8 @@ pub struct ProxyOptions {
     pub policy_files: Vec<(String, String)>,
     /// `[policy] timezone`.
     pub timezone: &'static str,
+    /// Text of a pseudonym key file; when set, `[masking] key_file` points at it.
+    pub pseudonym_key_file: Option<String>,
     /// Client TLS mode: "disable", "prefer" or "require" (with a fresh self-signed certificate).
     pub tls: &'static str,
     pub max_client_connections: usize,
@@ -46,6 +48,7 @@ impl Default for ProxyOptions {
             roles: vec!["relay".into()],
             policy_files: Vec::new(),
             timezone: "UTC",
+            pseudonym_key_file: None,
             tls: "disable",
             max_client_connections: 1000,
             login_timeout: Duration::from_secs(10),
@@ -209,6 +212,12 @@ pub fn rewrite_accounts(proxy: &TestProxy, options: &ProxyOptions) -> Result<(),
     std::fs::rename(&tmp, &path).map_err(|e| io("replacing the accounts file", e))
 }
 
+fn set_owner_only(path: &std::path::Path) -> Result<(), TestkitError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("restricting a key file", e))
+}
+
 fn write_files(
     dir: &tempfile::TempDir,
     cluster: &PgCluster,
@@ -242,6 +251,14 @@ fn write_files(
             options.tls
         )
     };
+    let masking = match &options.pseudonym_key_file {
+        Some(text) => {
+            write("keys.toml", text)?;
+            set_owner_only(&path("keys.toml"))?;
+            "[masking]\nkey_file = \"keys.toml\"\n"
+        }
+        None => "",
+    };
     let admin = if options.admin {
         "[admin]\nlisten = \"127.0.0.1:0\"\n"
     } else {
@@ -273,6 +290,7 @@ pool_size = {pool}
 dir = "policy"
 timezone = "{timezone}"
 
+{masking}
 {admin}
 [log]
 level = "warn"

@@ -292,7 +292,10 @@ async fn login(
         })?;
     // Until statement enforcement lands, a restricted account would see raw
     // data; refusing it is the fail-closed choice.
-    if !policy.effective(login).is_some_and(|rules| rules.unrestricted) {
+    if !policy
+        .effective(login)
+        .is_some_and(|rules| rules.unrestricted)
+    {
         tracing::warn!(%peer, user = %login, "restricted account refused: statement enforcement is not available in this release");
         return Err(SessionError::Refused(
             RejectReason::Restricted,

@@ -7,29 +7,8 @@
 
 use crate::error::{ClientError, SqlState};
 
-/// Session settings a client may choose. Names are lower case, as PostgreSQL
-/// matches setting names case-insensitively.
-const ALLOWED_SETTINGS: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "datestyle",
-    "timezone",
-    "intervalstyle",
-    "extra_float_digits",
-    "statement_timeout",
-    "lock_timeout",
-    "idle_in_transaction_session_timeout",
-    "idle_session_timeout",
-    "bytea_output",
-    "client_min_messages",
-    "default_transaction_isolation",
-    "default_transaction_read_only",
-    "default_transaction_deferrable",
-    "xmloption",
-    "geqo",
-    "jit",
-    "standard_conforming_strings",
-];
+/// Session settings a client may choose: the same list SET is checked against.
+const ALLOWED_SETTINGS: &[&str] = maskgate_sql::SETTABLE;
 
 /// Settings refused with a reason the error spells out.
 fn refusal_reason(name: &str) -> Option<&'static str> {

@@ -235,6 +235,10 @@ fn server_error(body: &[u8]) -> UpstreamError {
 pub struct Connector {
     config: Arc<UpstreamConfig>,
     tls: Option<TlsConnector>,
+    /// The `options` startup parameter: the pseudonym key settings, which
+    /// travel here rather than in any statement, so they never appear in
+    /// statement logs, pg_stat_statements or pg_stat_activity.
+    options: Option<String>,
 }
 
 impl Connector {
@@ -242,7 +246,15 @@ impl Connector {
         Self {
             config,
             tls: tls.map(TlsConnector::from),
+            options: None,
         }
+    }
+
+    /// Connections get the pseudonym key settings that mask expressions read.
+    pub fn with_pseudonym_keys(mut self, keys: &maskgate_mask::PseudonymKeys) -> Self {
+        let options = keys.upstream_options();
+        self.options = (!options.is_empty()).then_some(options);
+        self
     }
 
     pub fn config(&self) -> &UpstreamConfig {
@@ -317,6 +329,9 @@ impl Connector {
         startup
             .parameters
             .insert("application_name".into(), "maskgate".into());
+        if let Some(options) = &self.options {
+            startup.parameters.insert("options".into(), options.clone());
+        }
         let mut out = BytesMut::new();
         startup
             .encode(&mut out)

@@ -1,0 +1,50 @@
+//! Cold enforce time of typical statements (parse, resolve, rewrite, serialize).
+//! Budget from issue 5: at most 100 µs per typical statement.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use maskgate_mask::PseudonymKeys;
+use maskgate_policy::{Policy, PolicySettings};
+use maskgate_sql::{Enforcer, KeyedMasks};
+
+fn policy() -> Policy {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let today = time::Date::from_calendar_date(2026, time::Month::March, 2).unwrap();
+    Policy::from_texts(vec![(path, text)], PolicySettings::default(), today)
+        .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
+        .policy
+}
+
+fn enforce(c: &mut Criterion) {
+    let policy = policy();
+    let keys = PseudonymKeys::default();
+    let masks = KeyedMasks::new(&keys);
+    let search_path = policy.settings().search_path.clone();
+    for (login, name, sql) in [
+        (
+            "clerk_01",
+            "lookup",
+            "SELECT id, full_name, citizen_id, birth_date FROM participant WHERE citizen_id = $1",
+        ),
+        (
+            "analyst_79",
+            "join_aggregate",
+            "SELECT p.full_name, count(*), sum(c.amount) FROM participant p \
+             JOIN contribution c ON c.participant_id = p.id \
+             WHERE p.province_code = '79' GROUP BY p.full_name ORDER BY 2 DESC LIMIT 20",
+        ),
+    ] {
+        let rules = policy.effective(login).unwrap();
+        let enforcer = Enforcer::new(&rules, policy.tables(), &search_path, &masks);
+        enforcer.enforce(sql).unwrap();
+        c.bench_function(&format!("enforce/{name}"), |b| {
+            b.iter(|| enforcer.enforce(black_box(sql)).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, enforce);
+criterion_main!(benches);

@@ -1,0 +1,159 @@
+//! Statements other than queries: which are harmless session housekeeping and which are
+//! refused.
+
+use sqlparser::ast::{Expr, Ident, Set, Statement, Value};
+
+use crate::denial::Denial;
+use crate::enforce::StatementClass;
+use crate::names;
+
+/// Settings a client may change, at startup or with SET: they affect
+/// formatting, timeouts and transaction defaults, never who the user is, how
+/// names resolve or how string literals are read (`standard_conforming_strings`
+/// stays on, since the analyzer reads literals that way). Lower case, as
+/// PostgreSQL matches setting names case-insensitively.
+pub const SETTABLE: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "bytea_output",
+    "client_min_messages",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "default_transaction_deferrable",
+];
+
+/// Settings a client may read besides [`SETTABLE`]: drivers ask for them at startup.
+const SHOWABLE: &[&str] = &[
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "standard_conforming_strings",
+    "integer_datetimes",
+    "max_identifier_length",
+    "transaction_isolation",
+    "transaction isolation level",
+    "transaction_read_only",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "search_path",
+];
+
+/// Classifies a statement that is not a query. `Ok` means it may be forwarded as is.
+pub(crate) fn classify(statement: &Statement) -> Result<StatementClass, Denial> {
+    match statement {
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => Ok(StatementClass::Transaction),
+        Statement::Set(set) => classify_set(set),
+        Statement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(names::fold)
+                .collect::<Vec<_>>()
+                .join(" ");
+            if SETTABLE.contains(&name.as_str()) || SHOWABLE.contains(&name.as_str()) {
+                Ok(StatementClass::Session)
+            } else {
+                Err(Denial::forbidden(format!("SHOW {name}")))
+            }
+        }
+        Statement::Discard { .. } | Statement::Deallocate { .. } => Ok(StatementClass::Session),
+        Statement::Close { .. } => Ok(StatementClass::Cursor),
+        Statement::Fetch { into: None, .. } => Ok(StatementClass::Cursor),
+        Statement::LISTEN { .. } | Statement::UNLISTEN { .. } | Statement::NOTIFY { .. } => {
+            Ok(StatementClass::Notification)
+        }
+        Statement::Prepare { .. } | Statement::Execute { .. } => {
+            Err(Denial::unsupported("SQL-level PREPARE/EXECUTE"))
+        }
+        Statement::Declare { .. } => Err(Denial::unsupported("DECLARE … CURSOR")),
+        Statement::CreateTable(create) if create.query.is_some() => {
+            Err(Denial::forbidden("CREATE TABLE … AS"))
+        }
+        Statement::CreateView { .. } => Err(Denial::forbidden("CREATE VIEW")),
+        Statement::Copy { .. } => Err(Denial::forbidden("COPY")),
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
+            Err(Denial::forbidden("EXPLAIN"))
+        }
+        Statement::Call(_) => Err(Denial::forbidden("CALL")),
+        Statement::LockTables { .. } => Err(Denial::forbidden("LOCK")),
+        Statement::Vacuum(_) => Err(Denial::forbidden("VACUUM")),
+        Statement::Analyze { .. } => Err(Denial::forbidden("ANALYZE")),
+        Statement::Grant { .. } | Statement::Revoke { .. } => {
+            Err(Denial::forbidden("GRANT/REVOKE"))
+        }
+        Statement::Load { .. } => Err(Denial::forbidden("LOAD")),
+        other => Err(Denial::forbidden(construct_name(other))),
+    }
+}
+
+fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
+    match set {
+        Set::SingleAssignment {
+            hivevar: false,
+            variable,
+            values,
+            ..
+        } => {
+            let parts = names::parts(variable)?;
+            let name = match parts.as_slice() {
+                [one] => one.as_str(),
+                _ => return Err(Denial::forbidden(format!("SET {}", names::display(&parts)))),
+            };
+            if !SETTABLE.contains(&name) {
+                return Err(Denial::forbidden(format!("SET {name}")));
+            }
+            if values.iter().all(is_plain_setting_value) {
+                Ok(StatementClass::Session)
+            } else {
+                Err(Denial::forbidden(format!("SET {name} to an expression")))
+            }
+        }
+        Set::SetTimeZone { value, .. } if is_plain_setting_value(value) => {
+            Ok(StatementClass::Session)
+        }
+        Set::SetNames { .. } | Set::SetNamesDefault {} | Set::SetTransaction { .. } => {
+            Ok(StatementClass::Session)
+        }
+        Set::SetRole { .. } => Err(Denial::forbidden("SET ROLE")),
+        Set::SetSessionParam(_) => Err(Denial::forbidden("SET SESSION AUTHORIZATION")),
+        _ => Err(Denial::forbidden("this form of SET")),
+    }
+}
+
+/// `SET x = 'a'`, `SET x = 5`, `SET x TO DEFAULT`, `SET x = local`: a value, not a query.
+fn is_plain_setting_value(value: &Expr) -> bool {
+    match value {
+        Expr::Value(v) => !matches!(v.value, Value::Placeholder(_)),
+        Expr::Identifier(Ident { .. }) => true,
+        Expr::UnaryOp { expr, .. } => matches!(**expr, Expr::Value(_)),
+        Expr::Interval(_) => true,
+        _ => false,
+    }
+}
+
+/// The statement's leading keywords, for a message. Only words made of ASCII letters
+/// are kept, so nothing the statement carries beyond its keywords is echoed.
+pub(crate) fn construct_name(statement: &Statement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .take(2)
+        .take_while(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase()))
+        .collect();
+    if words.is_empty() {
+        "this statement".to_owned()
+    } else {
+        words.join(" ")
+    }
+}

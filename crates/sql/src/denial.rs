@@ -1,0 +1,53 @@
+//! Why a statement was refused, in the form the proxy sends to the client.
+
+use std::fmt;
+
+/// SQLSTATE codes the enforcer answers with.
+pub mod sqlstate {
+    /// The policy does not let this account do it (a relation, column, function or
+    /// statement kind it may not use, or a construct that is never allowed).
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// A construct maskgate does not analyze (yet); refused rather than guessed at.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// The text did not parse. Also used when sqlparser lacks a PostgreSQL syntax,
+    /// because the statement cannot be analyzed either way; the message says so.
+    pub const SYNTAX_ERROR: &str = "42601";
+}
+
+/// A refused statement. The message names the construct, relation, column or function
+/// and never echoes a literal value from the statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// One of [`sqlstate`].
+    pub sqlstate: &'static str,
+    /// For the client's ErrorResponse.
+    pub message: String,
+}
+
+impl Denial {
+    pub(crate) fn privilege(message: impl Into<String>) -> Denial {
+        Denial {
+            sqlstate: sqlstate::INSUFFICIENT_PRIVILEGE,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn unsupported(construct: impl fmt::Display) -> Denial {
+        Denial {
+            sqlstate: sqlstate::FEATURE_NOT_SUPPORTED,
+            message: format!("{construct} is not supported through maskgate"),
+        }
+    }
+
+    pub(crate) fn forbidden(construct: impl fmt::Display) -> Denial {
+        Denial::privilege(format!("{construct} is not allowed through maskgate"))
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (SQLSTATE {})", self.message, self.sqlstate)
+    }
+}
+
+impl std::error::Error for Denial {}

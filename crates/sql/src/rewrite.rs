@@ -1,0 +1,1318 @@
+//! The read rewrite: every reference to a protected table becomes a masking subquery.
+//!
+//! ```text
+//! FROM participant p
+//!   =>
+//! FROM (SELECT <allowed cols>, <mask> AS "col", … FROM "public"."participant"
+//!       WHERE (<row filter>) AND <pins and pushed-down predicates> OFFSET 0) AS p
+//! ```
+//!
+//! `OFFSET 0` keeps PostgreSQL from pulling the user's predicates into the subquery,
+//! so they never run on rows outside the filter (no division-by-zero or cast-error
+//! oracles). Only predicates proven safe go inside: lookup pins (a declared key `=` one
+//! literal or parameter, on the raw key) and `allowed column <cmp> literal`.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use maskgate_mask::{parse_pg_type, PgType, TypeFamily};
+use maskgate_policy::{ColumnRule, QualifiedName, TableClass, TableRules};
+use sqlparser::ast::{
+    BinaryOperator, CastKind, DataType, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentClause, FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator,
+    LimitClause, ObjectName, OrderByKind, Query, Select, SelectFlavor, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor, TableWithJoins, Value,
+    ValueWithSpan, VisitMut, VisitorMut, WildcardAdditionalOptions,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::catalog;
+use crate::denial::Denial;
+use crate::enforce::Enforcer;
+use crate::functions;
+use crate::mask::MaskRenderer;
+use crate::names::{self, fold, quote_ident, quoted};
+
+/// Rewrites a top-level query in place and caps it.
+pub(crate) fn rewrite_read(enforcer: &Enforcer<'_>, query: &mut Query) -> Result<(), Denial> {
+    let mut rewriter = Rewriter::new(enforcer, query)?;
+    rewriter.query(query)?;
+    if let Some(cap) = enforcer.rules.max_rows {
+        apply_cap(query, cap)?;
+    }
+    Ok(())
+}
+
+/// What a relation name in FROM turned out to be.
+#[derive(Debug, Clone)]
+enum Resolved {
+    /// A CTE of an enclosing WITH: left as written.
+    Cte,
+    /// An allowed system relation, to be schema-qualified.
+    Catalog(QualifiedName),
+    /// A policy table the account may read, to be replaced by a masking subquery.
+    Protected(QualifiedName),
+}
+
+/// One FROM item of a query block, as far as column references care.
+#[derive(Debug, Clone)]
+struct FromItem {
+    /// The alias, or the relation's own (folded) name.
+    name: String,
+    /// Set for protected tables.
+    protected: Option<QualifiedName>,
+    /// How the name resolved; `None` for derived tables and functions.
+    resolved: Option<Resolved>,
+}
+
+/// Extra predicates for one masking subquery.
+#[derive(Debug, Default)]
+struct FencePlan {
+    inside: Vec<Expr>,
+}
+
+struct Rewriter<'e, 'a> {
+    enforcer: &'e Enforcer<'a>,
+    /// Every column that some protected table of the statement denies, with that table.
+    denied: BTreeMap<String, QualifiedName>,
+    /// CTE names visible at this point, innermost last.
+    ctes: Vec<String>,
+    /// FROM items of the enclosing query blocks, innermost last.
+    frames: Vec<Vec<FromItem>>,
+}
+
+impl<'e, 'a> Rewriter<'e, 'a> {
+    fn new(enforcer: &'e Enforcer<'a>, query: &Query) -> Result<Self, Denial> {
+        let mut rewriter = Rewriter {
+            enforcer,
+            denied: BTreeMap::new(),
+            ctes: Vec::new(),
+            frames: Vec::new(),
+        };
+        let mut tables = Vec::new();
+        let _ = sqlparser::ast::visit_relations(query, |name| {
+            if let Ok(Resolved::Protected(table)) = rewriter.resolve(name) {
+                tables.push(table);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        for table in tables {
+            let rules = &enforcer.rules.tables[&table];
+            for column in enforcer.classification[&table].columns.keys() {
+                if matches!(rules.columns.get(column), None | Some(ColumnRule::Deny)) {
+                    rewriter
+                        .denied
+                        .entry(column.clone())
+                        .or_insert_with(|| table.clone());
+                }
+            }
+        }
+        Ok(rewriter)
+    }
+
+    fn rules(&self, table: &QualifiedName) -> &'e TableRules {
+        &self.enforcer.rules.tables[table]
+    }
+
+    // ---------------------------------------------------------------- names
+
+    fn resolve(&self, name: &ObjectName) -> Result<Resolved, Denial> {
+        let parts = names::parts(name)?;
+        match parts.as_slice() {
+            [relation] => {
+                if self.ctes.iter().any(|cte| cte == relation) {
+                    return Ok(Resolved::Cte);
+                }
+                let path = self.enforcer.search_path;
+                let catalog_listed = path.iter().any(|s| s == "pg_catalog");
+                if !catalog_listed && relation.starts_with("pg_") {
+                    return self.resolve_qualified("pg_catalog", relation);
+                }
+                for schema in path {
+                    let candidate = QualifiedName::new(schema.as_str(), relation.as_str());
+                    if self.enforcer.classification.contains_key(&candidate)
+                        || (catalog::is_system_schema(schema)
+                            && catalog::is_allowed(schema, relation))
+                    {
+                        return self.resolve_qualified(schema, relation);
+                    }
+                }
+                Err(not_available(relation))
+            }
+            [schema, relation] => self.resolve_qualified(schema, relation),
+            _ => Err(Denial::unsupported(
+                "a relation name with more than two parts",
+            )),
+        }
+    }
+
+    fn resolve_qualified(&self, schema: &str, relation: &str) -> Result<Resolved, Denial> {
+        let name = QualifiedName::new(schema, relation);
+        if self.enforcer.classification.contains_key(&name) {
+            if self.enforcer.rules.tables.contains_key(&name) {
+                return Ok(Resolved::Protected(name));
+            }
+        } else if catalog::is_allowed(schema, relation) {
+            return Ok(Resolved::Catalog(name));
+        }
+        Err(not_available(&name.to_string()))
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    fn query(&mut self, query: &mut Query) -> Result<(), Denial> {
+        if !query.locks.is_empty() {
+            return Err(Denial::unsupported("FOR UPDATE/FOR SHARE"));
+        }
+        if query.for_clause.is_some()
+            || query.settings.is_some()
+            || query.format_clause.is_some()
+            || !query.pipe_operators.is_empty()
+        {
+            return Err(Denial::unsupported("this query clause"));
+        }
+        let depth = self.ctes.len();
+        let result = self.query_inner(query);
+        self.ctes.truncate(depth);
+        result
+    }
+
+    fn query_inner(&mut self, query: &mut Query) -> Result<(), Denial> {
+        if let Some(with) = &mut query.with {
+            if with.recursive {
+                for cte in &with.cte_tables {
+                    self.ctes.push(cte_name(cte)?);
+                }
+            }
+            for cte in &mut with.cte_tables {
+                let name = cte_name(cte)?;
+                if cte.from.is_some() {
+                    return Err(Denial::unsupported("CTE FROM"));
+                }
+                self.query(&mut cte.query)?;
+                if !with.recursive {
+                    self.ctes.push(name);
+                }
+            }
+        }
+        self.set_expr(&mut query.body, query.order_by.as_mut())?;
+        match &mut query.limit_clause {
+            None => {}
+            Some(LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
+                if !limit_by.is_empty() {
+                    return Err(Denial::unsupported("LIMIT BY"));
+                }
+                if let Some(limit) = limit {
+                    self.visit(limit)?;
+                }
+                if let Some(offset) = offset {
+                    self.visit(&mut offset.value)?;
+                }
+            }
+            Some(LimitClause::OffsetCommaLimit { .. }) => {
+                return Err(Denial::unsupported("LIMIT offset, count"))
+            }
+        }
+        if let Some(fetch) = &mut query.fetch {
+            if let Some(quantity) = &mut fetch.quantity {
+                self.visit(quantity)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_expr(
+        &mut self,
+        body: &mut SetExpr,
+        order_by: Option<&mut sqlparser::ast::OrderBy>,
+    ) -> Result<(), Denial> {
+        match body {
+            SetExpr::Select(select) => return self.select(select, order_by),
+            SetExpr::Query(query) => self.query(query)?,
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left, None)?;
+                self.set_expr(right, None)?;
+            }
+            SetExpr::Values(values) => {
+                for row in &mut values.rows {
+                    for expr in row {
+                        self.visit(expr)?;
+                    }
+                }
+            }
+            SetExpr::Table(_) => return Err(Denial::unsupported("TABLE name")),
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                return Err(Denial::forbidden(
+                    "a data-modifying statement inside a query",
+                ))
+            }
+        }
+        if let Some(order_by) = order_by {
+            self.order_by(order_by)?;
+        }
+        Ok(())
+    }
+
+    fn order_by(&mut self, order_by: &mut sqlparser::ast::OrderBy) -> Result<(), Denial> {
+        if order_by.interpolate.is_some() {
+            return Err(Denial::unsupported("INTERPOLATE"));
+        }
+        match &mut order_by.kind {
+            OrderByKind::Expressions(exprs) => {
+                for item in exprs {
+                    if item.with_fill.is_some() {
+                        return Err(Denial::unsupported("WITH FILL"));
+                    }
+                    self.visit(&mut item.expr)?;
+                }
+                Ok(())
+            }
+            OrderByKind::All(_) => Err(Denial::unsupported("ORDER BY ALL")),
+        }
+    }
+
+    fn select(
+        &mut self,
+        select: &mut Select,
+        order_by: Option<&mut sqlparser::ast::OrderBy>,
+    ) -> Result<(), Denial> {
+        if select.into.is_some() {
+            return Err(Denial::forbidden("SELECT … INTO"));
+        }
+        if select.top.is_some()
+            || select.exclude.is_some()
+            || !select.lateral_views.is_empty()
+            || select.prewhere.is_some()
+            || !select.cluster_by.is_empty()
+            || !select.distribute_by.is_empty()
+            || !select.sort_by.is_empty()
+            || select.qualify.is_some()
+            || select.value_table_mode.is_some()
+            || select.connect_by.is_some()
+            || select.flavor != SelectFlavor::Standard
+        {
+            return Err(Denial::unsupported("this SELECT clause"));
+        }
+
+        let (items, has_outer_join) = self.scan_from(&select.from)?;
+        let mut plans = self.plan_fences(&items, &mut select.selection, has_outer_join)?;
+        self.frames.push(items.clone());
+        let result = self.select_inner(select, order_by, &items, &mut plans);
+        self.frames.pop();
+        result
+    }
+
+    fn select_inner(
+        &mut self,
+        select: &mut Select,
+        order_by: Option<&mut sqlparser::ast::OrderBy>,
+        items: &[FromItem],
+        plans: &mut Vec<FencePlan>,
+    ) -> Result<(), Denial> {
+        let mut cursor = Cursor {
+            items,
+            next: 0,
+            plans,
+        };
+        for from in &mut select.from {
+            self.walk_from(from, &mut cursor)?;
+        }
+        for item in &mut select.projection {
+            match item {
+                SelectItem::UnnamedExpr(expr) => self.visit(expr)?,
+                SelectItem::ExprWithAlias { expr, .. } => self.visit(expr)?,
+                SelectItem::Wildcard(options) => plain_wildcard(options)?,
+                SelectItem::QualifiedWildcard(kind, options) => {
+                    plain_wildcard(options)?;
+                    match kind {
+                        SelectItemQualifiedWildcardKind::ObjectName(_) => {}
+                        SelectItemQualifiedWildcardKind::Expr(expr) => self.visit(expr)?,
+                    }
+                }
+            }
+        }
+        if let Some(Distinct::On(exprs)) = &mut select.distinct {
+            for expr in exprs {
+                self.visit(expr)?;
+            }
+        }
+        if let Some(selection) = &mut select.selection {
+            self.visit(selection)?;
+        }
+        match &mut select.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(Denial::unsupported("this GROUP BY modifier"));
+                }
+                for expr in exprs {
+                    self.visit(expr)?;
+                }
+            }
+            GroupByExpr::All(_) => return Err(Denial::unsupported("GROUP BY ALL")),
+        }
+        if let Some(having) = &mut select.having {
+            self.visit(having)?;
+        }
+        for window in &mut select.named_window {
+            self.visit(window)?;
+        }
+        if let Some(order_by) = order_by {
+            self.order_by(order_by)?;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- FROM
+
+    /// Resolves the block's FROM items without changing them, in the order
+    /// [`Rewriter::walk_from`] will meet them.
+    fn scan_from(&self, from: &[TableWithJoins]) -> Result<(Vec<FromItem>, bool), Denial> {
+        let mut items = Vec::new();
+        let mut outer = false;
+        for twj in from {
+            self.scan_twj(twj, &mut items, &mut outer)?;
+        }
+        Ok((items, outer))
+    }
+
+    fn scan_twj(
+        &self,
+        twj: &TableWithJoins,
+        items: &mut Vec<FromItem>,
+        outer: &mut bool,
+    ) -> Result<(), Denial> {
+        self.scan_factor(&twj.relation, items, outer)?;
+        for join in &twj.joins {
+            if matches!(
+                join.join_operator,
+                JoinOperator::Left(_)
+                    | JoinOperator::LeftOuter(_)
+                    | JoinOperator::Right(_)
+                    | JoinOperator::RightOuter(_)
+                    | JoinOperator::FullOuter(_)
+            ) {
+                *outer = true;
+            }
+            self.scan_factor(&join.relation, items, outer)?;
+        }
+        Ok(())
+    }
+
+    fn scan_factor(
+        &self,
+        factor: &TableFactor,
+        items: &mut Vec<FromItem>,
+        outer: &mut bool,
+    ) -> Result<(), Denial> {
+        match factor {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                let parts = names::parts(name)?;
+                let own = parts.last().cloned().unwrap_or_default();
+                let alias_name = alias.as_ref().map(|a| fold(&a.name));
+                if args.is_some() {
+                    items.push(FromItem {
+                        name: alias_name.unwrap_or(own),
+                        protected: None,
+                        resolved: None,
+                    });
+                    return Ok(());
+                }
+                let resolved = self.resolve(name)?;
+                let protected = match &resolved {
+                    Resolved::Protected(table) => Some(table.clone()),
+                    _ => None,
+                };
+                items.push(FromItem {
+                    name: alias_name.unwrap_or(own),
+                    protected,
+                    resolved: Some(resolved),
+                });
+            }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => self.scan_twj(table_with_joins, items, outer)?,
+            TableFactor::Derived { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::Function { alias, .. } => items.push(FromItem {
+                name: alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default(),
+                protected: None,
+                resolved: None,
+            }),
+            _ => return Err(Denial::unsupported("this kind of FROM item")),
+        }
+        Ok(())
+    }
+
+    fn walk_from(
+        &mut self,
+        twj: &mut TableWithJoins,
+        cursor: &mut Cursor<'_>,
+    ) -> Result<(), Denial> {
+        self.factor(&mut twj.relation, cursor)?;
+        for join in &mut twj.joins {
+            if join.global {
+                return Err(Denial::unsupported("GLOBAL JOIN"));
+            }
+            self.factor(&mut join.relation, cursor)?;
+            let constraint = match &mut join.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::FullOuter(c)
+                | JoinOperator::CrossJoin(c) => c,
+                _ => return Err(Denial::unsupported("this kind of JOIN")),
+            };
+            match constraint {
+                JoinConstraint::On(expr) => self.visit(expr)?,
+                JoinConstraint::Using(columns) => {
+                    for column in columns {
+                        let parts = names::parts(column)?;
+                        if let Some(last) = parts.last() {
+                            self.check_unqualified(last)?;
+                        }
+                    }
+                }
+                JoinConstraint::Natural | JoinConstraint::None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn factor(&mut self, factor: &mut TableFactor, cursor: &mut Cursor<'_>) -> Result<(), Denial> {
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args,
+                with_hints,
+                version,
+                with_ordinality,
+                partitions,
+                json_path,
+                sample,
+                index_hints,
+            } => {
+                let index = cursor.next;
+                cursor.next += 1;
+                if let Some(args) = args {
+                    if args.settings.is_some() {
+                        return Err(Denial::unsupported("SETTINGS"));
+                    }
+                    self.table_function(name)?;
+                    for arg in &mut args.args {
+                        self.visit(arg)?;
+                    }
+                    return Ok(());
+                }
+                if !with_hints.is_empty()
+                    || version.is_some()
+                    || *with_ordinality
+                    || !partitions.is_empty()
+                    || json_path.is_some()
+                    || sample.is_some()
+                    || !index_hints.is_empty()
+                {
+                    return Err(Denial::unsupported("this table modifier"));
+                }
+                let resolved = cursor.items[index]
+                    .resolved
+                    .clone()
+                    .ok_or_else(|| Denial::unsupported("this FROM item"))?;
+                match resolved {
+                    Resolved::Cte => {}
+                    Resolved::Catalog(table) => {
+                        *name = ObjectName::from(vec![quoted(&table.schema), quoted(&table.name)]);
+                    }
+                    Resolved::Protected(table) => {
+                        if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                            return Err(Denial::unsupported(
+                                "a column alias list on a protected table",
+                            ));
+                        }
+                        let alias_ident = match alias.take() {
+                            Some(alias) => alias.name,
+                            None => quoted(&table.name),
+                        };
+                        let plan = std::mem::take(&mut cursor.plans[index]);
+                        *factor = self.fence(&table, alias_ident, plan)?;
+                    }
+                }
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                cursor.next += 1;
+                check_alias(alias.as_ref())?;
+                self.query(subquery)?;
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                check_alias(alias.as_ref())?;
+                self.walk_from(table_with_joins, cursor)?;
+            }
+            TableFactor::Function { name, args, .. } => {
+                cursor.next += 1;
+                self.table_function(name)?;
+                for arg in args {
+                    self.visit(arg)?;
+                }
+            }
+            TableFactor::UNNEST {
+                array_exprs,
+                with_offset: false,
+                with_offset_alias: None,
+                ..
+            } => {
+                cursor.next += 1;
+                for expr in array_exprs {
+                    self.visit(expr)?;
+                }
+            }
+            _ => return Err(Denial::unsupported("this kind of FROM item")),
+        }
+        Ok(())
+    }
+
+    fn table_function(&self, name: &ObjectName) -> Result<(), Denial> {
+        let function = function_name(name)?;
+        if functions::table_allowed(&function) {
+            Ok(())
+        } else {
+            Err(Denial::privilege(format!(
+                "function {function} is not allowed for this account"
+            )))
+        }
+    }
+
+    // ---------------------------------------------------------------- fences
+
+    /// Finds, per protected FROM item, the lookup pin (moved out of WHERE) and the safe
+    /// predicates (copied) that go inside its masking subquery.
+    fn plan_fences(
+        &self,
+        items: &[FromItem],
+        selection: &mut Option<Expr>,
+        has_outer_join: bool,
+    ) -> Result<Vec<FencePlan>, Denial> {
+        let mut plans: Vec<FencePlan> = items.iter().map(|_| FencePlan::default()).collect();
+        if !items.iter().any(|i| i.protected.is_some()) {
+            return Ok(plans);
+        }
+        let mut conjuncts = Vec::new();
+        if let Some(expr) = selection.as_ref() {
+            split_and_ref(expr, &mut conjuncts);
+        }
+        let mut pinned = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let Some(table) = &item.protected else {
+                continue;
+            };
+            let rules = self.rules(table);
+            if !rules.lookup_keys.is_empty() {
+                if has_outer_join {
+                    return Err(Denial::unsupported(format!(
+                        "the lookup-only table {table} in a query with an outer join"
+                    )));
+                }
+                let pin = conjuncts.iter().enumerate().position(|(i, c)| {
+                    !pinned.contains(&i)
+                        && comparison(c).is_some_and(|(column, op, _)| {
+                            op == BinaryOperator::Eq
+                                && self
+                                    .column_of(column, items, index)
+                                    .is_some_and(|name| rules.lookup_keys.contains(&name))
+                        })
+                });
+                let Some(pin) = pin else {
+                    return Err(Denial::privilege(format!(
+                        "table {table} is lookup-only for this account: its WHERE must \
+                         include `<key> = <value>` for one of: {}",
+                        rules.lookup_keys.join(", ")
+                    )));
+                };
+                pinned.push(pin);
+                plans[index]
+                    .inside
+                    .push(self.raw_predicate(conjuncts[pin], table)?);
+            }
+            for (i, conjunct) in conjuncts.iter().enumerate() {
+                if pinned.contains(&i) {
+                    continue;
+                }
+                if let Some((column, op, _)) = comparison(conjunct) {
+                    if !is_safe_comparison(&op) {
+                        continue;
+                    }
+                    let Some(name) = self.column_of(column, items, index) else {
+                        continue;
+                    };
+                    if matches!(rules.columns.get(&name), Some(ColumnRule::Allow)) {
+                        plans[index]
+                            .inside
+                            .push(self.raw_predicate(conjunct, table)?);
+                    }
+                }
+            }
+        }
+        if !pinned.is_empty() {
+            let mut owned = Vec::new();
+            if let Some(expr) = selection.take() {
+                split_and(expr, &mut owned);
+            }
+            let kept = owned
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !pinned.contains(i))
+                .map(|(_, c)| c)
+                .collect();
+            *selection = join_and(kept);
+        }
+        Ok(plans)
+    }
+
+    /// The column of FROM item `index` that `expr` names, if it certainly is one.
+    fn column_of(&self, expr: &Expr, items: &[FromItem], index: usize) -> Option<String> {
+        let item = &items[index];
+        let table = item.protected.as_ref()?;
+        let class = &self.enforcer.classification[table];
+        match expr {
+            Expr::Identifier(ident) => {
+                let column = fold(ident);
+                if !class.columns.contains_key(&column) {
+                    return None;
+                }
+                let unambiguous = items.iter().enumerate().all(|(i, other)| {
+                    i == index
+                        || other.protected.as_ref().is_some_and(|t| {
+                            !self.enforcer.classification[t]
+                                .columns
+                                .contains_key(&column)
+                        })
+                });
+                unambiguous.then_some(column)
+            }
+            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                let column = fold(&parts[1]);
+                let same_name = items.iter().filter(|i| i.name == fold(&parts[0])).count();
+                (fold(&parts[0]) == item.name
+                    && same_name == 1
+                    && class.columns.contains_key(&column))
+                .then_some(column)
+            }
+            _ => None,
+        }
+    }
+
+    /// `column <op> value` rewritten against the raw table inside the fence.
+    fn raw_predicate(&self, conjunct: &Expr, table: &QualifiedName) -> Result<Expr, Denial> {
+        let Some((column, op, value)) = comparison(conjunct) else {
+            return Err(internal());
+        };
+        let name = match column {
+            Expr::Identifier(ident) => fold(ident),
+            Expr::CompoundIdentifier(parts) => fold(&parts[parts.len() - 1]),
+            _ => return Err(internal()),
+        };
+        let raw = Expr::CompoundIdentifier(vec![quoted(&table.name), quoted(&name)]);
+        let column_left = matches!(
+            conjunct,
+            Expr::BinaryOp { left, .. } if std::ptr::eq(strip(left), column)
+        );
+        let (left, right) = if column_left {
+            (raw, value.clone())
+        } else {
+            (value.clone(), raw)
+        };
+        Ok(Expr::BinaryOp {
+            left: Box::new(left),
+            op,
+            right: Box::new(right),
+        })
+    }
+
+    /// The masking subquery for one reference to `table`: the account's prebuilt one
+    /// with this reference's pins and pushed-down predicates added.
+    fn fence(
+        &self,
+        table: &QualifiedName,
+        alias: Ident,
+        plan: FencePlan,
+    ) -> Result<TableFactor, Denial> {
+        let mut subquery = match self.enforcer.fences.get(table) {
+            Some(Ok(query)) => query.clone(),
+            Some(Err(denial)) => return Err(denial.clone()),
+            None => return Err(internal()),
+        };
+        if !plan.inside.is_empty() {
+            let SetExpr::Select(select) = subquery.body.as_mut() else {
+                return Err(internal());
+            };
+            let mut conjuncts: Vec<Expr> = select.selection.take().into_iter().collect();
+            conjuncts.extend(plan.inside);
+            select.selection = join_and(conjuncts);
+        }
+        Ok(TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(TableAlias {
+                name: alias,
+                columns: Vec::new(),
+            }),
+        })
+    }
+
+    // ---------------------------------------------------------------- expressions
+
+    fn visit<T: VisitMut>(&mut self, node: &mut T) -> Result<(), Denial> {
+        let mut checker = ExprCheck {
+            rewriter: self,
+            skip: 0,
+        };
+        match node.visit(&mut checker) {
+            ControlFlow::Break(denial) => Err(denial),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    fn check_unqualified(&self, column: &str) -> Result<(), Denial> {
+        match self.denied.get(column) {
+            Some(table) => Err(denied_column(column, table)),
+            None => Ok(()),
+        }
+    }
+
+    fn check_qualified(&self, qualifier: &str, column: &str) -> Result<(), Denial> {
+        for frame in self.frames.iter().rev() {
+            if let Some(item) = frame.iter().find(|item| item.name == qualifier) {
+                return match &item.protected {
+                    Some(table)
+                        if matches!(
+                            self.rules(table).columns.get(column),
+                            None | Some(ColumnRule::Deny)
+                        ) && self.enforcer.classification[table]
+                            .columns
+                            .contains_key(column) =>
+                    {
+                        Err(denied_column(column, table))
+                    }
+                    _ => Ok(()),
+                };
+            }
+        }
+        self.check_unqualified(column)
+    }
+
+    fn check_expr(&self, expr: &Expr) -> Result<(), Denial> {
+        match expr {
+            Expr::Identifier(ident) => {
+                names::check_quote(ident)?;
+                self.check_unqualified(&fold(ident))
+            }
+            Expr::CompoundIdentifier(parts) => {
+                for part in parts {
+                    names::check_quote(part)?;
+                }
+                match parts.as_slice() {
+                    [qualifier, column] => self.check_qualified(&fold(qualifier), &fold(column)),
+                    [.., column] => self.check_unqualified(&fold(column)),
+                    [] => Ok(()),
+                }
+            }
+            Expr::Function(function) => check_function(function),
+            Expr::Cast {
+                data_type, kind, ..
+            } => {
+                if matches!(kind, CastKind::TryCast | CastKind::SafeCast) {
+                    return Err(Denial::unsupported("TRY_CAST"));
+                }
+                check_type(data_type)
+            }
+            Expr::TypedString(typed) => check_type(&typed.data_type),
+            Expr::BinaryOp { op, .. } => check_operator(op),
+            Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
+                check_operator(compare_op)
+            }
+            Expr::Value(_)
+            | Expr::CompoundFieldAccess { .. }
+            | Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::IsNormalized { .. }
+            | Expr::InList { .. }
+            | Expr::InSubquery { .. }
+            | Expr::Between { .. }
+            | Expr::Like { .. }
+            | Expr::ILike { .. }
+            | Expr::SimilarTo { .. }
+            | Expr::UnaryOp { .. }
+            | Expr::AtTimeZone { .. }
+            | Expr::Extract { .. }
+            | Expr::Ceil { .. }
+            | Expr::Floor { .. }
+            | Expr::Position { .. }
+            | Expr::Substring { .. }
+            | Expr::Trim { .. }
+            | Expr::Overlay { .. }
+            | Expr::Collate { .. }
+            | Expr::Nested(_)
+            | Expr::Case { .. }
+            | Expr::Exists { .. }
+            | Expr::Subquery(_)
+            | Expr::GroupingSets(_)
+            | Expr::Cube(_)
+            | Expr::Rollup(_)
+            | Expr::Tuple(_)
+            | Expr::Array(_)
+            | Expr::Interval(_) => Ok(()),
+            _ => Err(Denial::unsupported("this kind of expression")),
+        }
+    }
+}
+
+/// Walks one expression tree (or any node holding expressions): checks every
+/// expression and hands nested queries back to the rewriter, skipping their insides
+/// (the rewriter already did them).
+struct ExprCheck<'r, 'e, 'a> {
+    rewriter: &'r mut Rewriter<'e, 'a>,
+    skip: usize,
+}
+
+impl VisitorMut for ExprCheck<'_, '_, '_> {
+    type Break = Denial;
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Denial> {
+        if self.skip == 0 {
+            if let Err(denial) = self.rewriter.query(query) {
+                return ControlFlow::Break(denial);
+            }
+        }
+        self.skip += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<Denial> {
+        self.skip -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        match self.rewriter.check_expr(expr) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(denial) => ControlFlow::Break(denial),
+        }
+    }
+}
+
+/// Walk position in a block's FROM: which scanned item comes next.
+struct Cursor<'i> {
+    items: &'i [FromItem],
+    next: usize,
+    plans: &'i mut Vec<FencePlan>,
+}
+
+// -------------------------------------------------------------------- helpers
+
+fn not_available(relation: &str) -> Denial {
+    Denial::privilege(format!(
+        "relation \"{relation}\" is not available to this account"
+    ))
+}
+
+fn denied_column(column: &str, table: &QualifiedName) -> Denial {
+    Denial::privilege(format!(
+        "column \"{column}\" of table \"{table}\" is not available to this account"
+    ))
+}
+
+fn internal() -> Denial {
+    Denial::unsupported("this statement (internal rewrite error)")
+}
+
+fn cte_name(cte: &sqlparser::ast::Cte) -> Result<String, Denial> {
+    names::check_quote(&cte.alias.name)?;
+    Ok(fold(&cte.alias.name))
+}
+
+fn check_alias(alias: Option<&TableAlias>) -> Result<(), Denial> {
+    if let Some(alias) = alias {
+        names::check_quote(&alias.name)?;
+    }
+    Ok(())
+}
+
+fn plain_wildcard(options: &WildcardAdditionalOptions) -> Result<(), Denial> {
+    if options.opt_ilike.is_some()
+        || options.opt_exclude.is_some()
+        || options.opt_except.is_some()
+        || options.opt_replace.is_some()
+        || options.opt_rename.is_some()
+    {
+        return Err(Denial::unsupported("wildcard options"));
+    }
+    Ok(())
+}
+
+/// `name` or `pg_catalog.name`, folded; other schemas are never built-ins.
+fn function_name(name: &ObjectName) -> Result<String, Denial> {
+    let parts = names::parts(name)?;
+    match parts.as_slice() {
+        [function] => Ok(function.clone()),
+        [schema, function] if schema == "pg_catalog" => Ok(function.clone()),
+        _ => Err(Denial::privilege(format!(
+            "function {} is not allowed for this account",
+            names::display(&parts)
+        ))),
+    }
+}
+
+fn check_function(function: &Function) -> Result<(), Denial> {
+    let name = function_name(&function.name)?;
+    if function.uses_odbc_syntax || !matches!(function.parameters, FunctionArguments::None) {
+        return Err(Denial::unsupported("this function call syntax"));
+    }
+    if let FunctionArguments::List(list) = &function.args {
+        for clause in &list.clauses {
+            if !matches!(clause, FunctionArgumentClause::OrderBy(_)) {
+                return Err(Denial::unsupported("this function argument clause"));
+            }
+        }
+    }
+    if name == "pg_sleep" {
+        return check_sleep(function);
+    }
+    if functions::scalar_allowed(&name) {
+        Ok(())
+    } else {
+        Err(Denial::privilege(format!(
+            "function {name} is not allowed for this account"
+        )))
+    }
+}
+
+/// `pg_sleep(<number literal>)` up to [`functions::MAX_SLEEP_SECONDS`].
+fn check_sleep(function: &Function) -> Result<(), Denial> {
+    let seconds = match &function.args {
+        FunctionArguments::List(list) => match list.args.as_slice() {
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan {
+                value: Value::Number(n, _),
+                ..
+            })))] => n.parse::<f64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match seconds {
+        Some(s) if (0.0..=functions::MAX_SLEEP_SECONDS).contains(&s) => Ok(()),
+        _ => Err(Denial::privilege(format!(
+            "pg_sleep is allowed only with a literal of at most {} second",
+            functions::MAX_SLEEP_SECONDS
+        ))),
+    }
+}
+
+fn check_type(data_type: &DataType) -> Result<(), Denial> {
+    match data_type {
+        DataType::Custom(name, modifiers) => {
+            let parts = names::parts(name)?;
+            let type_name = match parts.as_slice() {
+                [one] => one.as_str(),
+                [schema, one] if schema == "pg_catalog" => one.as_str(),
+                _ => "",
+            };
+            if modifiers.is_empty() && functions::custom_type_allowed(type_name) {
+                Ok(())
+            } else {
+                Err(Denial::privilege(format!(
+                    "type {} is not allowed for this account",
+                    names::display(&parts)
+                )))
+            }
+        }
+        DataType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(inner))
+        | DataType::Array(sqlparser::ast::ArrayElemTypeDef::SquareBracket(inner, _))
+        | DataType::Array(sqlparser::ast::ArrayElemTypeDef::Parenthesis(inner)) => {
+            check_type(inner)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_operator(op: &BinaryOperator) -> Result<(), Denial> {
+    match op {
+        BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_) => Err(
+            Denial::privilege("custom operators are not allowed for this account"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn is_safe_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+    )
+}
+
+/// Splits a WHERE into its top-level AND operands (looking through parentheses).
+fn split_and(expr: Expr, out: &mut Vec<Expr>) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and(*left, out);
+            split_and(*right, out);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                *inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and(*inner, out)
+        }
+        other => out.push(other),
+    }
+}
+
+/// Like [`split_and`], borrowing; yields the operands in the same order.
+fn split_and_ref<'x>(expr: &'x Expr, out: &mut Vec<&'x Expr>) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and_ref(left, out);
+            split_and_ref(right, out);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                **inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and_ref(inner, out)
+        }
+        other => out.push(other),
+    }
+}
+
+/// Joins conjuncts with AND, each parenthesised so precedence cannot change.
+fn join_and(conjuncts: Vec<Expr>) -> Option<Expr> {
+    conjuncts
+        .into_iter()
+        .map(|c| match c {
+            Expr::Nested(_) => c,
+            other => Expr::Nested(Box::new(other)),
+        })
+        .reduce(|left, right| Expr::BinaryOp {
+            left: Box::new(left),
+            op: BinaryOperator::And,
+            right: Box::new(right),
+        })
+}
+
+fn strip(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Nested(inner) => strip(inner),
+        other => other,
+    }
+}
+
+/// `column <op> value` or `value <op> column` where value is one literal or parameter;
+/// returns (column, op as if the column were on the left, value).
+fn comparison(expr: &Expr) -> Option<(&Expr, BinaryOperator, &Expr)> {
+    let Expr::BinaryOp { left, op, right } = strip(expr) else {
+        return None;
+    };
+    let (left, right) = (strip(left), strip(right));
+    let is_column = |e: &Expr| {
+        matches!(e, Expr::Identifier(_))
+            || matches!(e, Expr::CompoundIdentifier(parts) if parts.len() == 2)
+    };
+    if is_column(left) && is_value(right) {
+        Some((left, op.clone(), right))
+    } else if is_value(left) && is_column(right) {
+        Some((right, op.clone(), left))
+    } else {
+        None
+    }
+}
+
+/// One literal string or number, or one `$n` parameter.
+fn is_value(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(ValueWithSpan { value, .. }) => match value {
+            Value::Number(..)
+            | Value::SingleQuotedString(_)
+            | Value::EscapedStringLiteral(_)
+            | Value::UnicodeStringLiteral(_)
+            | Value::DollarQuotedString(_)
+            | Value::NationalStringLiteral(_) => true,
+            Value::Placeholder(p) => {
+                p.len() > 1 && p.starts_with('$') && p[1..].bytes().all(|b| b.is_ascii_digit())
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Makes the outermost query return at most `cap + 1` rows, merged with its own LIMIT
+/// or FETCH FIRST.
+fn apply_cap(query: &mut Query, cap: u64) -> Result<(), Denial> {
+    let bound = cap.saturating_add(1);
+    let mut existing = None;
+    if let Some(fetch) = query.fetch.take() {
+        if fetch.with_ties || fetch.percent {
+            return Err(Denial::unsupported(
+                "FETCH … WITH TIES or PERCENT under a row cap",
+            ));
+        }
+        existing = Some(fetch.quantity.unwrap_or_else(|| number(1)));
+    }
+    match &mut query.limit_clause {
+        None => {
+            query.limit_clause = Some(LimitClause::LimitOffset {
+                limit: Some(merge_limit(existing, bound)),
+                offset: None,
+                limit_by: Vec::new(),
+            });
+        }
+        Some(LimitClause::LimitOffset { limit, .. }) => {
+            let current = limit.take().or(existing);
+            *limit = Some(merge_limit(current, bound));
+        }
+        Some(LimitClause::OffsetCommaLimit { .. }) => {
+            return Err(Denial::unsupported("LIMIT offset, count"))
+        }
+    }
+    Ok(())
+}
+
+fn merge_limit(existing: Option<Expr>, bound: u64) -> Expr {
+    match existing {
+        None => number(bound),
+        Some(Expr::Value(ValueWithSpan {
+            value: Value::Number(n, _),
+            ..
+        })) if n.parse::<u64>().is_ok() => number(n.parse::<u64>().unwrap_or(bound).min(bound)),
+        Some(other) => {
+            let bound = Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(number(bound)),
+                data_type: DataType::BigInt(None),
+                format: None,
+            };
+            Expr::Function(Function {
+                name: ObjectName::from(vec![Ident::new("LEAST")]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(other)),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(bound)),
+                    ],
+                    clauses: Vec::new(),
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: Vec::new(),
+            })
+        }
+    }
+}
+
+fn number(n: u64) -> Expr {
+    Expr::Value(Value::Number(n.to_string(), false).into())
+}
+
+/// The masking subquery of `table` for an account, before any statement needs it:
+/// masked projection, row filter, fence. Built once per [`Enforcer`].
+pub(crate) fn build_fence(
+    table: &QualifiedName,
+    class: &TableClass,
+    rules: &TableRules,
+    masks: &dyn MaskRenderer,
+) -> Result<Box<Query>, Denial> {
+    let qualifier = quote_ident(&table.name);
+    let mut projection = Vec::new();
+    for (column, column_class) in &class.columns {
+        let reference = format!("{qualifier}.{}", quote_ident(column));
+        match rules.columns.get(column) {
+            Some(ColumnRule::Allow) => projection.push(reference),
+            Some(ColumnRule::Mask(spec)) => {
+                let ty = parse_pg_type(&column_class.pg_type).unwrap_or_else(|| PgType {
+                    family: TypeFamily::Any,
+                    canonical: column_class.pg_type.clone(),
+                    length: None,
+                    blank_padded: false,
+                    precision: None,
+                    scale: None,
+                });
+                let expr = masks.render(spec, &reference, &ty).map_err(|_| {
+                    Denial::unsupported(format!("the mask of column {column} of table {table}"))
+                })?;
+                projection.push(format!("({expr}) AS {}", quote_ident(column)));
+            }
+            Some(ColumnRule::Deny) | None => {}
+        }
+    }
+    if projection.is_empty() {
+        return Err(Denial::privilege(format!(
+            "no column of table {table} is available to this account"
+        )));
+    }
+    let mut sql = format!(
+        "SELECT {} FROM {}.{}",
+        projection.join(", "),
+        quote_ident(&table.schema),
+        qualifier
+    );
+    if let Some(filter) = &rules.row_filter {
+        sql.push_str(" WHERE ");
+        sql.push_str(filter);
+    }
+    sql.push_str(" OFFSET 0");
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut parser| parser.parse_query())
+        .map_err(|_| Denial::unsupported(format!("the masking subquery of table {table}")))
+}
