@@ -52,6 +52,9 @@ pub async fn open(
         Stream::Plain(tcp)
     });
 
+    // PostgreSQL answers each negotiation request once; a client repeating one
+    // is not a client the proxy needs to humour.
+    let (mut ssl_answered, mut gss_answered) = (false, false);
     loop {
         let stream = slot.as_mut().expect("the slot holds the connection");
         let packet = read_startup_packet(stream, &mut buf).await?;
@@ -59,6 +62,9 @@ pub async fn open(
         let code = f.i32().map_err(|_| protocol("malformed startup packet"))?;
         match code {
             SSL_REQUEST => {
+                if std::mem::replace(&mut ssl_answered, true) {
+                    return Err(protocol("SSLRequest sent twice").into());
+                }
                 if stream.is_tls() {
                     return Err(protocol("SSLRequest received on an encrypted connection").into());
                 }
@@ -78,7 +84,12 @@ pub async fn open(
                     None => stream.write_all(b"N").await?,
                 }
             }
-            GSSENC_REQUEST => stream.write_all(b"N").await?,
+            GSSENC_REQUEST => {
+                if std::mem::replace(&mut gss_answered, true) {
+                    return Err(protocol("GSSENCRequest sent twice").into());
+                }
+                stream.write_all(b"N").await?
+            }
             CANCEL_REQUEST => {
                 let pid = f.i32().map_err(|_| protocol("malformed CancelRequest"))?;
                 let secret = f.i32().map_err(|_| protocol("malformed CancelRequest"))?;
