@@ -22,9 +22,10 @@ use super::account_guard::AccountGuard;
 use super::intercept::{ClientVerdict, Intercept};
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
+use crate::protocol::backend_tag;
 use crate::protocol::frame::{self, FrameError};
 use crate::stream::Stream;
-use crate::upstream::UpstreamConn;
+use crate::upstream::{self, UpstreamConn};
 
 /// Stop reading from one side while this much waits to be written to the other.
 const HIGH_WATER: usize = 64 * 1024;
@@ -289,15 +290,10 @@ impl<'a> Relay<'a> {
             }
             let body = &buf[pos + frame::HEADER_LEN..pos + h.total_len];
             self.intercept.server_message(h.tag, body);
-            if h.tag == crate::protocol::backend_tag::PARAMETER_STATUS {
-                let mut f = crate::protocol::fields::Fields::new(body, "ParameterStatus");
-                if let (Ok(name), Ok(value)) = (f.str(), f.str()) {
-                    self.upstream
-                        .params
-                        .insert(name.to_string(), value.to_string());
-                }
+            if h.tag == backend_tag::PARAMETER_STATUS {
+                upstream::record_param(&mut self.upstream.params, body);
             }
-            became_idle |= h.tag == crate::protocol::backend_tag::READY_FOR_QUERY;
+            became_idle |= h.tag == backend_tag::READY_FOR_QUERY;
             pos += h.total_len;
         }
         if pos > 0 {

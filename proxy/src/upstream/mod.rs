@@ -193,10 +193,7 @@ impl UpstreamConn {
     }
 
     pub(crate) fn record_param(&mut self, body: &[u8]) {
-        let mut f = Fields::new(body, "ParameterStatus");
-        if let (Ok(name), Ok(value)) = (f.str(), f.str()) {
-            self.params.insert(name.to_string(), value.to_string());
-        }
+        record_param(&mut self.params, body);
     }
 
     /// Whether the server closed this idle connection (restart, idle timeout,
@@ -209,6 +206,15 @@ impl UpstreamConn {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut read = std::pin::pin!(self.stream.read(&mut probe));
         !matches!(read.as_mut().poll(&mut cx), std::task::Poll::Pending)
+    }
+}
+
+/// Records a ParameterStatus body (name, value); the client is greeted with
+/// these values when it next attaches to this connection.
+pub(crate) fn record_param(params: &mut BTreeMap<String, String>, body: &[u8]) {
+    let mut f = Fields::new(body, "ParameterStatus");
+    if let (Ok(name), Ok(value)) = (f.str(), f.str()) {
+        params.insert(name.to_string(), value.to_string());
     }
 }
 
@@ -346,13 +352,7 @@ impl Connector {
         loop {
             let msg = read_message(&mut stream, &mut read_buf, MAX_SETUP_MESSAGE).await?;
             match msg.tag {
-                backend_tag::PARAMETER_STATUS => {
-                    let mut f = Fields::new(&msg.body, "ParameterStatus");
-                    let (name, value) = (f.str(), f.str());
-                    if let (Ok(name), Ok(value)) = (name, value) {
-                        params.insert(name.to_string(), value.to_string());
-                    }
-                }
+                backend_tag::PARAMETER_STATUS => record_param(&mut params, &msg.body),
                 backend_tag::BACKEND_KEY_DATA => {
                     let mut f = Fields::new(&msg.body, "BackendKeyData");
                     let pid = f
