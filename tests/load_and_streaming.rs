@@ -1,13 +1,13 @@
 //! End to end under load: hundreds of concurrent sessions, a result far
 //! larger than the proxy's memory, and deep pipelines on one connection.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{free_port, metric, PgCluster, ProxyOptions, TestProxy};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,15 +80,6 @@ async fn five_hundred_concurrent_sessions() {
     eprintln!("500 concurrent sessions took {:?}", started.elapsed());
 }
 
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} is not exported"))
-        .trim()
-        .parse()
-        .expect("a number")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statement_reuse_and_a_pipelined_burst() {
     let proxy = TestProxy::start(PgCluster::shared(), ProxyOptions::default())
@@ -139,13 +130,6 @@ async fn prepared_statement_reuse_and_a_pipelined_burst() {
         .unwrap()
         .get(0);
     assert_eq!(n, 10, "the session is still in step after the burst");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The maskgate binary's peak resident memory, in bytes.

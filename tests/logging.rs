@@ -3,16 +3,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{free_port, PgCluster, ProxyOptions, TestProxy};
 use tokio::process::Command;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_fingerprints_not_literals() {

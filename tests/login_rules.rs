@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{http_get, PgCluster, ProxyOptions, TestProxy};
 use rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::SupportedCipherSuite;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
@@ -118,21 +118,6 @@ fn assert_denied(result: Result<Client, tokio_postgres::Error>, fragment: &str) 
         "the message does not tell the person what to do: {:?}",
         db.message()
     );
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.expect("admin endpoint");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut response))
-        .await
-        .expect("the admin endpoint answers")
-        .unwrap();
-    let text = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
 }
 
 async fn metric(proxy: &TestProxy, series: &str) -> f64 {

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maskgate_testkit::{accounts_toml, rewrite_accounts, PgCluster, ProxyOptions, TestProxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use maskgate_testkit::{
+    accounts_toml, free_port, http_get, rewrite_accounts, PgCluster, ProxyOptions, TestProxy,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -66,21 +66,6 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.expect("admin endpoint");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut response))
-        .await
-        .expect("the admin endpoint answers")
-        .unwrap();
-    let text = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
 }
 
 async fn health(proxy: &TestProxy) -> (u16, String) {
@@ -356,13 +341,6 @@ impl Drop for Maskgate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Replaces `path` atomically, as editors and deployment tools do.

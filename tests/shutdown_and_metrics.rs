@@ -1,12 +1,10 @@
 //! End to end: graceful shutdown, idle timeout, the connection limit, and the
 //! admin endpoint's metrics.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use maskgate_testkit::{http_get, metric, PgCluster, ProxyOptions, TestProxy};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Error, NoTls};
@@ -214,37 +212,6 @@ async fn clients_beyond_the_limit_get_53300() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(admitted, "a freed slot is not given to the next client");
-}
-
-/// A plain HTTP/1.1 GET, as a scraper or probe sends it.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr)
-        .await
-        .expect("admin endpoint reachable");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut response))
-        .await
-        .expect("the admin endpoint answers")
-        .unwrap();
-    let text = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, body.to_string())
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} is not exported:\n{text}"))
-        .trim()
-        .parse()
-        .expect("a number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

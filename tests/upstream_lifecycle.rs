@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{metric, PgCluster, ProxyOptions, TestProxy};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Error, NoTls};
 
@@ -24,15 +24,6 @@ async fn connect(proxy: &TestProxy) -> Result<(Client, JoinHandle<Result<(), Err
 
 async fn select_one(client: &Client) -> Result<i32, Error> {
     Ok(client.query_one("SELECT 1", &[]).await?.get(0))
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} is not exported"))
-        .trim()
-        .parse()
-        .expect("a number")
 }
 
 async fn wait_for_idle_upstreams(proxy: &TestProxy, n: usize) {
