@@ -3,26 +3,27 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use maskgate_mask::PseudonymKeys;
 use maskgate_policy::{Policy, PolicySettings};
 use maskgate_sql::{Enforcer, KeyedMasks};
 
-fn policy() -> Policy {
+fn policy() -> Arc<Policy> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let today = time::Date::from_calendar_date(2026, time::Month::March, 2).unwrap();
     Policy::from_texts(vec![(path, text)], PolicySettings::default(), today)
         .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
         .policy
+        .into()
 }
 
 fn enforce(c: &mut Criterion) {
     let policy = policy();
     let keys = PseudonymKeys::default();
     let masks = KeyedMasks::new(&keys);
-    let search_path = policy.settings().search_path.clone();
     for (login, name, sql) in [
         (
             "clerk_01",
@@ -38,7 +39,7 @@ fn enforce(c: &mut Criterion) {
         ),
     ] {
         let rules = policy.effective(login).unwrap();
-        let enforcer = Enforcer::new(&rules, policy.tables(), &search_path, &masks);
+        let enforcer = Enforcer::new(policy.clone(), rules, &masks);
         enforcer.enforce(sql).unwrap();
         c.bench_function(&format!("enforce/{name}"), |b| {
             b.iter(|| enforcer.enforce(black_box(sql)).unwrap())

@@ -32,8 +32,9 @@
 //! listed in the code's allowlists.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use maskgate_policy::{EffectiveRules, QualifiedName, StatementKind, TableClass};
+use maskgate_policy::{EffectiveRules, Policy, QualifiedName, StatementKind, TableClass};
 use sqlparser::ast::{Query, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -43,12 +44,12 @@ use crate::denial::{sqlstate, Denial};
 use crate::mask::MaskRenderer;
 use crate::rewrite;
 
-/// Everything needed to decide one account's statements. Cheap to build: it only
-/// borrows, so the proxy can make one per statement or keep one per session.
-pub struct Enforcer<'a> {
-    pub(crate) rules: &'a EffectiveRules,
-    pub(crate) classification: &'a BTreeMap<QualifiedName, TableClass>,
-    pub(crate) search_path: &'a [String],
+/// Everything needed to decide one account's statements under one policy generation.
+/// Owns what it needs, so the proxy can build it once per account and share it
+/// between that account's sessions.
+pub struct Enforcer {
+    policy: Arc<Policy>,
+    pub(crate) rules: EffectiveRules,
     /// Masking subquery per table of the account, parsed once (or why it cannot be).
     pub(crate) fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
 }
@@ -87,22 +88,17 @@ pub enum StatementClass {
     Notification,
 }
 
-impl<'a> Enforcer<'a> {
-    /// `search_path` is the policy's (without `pg_catalog`, which PostgreSQL searches
-    /// first unless it is listed). Builds the account's masking subqueries up front
-    /// (a few hundred microseconds), so keep one per account and policy generation.
+impl Enforcer {
+    /// Builds the account's masking subqueries up front (a few hundred microseconds), so
+    /// keep one per account and policy generation. Names resolve through the policy's
+    /// search_path (PostgreSQL searches `pg_catalog` first unless it is listed).
     /// Unrestricted accounts are the caller's business: the enforcer always enforces.
-    pub fn new(
-        rules: &'a EffectiveRules,
-        classification: &'a BTreeMap<QualifiedName, TableClass>,
-        search_path: &'a [String],
-        masks: &'a dyn MaskRenderer,
-    ) -> Enforcer<'a> {
+    pub fn new(policy: Arc<Policy>, rules: EffectiveRules, masks: &dyn MaskRenderer) -> Enforcer {
         let fences = rules
             .tables
             .iter()
             .map(|(table, table_rules)| {
-                let fence = match classification.get(table) {
+                let fence = match policy.tables().get(table) {
                     Some(class) => rewrite::build_fence(table, class, table_rules, masks),
                     None => Err(Denial::privilege(format!(
                         "relation \"{table}\" is not available to this account"
@@ -112,11 +108,23 @@ impl<'a> Enforcer<'a> {
             })
             .collect();
         Enforcer {
+            policy,
             rules,
-            classification,
-            search_path,
             fences,
         }
+    }
+
+    /// The account's rules this enforcer applies.
+    pub fn rules(&self) -> &EffectiveRules {
+        &self.rules
+    }
+
+    pub(crate) fn classification(&self) -> &BTreeMap<QualifiedName, TableClass> {
+        self.policy.tables()
+    }
+
+    pub(crate) fn search_path(&self) -> &[String] {
+        &self.policy.settings().search_path
     }
 
     /// Decides a whole simple-protocol string (or one Parse message's text). Either every

@@ -35,7 +35,7 @@ use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
 
 /// Rewrites a top-level query in place and caps it.
-pub(crate) fn rewrite_read(enforcer: &Enforcer<'_>, query: &mut Query) -> Result<(), Denial> {
+pub(crate) fn rewrite_read(enforcer: &Enforcer, query: &mut Query) -> Result<(), Denial> {
     let mut rewriter = Rewriter::new(enforcer, query)?;
     rewriter.query(query)?;
     if let Some(cap) = enforcer.rules.max_rows {
@@ -72,8 +72,8 @@ struct FencePlan {
     inside: Vec<Expr>,
 }
 
-struct Rewriter<'e, 'a> {
-    enforcer: &'e Enforcer<'a>,
+struct Rewriter<'e> {
+    enforcer: &'e Enforcer,
     /// Every column that some protected table of the statement denies, with that table.
     denied: BTreeMap<String, QualifiedName>,
     /// CTE names visible at this point, innermost last.
@@ -82,8 +82,8 @@ struct Rewriter<'e, 'a> {
     frames: Vec<Vec<FromItem>>,
 }
 
-impl<'e, 'a> Rewriter<'e, 'a> {
-    fn new(enforcer: &'e Enforcer<'a>, query: &Query) -> Result<Self, Denial> {
+impl<'e> Rewriter<'e> {
+    fn new(enforcer: &'e Enforcer, query: &Query) -> Result<Self, Denial> {
         let mut rewriter = Rewriter {
             enforcer,
             denied: BTreeMap::new(),
@@ -99,7 +99,7 @@ impl<'e, 'a> Rewriter<'e, 'a> {
         });
         for table in tables {
             let rules = &enforcer.rules.tables[&table];
-            for column in enforcer.classification[&table].columns.keys() {
+            for column in enforcer.classification()[&table].columns.keys() {
                 if matches!(rules.columns.get(column), None | Some(ColumnRule::Deny)) {
                     rewriter
                         .denied
@@ -124,14 +124,14 @@ impl<'e, 'a> Rewriter<'e, 'a> {
                 if self.ctes.iter().any(|cte| cte == relation) {
                     return Ok(Resolved::Cte);
                 }
-                let path = self.enforcer.search_path;
+                let path = self.enforcer.search_path();
                 let catalog_listed = path.iter().any(|s| s == "pg_catalog");
                 if !catalog_listed && relation.starts_with("pg_") {
                     return self.resolve_qualified("pg_catalog", relation);
                 }
                 for schema in path {
                     let candidate = QualifiedName::new(schema.as_str(), relation.as_str());
-                    if self.enforcer.classification.contains_key(&candidate)
+                    if self.enforcer.classification().contains_key(&candidate)
                         || (catalog::is_system_schema(schema)
                             && catalog::is_allowed(schema, relation))
                     {
@@ -149,7 +149,7 @@ impl<'e, 'a> Rewriter<'e, 'a> {
 
     fn resolve_qualified(&self, schema: &str, relation: &str) -> Result<Resolved, Denial> {
         let name = QualifiedName::new(schema, relation);
-        if self.enforcer.classification.contains_key(&name) {
+        if self.enforcer.classification().contains_key(&name) {
             if self.enforcer.rules.tables.contains_key(&name) {
                 return Ok(Resolved::Protected(name));
             }
@@ -686,7 +686,7 @@ impl<'e, 'a> Rewriter<'e, 'a> {
     fn column_of(&self, expr: &Expr, items: &[FromItem], index: usize) -> Option<String> {
         let item = &items[index];
         let table = item.protected.as_ref()?;
-        let class = &self.enforcer.classification[table];
+        let class = &self.enforcer.classification()[table];
         match expr {
             Expr::Identifier(ident) => {
                 let column = fold(ident);
@@ -696,7 +696,7 @@ impl<'e, 'a> Rewriter<'e, 'a> {
                 let unambiguous = items.iter().enumerate().all(|(i, other)| {
                     i == index
                         || other.protected.as_ref().is_some_and(|t| {
-                            !self.enforcer.classification[t]
+                            !self.enforcer.classification()[t]
                                 .columns
                                 .contains_key(&column)
                         })
@@ -801,7 +801,7 @@ impl<'e, 'a> Rewriter<'e, 'a> {
                         if matches!(
                             self.rules(table).columns.get(column),
                             None | Some(ColumnRule::Deny)
-                        ) && self.enforcer.classification[table]
+                        ) && self.enforcer.classification()[table]
                             .columns
                             .contains_key(column) =>
                     {
@@ -891,12 +891,12 @@ impl<'e, 'a> Rewriter<'e, 'a> {
 /// Walks one expression tree (or any node holding expressions): checks every
 /// expression and hands nested queries back to the rewriter, skipping their insides
 /// (the rewriter already did them).
-struct ExprCheck<'r, 'e, 'a> {
-    rewriter: &'r mut Rewriter<'e, 'a>,
+struct ExprCheck<'r, 'e> {
+    rewriter: &'r mut Rewriter<'e>,
     skip: usize,
 }
 
-impl VisitorMut for ExprCheck<'_, '_, '_> {
+impl VisitorMut for ExprCheck<'_, '_> {
     type Break = Denial;
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Denial> {

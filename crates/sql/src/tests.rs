@@ -2,7 +2,7 @@
 //! mask renderer that prints `m(<column>)` so expected SQL stays readable.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use maskgate_mask::{MaskError, MaskSpec, PgType};
 use maskgate_policy::{EffectiveRules, Policy, PolicySettings};
@@ -17,8 +17,8 @@ impl MaskRenderer for TestMasks {
     }
 }
 
-fn policy() -> &'static Policy {
-    static POLICY: OnceLock<Policy> = OnceLock::new();
+fn policy() -> &'static Arc<Policy> {
+    static POLICY: OnceLock<Arc<Policy>> = OnceLock::new();
     POLICY.get_or_init(|| {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -26,6 +26,7 @@ fn policy() -> &'static Policy {
         Policy::from_texts(vec![(path, text)], PolicySettings::default(), today)
             .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
             .policy
+            .into()
     })
 }
 
@@ -34,9 +35,7 @@ fn rules(login: &str) -> EffectiveRules {
 }
 
 fn enforce(login: &str, sql: &str) -> Result<Enforced, Denial> {
-    let rules = rules(login);
-    let search_path = vec!["public".to_owned()];
-    Enforcer::new(&rules, policy().tables(), &search_path, &TestMasks).enforce(sql)
+    Enforcer::new(policy().clone(), rules(login), &TestMasks).enforce(sql)
 }
 
 fn ok(login: &str, sql: &str) -> String {

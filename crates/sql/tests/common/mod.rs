@@ -3,14 +3,14 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use maskgate_mask::PseudonymKeys;
 use maskgate_policy::{Policy, PolicySettings};
 use maskgate_sql::{Denial, Enforced, Enforcer, KeyedMasks};
 
-pub fn policy() -> &'static Policy {
-    static POLICY: OnceLock<Policy> = OnceLock::new();
+pub fn policy() -> &'static Arc<Policy> {
+    static POLICY: OnceLock<Arc<Policy>> = OnceLock::new();
     POLICY.get_or_init(|| {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -18,6 +18,7 @@ pub fn policy() -> &'static Policy {
         Policy::from_texts(vec![(path, text)], PolicySettings::default(), today)
             .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
             .policy
+            .into()
     })
 }
 
@@ -25,6 +26,5 @@ pub fn enforce(login: &str, sql: &str) -> Result<Enforced, Denial> {
     let rules = policy().effective(login).expect("fixture account");
     let keys = PseudonymKeys::default();
     let masks = KeyedMasks::new(&keys);
-    let search_path = policy().settings().search_path.clone();
-    Enforcer::new(&rules, policy().tables(), &search_path, &masks).enforce(sql)
+    Enforcer::new(policy().clone(), rules, &masks).enforce(sql)
 }
