@@ -28,6 +28,8 @@ impl SqlState {
     pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState(*b"42501");
     pub const INVALID_CATALOG_NAME: SqlState = SqlState(*b"3D000");
     pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState(*b"54000");
+    pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = SqlState(*b"53400");
+    pub const SYNTAX_ERROR: SqlState = SqlState(*b"42601");
     pub const INTERNAL_ERROR: SqlState = SqlState(*b"XX000");
 
     /// A SQLSTATE received from PostgreSQL; `None` unless five ASCII letters or digits.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cancel;
 pub mod catalog;
 pub mod config;
+pub mod enforcement;
 pub mod error;
 pub mod logging;
 pub mod login;

@@ -121,6 +121,15 @@ impl EncodeLabelSet for ResultLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct QuotaLabel(&'static str);
+
+impl EncodeLabelSet for QuotaLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        [("quota", self.0)].encode(encoder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ReasonLabel(RejectReason);
 
 impl EncodeLabelSet for ReasonLabel {
@@ -285,6 +294,11 @@ pub struct Metrics {
     policy_reloads_refused: Counter,
     policy_valid: Gauge,
     sessions_ended_by_policy: Counter,
+    statements_denied: Counter,
+    row_cap_exceeded: Counter,
+    quota_statements_exceeded: Counter,
+    quota_rows_exceeded: Counter,
+    result_column_violations: Counter,
 }
 
 impl Default for Metrics {
@@ -402,8 +416,41 @@ impl Metrics {
             sessions_ended_by_policy.clone(),
         );
 
+        let statements_denied = Counter::default();
+        registry.register(
+            "statements_denied",
+            "Statements of restricted accounts refused by the policy (never sent upstream)",
+            statements_denied.clone(),
+        );
+        let row_cap_exceeded = Counter::default();
+        registry.register(
+            "row_cap_exceeded",
+            "Statements ended because they returned more rows than the roles allow",
+            row_cap_exceeded.clone(),
+        );
+        let quotas = Family::<QuotaLabel, Counter>::default();
+        let quota_statements_exceeded =
+            quotas.get_or_create_owned(&QuotaLabel("statements_per_minute"));
+        let quota_rows_exceeded = quotas.get_or_create_owned(&QuotaLabel("rows_per_hour"));
+        registry.register(
+            "quota_exceeded",
+            "Statements refused or ended because the account's rolling quota was used up, by quota",
+            quotas,
+        );
+        let result_column_violations = Counter::default();
+        registry.register(
+            "result_column_violations",
+            "Results stopped because a protected column arrived as stored (a rewrite bug)",
+            result_column_violations.clone(),
+        );
+
         Metrics {
             registry,
+            statements_denied,
+            row_cap_exceeded,
+            quota_statements_exceeded,
+            quota_rows_exceeded,
+            result_column_violations,
             lockouts,
             policy_reloads_ok,
             policy_reloads_refused,
@@ -437,6 +484,30 @@ impl Metrics {
             self.policy_reloads_refused.inc();
         }
         self.policy_valid.set(i64::from(ok));
+    }
+
+    /// A restricted account's statement was refused.
+    pub fn statement_denied(&self) {
+        self.statements_denied.inc();
+    }
+
+    /// A statement was ended at the row cap.
+    pub fn row_cap_exceeded(&self) {
+        self.row_cap_exceeded.inc();
+    }
+
+    /// A rolling quota was used up: `rows` for rows per hour, else statements per minute.
+    pub fn quota_exceeded(&self, rows: bool) {
+        if rows {
+            self.quota_rows_exceeded.inc();
+        } else {
+            self.quota_statements_exceeded.inc();
+        }
+    }
+
+    /// A result column that should have been masked arrived as stored.
+    pub fn result_column_violation(&self) {
+        self.result_column_violations.inc();
     }
 
     /// A session was ended because its account may no longer be used.

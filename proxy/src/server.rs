@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState, HealthState};
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
+use crate::enforcement::Enforcement;
 use crate::login::{Lockouts, SessionCounts};
 use crate::metrics::Metrics;
 use crate::session;
@@ -48,6 +49,8 @@ pub struct Shared {
     /// The policy in force; swapped whole on reload, so a statement keeps the
     /// policy it started with.
     pub(crate) policy: ArcSwap<Policy>,
+    /// Per-account enforcers, decision caches and quotas.
+    pub(crate) enforcement: Enforcement,
     pub(crate) lockouts: Lockouts,
     pub(crate) sessions: Arc<SessionCounts>,
     pub(crate) pool: Arc<Pool>,
@@ -168,6 +171,7 @@ impl Server {
         let server_secret = mock_secret(&config);
         let shared = Arc::new(Shared {
             policy: ArcSwap::from_pointee(policy),
+            enforcement: Enforcement::new(config.policy.pseudonym_keys.clone()),
             lockouts: Lockouts::new(config.server.lockout),
             sessions: Arc::new(SessionCounts::default()),
             pool,

@@ -51,6 +51,9 @@ pub mod backend_tag {
     pub const COPY_IN_RESPONSE: u8 = b'G';
     pub const COPY_OUT_RESPONSE: u8 = b'H';
     pub const COPY_BOTH_RESPONSE: u8 = b'W';
+    pub const COMMAND_COMPLETE: u8 = b'C';
+    pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+    pub const PORTAL_SUSPENDED: u8 = b's';
 }
 
 // The encoders below only fail when a message exceeds pgwire's size limits,
@@ -108,4 +111,60 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, unsupported_options: Vec<S
 
 pub fn query(buf: &mut BytesMut, sql: &str) {
     Query::new(sql.to_string()).encode(buf).expect(ENCODABLE);
+}
+
+// The rewritten client messages below are framed by hand: they are built on the
+// statement path, from borrowed parts, without pgwire's owned message structs.
+
+/// A Query message carrying `sql`.
+pub fn write_query(buf: &mut BytesMut, sql: &str) {
+    write_message(buf, frontend_tag::QUERY, &[sql.as_bytes(), b"\0"]);
+}
+
+/// A Parse message; `param_types` is the count and OIDs exactly as the client sent them.
+pub fn write_parse(buf: &mut BytesMut, name: &[u8], sql: &str, param_types: &[u8]) {
+    write_message(
+        buf,
+        frontend_tag::PARSE,
+        &[name, b"\0", sql.as_bytes(), b"\0", param_types],
+    );
+}
+
+/// An ErrorResponse or NoticeResponse (`tag`) with only severity, SQLSTATE and
+/// message of `body`: the other fields (detail, hint, where, internal query,
+/// position, …) can quote row contents. `Err` when `body` is malformed.
+pub fn write_without_detail(
+    buf: &mut BytesMut,
+    tag: u8,
+    body: &[u8],
+) -> Result<(), fields::MalformedMessage> {
+    let start = buf.len();
+    buf.extend_from_slice(&[tag, 0, 0, 0, 0]);
+    let mut f = fields::Fields::new(body, "ErrorResponse");
+    loop {
+        let code = f.u8()?;
+        if code == 0 {
+            break;
+        }
+        let value = f.cstr()?;
+        if matches!(code, b'S' | b'V' | b'C' | b'M') {
+            buf.extend_from_slice(&[code]);
+            buf.extend_from_slice(value);
+            buf.extend_from_slice(b"\0");
+        }
+    }
+    buf.extend_from_slice(b"\0");
+    let len = (buf.len() - start - 1) as u32;
+    buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+fn write_message(buf: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+    let len: usize = 4 + parts.iter().map(|p| p.len()).sum::<usize>();
+    buf.reserve(1 + len);
+    buf.extend_from_slice(&[tag]);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
 }

@@ -33,6 +33,15 @@ impl<'a> AccountGuard<'a> {
         }
     }
 
+    /// The policy in force at the last check.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.seen
+    }
+
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+
     /// `Err` with the error that ends the session when the account may no longer be used.
     #[inline]
     pub fn check(&mut self) -> Result<(), ClientError> {
@@ -64,7 +73,7 @@ fn expiry(policy: &Policy, account: &Account) -> Option<SystemTime> {
     Some(end.into())
 }
 
-fn ended() -> ClientError {
+pub(super) fn ended() -> ClientError {
     ClientError::fatal(
         SqlState::INVALID_AUTHORIZATION,
         "this account may no longer be used: it was disabled, has expired or was removed",

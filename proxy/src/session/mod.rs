@@ -10,6 +10,7 @@ mod handshake;
 mod intercept;
 pub mod params;
 mod relay;
+mod results;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::net::TcpStream;
 use maskgate_policy::{LoginDenial, Policy};
 
 use crate::auth::{self, AuthError};
+use crate::enforcement::AccountRules;
 use crate::error::{ClientError, SqlState, UserFacingError};
 use crate::login::SessionSlot;
 use crate::metrics::RejectReason;
@@ -32,6 +34,7 @@ use crate::stream::Stream;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use account_guard::AccountGuard;
 use handshake::Opening;
+use intercept::SessionRules;
 use params::StartupRequest;
 use relay::{Controls, Relay, RelayEnd};
 
@@ -110,6 +113,7 @@ struct Attached {
     request: StartupRequest,
     /// The policy the login was checked against.
     policy: Arc<Policy>,
+    rules: Arc<AccountRules>,
     _slot: SessionSlot,
 }
 
@@ -290,22 +294,6 @@ async fn login(
                 ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
             )
         })?;
-    // Until statement enforcement lands, a restricted account would see raw
-    // data; refusing it is the fail-closed choice.
-    if !policy
-        .effective(login)
-        .is_some_and(|rules| rules.unrestricted)
-    {
-        tracing::warn!(%peer, user = %login, "restricted account refused: statement enforcement is not available in this release");
-        return Err(SessionError::Refused(
-            RejectReason::Restricted,
-            ClientError::fatal(
-                SqlState::FEATURE_NOT_SUPPORTED,
-                "this account's roles restrict what it may read, and this maskgate release cannot enforce statement rules yet",
-            )
-            .with_hint("ask your security officer; the session is refused rather than relayed unfiltered"),
-        ));
-    }
     let slot = shared
         .sessions
         .try_acquire(login, account.max_sessions)
@@ -326,6 +314,13 @@ async fn login(
         shared.pool.discard(upstream);
         return Err(e);
     }
+    let rules = match account_rules(shared, &policy, login, &mut upstream).await {
+        Ok(rules) => rules,
+        Err(e) => {
+            shared.pool.discard(upstream);
+            return Err(e);
+        }
+    };
     let stream = client
         .take()
         .expect("the client stream is set after the handshake");
@@ -335,8 +330,43 @@ async fn login(
         upstream,
         request,
         policy,
+        rules,
         _slot: slot,
     }))
+}
+
+/// The account's rules for this session. A restricted account needs the column
+/// identities of the protected tables for the result check; if they cannot be read,
+/// the session is refused rather than run without it.
+async fn account_rules(
+    shared: &Shared,
+    policy: &Arc<Policy>,
+    login: &str,
+    upstream: &mut UpstreamConn,
+) -> Result<Arc<AccountRules>, SessionError> {
+    let unavailable = || {
+        SessionError::Refused(
+            RejectReason::Restricted,
+            ClientError::fatal(
+                SqlState::CONNECTION_FAILURE,
+                "maskgate cannot enforce this account's rules right now",
+            )
+            .with_hint("try again shortly; if it persists, tell the database administrators"),
+        )
+    };
+    let restricted = policy
+        .effective(login)
+        .is_some_and(|rules| !rules.unrestricted);
+    if restricted {
+        if let Err(e) = shared.enforcement.load_columns(policy, upstream).await {
+            tracing::error!(error = %e, "cannot read the column identities of the protected tables");
+            return Err(unavailable());
+        }
+    }
+    shared
+        .enforcement
+        .account(policy, login)
+        .ok_or_else(unavailable)
 }
 
 /// Applies the client's startup settings to the upstream session.
@@ -388,6 +418,7 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
         mut upstream,
         request,
         policy,
+        rules,
         _slot,
     } = attached;
     let cancel_guard = shared.cancel.register(upstream.cancel_key());
@@ -413,6 +444,7 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
             pending,
             &shared.metrics,
             AccountGuard::new(&shared.policy, policy, &request.user),
+            SessionRules::new(&shared.enforcement, rules, &request.user),
             shared.config.server.max_message_size,
         );
         let end = relay

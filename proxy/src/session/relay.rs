@@ -19,7 +19,7 @@ use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use super::account_guard::AccountGuard;
-use super::intercept::{ClientVerdict, Intercept};
+use super::intercept::{ClientVerdict, Intercept, ServerVerdict, SessionRules};
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::backend_tag;
@@ -66,6 +66,8 @@ pub struct Relay<'a> {
     client_flush: bool,
     upstream_flush: bool,
     intercept: Intercept<'a>,
+    /// Where the intercept writes a replacement message.
+    scratch: BytesMut,
     metrics: &'a Metrics,
     max_client_message: usize,
     draining: bool,
@@ -80,6 +82,7 @@ impl<'a> Relay<'a> {
         client_in: BytesMut,
         metrics: &'a Metrics,
         account: AccountGuard<'a>,
+        rules: SessionRules<'a>,
         max_client_message: usize,
     ) -> Self {
         Self {
@@ -90,7 +93,8 @@ impl<'a> Relay<'a> {
             upstream_out: BytesMut::new(),
             client_flush: false,
             upstream_flush: false,
-            intercept: Intercept::new(metrics, Some(account)),
+            intercept: Intercept::new(metrics, Some(account), Some(rules)),
+            scratch: BytesMut::new(),
             metrics,
             max_client_message,
             draining: false,
@@ -242,12 +246,16 @@ impl<'a> Relay<'a> {
                     }
                     Poll::Ready(Ok(_)) => {
                         progress = true;
-                        if let Err(e) = self.process_upstream() {
-                            tracing::error!(error = %e, "invalid message from the database server");
-                            return Poll::Ready(RelayEnd::Closed(ClientError::fatal(
-                                SqlState::PROTOCOL_VIOLATION,
-                                "invalid message from the database server",
-                            )));
+                        match self.process_upstream() {
+                            Ok(None) => {}
+                            Ok(Some(e)) => return Poll::Ready(RelayEnd::Closed(e)),
+                            Err(e) => {
+                                tracing::error!(error = %e, "invalid message from the database server");
+                                return Poll::Ready(RelayEnd::Closed(ClientError::fatal(
+                                    SqlState::PROTOCOL_VIOLATION,
+                                    "invalid message from the database server",
+                                )));
+                            }
                         }
                     }
                     Poll::Pending => {}
@@ -279,22 +287,49 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Passes every complete server message through the intercept and queues it for the client.
-    fn process_upstream(&mut self) -> Result<(), FrameError> {
-        let buf = &mut self.upstream.read_buf;
+    /// Passes every complete server message through the intercept and queues what
+    /// it lets through for the client. `Some` when the intercept ends the session.
+    fn process_upstream(&mut self) -> Result<Option<ClientError>, FrameError> {
+        // Bytes at the front of the read buffer that are cleared to go as they are.
         let mut pos = 0;
         let mut became_idle = false;
-        while let Some(h) = frame::header(&buf[pos..], MAX_SERVER_MESSAGE)? {
+        let mut close = None;
+        loop {
+            let buf = &self.upstream.read_buf;
+            let Some(h) = frame::header(&buf[pos..], MAX_SERVER_MESSAGE)? else {
+                break;
+            };
             if buf.len() - pos < h.total_len {
                 break;
             }
             let body = &buf[pos + frame::HEADER_LEN..pos + h.total_len];
-            self.intercept.server_message(h.tag, body);
+            let verdict = self
+                .intercept
+                .server_message(h.tag, body, &mut self.scratch);
             if h.tag == backend_tag::PARAMETER_STATUS {
                 upstream::record_param(&mut self.upstream.params, body);
             }
             became_idle |= h.tag == backend_tag::READY_FOR_QUERY;
-            pos += h.total_len;
+            if verdict == ServerVerdict::Forward {
+                pos += h.total_len;
+                continue;
+            }
+            if pos > 0 {
+                append(&mut self.client_out, self.upstream.read_buf.split_to(pos));
+                pos = 0;
+            }
+            self.upstream.read_buf.advance(h.total_len);
+            match verdict {
+                ServerVerdict::Replace => {
+                    self.client_out.extend_from_slice(&self.scratch);
+                    self.scratch.clear();
+                }
+                ServerVerdict::Close(e) => {
+                    close = Some(e);
+                    break;
+                }
+                ServerVerdict::Forward | ServerVerdict::Drop => {}
+            }
         }
         if pos > 0 {
             append(&mut self.client_out, self.upstream.read_buf.split_to(pos));
@@ -302,7 +337,7 @@ impl<'a> Relay<'a> {
         if became_idle && self.intercept.is_idle() {
             self.arm_idle_timer();
         }
-        Ok(())
+        Ok(close)
     }
 
     /// Passes every complete client message through the intercept and queues
@@ -326,8 +361,20 @@ impl<'a> Relay<'a> {
                 break;
             }
             let body = &self.client_in[pos + frame::HEADER_LEN..pos + h.total_len];
-            match self.intercept.client_message(h.tag, body) {
+            match self
+                .intercept
+                .client_message(h.tag, body, &mut self.scratch)
+            {
                 ClientVerdict::Forward => pos += h.total_len,
+                ClientVerdict::Replace => {
+                    if pos > 0 {
+                        append(&mut self.upstream_out, self.client_in.split_to(pos));
+                        pos = 0;
+                    }
+                    self.client_in.advance(h.total_len);
+                    self.upstream_out.extend_from_slice(&self.scratch);
+                    self.scratch.clear();
+                }
                 ClientVerdict::Terminate => {
                     end = Some(RelayEnd::ClientTerminated);
                     break;

@@ -1,0 +1,241 @@
+//! What the proxy enforces for an account, shared by all of its sessions: the
+//! analyzer's decisions (cached per policy generation, account and statement text),
+//! the result columns the account may not receive as stored, and rolling quotas.
+//!
+//! The wire side (rewriting messages, counting rows, replacing errors) lives in
+//! `session::intercept`; this module decides and remembers.
+
+mod columns;
+mod quota;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use maskgate_mask::PseudonymKeys;
+use maskgate_policy::Policy;
+use maskgate_sql::{Denial, EnforcedStatement, Enforcer, KeyedMasks};
+
+pub use columns::{ColumnId, ColumnOids};
+pub use quota::{AccountUsage, Quotas};
+
+use crate::upstream::{UpstreamConn, UpstreamError};
+
+/// Decisions kept per account; a statement's entry weighs its text and rewrite.
+const DECISION_CACHE_BYTES: u64 = 16 << 20;
+/// Accounts whose rules are kept built; others are rebuilt on their next session.
+const ACCOUNT_CACHE_ENTRIES: u64 = 10_000;
+
+/// The analyzer's answer for one statement text, shared from the cache.
+pub type Decision = Arc<Result<Rewritten, Denial>>;
+
+/// An allowed statement text, as it goes upstream.
+#[derive(Debug)]
+pub struct Rewritten {
+    pub statements: Vec<EnforcedStatement>,
+    /// The statements joined with `;`, for one simple-protocol Query.
+    pub text: String,
+}
+
+/// Column identities as loaded for one policy generation.
+struct LoadedColumns {
+    policy: Arc<Policy>,
+    oids: Arc<ColumnOids>,
+}
+
+/// Everything enforcement shares across sessions.
+pub struct Enforcement {
+    keys: Arc<PseudonymKeys>,
+    accounts: moka::sync::Cache<String, Arc<AccountRules>>,
+    columns: ArcSwapOption<LoadedColumns>,
+    pub quotas: Quotas,
+    /// Text that replaces a denied statement upstream: it does not parse, and the
+    /// server's syntax error quotes it, so the error can be told apart and replaced
+    /// by the denial. Random per process, so a client cannot forge one.
+    denial_token: String,
+}
+
+impl Enforcement {
+    pub fn new(keys: Arc<PseudonymKeys>) -> Self {
+        Enforcement {
+            keys,
+            accounts: moka::sync::Cache::new(ACCOUNT_CACHE_ENTRIES),
+            columns: ArcSwapOption::empty(),
+            quotas: Quotas::default(),
+            denial_token: format!("maskgate_denied_{:016x}", rand::random::<u64>()),
+        }
+    }
+
+    pub fn denial_token(&self) -> &str {
+        &self.denial_token
+    }
+
+    /// Loads the column identities for `policy` unless they are loaded already.
+    /// Restricted sessions start only after this succeeded (fail closed).
+    pub async fn load_columns(
+        &self,
+        policy: &Arc<Policy>,
+        conn: &mut UpstreamConn,
+    ) -> Result<(), UpstreamError> {
+        if self
+            .columns
+            .load()
+            .as_ref()
+            .is_some_and(|loaded| Arc::ptr_eq(&loaded.policy, policy))
+        {
+            return Ok(());
+        }
+        let oids = ColumnOids::load(policy, conn).await?;
+        self.columns.store(Some(Arc::new(LoadedColumns {
+            policy: policy.clone(),
+            oids: Arc::new(oids),
+        })));
+        Ok(())
+    }
+
+    /// The account's rules under `policy`, built once per policy generation and
+    /// column load. `None` when the policy has no such account.
+    pub fn account(&self, policy: &Arc<Policy>, login: &str) -> Option<Arc<AccountRules>> {
+        let columns = self.columns.load_full().map(|loaded| loaded.oids.clone());
+        if let Some(rules) = self.accounts.get(login) {
+            if rules.is_current(policy, columns.as_ref()) {
+                return Some(rules);
+            }
+        }
+        let rules = Arc::new(AccountRules::build(
+            policy.clone(),
+            login,
+            columns,
+            &self.keys,
+        )?);
+        self.accounts.insert(login.to_owned(), rules.clone());
+        Some(rules)
+    }
+}
+
+/// One account's rules under one policy generation.
+pub struct AccountRules {
+    policy: Arc<Policy>,
+    columns: Option<Arc<ColumnOids>>,
+    /// Rows one statement may return.
+    pub max_rows: Option<u64>,
+    pub rows_per_hour: Option<u64>,
+    pub statements_per_minute: Option<u64>,
+    /// `None` for unrestricted accounts: their statements pass unchanged.
+    restricted: Option<Restricted>,
+}
+
+struct Restricted {
+    enforcer: Enforcer,
+    decisions: moka::sync::Cache<String, Decision>,
+    hidden: HashSet<ColumnId>,
+}
+
+impl AccountRules {
+    fn build(
+        policy: Arc<Policy>,
+        login: &str,
+        columns: Option<Arc<ColumnOids>>,
+        keys: &PseudonymKeys,
+    ) -> Option<AccountRules> {
+        let rules = policy.effective(login)?;
+        let (max_rows, rows_per_hour, statements_per_minute) = (
+            rules.max_rows,
+            rules.rows_per_hour,
+            rules.statements_per_minute,
+        );
+        let restricted = (!rules.unrestricted).then(|| {
+            let hidden = columns
+                .as_ref()
+                .map(|c| c.hidden_from(&rules))
+                .unwrap_or_default();
+            let enforcer = Enforcer::new(policy.clone(), rules, &KeyedMasks::new(keys));
+            Restricted {
+                enforcer,
+                decisions: moka::sync::Cache::builder()
+                    .max_capacity(DECISION_CACHE_BYTES)
+                    .weigher(|text: &String, decision: &Decision| {
+                        let rewritten = match decision.as_ref() {
+                            Ok(r) => r.text.len(),
+                            Err(d) => d.message.len(),
+                        };
+                        u32::try_from(text.len() + rewritten).unwrap_or(u32::MAX)
+                    })
+                    .build(),
+                hidden,
+            }
+        });
+        Some(AccountRules {
+            policy,
+            columns,
+            max_rows,
+            rows_per_hour,
+            statements_per_minute,
+            restricted,
+        })
+    }
+
+    fn is_current(&self, policy: &Arc<Policy>, columns: Option<&Arc<ColumnOids>>) -> bool {
+        Arc::ptr_eq(&self.policy, policy)
+            && match (&self.columns, columns) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+
+    /// The policy generation these rules were built from.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    pub fn is_restricted(&self) -> bool {
+        self.restricted.is_some()
+    }
+
+    /// The decision for a statement text of a restricted account, from the cache
+    /// when this text was seen under this policy generation.
+    pub fn decide(&self, sql: &str) -> Decision {
+        let restricted = self
+            .restricted
+            .as_ref()
+            .expect("decide is only called for restricted accounts");
+        if let Some(decision) = restricted.decisions.get(sql) {
+            return decision;
+        }
+        let decision = Arc::new(restricted.enforcer.enforce(sql).map(|enforced| {
+            let text = match enforced.statements.as_slice() {
+                [one] => one.sql.clone(),
+                many => many
+                    .iter()
+                    .map(|s| s.sql.as_str())
+                    .collect::<Vec<_>>()
+                    .join(";\n"),
+            };
+            Rewritten {
+                statements: enforced.statements,
+                text,
+            }
+        }));
+        restricted
+            .decisions
+            .insert(sql.to_owned(), decision.clone());
+        decision
+    }
+
+    /// Whether a result column with this origin may not reach the account.
+    #[inline]
+    pub fn is_hidden(&self, id: ColumnId) -> bool {
+        self.restricted
+            .as_ref()
+            .is_some_and(|r| r.hidden.contains(&id))
+    }
+
+    /// `schema.table.column` of a column identity, for the log.
+    pub fn describe_column(&self, id: ColumnId) -> String {
+        self.columns
+            .as_ref()
+            .and_then(|c| c.describe(id))
+            .unwrap_or_else(|| format!("table OID {} column {}", id.0, id.1))
+    }
+}

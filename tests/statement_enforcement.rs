@@ -1,0 +1,179 @@
+//! The wire path of enforcement for a restricted account: statements are replaced
+//! by their rewrite, denials arrive where PostgreSQL would put an error, rows are
+//! capped on the wire and upstream errors lose the fields that can quote data.
+
+use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
+
+const PASSWORD: &str = "correct horse battery";
+
+const POLICY: &str = r#"
+[labels]
+"pii.identifier" = "Citizen ID"
+
+[tables."public.person".columns]
+id = { type = "bigint" }
+citizen_id = { type = "char(12)", labels = ["pii.identifier"] }
+province_code = { type = "char(2)" }
+note = { type = "text" }
+
+[roles.reader]
+description = "Reads its province, identifiers masked"
+statements = ["read"]
+max_rows = 5
+
+[roles.reader.tables."public.person"]
+row_filter = "province_code = :province"
+labels = { "pii.identifier" = { mask = "partial", keep_last = 4 } }
+columns = { id = "allow", province_code = "allow" }
+"#;
+
+const SCHEMA: &str = "
+CREATE TABLE person (id bigint PRIMARY KEY, citizen_id char(12) NOT NULL, province_code char(2) NOT NULL, note text);
+INSERT INTO person SELECT g, lpad(g::text, 12, '0'), CASE WHEN g % 2 = 0 THEN '01' ELSE '79' END, 'n' || g FROM generate_series(1, 40) g;
+";
+
+async fn start() -> (PgCluster, TestProxy) {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    cluster.psql(SCHEMA).unwrap();
+    let options = ProxyOptions {
+        users: vec![("clerk".into(), PASSWORD.into())],
+        roles: vec!["reader".into()],
+        account_settings: vec![("clerk".into(), "attributes = { province = \"01\" }".into())],
+        policy_files: vec![("register.toml".into(), POLICY.into())],
+        ..ProxyOptions::default()
+    };
+    let proxy = TestProxy::start(&cluster, options).await.unwrap();
+    (cluster, proxy)
+}
+
+fn rows(messages: &[SimpleQueryMessage]) -> Vec<&tokio_postgres::SimpleQueryRow> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_are_masked_and_filtered_in_both_protocols() {
+    let (_cluster, proxy) = start().await;
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+
+    let messages = client
+        .simple_query("SELECT id, citizen_id, province_code FROM person WHERE id = 2")
+        .await
+        .unwrap();
+    let found = rows(&messages);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].get(1), Some("********0002"));
+
+    let out_of_province = client
+        .query("SELECT id FROM person WHERE id = $1", &[&3i64])
+        .await
+        .unwrap();
+    assert!(out_of_province.is_empty(), "row 3 is in province 79");
+
+    let row = client
+        .query_one("SELECT id, citizen_id FROM person WHERE id = $1", &[&4i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 4);
+    assert_eq!(row.get::<_, String>(1), "********0004");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_statement_fails_like_a_postgresql_error() {
+    let (_cluster, proxy) = start().await;
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+
+    let err = client
+        .simple_query("SELECT note FROM person")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    let db = err.as_db_error().unwrap();
+    assert!(db.message().contains("note"), "{}", db.message());
+
+    let err = client
+        .query("SELECT note FROM person", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    // The connection goes on.
+    let n = client
+        .query("SELECT count(*) FROM person", &[])
+        .await
+        .unwrap();
+    assert_eq!(n[0].get::<_, i64>(0), 20);
+
+    // Inside a transaction block the denial fails the transaction, as an error would.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .query("SELECT note FROM person", &[])
+        .await
+        .unwrap_err();
+    let err = client.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{err}"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    // One denied statement in a string: none of it runs.
+    let err = client
+        .simple_query("SET application_name = 'changed'; SELECT note FROM person")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    let name = client.simple_query("SHOW application_name").await.unwrap();
+    assert_ne!(rows(&name)[0].get(0), Some("changed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_after_the_cap_never_reaches_the_client() {
+    let (_cluster, proxy) = start().await;
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let err = client
+        .query("SELECT id FROM person", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{err}");
+    assert!(err.as_db_error().unwrap().message().contains('5'));
+
+    let err = client
+        .simple_query("SELECT id FROM person ORDER BY id")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{err}");
+    let ok = client
+        .query("SELECT id FROM person ORDER BY id LIMIT 5", &[])
+        .await
+        .unwrap();
+    assert_eq!(ok.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_lose_their_detail_for_restricted_accounts() {
+    let (_cluster, proxy) = start().await;
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let err = client
+        .query("SELECT citizen_id::int FROM person WHERE id = 2", &[])
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::INVALID_TEXT_REPRESENTATION);
+    assert!(
+        db.position().is_none()
+            && db.detail().is_none()
+            && db.hint().is_none()
+            && db.where_().is_none()
+    );
+}
