@@ -177,3 +177,36 @@ async fn upstream_errors_lose_their_detail_for_restricted_accounts() {
             && db.where_().is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_the_accounts_rules_ends_its_sessions_and_other_changes_do_not() {
+    let (_cluster, proxy) = start().await;
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let statement = client
+        .prepare("SELECT id, citizen_id FROM person WHERE id = $1")
+        .await
+        .unwrap();
+    client.query(&statement, &[&2i64]).await.unwrap();
+
+    // A change that does not touch the account's rules: the session goes on.
+    let path = proxy.config_dir().join("policy/register.toml");
+    let unchanged = format!("{POLICY}\n[roles.unused]\ndescription = \"not held by anyone\"\n");
+    std::fs::write(&path, unchanged).unwrap();
+    proxy.handle().reload_policy().unwrap();
+    client.query(&statement, &[&2i64]).await.unwrap();
+
+    // The prepared statement was rewritten under the old rules: it must not run
+    // under the new ones.
+    let stricter = POLICY.replace("keep_last = 4", "keep_last = 2");
+    std::fs::write(&path, stricter).unwrap();
+    proxy.handle().reload_policy().unwrap();
+    let err = client.query(&statement, &[&2i64]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::ADMIN_SHUTDOWN), "{err}");
+
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let row = client
+        .query_one("SELECT citizen_id FROM person WHERE id = $1", &[&2i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "**********02");
+}

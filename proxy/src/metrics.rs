@@ -54,8 +54,9 @@ pub enum RejectReason {
     OutsideHours,
     /// The account already has its maximum of open sessions.
     MaxSessions,
-    /// A restricted account, while statement rules are not enforced yet.
-    Restricted,
+    /// A restricted account whose rules cannot be enforced right now (the
+    /// protected tables' column identities could not be read upstream).
+    EnforcementUnavailable,
 }
 
 impl RejectReason {
@@ -76,7 +77,7 @@ impl RejectReason {
         RejectReason::UnregisteredMachine,
         RejectReason::OutsideHours,
         RejectReason::MaxSessions,
-        RejectReason::Restricted,
+        RejectReason::EnforcementUnavailable,
     ];
 
     /// The `reason` label value.
@@ -96,7 +97,7 @@ impl RejectReason {
             RejectReason::UnregisteredMachine => "unregistered_machine",
             RejectReason::OutsideHours => "outside_hours",
             RejectReason::MaxSessions => "max_sessions",
-            RejectReason::Restricted => "restricted_role",
+            RejectReason::EnforcementUnavailable => "enforcement_unavailable",
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use maskgate_mask::PseudonymKeys;
-use maskgate_policy::Policy;
+use maskgate_policy::{EffectiveRules, Policy};
 use maskgate_sql::{Denial, EnforcedStatement, Enforcer, KeyedMasks};
 
 pub use columns::{ColumnId, ColumnOids};
@@ -93,6 +93,14 @@ impl Enforcement {
         Ok(())
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_columns(&self, policy: &Arc<Policy>, oids: ColumnOids) {
+        self.columns.store(Some(Arc::new(LoadedColumns {
+            policy: policy.clone(),
+            oids: Arc::new(oids),
+        })));
+    }
+
     /// The account's rules under `policy`, built once per policy generation and
     /// column load. `None` when the policy has no such account.
     pub fn account(&self, policy: &Arc<Policy>, login: &str) -> Option<Arc<AccountRules>> {
@@ -117,6 +125,7 @@ impl Enforcement {
 pub struct AccountRules {
     policy: Arc<Policy>,
     columns: Option<Arc<ColumnOids>>,
+    rules: EffectiveRules,
     /// Rows one statement may return.
     pub max_rows: Option<u64>,
     pub rows_per_hour: Option<u64>,
@@ -149,7 +158,7 @@ impl AccountRules {
                 .as_ref()
                 .map(|c| c.hidden_from(&rules))
                 .unwrap_or_default();
-            let enforcer = Enforcer::new(policy.clone(), rules, &KeyedMasks::new(keys));
+            let enforcer = Enforcer::new(policy.clone(), rules.clone(), &KeyedMasks::new(keys));
             Restricted {
                 enforcer,
                 decisions: moka::sync::Cache::builder()
@@ -168,6 +177,7 @@ impl AccountRules {
         Some(AccountRules {
             policy,
             columns,
+            rules,
             max_rows,
             rows_per_hour,
             statements_per_minute,
@@ -182,6 +192,15 @@ impl AccountRules {
                 (None, None) => true,
                 _ => false,
             }
+    }
+
+    /// Whether statements are judged the same under `other`: the account's rules,
+    /// the classification and the search_path are unchanged. Prepared statements
+    /// and cursors rewritten under these rules stay valid only then.
+    pub fn same_rules(&self, other: &AccountRules) -> bool {
+        self.rules == other.rules
+            && self.policy.tables() == other.policy.tables()
+            && self.policy.settings().search_path == other.policy.settings().search_path
     }
 
     /// The policy generation these rules were built from.

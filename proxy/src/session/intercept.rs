@@ -221,6 +221,15 @@ impl<'m> Intercept<'m> {
                     .enforcement
                     .account(guard.policy(), guard.login())
                     .ok_or_else(super::account_guard::ended)?;
+                // Prepared statements, portals and cursors of this session were
+                // rewritten under the old rules; none may outlive a change.
+                if !account.same_rules(&rules.account) {
+                    return Err(ClientError::fatal(
+                        SqlState::ADMIN_SHUTDOWN,
+                        "terminating connection because this account's rules changed",
+                    )
+                    .with_hint("reconnect to continue under the new rules"));
+                }
                 rules.account = account;
             }
         }
@@ -497,7 +506,7 @@ impl SessionRules<'_> {
                             SqlState::INTERNAL_ERROR,
                             "maskgate stopped this statement: its result would have shown a protected column as stored",
                         );
-                        let more = self.results.more_pending();
+                        let more = self.results.more_after_current();
                         return self.stop(error, more, out);
                     }
                 }
@@ -658,6 +667,21 @@ fn describe_tag(tag: u8) -> String {
     }
 }
 
+struct CursorTmp {
+    name: String,
+    declare: bool,
+}
+trait TmpExt {
+    fn cursor_tmp(&self) -> Option<CursorTmp>;
+}
+impl TmpExt for EnforcedStatement {
+    fn cursor_tmp(&self) -> Option<CursorTmp> {
+        let _ = &self.sql;
+        None
+    }
+}
+static NO_CURSOR: Option<CursorTmp> = None;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,19 +752,152 @@ mod tests {
         server(&mut i, b'E', b"SFATAL\0VFATAL\0C57P01\0Mx\0\0");
         assert!(i.server_sent_fatal());
     }
-}
 
-struct CursorTmp {
-    name: String,
-    declare: bool,
-}
-trait TmpExt {
-    fn cursor_tmp(&self) -> Option<CursorTmp>;
-}
-impl TmpExt for EnforcedStatement {
-    fn cursor_tmp(&self) -> Option<CursorTmp> {
-        let _ = &self.sql;
-        None
+    const POLICY: &str = r#"
+[labels]
+"pii.identifier" = "Citizen ID"
+
+[tables."public.person".columns]
+id = { type = "bigint" }
+citizen_id = { type = "char(12)", labels = ["pii.identifier"] }
+
+[roles.reader]
+statements = ["read"]
+max_rows = 2
+
+[roles.reader.tables."public.person"]
+labels = { "pii.identifier" = { mask = "partial", keep_last = 4 } }
+columns = { id = "allow" }
+
+[accounts.clerk]
+name = "Test"
+verifier = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$Pt1yiDEkdgImZ0AmBgbiXKQxb/nzJvAzQRqgCb8ydDk=:4Nk6Be+31Y5qxyH0uF4KXvhYdvPZfX9rDG7lqW4Hc9U="
+roles = ["reader"]
+"#;
+
+    fn policy() -> Arc<maskgate_policy::Policy> {
+        let today = time::Date::from_calendar_date(2026, time::Month::March, 2).unwrap();
+        maskgate_policy::Policy::from_texts(
+            vec![("policy.toml".into(), POLICY.into())],
+            maskgate_policy::PolicySettings::default(),
+            today,
+        )
+        .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
+        .policy
+        .into()
+    }
+
+    /// A RowDescription with one field per (name, table OID, column number).
+    fn row_description(fields: &[(&str, u32, i16)]) -> Vec<u8> {
+        let mut body = (fields.len() as i16).to_be_bytes().to_vec();
+        for (name, table, column) in fields {
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(&table.to_be_bytes());
+            body.extend_from_slice(&column.to_be_bytes());
+            body.extend_from_slice(&25u32.to_be_bytes());
+            body.extend_from_slice(&(-1i16).to_be_bytes());
+            body.extend_from_slice(&(-1i32).to_be_bytes());
+            body.extend_from_slice(&0i16.to_be_bytes());
+        }
+        body
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn restricted_session<'m>(
+        metrics: &'m Metrics,
+        enforcement: &'m Enforcement,
+        policy: &Arc<maskgate_policy::Policy>,
+    ) -> Intercept<'m> {
+        use maskgate_policy::QualifiedName;
+        let person = || QualifiedName::new("public", "person");
+        enforcement.set_columns(
+            policy,
+            crate::enforcement::ColumnOids::from_entries(vec![
+                ((16400, 1), person(), "id".into()),
+                ((16400, 2), person(), "citizen_id".into()),
+            ]),
+        );
+        let account = enforcement.account(policy, "clerk").unwrap();
+        Intercept::new(
+            metrics,
+            None,
+            Some(SessionRules::new(enforcement, account, "clerk")),
+        )
+    }
+
+    #[test]
+    fn a_protected_column_arriving_as_stored_stops_the_statement() {
+        let metrics = Metrics::new();
+        let enforcement = Enforcement::new(Default::default());
+        let policy = policy();
+        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut out = BytesMut::new();
+        assert_eq!(
+            i.client_message(b'Q', b"SELECT id, citizen_id FROM person\0", &mut out),
+            ClientVerdict::Replace
+        );
+        let allowed = row_description(&[("id", 16400, 1), ("citizen_id", 0, 0)]);
+        assert_eq!(server(&mut i, b'T', &allowed), ServerVerdict::Forward);
+
+        let raw = row_description(&[("id", 16400, 1), ("citizen_id", 16400, 2)]);
+        out.clear();
+        assert_eq!(
+            i.server_message(b'T', &raw, &mut out),
+            ServerVerdict::Replace
+        );
+        assert!(contains(&out, b"XX000"), "an internal error replaces it");
+        assert_eq!(
+            server(&mut i, b'D', b"\0\x01\0\0\0\x01x"),
+            ServerVerdict::Drop
+        );
+        assert_eq!(server(&mut i, b'C', b"SELECT 1\0"), ServerVerdict::Drop);
+        assert_eq!(server(&mut i, b'Z', b"I"), ServerVerdict::Forward);
+        assert!(metrics
+            .encode_text()
+            .contains("maskgate_result_column_violations_total 1"));
+    }
+
+    #[test]
+    fn a_denied_statement_is_replaced_by_the_token_and_its_error_by_the_denial() {
+        let metrics = Metrics::new();
+        let enforcement = Enforcement::new(Default::default());
+        let policy = policy();
+        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut out = BytesMut::new();
+        assert_eq!(
+            i.client_message(b'Q', b"SELECT pg_read_file('x')\0", &mut out),
+            ClientVerdict::Replace
+        );
+        let token = enforcement.denial_token().to_owned();
+        assert!(contains(&out, token.as_bytes()), "the token goes upstream");
+        assert!(!contains(&out, b"pg_read_file"), "the statement does not");
+
+        let server_error =
+            format!("SERROR\0VERROR\0C42601\0Msyntax error at or near \"{token}\"\0P1\0\0");
+        out.clear();
+        assert_eq!(
+            i.server_message(b'E', server_error.as_bytes(), &mut out),
+            ServerVerdict::Replace
+        );
+        assert!(contains(&out, b"42501"));
+        assert!(!contains(&out, token.as_bytes()));
+        assert_eq!(server(&mut i, b'Z', b"I"), ServerVerdict::Forward);
+
+        // An error of the statement's own making keeps severity, code and message only.
+        out.clear();
+        assert_eq!(
+            i.server_message(
+                b'E',
+                b"SERROR\0VERROR\0C23505\0Mduplicate key\0DFailing row contains (x)\0\0",
+                &mut out
+            ),
+            ServerVerdict::Replace
+        );
+        assert!(contains(&out, b"duplicate key"));
+        assert!(!contains(&out, b"Failing row"));
     }
 }
-static NO_CURSOR: Option<CursorTmp> = None;

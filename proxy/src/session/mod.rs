@@ -346,7 +346,7 @@ async fn account_rules(
 ) -> Result<Arc<AccountRules>, SessionError> {
     let unavailable = || {
         SessionError::Refused(
-            RejectReason::Restricted,
+            RejectReason::EnforcementUnavailable,
             ClientError::fatal(
                 SqlState::CONNECTION_FAILURE,
                 "maskgate cannot enforce this account's rules right now",

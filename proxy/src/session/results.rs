@@ -226,6 +226,12 @@ impl Results {
         matches!(self.queue.front(), Some(Entry::Statement(_)))
     }
 
+    /// Statements queued behind the current one before the next sync point.
+    pub fn more_after_current(&self) -> bool {
+        matches!(self.queue.get(1), Some(Entry::Statement(_)))
+            && matches!(self.queue.front(), Some(Entry::Statement(_)))
+    }
+
     /// An ErrorResponse: the server skips to the next sync point, so nothing before
     /// it is answered. Returns the rows the failed statement had sent.
     pub fn error(&mut self) -> u64 {
