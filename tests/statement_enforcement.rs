@@ -210,3 +210,29 @@ async fn a_change_to_the_accounts_rules_ends_its_sessions_and_other_changes_do_n
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "**********02");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_accounts_keep_client_encoding_utf8() {
+    let (_cluster, proxy) = start().await;
+    let latin1 = format!(
+        "{} options='-c client_encoding=LATIN1'",
+        proxy.conn_string("clerk", PASSWORD)
+    );
+    let err = tokio_postgres::connect(&latin1, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a restricted login with another encoding is refused");
+    assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
+
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let err = client
+        .batch_execute("SET client_encoding = 'SJIS'")
+        .await
+        .unwrap_err();
+    assert!(
+        err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
+            || err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{err}"
+    );
+    client.simple_query("SELECT 1").await.unwrap_err();
+}

@@ -237,25 +237,26 @@ impl<'m> Intercept<'m> {
     }
 
     fn query(&mut self, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
-        let Some(rules) = self.rules.as_mut() else {
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                if let Ok(sql) = Fields::new(body, "Query").str() {
-                    tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "query");
-                }
+        let restricted = self.rules.as_ref().is_some_and(|r| r.restricted());
+        if !restricted && tracing::enabled!(tracing::Level::DEBUG) {
+            if let Ok(sql) = Fields::new(body, "Query").str() {
+                tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "query");
             }
+        }
+        let Some(rules) = self.rules.as_mut() else {
             return ClientVerdict::Forward;
         };
-        let Ok(sql) = Fields::new(body, "Query").str() else {
-            return ClientVerdict::Reject(malformed("Query"));
-        };
-        if !rules.restricted() {
+        if !restricted {
             if let Err(e) = rules.admit(1, false) {
-                return rules.deny(self.metrics, Replaced::Query, e, sql, out);
+                return rules.deny(self.metrics, Replaced::Query, e, "", out);
             }
             let (cap, hourly) = rules.limits();
             rules.results.expect(CountKey::Statement, cap, hourly, true);
             return ClientVerdict::Forward;
         }
+        let Ok(sql) = Fields::new(body, "Query").str() else {
+            return ClientVerdict::Reject(malformed("Query"));
+        };
         let decision = rules.account.decide(sql);
         let rewritten = match decision.as_ref() {
             Ok(rewritten) => rewritten,
@@ -523,6 +524,15 @@ impl SessionRules<'_> {
                 self.without_detail(tag, body, out)
             }
             backend_tag::NOTICE_RESPONSE => self.without_detail(tag, body, out),
+            backend_tag::PARAMETER_STATUS if self.restricted() => {
+                let mut f = Fields::new(body, "ParameterStatus");
+                match (f.str(), f.str()) {
+                    (Ok("client_encoding"), Ok(encoding)) if !is_utf8(encoding) => {
+                        ServerVerdict::Close(encoding_error())
+                    }
+                    _ => ServerVerdict::Forward,
+                }
+            }
             backend_tag::READY_FOR_QUERY => {
                 self.results.ready();
                 self.syncs_answered += 1;
@@ -634,6 +644,23 @@ fn denial_error(denial: &Denial) -> ClientError {
             .unwrap_or(SqlState::INSUFFICIENT_PRIVILEGE),
         denial.message.clone(),
     )
+}
+
+/// Statements are analyzed as UTF-8; PostgreSQL must read them the same way, or a
+/// multi-byte encoding could hide a quote from the analyzer.
+pub(super) fn is_utf8(encoding: &str) -> bool {
+    matches!(
+        encoding.to_ascii_lowercase().as_str(),
+        "utf8" | "utf-8" | "unicode"
+    )
+}
+
+pub(super) fn encoding_error() -> ClientError {
+    ClientError::fatal(
+        SqlState::FEATURE_NOT_SUPPORTED,
+        "restricted accounts must use client_encoding UTF8",
+    )
+    .with_hint("connect with client_encoding=UTF8; maskgate analyzes statements as UTF-8")
 }
 
 fn cap_error(cap: u64) -> ClientError {

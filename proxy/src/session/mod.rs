@@ -314,7 +314,7 @@ async fn login(
         shared.pool.discard(upstream);
         return Err(e);
     }
-    let rules = match account_rules(shared, &policy, login, &mut upstream).await {
+    let rules = match account_rules(shared, &policy, &request, &mut upstream).await {
         Ok(rules) => rules,
         Err(e) => {
             shared.pool.discard(upstream);
@@ -341,9 +341,10 @@ async fn login(
 async fn account_rules(
     shared: &Shared,
     policy: &Arc<Policy>,
-    login: &str,
+    request: &StartupRequest,
     upstream: &mut UpstreamConn,
 ) -> Result<Arc<AccountRules>, SessionError> {
+    let login = request.user.as_str();
     let unavailable = || {
         SessionError::Refused(
             RejectReason::EnforcementUnavailable,
@@ -358,6 +359,13 @@ async fn account_rules(
         .effective(login)
         .is_some_and(|rules| !rules.unrestricted);
     if restricted {
+        let encoding = request_encoding(request);
+        if encoding.is_some_and(|e| !intercept::is_utf8(e)) {
+            return Err(SessionError::Refused(
+                RejectReason::StartupParameter,
+                intercept::encoding_error(),
+            ));
+        }
         if let Err(e) = shared.enforcement.load_columns(policy, upstream).await {
             tracing::error!(error = %e, "cannot read the column identities of the protected tables");
             return Err(unavailable());
@@ -367,6 +375,15 @@ async fn account_rules(
         .enforcement
         .account(policy, login)
         .ok_or_else(unavailable)
+}
+
+/// The client_encoding the client asked for at startup, if any.
+fn request_encoding(request: &StartupRequest) -> Option<&str> {
+    request
+        .settings
+        .iter()
+        .find(|(name, _)| name == "client_encoding")
+        .map(|(_, value)| value.as_str())
 }
 
 /// Applies the client's startup settings to the upstream session.
