@@ -45,3 +45,21 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .parse()
         .expect("a number")
 }
+
+/// The sum of every series of metric `name` whatever its labels, or `None`
+/// when no series of that name is exported.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = if rest.starts_with('{') {
+                rest.rsplit_once("} ")?.1
+            } else {
+                rest.strip_prefix(' ')?
+            };
+            value.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}

@@ -15,6 +15,8 @@
 //!
 //! [`TestProxy`] runs maskgate itself in-process, on an ephemeral port, in
 //! front of a cluster, configured through a real configuration file.
+//! [`register`] fills a cluster with a synthetic social-insurance register
+//! and starts maskgate in front of it with the example policy.
 //!
 //! When run as root, the cluster directories belong to and the server runs
 //! as the OS user `postgres`, because PostgreSQL refuses to run as root.
@@ -26,12 +28,13 @@ mod error;
 mod http;
 mod process;
 mod proxy;
+pub mod register;
 mod template;
 mod url;
 
 pub use binaries::{PgBinaries, BINDIR_ENV};
 pub use cluster::{PgCluster, EXTERNAL_URL_ENV};
 pub use error::TestkitError;
-pub use http::{free_port, http_get, metric};
+pub use http::{free_port, http_get, metric, metric_sum};
 pub use proxy::{accounts_toml, rewrite_accounts, ProxyOptions, TestProxy};
 pub use template::TMPDIR_ENV;

@@ -22,6 +22,9 @@ pub struct ProxyOptions {
     /// Roles each test account gets (default: `["relay"]`, an unrestricted role
     /// defined by the harness).
     pub roles: Vec<String>,
+    /// Per-login roles as (login, roles), replacing `roles` for that login, so
+    /// one proxy can serve a clerk, an analyst and an auditor.
+    pub user_roles: Vec<(String, Vec<String>)>,
     /// More policy files as (file name, TOML text): classification, roles, …
     pub policy_files: Vec<(String, String)>,
     /// `[policy] timezone`.
@@ -46,6 +49,7 @@ impl Default for ProxyOptions {
             users: vec![("alice".into(), "correct horse battery".into())],
             account_settings: Vec::new(),
             roles: vec!["relay".into()],
+            user_roles: Vec::new(),
             policy_files: Vec::new(),
             timezone: "UTC",
             pseudonym_key_file: None,
@@ -180,14 +184,20 @@ fn io(context: &'static str, source: std::io::Error) -> TestkitError {
 
 /// The `[accounts.*]` tables for the test accounts.
 pub fn accounts_toml(options: &ProxyOptions) -> String {
-    let roles = options
-        .roles
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = |roles: &[String]| {
+        roles
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut text = String::new();
     for (login, password) in &options.users {
+        let roles = options
+            .user_roles
+            .iter()
+            .find(|(who, _)| who == login)
+            .map_or_else(|| list(&options.roles), |(_, roles)| list(roles));
         let verifier = ScramVerifier::generate(password, 4096);
         text.push_str(&format!(
             "[accounts.\"{login}\"]\nname = \"Test account {login}\"\nverifier = \"{verifier}\"\nroles = [{roles}]\n"
