@@ -1,37 +1,62 @@
-//! `maskgate demo`: a throwaway PostgreSQL with a small synthetic register,
-//! and maskgate in front of it, so a newcomer can connect within seconds.
+//! `maskgate demo`: a throwaway PostgreSQL holding a synthetic social-insurance
+//! register, and maskgate in front of it under the example policy, so a newcomer
+//! can log in as a clerk, an analyst or an auditor within seconds and see what
+//! each one is shown.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::register::{self, Account};
+use maskgate_testkit::{PgCluster, TestProxy};
 
-const DEMO_USER: &str = "demo";
+/// The example policy, built into the binary so the demo runs anywhere.
+const POLICY_FILES: [(&str, &str); 2] = [
+    (
+        "classification.toml",
+        include_str!("../examples/policy/classification.toml"),
+    ),
+    ("roles.toml", include_str!("../examples/policy/roles.toml")),
+];
 
-/// A small register: the names, identifiers and phone numbers are generated
-/// from row numbers and belong to nobody.
-const SAMPLE_REGISTER: &str = r#"
-CREATE TABLE participant (
-    id            bigint PRIMARY KEY,
-    full_name     text NOT NULL,
-    citizen_id    char(12) NOT NULL,
-    social_insurance_code char(10) NOT NULL,
-    phone         text,
-    birth_date    date NOT NULL,
-    province_code char(2) NOT NULL
-);
-INSERT INTO participant
-SELECT g,
-       (ARRAY['Nguyễn','Trần','Lê','Phạm','Hoàng'])[1 + g % 5] || ' ' ||
-       (ARRAY['Văn','Thị','Minh','Thu','Quốc'])[1 + (g / 5) % 5] || ' ' ||
-       (ARRAY['An','Bình','Chi','Dũng','Hà','Lan'])[1 + (g / 25) % 6],
-       lpad((100000000000 + g * 7919)::text, 12, '0'),
-       lpad((1000000000 + g * 104729 % 8999999999)::text, 10, '0'),
-       '09' || lpad((g * 7727 % 100000000)::text, 8, '0'),
-       date '1950-01-01' + (g * 37 % 20000),
-       lpad((1 + g % 63)::text, 2, '0')
-FROM generate_series(1, 10000) g;
-"#;
+/// Who the demo lets log in, and what to try as each.
+struct Persona {
+    account: Account,
+    who: &'static str,
+    try_sql: String,
+}
+
+fn personas() -> Vec<Persona> {
+    let person = register::participants()
+        .find(|p| p.province_code == "01")
+        .expect("the register has participants in province 01");
+    let password = || format!("demo-{:024x}", rand::random::<u128>() >> 32);
+    let with_password = |login: &str, roles: &[&str]| Account {
+        password: password(),
+        ..Account::new(login, roles)
+    };
+    vec![
+        Persona {
+            account: with_password("clerk_01", &["clerk"]).with("province", "01"),
+            who: "counter clerk, province 01: one person at a time, by citizen ID; identifiers masked",
+            try_sql: format!(
+                "SELECT full_name, citizen_id, date_of_birth FROM participant WHERE citizen_id = '{}';",
+                person.citizen_id
+            ),
+        },
+        Persona {
+            account: with_password("analyst_79", &["province_analyst"]).with("province", "79"),
+            who: "statistics, province 79: initials, age bands, rounded amounts",
+            try_sql: "SELECT full_name, date_of_birth, gender FROM participant ORDER BY id LIMIT 5;"
+                .into(),
+        },
+        Persona {
+            account: with_password("auditor_01", &["auditor"]),
+            who: "internal audit: unrestricted, sees the register as stored",
+            try_sql: "SELECT full_name, citizen_id, province_code FROM participant ORDER BY id LIMIT 5;"
+                .into(),
+        },
+    ]
+}
 
 pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
     maskgate_proxy::logging::init(&maskgate_proxy::config::LogConfig {
@@ -42,32 +67,38 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(PgCluster::start)
         .await?
         .context("cannot start a PostgreSQL cluster (is the PostgreSQL server installed?)")?;
-    cluster
-        .psql(SAMPLE_REGISTER)
-        .context("cannot load the sample register")?;
+    register::load(&cluster).context("cannot load the sample register")?;
 
-    let password = format!("demo-{:024x}", rand::random::<u128>() >> 32);
-    let proxy = TestProxy::start(
-        &cluster,
-        ProxyOptions {
-            users: vec![(DEMO_USER.into(), password.clone())],
-            auth_failure_delay: Duration::from_millis(500),
-            ..ProxyOptions::default()
-        },
-    )
-    .await
-    .context("cannot start maskgate")?;
+    let personas = personas();
+    let accounts: Vec<Account> = personas.iter().map(|p| p.account.clone()).collect();
+    let policy_files = POLICY_FILES
+        .iter()
+        .map(|(name, text)| (name.to_string(), text.to_string()))
+        .collect();
+    let mut options = register::proxy_options(&accounts, policy_files);
+    options.auth_failure_delay = Duration::from_millis(500);
+    let proxy = TestProxy::start(&cluster, options)
+        .await
+        .context("cannot start maskgate")?;
 
-    println!("maskgate demo is running.");
-    println!();
-    println!(
-        "  connect:  psql \"{}\"",
-        proxy.conn_string(DEMO_USER, &password)
-    );
-    println!("  try:      SELECT full_name, citizen_id, province_code FROM participant LIMIT 5;");
-    if let Some(admin) = proxy.admin_addr() {
-        println!("  metrics:  curl http://{admin}/metrics");
+    println!("maskgate demo is running, in front of a synthetic register.");
+    for persona in &personas {
+        let account = &persona.account;
+        println!();
+        println!("  {} ({})", account.login, persona.who);
+        println!(
+            "    connect:  psql \"{}\"",
+            proxy.conn_string(&account.login, &account.password)
+        );
+        println!("    try:      {}", persona.try_sql);
     }
+    println!();
+    if let Some(admin) = proxy.admin_addr() {
+        println!("  metrics:    curl http://{admin}/metrics");
+    }
+    println!(
+        "  explain:    what maskgate does with a statement is described in docs/enforcement.md"
+    );
     println!();
     println!("The data is synthetic. Press Ctrl-C (or send SIGTERM) to stop; everything is removed on exit.");
 

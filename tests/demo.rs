@@ -1,13 +1,63 @@
-//! `maskgate demo` starts a working proxy in front of a sample register.
+//! `maskgate demo` starts a working proxy in front of a sample register, under the
+//! example policy, and what it suggests to try works as described.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+use tokio_postgres::SimpleQueryMessage;
+
+/// The (connection string, statement to try) pairs the demo prints, in order.
+async fn read_personas(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> Vec<(String, String)> {
+    let mut personas = Vec::new();
+    let mut conn = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("connect:") {
+            conn = Some(
+                rest.trim()
+                    .trim_start_matches("psql ")
+                    .trim_matches('"')
+                    .to_string(),
+            );
+        } else if let Some(sql) = line.strip_prefix("try:") {
+            personas.push((
+                conn.take().expect("connect before try"),
+                sql.trim().to_string(),
+            ));
+        } else if line.starts_with("The data is synthetic") {
+            return personas;
+        }
+    }
+    panic!("the demo ended before it was ready");
+}
+
+async fn rows(conn: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_prints_a_connection_string_that_works() {
+async fn demo_prints_logins_and_statements_that_work() {
     let mut demo = Command::new(env!("CARGO_BIN_EXE_maskgate"))
         .arg("demo")
         .stdout(Stdio::piped())
@@ -16,32 +66,38 @@ async fn demo_prints_a_connection_string_that_works() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let conn = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.trim().strip_prefix("connect:") {
-                return rest
-                    .trim()
-                    .trim_start_matches("psql ")
-                    .trim_matches('"')
-                    .to_string();
-            }
-        }
-        panic!("the demo ended without printing a connection string");
-    })
-    .await
-    .expect("the demo starts within a minute");
+    let personas = tokio::time::timeout(Duration::from_secs(90), read_personas(&mut lines))
+        .await
+        .expect("the demo starts within 90 seconds");
+    let [(clerk, clerk_sql), (analyst, analyst_sql), (auditor, auditor_sql)] = personas.as_slice()
+    else {
+        panic!("three personas expected, got {}", personas.len())
+    };
 
-    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM participant", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 10_000);
-    drop(client);
+    // The clerk finds the person by the raw citizen ID and sees it masked.
+    let found = rows(clerk, clerk_sql).await;
+    assert_eq!(found.len(), 1);
+    let masked = found[0][1].as_deref().unwrap();
+    assert!(
+        masked.starts_with("********"),
+        "citizen_id is masked: {masked}"
+    );
+
+    // The analyst sees initials.
+    let stats = rows(analyst, analyst_sql).await;
+    assert_eq!(stats.len(), 5);
+    for row in &stats {
+        let name = row[0].as_deref().unwrap();
+        assert!(
+            name.split(' ').all(|word| word.chars().count() == 2 && word.ends_with('.')),
+            "initials only: {name}"
+        );
+    }
+
+    // The auditor sees the register as stored, and may count all of it.
+    assert_eq!(rows(auditor, auditor_sql).await.len(), 5);
+    let n = rows(auditor, "SELECT count(*) FROM participant").await;
+    assert_eq!(n[0][0].as_deref(), Some("3000"));
 
     let pid = demo.id().unwrap().to_string();
     let sent = Command::new("kill")
