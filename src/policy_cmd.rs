@@ -5,18 +5,23 @@
 //! `serve`, so what they report is what the proxy would load.
 
 use std::fmt::Display;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Subcommand;
-use maskgate_policy::{Loaded, Policy, Rejected};
+use maskgate_policy::{ColumnRule, EffectiveRules, Loaded, Policy, Rejected};
 use maskgate_proxy::Config;
+use maskgate_sql::{Enforced, Enforcer, KeyedMasks};
 
-/// Exit status: the policy is fine (warnings allowed).
+/// Exit status: the policy is fine (warnings allowed); with `--sql`, the statement is
+/// allowed.
 const OK: i32 = 0;
-/// Exit status: the policy has errors, or the account does not exist.
+/// Exit status: the policy has errors, or the account does not exist (without `--sql`);
+/// with `--sql`, the statement is denied.
 const REFUSED: i32 = 1;
-/// Exit status: the command could not do its work (configuration, database, usage).
+/// Exit status: the command could not do its work (configuration, database, usage;
+/// with `--sql` also an unknown account, so that 1 only ever means "denied").
 const CANNOT_RUN: i32 = 2;
 
 #[derive(Subcommand)]
@@ -41,8 +46,11 @@ pub enum PolicyCommand {
         /// The configuration file (names the policy directory and time zone).
         #[arg(long, short, default_value = "maskgate.toml", env = "MASKGATE_CONFIG")]
         config: PathBuf,
-        /// Show how a statement would be rewritten for the account (not available yet).
-        #[arg(long)]
+        /// Decide this statement (or `;`-separated statements) for the account instead:
+        /// print the decision, the reasons and what would be sent upstream. `-` reads
+        /// it from standard input. Exit 0 if allowed, 1 if denied, 2 if the command
+        /// could not run (configuration, policy errors, unknown account).
+        #[arg(long, value_name = "STATEMENT")]
         sql: Option<String>,
     },
 }
@@ -51,7 +59,7 @@ pub enum PolicyCommand {
 pub fn run(command: PolicyCommand, runtime: &tokio::runtime::Runtime) -> i32 {
     match command {
         PolicyCommand::Check { config, live } => check(&config, live, runtime),
-        PolicyCommand::Explain { user, config, sql } => explain(&user, &config, sql.is_some()),
+        PolicyCommand::Explain { user, config, sql } => explain(&user, &config, sql),
     }
 }
 
@@ -170,13 +178,15 @@ async fn check_live(
     Ok(maskgate_proxy::catalog::check_catalog(policy, &mut conn).await?)
 }
 
-fn explain(user: &str, config_path: &Path, with_sql: bool) -> i32 {
-    if with_sql {
-        eprintln!(
-            "maskgate: statement rewriting is not available yet (enforcement lands in a later release)"
-        );
-        return CANNOT_RUN;
-    }
+fn explain(user: &str, config_path: &Path, sql: Option<String>) -> i32 {
+    // Read stdin first: a usage problem should not wait for the policy to load.
+    let sql = match sql.as_deref() {
+        Some("-") => match read_stdin() {
+            Ok(text) => Some(text),
+            Err(code) => return code,
+        },
+        _ => sql,
+    };
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -192,6 +202,9 @@ fn explain(user: &str, config_path: &Path, with_sql: bool) -> i32 {
             return CANNOT_RUN;
         }
     };
+    if let Some(sql) = sql {
+        return explain_statement(loaded.policy, &config, user, &sql);
+    }
     match loaded.policy.explain(user) {
         Some(text) => {
             print!("{text}");
@@ -204,6 +217,167 @@ fn explain(user: &str, config_path: &Path, with_sql: bool) -> i32 {
             );
             REFUSED
         }
+    }
+}
+
+fn read_stdin() -> Result<String, i32> {
+    let mut text = String::new();
+    match std::io::stdin().read_to_string(&mut text) {
+        Ok(_) => Ok(text),
+        Err(e) => {
+            eprintln!("maskgate: cannot read the statement from standard input: {e}");
+            Err(CANNOT_RUN)
+        }
+    }
+}
+
+/// `policy explain --sql`: runs the same enforcer the proxy builds for the account
+/// (same policy, same pseudonym keys) and prints its decision.
+fn explain_statement(policy: Policy, config: &Config, user: &str, sql: &str) -> i32 {
+    if sql.trim().is_empty() {
+        eprintln!("maskgate: --sql needs a statement (or `-` to read it from standard input)");
+        return CANNOT_RUN;
+    }
+    let policy = Arc::new(policy);
+    let (account, rules) = match (policy.account(user), policy.effective(user)) {
+        (Some(account), Some(rules)) => (account, rules),
+        _ => {
+            eprintln!(
+                "maskgate: there is no account {user:?} in the policy in {}",
+                config.policy.dir.display()
+            );
+            return CANNOT_RUN;
+        }
+    };
+    let header = || {
+        println!(
+            "account {} (roles: {})",
+            account.login,
+            account.roles.join(", ")
+        );
+        if account.disabled {
+            println!("note: the account is disabled and cannot log in; shown as if it could");
+        }
+    };
+
+    if rules.unrestricted {
+        header();
+        println!("decision: allowed");
+        println!(
+            "reason: the account holds an unrestricted role: statements pass through unchanged, \
+             without analysis or rewriting (still audited)"
+        );
+        println!("row cap: {}", cap_text(rules.max_rows));
+        println!("sent upstream as written:");
+        print_indented(sql.trim(), "  ");
+        return OK;
+    }
+
+    let masks = KeyedMasks::new(&config.policy.pseudonym_keys);
+    let enforcer = Enforcer::new(Arc::clone(&policy), rules, &masks);
+    match enforcer.enforce(sql) {
+        Ok(enforced) if enforced.statements.is_empty() => {
+            eprintln!("maskgate: --sql contains no statement, only separators or comments");
+            CANNOT_RUN
+        }
+        Ok(enforced) => {
+            header();
+            print_allowed(&enforced, enforcer.rules());
+            OK
+        }
+        Err(denial) => {
+            header();
+            println!("decision: denied");
+            println!("sqlstate: {}", denial.sqlstate);
+            println!("message: {}", denial.message);
+            println!("nothing of this string would be sent upstream");
+            REFUSED
+        }
+    }
+}
+
+fn print_allowed(enforced: &Enforced, rules: &EffectiveRules) {
+    println!("decision: allowed");
+    let count = enforced.statements.len();
+    for (index, statement) in enforced.statements.iter().enumerate() {
+        println!();
+        println!("statement {} of {count}: {:?}", index + 1, statement.kind);
+        println!("  row cap: {}", cap_text(statement.row_cap));
+        let reasons = table_reasons(&statement.sql, rules);
+        if !reasons.is_empty() {
+            println!("  rules applied:");
+            for line in reasons {
+                println!("    {line}");
+            }
+        }
+        println!("  sent upstream:");
+        print_indented(&statement.sql, "    ");
+    }
+}
+
+/// Per protected table the rewritten statement reads: its row filter, lookup keys,
+/// masked and unreadable columns, one per line. The rewrite names every relation
+/// schema-qualified and quoted, which is how the table is recognised in it.
+fn table_reasons(rewritten: &str, rules: &EffectiveRules) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, table) in &rules.tables {
+        let quoted = format!("{}.{}", quote_ident(&name.schema), quote_ident(&name.name));
+        if !rewritten.contains(&quoted) {
+            continue;
+        }
+        out.push(name.to_string());
+        let first = out.len();
+        if let Some(filter) = &table.row_filter {
+            out.push(format!("  rows where {filter}"));
+        }
+        if !table.lookup_keys.is_empty() {
+            out.push(format!(
+                "  lookup only: pinned by equality on one of {}",
+                table.lookup_keys.join(", ")
+            ));
+        }
+        let masked: Vec<String> = table
+            .columns
+            .iter()
+            .filter_map(|(column, rule)| match rule {
+                ColumnRule::Mask(spec) => Some(format!("{column} {spec}")),
+                _ => None,
+            })
+            .collect();
+        if !masked.is_empty() {
+            out.push(format!("  masked: {}", masked.join(", ")));
+        }
+        let denied: Vec<&str> = table
+            .columns
+            .iter()
+            .filter(|(_, rule)| matches!(rule, ColumnRule::Deny))
+            .map(|(column, _)| column.as_str())
+            .collect();
+        if !denied.is_empty() {
+            out.push(format!("  not readable: {}", denied.join(", ")));
+        }
+        if out.len() == first {
+            out.push("  every row, every column as stored".to_owned());
+        }
+    }
+    out
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn cap_text(cap: Option<u64>) -> String {
+    match cap {
+        Some(1) => "1 row".to_owned(),
+        Some(n) => format!("{n} rows"),
+        None => "none".to_owned(),
+    }
+}
+
+fn print_indented(text: &str, indent: &str) {
+    for line in text.lines() {
+        println!("{indent}{line}");
     }
 }
 

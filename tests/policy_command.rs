@@ -2,8 +2,9 @@
 //! copy of the example policy, `--live` against a real PostgreSQL.
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use maskgate_testkit::PgCluster;
 
@@ -88,6 +89,32 @@ timezone = "+07:00"
             .output()
             .expect("maskgate runs");
         Run::from(output)
+    }
+
+    /// Like [`Setup::run`], with `input` on standard input.
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_maskgate"))
+            .arg("policy")
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .env_remove("MASKGATE_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("maskgate runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("write the statement");
+        Run::from(child.wait_with_output().expect("maskgate finishes"))
+    }
+
+    fn explain_sql(&self, user: &str, sql: &str) -> Run {
+        self.run(&["explain", "--user", user, "--sql", sql])
     }
 }
 
@@ -279,16 +306,250 @@ fn explain_of_an_unknown_account_fails() {
     assert!(run.stdout.is_empty(), "{run}");
 }
 
+/// The indented lines under `sent upstream:` of statement `n` (1-based).
+fn sent_upstream(run: &Run, n: usize) -> String {
+    let statement = run
+        .stdout
+        .split("\nstatement ")
+        .nth(n)
+        .unwrap_or_else(|| panic!("no statement {n}\n{run}"));
+    let (_, sql) = statement
+        .split_once("  sent upstream:\n")
+        .unwrap_or_else(|| panic!("statement {n} shows what is sent\n{run}"));
+    sql.lines()
+        .take_while(|line| line.starts_with("    "))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
-fn explain_with_sql_says_rewriting_is_not_available() {
+fn explain_sql_shows_a_lookup_rewritten_with_mask_filter_and_limit() {
     let setup = Setup::new(None);
-    let run = setup.run(&["explain", "--user", "clerk_hanoi_01", "--sql", "SELECT 1"]);
-    assert_eq!(run.code, 2, "{run}");
+    let run = setup.explain_sql(
+        "clerk_hanoi_01",
+        "SELECT id, full_name, citizen_id, date_of_birth FROM participant \
+         WHERE citizen_id = '001203004567'",
+    );
+    assert_eq!(run.code, 0, "{run}");
     assert!(
-        run.stderr
-            .contains("statement rewriting is not available yet"),
+        run.stdout
+            .starts_with("account clerk_hanoi_01 (roles: clerk)\ndecision: allowed\n"),
         "{run}"
     );
+    assert!(run.stdout.contains("\nstatement 1 of 1: Read\n"), "{run}");
+    assert!(run.stdout.contains("\n  row cap: 50 rows\n"), "{run}");
+    // The reasons: the table's rules as they apply to this account.
+    assert!(run.stdout.contains("\n    public.participant\n"), "{run}");
+    assert!(
+        run.stdout
+            .contains("\n      rows where (province_code = '01')\n"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("lookup only: pinned by equality on one of citizen_id"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("masked: citizen_id partial("), "{run}");
+    assert!(run.stdout.contains("date_of_birth year"), "{run}");
+    assert!(run.stdout.contains("not readable: address, email"), "{run}");
+
+    let sql = sent_upstream(&run, 1);
+    assert!(
+        sql.starts_with("SELECT id, full_name, citizen_id, date_of_birth FROM (SELECT "),
+        "{run}"
+    );
+    assert!(sql.contains("FROM \"public\".\"participant\" WHERE (province_code = '01') AND (\"participant\".\"citizen_id\" = '001203004567') OFFSET 0) AS \"participant\""), "{run}");
+    assert!(sql.contains("date_trunc('year'"), "{run}");
+    assert!(sql.contains("repeat('*'"), "{run}");
+    assert!(sql.ends_with(" LIMIT 51"), "{run}");
+    // The masked column's raw value is never projected under its own name.
+    assert!(!sql.contains("\"participant\".\"citizen_id\" AS"), "{run}");
+    assert!(run.stderr.is_empty(), "{run}");
+}
+
+#[test]
+fn explain_sql_of_a_denied_column_shows_the_sqlstate_and_message() {
+    let setup = Setup::new(None);
+    let run = setup.explain_sql(
+        "clerk_hanoi_01",
+        "SELECT phone FROM participant WHERE citizen_id = '001203004567'",
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stdout.contains("\ndecision: denied\n"), "{run}");
+    assert!(run.stdout.contains("\nsqlstate: 42501\n"), "{run}");
+    assert!(
+        run.stdout.contains(
+            "\nmessage: column \"phone\" of table \"public.participant\" is not available to this account\n"
+        ),
+        "{run}"
+    );
+    assert!(!run.stdout.contains("sent upstream:"), "{run}");
+    // The statement's literal is not echoed in the denial.
+    assert!(!run.stdout.contains("001203004567"), "{run}");
+}
+
+#[test]
+fn explain_sql_of_an_unpinned_lookup_is_denied() {
+    let setup = Setup::new(None);
+    let run = setup.explain_sql(
+        "clerk_hanoi_01",
+        "SELECT full_name FROM participant WHERE citizen_id LIKE '0012%'",
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stdout.contains("\nsqlstate: 42501\n"), "{run}");
+    assert!(run.stdout.contains("lookup-only"), "{run}");
+}
+
+#[test]
+fn explain_sql_rewrites_every_statement_of_a_string() {
+    let setup = Setup::new(None);
+    let run = setup.explain_sql(
+        "analyst_hcm_01",
+        "BEGIN; SELECT gender, count(*) FROM participant GROUP BY gender; COMMIT",
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout.contains("\nstatement 1 of 3: Transaction\n"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("\nstatement 2 of 3: Read\n"), "{run}");
+    assert!(
+        run.stdout.contains("\nstatement 3 of 3: Transaction\n"),
+        "{run}"
+    );
+    assert_eq!(sent_upstream(&run, 1), "BEGIN", "{run}");
+    let read = sent_upstream(&run, 2);
+    assert!(
+        read.contains("WHERE (province_code = '79') OFFSET 0"),
+        "{run}"
+    );
+    assert!(read.ends_with("GROUP BY gender LIMIT 10001"), "{run}");
+    assert_eq!(sent_upstream(&run, 3), "COMMIT", "{run}");
+    assert!(run.stdout.contains("\n  row cap: 10000 rows\n"), "{run}");
+    assert!(run.stdout.contains("\n  row cap: none\n"), "{run}");
+}
+
+#[test]
+fn explain_sql_denies_the_whole_string_when_one_statement_is_denied() {
+    let setup = Setup::new(None);
+    let run = setup.explain_sql(
+        "investigator_01",
+        "SELECT count(*) FROM employer; SELECT amount FROM contribution",
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stdout.contains("\ndecision: denied\n"), "{run}");
+    assert!(run.stdout.contains("\nsqlstate: 42501\n"), "{run}");
+    assert!(
+        run.stdout.contains("\nmessage: statement 2 of 2: "),
+        "{run}"
+    );
+    assert!(!run.stdout.contains("sent upstream:"), "{run}");
+}
+
+#[test]
+fn explain_sql_for_an_unrestricted_account_passes_statements_unchanged() {
+    let setup = Setup::new(None);
+    let sql = "SELECT phone, citizen_id FROM participant";
+    let run = setup.explain_sql("auditor_01", sql);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("\ndecision: allowed\n"), "{run}");
+    assert!(run.stdout.contains("pass through unchanged"), "{run}");
+    assert!(run.stdout.contains("\nrow cap: none\n"), "{run}");
+    assert!(
+        run.stdout
+            .ends_with(&format!("sent upstream as written:\n  {sql}\n")),
+        "{run}"
+    );
+}
+
+#[test]
+fn explain_sql_reads_the_statement_from_stdin() {
+    let setup = Setup::new(None);
+    let run = setup.run_with_stdin(
+        &["explain", "--user", "clerk_hanoi_01", "--sql", "-"],
+        "SELECT full_name\nFROM participant\nWHERE social_insurance_code = $1;\n",
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let sql = sent_upstream(&run, 1);
+    assert!(
+        sql.contains("AND (\"participant\".\"social_insurance_code\" = $1) OFFSET 0"),
+        "{run}"
+    );
+    assert!(sql.ends_with(" LIMIT 51"), "{run}");
+}
+
+#[test]
+fn explain_sql_of_an_unparsable_statement_is_a_denial() {
+    let setup = Setup::new(None);
+    let run = setup.explain_sql("investigator_01", "SELEC full_name FROM participant");
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stdout.contains("\nsqlstate: 42601\n"), "{run}");
+}
+
+#[test]
+fn explain_sql_masks_with_the_configured_pseudonym_keys() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let setup = Setup::new(None);
+    let keys = maskgate_mask::PseudonymKeys::generate_key_file_text("k2026").unwrap();
+    let key_file = setup.dir.path().join("keys.toml");
+    fs::write(&key_file, &keys).unwrap();
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut config = fs::read_to_string(setup.config()).unwrap();
+    config.push_str("\n[masking]\nkey_file = \"keys.toml\"\n");
+    fs::write(setup.config(), config).unwrap();
+    fs::write(
+        setup.policy_file("linkage.toml"),
+        r#"[roles.linkage]
+statements = ["read"]
+
+[roles.linkage.tables."public.participant"]
+columns = { id = "allow", citizen_id = { mask = "pseudonym", key = "k2026" } }
+
+[accounts.linkage_01]
+name = "Record linkage service"
+verifier = "SCRAM-SHA-256$4096:ENqrke4VetwF7BUAvmg9hA==$XT4ez9bx3FeFEtOaDwU7HOOm+wg09SgHW82LS6I/anw=:tPtRELbqA9kZfdWwLP5IzHSqYt7an3afp04AnIrmGCk="
+roles = ["linkage"]
+"#,
+    )
+    .unwrap();
+
+    let run = setup.explain_sql("linkage_01", "SELECT id, citizen_id FROM participant");
+    assert_eq!(run.code, 0, "{run}");
+    let sql = sent_upstream(&run, 1);
+    assert!(sql.contains("'k2026:' || encode("), "{run}");
+    assert!(sql.contains("current_setting('maskgate.pk_"), "{run}");
+    let secret = keys
+        .lines()
+        .find_map(|line| line.strip_prefix("secret = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("the generated file has a secret");
+    assert!(!run.stdout.contains(secret), "{run}");
+}
+
+#[test]
+fn explain_sql_for_an_unknown_account_cannot_run() {
+    let setup = Setup::new(None);
+    let run = setup.explain_sql("nobody_at_all", "SELECT 1");
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("no account \"nobody_at_all\""), "{run}");
+    assert!(run.stdout.is_empty(), "{run}");
+}
+
+#[test]
+fn explain_sql_without_a_statement_cannot_run() {
+    let setup = Setup::new(None);
+    let empty = setup.run_with_stdin(
+        &["explain", "--user", "clerk_hanoi_01", "--sql", "-"],
+        "  \n",
+    );
+    assert_eq!(empty.code, 2, "{empty}");
+    assert!(empty.stdout.is_empty(), "{empty}");
+    let separators = setup.explain_sql("clerk_hanoi_01", " ; ");
+    assert_eq!(separators.code, 2, "{separators}");
+    assert!(separators.stdout.is_empty(), "{separators}");
 }
 
 /// The tables of `examples/policy/classification.toml`, except: participant has no
