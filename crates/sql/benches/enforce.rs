@@ -37,6 +37,12 @@ fn enforce(c: &mut Criterion) {
              JOIN contribution c ON c.participant_id = p.id \
              WHERE p.province_code = '79' GROUP BY p.full_name ORDER BY 2 DESC LIMIT 20",
         ),
+        (
+            "editor_79",
+            "update_returning",
+            "UPDATE participant SET full_name = $2 WHERE id = $1 AND full_name <> $2 \
+             RETURNING id, citizen_id, birth_date",
+        ),
     ] {
         let rules = policy.effective(login).unwrap();
         let enforcer = Enforcer::new(policy.clone(), rules, &masks);

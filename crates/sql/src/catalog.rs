@@ -39,6 +39,72 @@ const INFORMATION_SCHEMA: &[&str] = &[
     "tables",
 ];
 
+/// `information_schema` views that name tables (and columns): a reference to one becomes
+/// a fenced subquery keeping only the rows of what the account may see.
+pub(crate) const FILTERED_VIEWS: &[&str] = &[
+    "columns",
+    "key_column_usage",
+    "referential_constraints",
+    "table_constraints",
+    "tables",
+];
+
+/// The filtering subquery for one of [`FILTERED_VIEWS`]. `tables` are the account's
+/// tables with the columns it may see (allowed or masked). Behind `OFFSET 0`, like the
+/// masking subqueries, so the user's predicates never run on the hidden rows.
+pub(crate) fn filtered_view(view: &str, tables: &[(&str, &str, Vec<&str>)]) -> String {
+    let table_set = if tables.is_empty() {
+        "false".to_owned()
+    } else {
+        let rows: Vec<String> = tables
+            .iter()
+            .map(|(schema, name, _)| format!("({}, {})", literal(schema), literal(name)))
+            .collect();
+        format!(
+            "(\"table_schema\", \"table_name\") IN (VALUES {})",
+            rows.join(", ")
+        )
+    };
+    let rows: Vec<String> = tables
+        .iter()
+        .flat_map(|(schema, name, columns)| {
+            columns.iter().map(move |column| {
+                format!(
+                    "({}, {}, {})",
+                    literal(schema),
+                    literal(name),
+                    literal(column)
+                )
+            })
+        })
+        .collect();
+    let column_set = if rows.is_empty() {
+        "false".to_owned()
+    } else {
+        format!(
+            "(\"table_schema\", \"table_name\", \"column_name\") IN (VALUES {})",
+            rows.join(", ")
+        )
+    };
+    let constraints = format!(
+        "SELECT \"constraint_schema\", \"constraint_name\" \
+         FROM \"information_schema\".\"table_constraints\" WHERE {table_set}"
+    );
+    let filter = match view {
+        "columns" | "key_column_usage" => column_set,
+        "referential_constraints" => format!(
+            "(\"constraint_schema\", \"constraint_name\") IN ({constraints}) \
+             AND (\"unique_constraint_schema\", \"unique_constraint_name\") IN ({constraints})"
+        ),
+        _ => table_set,
+    };
+    format!("SELECT * FROM \"information_schema\".\"{view}\" WHERE {filter} OFFSET 0")
+}
+
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 /// Whether `schema.name` is an allowed system relation.
 pub(crate) fn is_allowed(schema: &str, name: &str) -> bool {
     match schema {
@@ -74,5 +140,24 @@ mod tests {
             assert!(!is_allowed("pg_catalog", name), "{name}");
         }
         assert!(!is_allowed("public", "pg_type"));
+    }
+
+    #[test]
+    fn filtered_views_list_only_visible_tables_and_columns() {
+        let tables = [("public", "o'k", vec!["id", "name"])];
+        let sql = filtered_view("columns", &tables);
+        assert_eq!(
+            sql,
+            "SELECT * FROM \"information_schema\".\"columns\" WHERE \
+             (\"table_schema\", \"table_name\", \"column_name\") IN \
+             (VALUES ('public', 'o''k', 'id'), ('public', 'o''k', 'name')) OFFSET 0"
+        );
+        assert_eq!(
+            filtered_view("tables", &[]),
+            "SELECT * FROM \"information_schema\".\"tables\" WHERE false OFFSET 0"
+        );
+        for view in FILTERED_VIEWS {
+            assert!(is_allowed("information_schema", view), "{view}");
+        }
     }
 }

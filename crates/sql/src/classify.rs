@@ -1,9 +1,9 @@
-//! Statements other than queries: which are harmless session housekeeping and which are
-//! refused.
+//! Statements other than queries, writes, prepared statements and cursors: which are
+//! harmless session housekeeping and which are refused.
 
 use sqlparser::ast::{Expr, Ident, Set, Statement, Value};
 
-use crate::denial::Denial;
+use crate::denial::{sqlstate, Denial};
 use crate::enforce::StatementClass;
 use crate::names;
 
@@ -68,19 +68,14 @@ pub(crate) fn classify(statement: &Statement) -> Result<StatementClass, Denial> 
             }
         }
         Statement::Discard { .. } | Statement::Deallocate { .. } => Ok(StatementClass::Session),
-        Statement::Close { .. } => Ok(StatementClass::Cursor),
-        Statement::Fetch { into: None, .. } => Ok(StatementClass::Cursor),
         Statement::LISTEN { .. } | Statement::UNLISTEN { .. } | Statement::NOTIFY { .. } => {
             Ok(StatementClass::Notification)
         }
-        Statement::Prepare { .. } | Statement::Execute { .. } => {
-            Err(Denial::unsupported("SQL-level PREPARE/EXECUTE"))
-        }
-        Statement::Declare { .. } => Err(Denial::unsupported("DECLARE … CURSOR")),
         Statement::CreateTable(create) if create.query.is_some() => {
             Err(Denial::forbidden("CREATE TABLE … AS"))
         }
         Statement::CreateView { .. } => Err(Denial::forbidden("CREATE VIEW")),
+        Statement::Copy { to: false, .. } => Err(copy_from()),
         Statement::Copy { .. } => Err(Denial::forbidden("COPY")),
         Statement::Explain { .. } | Statement::ExplainTable { .. } => {
             Err(Denial::forbidden("EXPLAIN"))
@@ -139,6 +134,14 @@ fn is_plain_setting_value(value: &Expr) -> bool {
         Expr::UnaryOp { expr, .. } => matches!(**expr, Expr::Value(_)),
         Expr::Interval(_) => true,
         _ => false,
+    }
+}
+
+/// `COPY … FROM`: its rows arrive as CopyData, which the analyzer does not check.
+pub(crate) fn copy_from() -> Denial {
+    Denial {
+        sqlstate: sqlstate::FEATURE_NOT_SUPPORTED,
+        message: "COPY … FROM is not supported for restricted accounts; use INSERT".to_owned(),
     }
 }
 

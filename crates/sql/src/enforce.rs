@@ -8,9 +8,11 @@
 //! search_path with `pg_catalog` searched first unless listed, CTE shadowing), a catalog
 //! allowlist, a function allowlist, masking subqueries with row filters behind an
 //! `OFFSET 0` fence, denied-column errors, lookup-only pinning evaluated on the raw key
-//! inside the fence, pushdown of provably safe predicates, and the row cap.
+//! inside the fence, pushdown of provably safe predicates, the row cap, writes
+//! (INSERT/UPDATE/DELETE), SQL-level PREPARE/EXECUTE, cursors (DECLARE, FETCH, MOVE,
+//! CLOSE) and `information_schema` restricted to what the account may see.
 //!
-//! Decisions:
+//! Decisions, reads:
 //! - `*` and `t.*` expand to the columns the account may see: denied columns are
 //!   silently left out (the masking subquery does not project them), masked columns
 //!   come masked. The order is the classification's (alphabetical), not the table's.
@@ -22,26 +24,81 @@
 //! - Unqualified function and operator names are not rewritten: PostgreSQL searches
 //!   `pg_catalog` first, and the session's search_path is the proxy's.
 //! - Parse failures answer `42601`; forbidden constructs `42501`; constructs not
-//!   analyzed yet `0A000`.
+//!   analyzed `0A000`.
+//! - `information_schema.tables`, `columns`, `key_column_usage`, `table_constraints` and
+//!   `referential_constraints` become fenced subqueries keeping only the rows of the
+//!   account's policy tables (for `columns` and `key_column_usage`: only the columns it
+//!   sees, allowed or masked; for `referential_constraints`: constraints between such
+//!   tables). System relations are not listed there. `schemata` is left as it is.
 //!
-//! Not handled yet, hence denied (fail closed): INSERT/UPDATE/DELETE/MERGE (`0A000` when
-//! the account has the statement kind, `42501` otherwise), SQL-level PREPARE/EXECUTE,
-//! DECLARE CURSOR, `FOR UPDATE`/`FOR SHARE`, `TABLE name`, `FETCH … WITH TIES`, column
-//! alias lists on protected tables, lookup-only tables in blocks with outer joins,
-//! `U&"…"` identifiers, three-part names, and every statement or expression form not
-//! listed in the code's allowlists.
+//! Decisions, writes (only with the role's `insert`/`update`/`delete` grant, otherwise
+//! `42501`; details in the `rewrite::write` module):
+//! - The target is the stored table. SET, WHERE and subqueries may read only its `allow`
+//!   columns (masked or denied: `42501` naming column and table); names that may reach
+//!   the target but that it does not classify, and whole-row references to it, are
+//!   refused, since the stored table may hold columns the policy does not know.
+//! - SET and INSERT write only `allow` columns: writing a masked column would overwrite
+//!   a value the account cannot see.
+//! - UPDATE/DELETE get the row filter ANDed into WHERE; the user's conditions run only
+//!   behind `CASE WHEN <filter> …`, never on rows outside it. A lookup-only target must
+//!   be pinned like a read.
+//! - A row must not leave the account's scope: UPDATE may set a column its row filter
+//!   reads only to the filter's literal, and each inserted row must give such columns
+//!   as exactly that literal. Only filters that are conjunctions of `column = literal`
+//!   can be checked; any other filter, a parameter or an expression in such a column,
+//!   or rows from anything but VALUES or one SELECT list: denied (`42501`). Nothing is
+//!   silently dropped.
+//! - RETURNING shows masked columns as their masks under their own name and expands
+//!   `*` like `SELECT *`; a write with RETURNING, a subquery, FROM/USING or INSERT …
+//!   SELECT also needs the read grant. Its row cap is `max_rows`; without RETURNING
+//!   there is none. The rows are counted on the wire, but the write itself is done
+//!   when they arrive.
+//! - INSERT needs a column list; `DEFAULT VALUES` and `ON CONFLICT … DO UPDATE` are
+//!   not supported (`0A000`); `ON CONFLICT DO NOTHING` is allowed. MERGE and a WITH
+//!   clause in front of a write are refused (`42501`). Inserts may reveal that a
+//!   conflicting key exists outside the account's scope (a unique violation, or a
+//!   skipped row), as with PostgreSQL's own row security.
+//! - `COPY … FROM` is refused (`0A000`): its rows arrive as CopyData the analyzer does
+//!   not check; use INSERT. `COPY … TO` is refused (`42501`).
+//!
+//! Decisions, prepared statements and cursors:
+//! - `PREPARE name [(types)] AS <statement>`: the inner statement (a query, INSERT,
+//!   UPDATE or DELETE) is enforced exactly like a top-level one and PREPARE is printed
+//!   around the rewritten statement. Parameter types go through the type allowlist.
+//! - `EXECUTE name [(args)]`: arguments may be literals, parameters, casts and calls of
+//!   allowed functions, never column references or subqueries. The prepared statement's
+//!   kind is not known here, so EXECUTE is classed as a read with the row cap. It relies
+//!   on every statement prepared on the upstream connection having been rewritten for
+//!   this account.
+//! - `DECLARE name [BINARY] [[NO] SCROLL] CURSOR [WITH[OUT] HOLD] FOR <query>`: the query
+//!   is rewritten like a read, LIMIT cap+1 included. FETCH, MOVE (read as FETCH by the
+//!   parser, printed back as MOVE) and CLOSE are allowed; [`EnforcedStatement::cursor`]
+//!   names the cursor so the proxy can count its rows across FETCHes. Forms sqlparser
+//!   does not read are brought into one it does before parsing (`FETCH c`, `FETCH NEXT
+//!   c`, `FETCH FORWARD FROM c`); negative counts are parse errors.
+//!
+//! Not handled, hence denied (fail closed): `FOR UPDATE`/`FOR SHARE`, `TABLE name`,
+//! `FETCH … WITH TIES` under a cap, column alias lists on protected tables, lookup-only
+//! tables in blocks with outer joins, `U&"…"` identifiers, three-part relation names,
+//! and every statement or expression form not listed in the code's allowlists.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use maskgate_policy::{EffectiveRules, Policy, QualifiedName, StatementKind, TableClass};
-use sqlparser::ast::{Query, Statement};
+use maskgate_policy::{
+    ColumnRule, EffectiveRules, Policy, QualifiedName, StatementKind, TableClass,
+};
+use sqlparser::ast::{CloseCursor, DeclareType, Ident, Query, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
+use crate::catalog;
 use crate::classify;
 use crate::denial::{sqlstate, Denial};
 use crate::mask::MaskRenderer;
+use crate::names;
 use crate::rewrite;
 
 /// Everything needed to decide one account's statements under one policy generation.
@@ -52,6 +109,8 @@ pub struct Enforcer {
     pub(crate) rules: EffectiveRules,
     /// Masking subquery per table of the account, parsed once (or why it cannot be).
     pub(crate) fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
+    /// Filtering subquery per `information_schema` view that names tables or columns.
+    pub(crate) catalog_fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
 }
 
 /// The statements to forward, in order, each one our own serialization.
@@ -70,19 +129,35 @@ pub struct EnforcedStatement {
     pub kind: StatementClass,
     /// Rows the statement may return; the proxy counts them on the wire. The rewrite
     /// already asks PostgreSQL for at most one more, so exceeding it can be reported.
+    /// For DECLARE it is the cap of the cursor's rows across its FETCHes.
     pub row_cap: Option<u64>,
+    /// The cursor this statement declares or reads, for counting rows across FETCHes.
+    /// `None` for everything else, including `CLOSE ALL`.
+    pub cursor: Option<CursorUse>,
+}
+
+/// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorUse {
+    /// Folded cursor name, as PostgreSQL matches it.
+    pub name: String,
+    /// True for DECLARE (the count starts again), false for FETCH/MOVE/CLOSE.
+    pub declare: bool,
 }
 
 /// What a statement does, as far as quotas and audit care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatementClass {
-    /// A query (SELECT, VALUES, WITH …), rewritten.
+    /// A query (SELECT, VALUES, WITH …), rewritten; also SQL-level EXECUTE, whose
+    /// prepared statement may be of any kind.
     Read,
+    /// INSERT, UPDATE or DELETE, rewritten; returns rows only with RETURNING.
+    Write,
     /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE.
     Transaction,
-    /// SET/SHOW of harmless settings, DISCARD, DEALLOCATE.
+    /// SET/SHOW of harmless settings, DISCARD, DEALLOCATE, SQL-level PREPARE.
     Session,
-    /// FETCH and CLOSE: rows of a cursor, counted against the cap.
+    /// DECLARE … CURSOR, FETCH, MOVE and CLOSE: rows of a cursor, counted against the cap.
     Cursor,
     /// LISTEN, UNLISTEN, NOTIFY.
     Notification,
@@ -94,7 +169,7 @@ impl Enforcer {
     /// search_path (PostgreSQL searches `pg_catalog` first unless it is listed).
     /// Unrestricted accounts are the caller's business: the enforcer always enforces.
     pub fn new(policy: Arc<Policy>, rules: EffectiveRules, masks: &dyn MaskRenderer) -> Enforcer {
-        let fences = rules
+        let fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>> = rules
             .tables
             .iter()
             .map(|(table, table_rules)| {
@@ -107,10 +182,36 @@ impl Enforcer {
                 (table.clone(), fence)
             })
             .collect();
+        let visible: Vec<(&str, &str, Vec<&str>)> = rules
+            .tables
+            .iter()
+            .filter(|(table, _)| fences.get(*table).is_some_and(Result::is_ok))
+            .map(|(table, table_rules)| {
+                let columns = table_rules
+                    .columns
+                    .iter()
+                    .filter(|(_, rule)| matches!(rule, ColumnRule::Allow | ColumnRule::Mask(_)))
+                    .map(|(column, _)| column.as_str())
+                    .collect();
+                (table.schema.as_str(), table.name.as_str(), columns)
+            })
+            .collect();
+        let catalog_fences = catalog::FILTERED_VIEWS
+            .iter()
+            .map(|view| {
+                let sql = catalog::filtered_view(view, &visible);
+                let fence = Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&sql)
+                    .and_then(|mut parser| parser.parse_query())
+                    .map_err(|_| Denial::unsupported(format!("information_schema.{view}")));
+                (QualifiedName::new("information_schema", *view), fence)
+            })
+            .collect();
         Enforcer {
             policy,
             rules,
             fences,
+            catalog_fences,
         }
     }
 
@@ -133,11 +234,11 @@ impl Enforcer {
         if has_unicode_identifier(sql) {
             return Err(Denial::unsupported("a U&\"…\" identifier"));
         }
-        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(parse_denial)?;
+        let statements = parse(sql)?;
         let count = statements.len();
         let mut out = Vec::with_capacity(count);
-        for (index, statement) in statements.into_iter().enumerate() {
-            match self.enforce_statement(statement) {
+        for (index, (statement, is_move)) in statements.into_iter().enumerate() {
+            match self.enforce_statement(statement, is_move) {
                 Ok(enforced) => out.push(enforced),
                 Err(denial) if count > 1 => {
                     return Err(Denial {
@@ -151,34 +252,139 @@ impl Enforcer {
         Ok(Enforced { statements: out })
     }
 
-    fn enforce_statement(&self, mut statement: Statement) -> Result<EnforcedStatement, Denial> {
-        let (kind, row_cap) = match &mut statement {
-            Statement::Query(query) => {
-                self.require(StatementKind::Read)?;
-                rewrite::rewrite_read(self, query)?;
-                (StatementClass::Read, self.rules.max_rows)
+    fn enforce_statement(
+        &self,
+        mut statement: Statement,
+        is_move: bool,
+    ) -> Result<EnforcedStatement, Denial> {
+        let decision = self.rewrite_statement(&mut statement)?;
+        let mut sql = statement.to_string();
+        if is_move {
+            match sql.strip_prefix("FETCH") {
+                Some(rest) => sql = format!("MOVE{rest}"),
+                None => return Err(Denial::unsupported("this MOVE")),
             }
-            Statement::Insert(_) => return Err(self.write(StatementKind::Insert)),
-            Statement::Update { .. } => return Err(self.write(StatementKind::Update)),
-            Statement::Delete(_) => return Err(self.write(StatementKind::Delete)),
-            Statement::Merge { .. } => return Err(Denial::forbidden("MERGE")),
-            other => {
-                let class = classify::classify(other)?;
-                let cap = match class {
-                    StatementClass::Cursor => self.rules.max_rows,
-                    _ => None,
-                };
-                (class, cap)
-            }
-        };
+        }
         Ok(EnforcedStatement {
-            sql: statement.to_string(),
-            kind,
-            row_cap,
+            sql,
+            kind: decision.0,
+            row_cap: decision.1,
+            cursor: decision.2,
         })
     }
 
-    fn require(&self, kind: StatementKind) -> Result<(), Denial> {
+    /// Checks and rewrites one statement in place.
+    fn rewrite_statement(
+        &self,
+        statement: &mut Statement,
+    ) -> Result<(StatementClass, Option<u64>, Option<CursorUse>), Denial> {
+        let cap = self.rules.max_rows;
+        match statement {
+            Statement::Query(query) => {
+                self.require(StatementKind::Read)?;
+                rewrite::rewrite_read(self, query)?;
+                Ok((StatementClass::Read, cap, None))
+            }
+            Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_) => {
+                let returns = rewrite::rewrite_write(self, statement)?;
+                Ok((
+                    StatementClass::Write,
+                    if returns { cap } else { None },
+                    None,
+                ))
+            }
+            Statement::Merge { .. } => Err(Denial::forbidden("MERGE")),
+            Statement::Prepare {
+                name,
+                data_types,
+                statement: inner,
+            } => {
+                names::check_quote(name)?;
+                for data_type in data_types.iter() {
+                    rewrite::check_type(data_type)?;
+                }
+                if !matches!(
+                    **inner,
+                    Statement::Query(_)
+                        | Statement::Insert(_)
+                        | Statement::Update { .. }
+                        | Statement::Delete(_)
+                ) {
+                    return Err(Denial::unsupported(format!(
+                        "PREPARE of {}",
+                        classify::construct_name(inner)
+                    )));
+                }
+                self.rewrite_statement(inner)?;
+                Ok((StatementClass::Session, None, None))
+            }
+            Statement::Execute {
+                name,
+                parameters,
+                has_parentheses,
+                immediate,
+                into,
+                using,
+                output,
+                default,
+            } => {
+                let plain = !*immediate
+                    && into.is_empty()
+                    && using.is_empty()
+                    && !*output
+                    && !*default
+                    && (*has_parentheses || parameters.is_empty());
+                let name = name
+                    .as_ref()
+                    .filter(|_| plain)
+                    .ok_or_else(|| Denial::unsupported("this form of EXECUTE"))?;
+                if names::parts(name)?.len() != 1 {
+                    return Err(Denial::unsupported("a qualified prepared statement name"));
+                }
+                for parameter in parameters.iter_mut() {
+                    rewrite::check_execute_argument(self, parameter)?;
+                }
+                Ok((StatementClass::Read, cap, None))
+            }
+            Statement::Declare { stmts } => {
+                let [declare] = stmts.as_mut_slice() else {
+                    return Err(Denial::unsupported("DECLARE of several names"));
+                };
+                let [name] = declare.names.as_slice() else {
+                    return Err(Denial::unsupported("DECLARE of several names"));
+                };
+                let cursor = cursor_use(name, true)?;
+                let query = match (
+                    &declare.declare_type,
+                    &declare.data_type,
+                    &declare.assignment,
+                    declare.for_query.as_mut(),
+                ) {
+                    (Some(DeclareType::Cursor), None, None, Some(query)) => query,
+                    _ => return Err(Denial::unsupported("this form of DECLARE")),
+                };
+                self.require(StatementKind::Read)?;
+                rewrite::rewrite_read(self, query)?;
+                Ok((StatementClass::Cursor, cap, Some(cursor)))
+            }
+            Statement::Fetch {
+                name, into: None, ..
+            } => Ok((StatementClass::Cursor, cap, Some(cursor_use(name, false)?))),
+            Statement::Close { cursor } => {
+                let cursor = match cursor {
+                    CloseCursor::All => None,
+                    CloseCursor::Specific { name } => Some(cursor_use(name, false)?),
+                };
+                Ok((StatementClass::Cursor, cap, cursor))
+            }
+            other => {
+                let class = classify::classify(other)?;
+                Ok((class, None, None))
+            }
+        }
+    }
+
+    pub(crate) fn require(&self, kind: StatementKind) -> Result<(), Denial> {
         if self.rules.statements.contains(kind) {
             Ok(())
         } else {
@@ -188,16 +394,142 @@ impl Enforcer {
             )))
         }
     }
+}
 
-    fn write(&self, kind: StatementKind) -> Denial {
-        match self.require(kind) {
-            Err(denial) => denial,
-            Ok(()) => Denial {
-                sqlstate: sqlstate::FEATURE_NOT_SUPPORTED,
-                message: "writes through maskgate are not enforced yet".to_owned(),
-            },
+fn cursor_use(name: &Ident, declare: bool) -> Result<CursorUse, Denial> {
+    names::check_quote(name)?;
+    Ok(CursorUse {
+        name: names::fold(name),
+        declare,
+    })
+}
+
+/// Parses a string into statements, each with whether it was a MOVE. sqlparser knows
+/// FETCH but not MOVE (same syntax, no rows), so a MOVE that starts a statement is
+/// parsed as FETCH and printed back as MOVE. `COPY … FROM` is refused here, before
+/// the parser, which would expect the copied data to follow the statement.
+fn parse(sql: &str) -> Result<Vec<(Statement, bool)>, Denial> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|error| parse_denial(error.into()))?;
+    let (tokens, moves) = prepare_tokens(tokens)?;
+    let statements = Parser::new(&dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(parse_denial)?;
+    let mut fetches = moves.into_iter();
+    Ok(statements
+        .into_iter()
+        .map(|statement| {
+            let is_move =
+                matches!(statement, Statement::Fetch { .. }) && fetches.next().unwrap_or(false);
+            (statement, is_move)
+        })
+        .collect())
+}
+
+/// Looks at the first word of each statement. COPY with a FROM outside parentheses is
+/// refused. FETCH and MOVE statements are brought into the form sqlparser reads (MOVE
+/// as FETCH; a missing direction or FROM/IN supplied; FORWARD and BACKWARD without a
+/// count as NEXT and PRIOR). Returns the tokens and, for each FETCH or MOVE in order,
+/// whether it was MOVE.
+fn prepare_tokens(
+    mut tokens: Vec<TokenWithSpan>,
+) -> Result<(Vec<TokenWithSpan>, Vec<bool>), Denial> {
+    let mut moves = Vec::new();
+    let mut cursor_statements = Vec::new();
+    let mut start = None;
+    let mut at_start = true;
+    let mut copy = false;
+    let mut depth = 0usize;
+    for (index, token) in tokens.iter().enumerate() {
+        match &token.token {
+            Token::Whitespace(_) => continue,
+            Token::SemiColon => {
+                if let Some(start) = start.take() {
+                    cursor_statements.push(start..index);
+                }
+                at_start = true;
+                copy = false;
+                depth = 0;
+                continue;
+            }
+            _ => {}
+        }
+        if at_start {
+            at_start = false;
+            if let Token::Word(word) = &token.token {
+                if word.quote_style.is_none() {
+                    if word.value.eq_ignore_ascii_case("move") {
+                        moves.push(true);
+                        start = Some(index);
+                    } else if word.keyword == Keyword::FETCH {
+                        moves.push(false);
+                        start = Some(index);
+                    } else if word.keyword == Keyword::COPY {
+                        copy = true;
+                    }
+                }
+            }
+            continue;
+        }
+        if copy {
+            match &token.token {
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                token if depth == 0 && is_keyword(token, Keyword::FROM) => {
+                    return Err(classify::copy_from());
+                }
+                _ => {}
+            }
         }
     }
+    if let Some(start) = start {
+        cursor_statements.push(start..tokens.len());
+    }
+    for range in cursor_statements.into_iter().rev() {
+        let normalized = fetch_tokens(&tokens[range.clone()]);
+        tokens.splice(range, normalized);
+    }
+    Ok((tokens, moves))
+}
+
+/// `FETCH|MOVE [direction] [FROM|IN] cursor` as `FETCH direction FROM|IN cursor`.
+fn fetch_tokens(statement: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+    let mut words: Vec<TokenWithSpan> = statement
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .cloned()
+        .collect();
+    let keyword = |template: &TokenWithSpan, word: &str| TokenWithSpan {
+        token: Token::make_keyword(word),
+        span: template.span,
+    };
+    words[0] = keyword(&words[0], "FETCH");
+    let is_position = |t: &TokenWithSpan| {
+        is_keyword(&t.token, Keyword::FROM) || is_keyword(&t.token, Keyword::IN)
+    };
+    if words.len() > 1 && !words[1..].iter().any(is_position) {
+        let at = words.len() - 1;
+        let from = keyword(&words[at], "FROM");
+        words.insert(at, from);
+    }
+    if words.len() == 3 && is_position(&words[1]) {
+        let next = keyword(&words[1], "NEXT");
+        words.insert(1, next);
+    } else if words.len() == 4 && is_position(&words[2]) {
+        if is_keyword(&words[1].token, Keyword::FORWARD) {
+            words[1] = keyword(&words[1], "NEXT");
+        } else if is_keyword(&words[1].token, Keyword::BACKWARD) {
+            words[1] = keyword(&words[1], "PRIOR");
+        }
+    }
+    words
+}
+
+fn is_keyword(token: &Token, keyword: Keyword) -> bool {
+    matches!(token, Token::Word(word) if word.quote_style.is_none() && word.keyword == keyword)
 }
 
 /// The parser's message can quote the statement's tokens, literals included; only the

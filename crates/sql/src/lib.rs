@@ -3,11 +3,12 @@
 //! - [`fingerprint`]: the literal-free form of a statement that logs and audit records
 //!   carry instead of its text.
 //! - [`Enforcer`]: parses a statement for a restricted account, denies what the policy
-//!   does not allow (fail closed), and rewrites reads so that PostgreSQL itself applies
-//!   masks, row filters and the row cap. The proxy forwards [`EnforcedStatement::sql`],
-//!   our serialization of the rewritten syntax tree, never the client's text.
+//!   does not allow (fail closed), and rewrites reads, writes, prepared statements and
+//!   cursors so that PostgreSQL itself applies masks, row filters and the row cap. The
+//!   proxy forwards [`EnforcedStatement::sql`], our serialization of the rewritten syntax
+//!   tree, never the client's text.
 //!
-//! What the rewrite does and does not handle yet is listed in [`enforce`]'s module docs.
+//! What the rewrite does and does not handle is listed in [`enforce`]'s module docs.
 
 mod catalog;
 mod classify;
@@ -21,7 +22,7 @@ mod rewrite;
 
 pub use classify::SETTABLE;
 pub use denial::{sqlstate, Denial};
-pub use enforce::{Enforced, EnforcedStatement, Enforcer, StatementClass};
+pub use enforce::{CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass};
 pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
 

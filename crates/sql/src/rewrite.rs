@@ -11,6 +11,10 @@
 //! so they never run on rows outside the filter (no division-by-zero or cast-error
 //! oracles). Only predicates proven safe go inside: lookup pins (a declared key `=` one
 //! literal or parameter, on the raw key) and `allowed column <cmp> literal`.
+//!
+//! References to the `information_schema` views that name tables and columns become
+//! fenced subqueries too, keeping only the rows of the tables (and columns) the account
+//! may see. Writes are in [`write`].
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -33,6 +37,10 @@ use crate::enforce::Enforcer;
 use crate::functions;
 use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
+
+mod write;
+
+pub(crate) use write::rewrite_write;
 
 /// Rewrites a top-level query in place and caps it.
 pub(crate) fn rewrite_read(enforcer: &Enforcer, query: &mut Query) -> Result<(), Denial> {
@@ -64,6 +72,8 @@ struct FromItem {
     protected: Option<QualifiedName>,
     /// How the name resolved; `None` for derived tables and functions.
     resolved: Option<Resolved>,
+    /// The target of a write: read as stored, not through a masking subquery.
+    raw: bool,
 }
 
 /// Extra predicates for one masking subquery.
@@ -80,18 +90,38 @@ struct Rewriter<'e> {
     ctes: Vec<String>,
     /// FROM items of the enclosing query blocks, innermost last.
     frames: Vec<Vec<FromItem>>,
+    /// The table a write changes, while its WHERE, SET and RETURNING are checked.
+    target: Option<Target>,
+    /// Queries walked so far (a write that contains one also reads).
+    queries: usize,
+}
+
+/// The table of an UPDATE, DELETE or INSERT. PostgreSQL reads it as stored, so every
+/// column reference that may reach it is checked by name: only columns the account
+/// sees as stored may be read, and masked ones only at the top of RETURNING (where the
+/// write rewrite replaces them by their masks).
+struct Target {
+    table: QualifiedName,
+    /// How the statement names it: its alias, or the table's own name (folded).
+    name: String,
+    /// Index in [`Rewriter::frames`] of the write's own frame.
+    frame: usize,
+    /// RETURNING is being checked.
+    returning: bool,
 }
 
 impl<'e> Rewriter<'e> {
-    fn new(enforcer: &'e Enforcer, query: &Query) -> Result<Self, Denial> {
+    fn new<T: sqlparser::ast::Visit>(enforcer: &'e Enforcer, node: &T) -> Result<Self, Denial> {
         let mut rewriter = Rewriter {
             enforcer,
             denied: BTreeMap::new(),
             ctes: Vec::new(),
             frames: Vec::new(),
+            target: None,
+            queries: 0,
         };
         let mut tables = Vec::new();
-        let _ = sqlparser::ast::visit_relations(query, |name| {
+        let _ = sqlparser::ast::visit_relations(node, |name| {
             if let Ok(Resolved::Protected(table)) = rewriter.resolve(name) {
                 tables.push(table);
             }
@@ -162,6 +192,7 @@ impl<'e> Rewriter<'e> {
     // ---------------------------------------------------------------- queries
 
     fn query(&mut self, query: &mut Query) -> Result<(), Denial> {
+        self.queries += 1;
         if !query.locks.is_empty() {
             return Err(Denial::unsupported("FOR UPDATE/FOR SHARE"));
         }
@@ -330,7 +361,9 @@ impl<'e> Rewriter<'e> {
                 SelectItem::QualifiedWildcard(kind, options) => {
                     plain_wildcard(options)?;
                     match kind {
-                        SelectItemQualifiedWildcardKind::ObjectName(_) => {}
+                        SelectItemQualifiedWildcardKind::ObjectName(name) => {
+                            self.check_whole_row(name)?
+                        }
                         SelectItemQualifiedWildcardKind::Expr(expr) => self.visit(expr)?,
                     }
                 }
@@ -421,6 +454,7 @@ impl<'e> Rewriter<'e> {
                         name: alias_name.unwrap_or(own),
                         protected: None,
                         resolved: None,
+                        raw: false,
                     });
                     return Ok(());
                 }
@@ -433,6 +467,7 @@ impl<'e> Rewriter<'e> {
                     name: alias_name.unwrap_or(own),
                     protected,
                     resolved: Some(resolved),
+                    raw: false,
                 });
             }
             TableFactor::NestedJoin {
@@ -444,6 +479,7 @@ impl<'e> Rewriter<'e> {
                 name: alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default(),
                 protected: None,
                 resolved: None,
+                raw: false,
             }),
             _ => return Err(Denial::unsupported("this kind of FROM item")),
         }
@@ -530,9 +566,24 @@ impl<'e> Rewriter<'e> {
                     .ok_or_else(|| Denial::unsupported("this FROM item"))?;
                 match resolved {
                     Resolved::Cte => {}
-                    Resolved::Catalog(table) => {
-                        *name = ObjectName::from(vec![quoted(&table.schema), quoted(&table.name)]);
-                    }
+                    Resolved::Catalog(table) => match self.enforcer.catalog_fences.get(&table) {
+                        None => {
+                            *name =
+                                ObjectName::from(vec![quoted(&table.schema), quoted(&table.name)]);
+                        }
+                        Some(fence) => {
+                            check_alias(alias.as_ref())?;
+                            let alias = alias.take().unwrap_or_else(|| TableAlias {
+                                name: quoted(&table.name),
+                                columns: Vec::new(),
+                            });
+                            *factor = TableFactor::Derived {
+                                lateral: false,
+                                subquery: fence.clone()?,
+                                alias: Some(alias),
+                            };
+                        }
+                    },
                     Resolved::Protected(table) => {
                         if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
                             return Err(Denial::unsupported(
@@ -616,7 +667,7 @@ impl<'e> Rewriter<'e> {
         }
         let mut pinned = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            let Some(table) = &item.protected else {
+            let Some(table) = item.protected.as_ref().filter(|_| !item.raw) else {
                 continue;
             };
             let rules = self.rules(table);
@@ -636,16 +687,12 @@ impl<'e> Rewriter<'e> {
                         })
                 });
                 let Some(pin) = pin else {
-                    return Err(Denial::privilege(format!(
-                        "table {table} is lookup-only for this account: its WHERE must \
-                         include `<key> = <value>` for one of: {}",
-                        rules.lookup_keys.join(", ")
-                    )));
+                    return Err(lookup_only(table, rules));
                 };
                 pinned.push(pin);
                 plans[index]
                     .inside
-                    .push(self.raw_predicate(conjuncts[pin], table)?);
+                    .push(self.raw_predicate(conjuncts[pin], &table.name)?);
             }
             for (i, conjunct) in conjuncts.iter().enumerate() {
                 if pinned.contains(&i) {
@@ -661,7 +708,7 @@ impl<'e> Rewriter<'e> {
                     if matches!(rules.columns.get(&name), Some(ColumnRule::Allow)) {
                         plans[index]
                             .inside
-                            .push(self.raw_predicate(conjunct, table)?);
+                            .push(self.raw_predicate(conjunct, &table.name)?);
                     }
                 }
             }
@@ -715,8 +762,9 @@ impl<'e> Rewriter<'e> {
         }
     }
 
-    /// `column <op> value` rewritten against the raw table inside the fence.
-    fn raw_predicate(&self, conjunct: &Expr, table: &QualifiedName) -> Result<Expr, Denial> {
+    /// `column <op> value` rewritten against the raw table (named `qualifier`), inside
+    /// the fence or in the WHERE of a write.
+    fn raw_predicate(&self, conjunct: &Expr, qualifier: &str) -> Result<Expr, Denial> {
         let Some((column, op, value)) = comparison(conjunct) else {
             return Err(internal());
         };
@@ -725,7 +773,7 @@ impl<'e> Rewriter<'e> {
             Expr::CompoundIdentifier(parts) => fold(&parts[parts.len() - 1]),
             _ => return Err(internal()),
         };
-        let raw = Expr::CompoundIdentifier(vec![quoted(&table.name), quoted(&name)]);
+        let raw = Expr::CompoundIdentifier(vec![quoted(qualifier), quoted(&name)]);
         let column_left = matches!(
             conjunct,
             Expr::BinaryOp { left, .. } if std::ptr::eq(strip(left), column)
@@ -787,16 +835,17 @@ impl<'e> Rewriter<'e> {
     }
 
     fn check_unqualified(&self, column: &str) -> Result<(), Denial> {
-        match self.denied.get(column) {
-            Some(table) => Err(denied_column(column, table)),
-            None => Ok(()),
+        if let Some(table) = self.denied.get(column) {
+            return Err(denied_column(column, table));
         }
+        self.check_target_unqualified(column)
     }
 
     fn check_qualified(&self, qualifier: &str, column: &str) -> Result<(), Denial> {
         for frame in self.frames.iter().rev() {
             if let Some(item) = frame.iter().find(|item| item.name == qualifier) {
                 return match &item.protected {
+                    Some(_) if item.raw => self.check_target_column(column),
                     Some(table)
                         if matches!(
                             self.rules(table).columns.get(column),
@@ -811,7 +860,125 @@ impl<'e> Rewriter<'e> {
                 };
             }
         }
+        if self.target.is_some() {
+            // Inside a write an unknown qualifier may still reach the stored target:
+            // `old`/`new` in RETURNING (PostgreSQL 18), or a composite column.
+            return Err(Denial::privilege(format!(
+                "\"{qualifier}\" names no table of this statement; a write may only qualify \
+                 columns with its tables"
+            )));
+        }
         self.check_unqualified(column)
+    }
+
+    /// Whether the innermost block being checked is the write's own (not a subquery):
+    /// the only place RETURNING may name masked columns of the target.
+    fn at_returning_top(&self) -> bool {
+        self.target
+            .as_ref()
+            .is_some_and(|t| t.returning && t.frame + 1 == self.frames.len())
+    }
+
+    /// Whether `item` is a masking subquery that projects `column`.
+    fn projects(&self, item: &FromItem, column: &str) -> bool {
+        !item.raw
+            && item.protected.as_ref().is_some_and(|table| {
+                matches!(
+                    self.rules(table).columns.get(column),
+                    Some(ColumnRule::Allow | ColumnRule::Mask(_))
+                )
+            })
+    }
+
+    /// A column of the write's target, named (qualified or not) where it reaches it.
+    fn check_target_column(&self, column: &str) -> Result<(), Denial> {
+        let Some(target) = &self.target else {
+            return Err(internal());
+        };
+        let table = &target.table;
+        if !self.enforcer.classification()[table]
+            .columns
+            .contains_key(column)
+        {
+            if column == target.name {
+                return Err(whole_row_of_target(column));
+            }
+            return Err(unknown_in_write(column, table));
+        }
+        match self.rules(table).columns.get(column) {
+            Some(ColumnRule::Allow) => Ok(()),
+            Some(ColumnRule::Mask(_)) if self.at_returning_top() => Ok(()),
+            Some(ColumnRule::Mask(_)) => Err(Denial::privilege(format!(
+                "column \"{column}\" of table \"{table}\" is masked for this account: a \
+                 write may not read it (only RETURNING shows it, masked)"
+            ))),
+            Some(ColumnRule::Deny) | None => Err(denied_column(column, table)),
+        }
+    }
+
+    /// An unqualified name inside a write: PostgreSQL looks for it from the innermost
+    /// block outwards, so it reaches the target unless a block inside the write has a
+    /// masking subquery that certainly projects it. Names the target does not classify
+    /// are refused unless another item of the write's own FROM certainly has them: the
+    /// stored table may have columns the policy does not know, and a name may also be
+    /// a whole-row reference to the target.
+    fn check_target_unqualified(&self, column: &str) -> Result<(), Denial> {
+        let Some(target) = &self.target else {
+            return Ok(());
+        };
+        let inner = &self.frames[target.frame + 1..];
+        if inner
+            .iter()
+            .any(|frame| frame.iter().any(|item| self.projects(item, column)))
+        {
+            return Ok(());
+        }
+        let classified = self.enforcer.classification()[&target.table]
+            .columns
+            .contains_key(column);
+        if !classified
+            && self.frames[target.frame]
+                .iter()
+                .any(|item| self.projects(item, column))
+        {
+            return Ok(());
+        }
+        self.check_target_column(column)
+    }
+
+    /// `name.*` as a select item or function argument: a whole row, which for the
+    /// target of a write would be the stored row.
+    fn check_whole_row(&self, name: &ObjectName) -> Result<(), Denial> {
+        if self.target.is_none() {
+            return Ok(());
+        }
+        let parts = names::parts(name)?;
+        let Some(last) = parts.last() else {
+            return Ok(());
+        };
+        for frame in self.frames.iter().rev() {
+            if let Some(item) = frame.iter().find(|item| &item.name == last) {
+                if item.raw {
+                    return Err(whole_row_of_target(&item.name));
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn check_function_wildcards(&self, function: &Function) -> Result<(), Denial> {
+        if let FunctionArguments::List(list) = &function.args {
+            for arg in &list.args {
+                let (FunctionArg::Unnamed(arg)
+                | FunctionArg::Named { arg, .. }
+                | FunctionArg::ExprNamed { arg, .. }) = arg;
+                if let FunctionArgExpr::QualifiedWildcard(name) = arg {
+                    self.check_whole_row(name)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_expr(&self, expr: &Expr) -> Result<(), Denial> {
@@ -825,12 +992,17 @@ impl<'e> Rewriter<'e> {
                     names::check_quote(part)?;
                 }
                 match parts.as_slice() {
-                    [qualifier, column] => self.check_qualified(&fold(qualifier), &fold(column)),
-                    [.., column] => self.check_unqualified(&fold(column)),
+                    [.., qualifier, column] => {
+                        self.check_qualified(&fold(qualifier), &fold(column))
+                    }
+                    [column] => self.check_unqualified(&fold(column)),
                     [] => Ok(()),
                 }
             }
-            Expr::Function(function) => check_function(function),
+            Expr::Function(function) => {
+                check_function(function)?;
+                self.check_function_wildcards(function)
+            }
             Expr::Cast {
                 data_type, kind, ..
             } => {
@@ -946,6 +1118,27 @@ fn denied_column(column: &str, table: &QualifiedName) -> Denial {
     ))
 }
 
+fn lookup_only(table: &QualifiedName, rules: &TableRules) -> Denial {
+    Denial::privilege(format!(
+        "table {table} is lookup-only for this account: its WHERE must \
+         include `<key> = <value>` for one of: {}",
+        rules.lookup_keys.join(", ")
+    ))
+}
+
+fn unknown_in_write(column: &str, table: &QualifiedName) -> Denial {
+    Denial::privilege(format!(
+        "column \"{column}\" may refer to table \"{table}\", which this statement writes, \
+         and is not one of its columns this account may read; qualify it with its table"
+    ))
+}
+
+fn whole_row_of_target(name: &str) -> Denial {
+    Denial::privilege(format!(
+        "a whole-row reference to \"{name}\", the table this statement writes, is not allowed"
+    ))
+}
+
 fn internal() -> Denial {
     Denial::unsupported("this statement (internal rewrite error)")
 }
@@ -1032,7 +1225,45 @@ fn check_sleep(function: &Function) -> Result<(), Denial> {
     }
 }
 
-fn check_type(data_type: &DataType) -> Result<(), Denial> {
+/// An argument of SQL-level EXECUTE: a value, not a query. Literals, parameters,
+/// casts and calls of allowed functions pass; column references and subqueries do not.
+pub(crate) fn check_execute_argument(
+    enforcer: &Enforcer,
+    argument: &mut Expr,
+) -> Result<(), Denial> {
+    /// Stops at the first query or column reference.
+    struct ReadsData;
+
+    impl sqlparser::ast::Visitor for ReadsData {
+        type Break = ();
+
+        fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+            ControlFlow::Break(())
+        }
+
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Identifier(_)
+                | Expr::CompoundIdentifier(_)
+                | Expr::CompoundFieldAccess { .. }
+                | Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::InSubquery { .. } => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+
+    if sqlparser::ast::Visit::visit(&*argument, &mut ReadsData).is_break() {
+        return Err(Denial::privilege(
+            "EXECUTE arguments must be literals, parameters or casts of them",
+        ));
+    }
+    let mut rewriter = Rewriter::new(enforcer, &*argument)?;
+    rewriter.visit(argument)
+}
+
+pub(crate) fn check_type(data_type: &DataType) -> Result<(), Denial> {
     match data_type {
         DataType::Custom(name, modifiers) => {
             let parts = names::parts(name)?;

@@ -230,12 +230,391 @@ fn statement_kinds() {
 }
 
 #[test]
-fn writes_are_refused_for_now() {
-    let denial = denied("writer_01", "UPDATE employer SET name = 'x' WHERE id = 1");
-    assert_eq!(denial.sqlstate, "0A000");
+fn writes_need_the_statement_kind() {
     let denial = denied("clerk_01", "UPDATE employer SET name = 'x' WHERE id = 1");
     assert_eq!(denial.sqlstate, "42501");
     assert_eq!(denial.message, "this account may not run update statements");
+    let denial = denied("writer_01", "DELETE FROM employer WHERE id = 1");
+    assert_eq!(denial.message, "this account may not run delete statements");
+    let statement = &enforce("writer_01", "UPDATE employer SET name = 'x' WHERE id = 1")
+        .unwrap()
+        .statements[0];
+    assert_eq!(statement.kind, crate::StatementClass::Write);
+    assert_eq!(statement.row_cap, None);
+    assert_eq!(
+        statement.sql,
+        "UPDATE \"public\".\"employer\" SET name = 'x' WHERE (\"employer\".\"id\" = 1)"
+    );
+}
+
+#[test]
+fn update_gets_the_filter_and_a_barrier_around_the_user_conditions() {
+    assert_eq!(
+        ok(
+            "editor_79",
+            "UPDATE participant SET full_name = 'x' WHERE id = 2 AND 1 / (id - 3) = 0"
+        ),
+        "UPDATE \"public\".\"participant\" SET full_name = 'x' \
+         WHERE (\"participant\".\"province_code\" = '79') AND (\"participant\".\"id\" = 2) \
+         AND (CASE WHEN (\"participant\".\"province_code\" = '79') THEN (1 / (id - 3) = 0) ELSE false END)"
+    );
+    // Without a WHERE the filter alone decides.
+    assert_eq!(
+        ok("editor_79", "DELETE FROM participant"),
+        "DELETE FROM \"public\".\"participant\" WHERE (\"participant\".\"province_code\" = '79')"
+    );
+}
+
+#[test]
+fn update_from_rewrites_the_sources_and_keeps_the_join_usable() {
+    assert_eq!(
+        ok(
+            "editor_79",
+            "UPDATE participant AS p SET full_name = e.name FROM employer e WHERE e.id = p.id AND e.name LIKE 'A%'"
+        ),
+        "UPDATE \"public\".\"participant\" AS p SET full_name = e.name FROM \
+         (SELECT \"employer\".\"id\", \"employer\".\"name\", \"employer\".\"phone\", \"employer\".\"province_code\" \
+         FROM \"public\".\"employer\" OFFSET 0) AS e \
+         WHERE (\"p\".\"province_code\" = '79') AND (e.id = p.id) \
+         AND (CASE WHEN (\"p\".\"province_code\" = '79') THEN (e.name LIKE 'A%') ELSE false END)"
+    );
+}
+
+#[test]
+fn lookup_only_targets_must_be_pinned_on_the_raw_key() {
+    assert_eq!(
+        ok(
+            "registrar_01",
+            "DELETE FROM participant WHERE citizen_id = $1 RETURNING id, birth_date"
+        ),
+        "DELETE FROM \"public\".\"participant\" WHERE (\"participant\".\"province_code\" = '01') \
+         AND (\"participant\".\"citizen_id\" = $1) \
+         RETURNING id, (m(\"participant\".\"birth_date\")) AS \"birth_date\""
+    );
+    for sql in [
+        "UPDATE participant SET full_name = 'x' WHERE id = 1",
+        "UPDATE participant SET full_name = 'x' WHERE citizen_id IN ('1', '2')",
+        "DELETE FROM participant WHERE citizen_id = '1' OR true",
+        "DELETE FROM participant",
+    ] {
+        let denial = denied("registrar_01", sql);
+        assert!(denial.message.contains("lookup-only"), "{sql}: {denial}");
+    }
+    // The pin is the only place a masked key may be named.
+    let denial = denied(
+        "registrar_01",
+        "UPDATE participant SET full_name = 'x' WHERE citizen_id = $1 AND citizen_id LIKE '0%'",
+    );
+    assert!(denial.message.contains("\"citizen_id\""), "{denial}");
+}
+
+#[test]
+fn returning_shows_masks_under_their_own_names_and_expands_stars() {
+    let out = ok(
+        "editor_79",
+        "UPDATE participant p SET full_name = 'x' WHERE id = 2 RETURNING citizen_id, lower(p.citizen_id) AS l, p.*",
+    );
+    assert!(
+        out.ends_with(
+            "RETURNING (m(\"p\".\"citizen_id\")) AS \"citizen_id\", lower((m(\"p\".\"citizen_id\"))) AS l, \
+             (m(\"p\".\"birth_date\")) AS \"birth_date\", (m(\"p\".\"citizen_id\")) AS \"citizen_id\", \
+             \"p\".\"full_name\", \"p\".\"id\", \"p\".\"province_code\""
+        ),
+        "{out}"
+    );
+    let out = ok(
+        "editor_79",
+        "DELETE FROM participant p USING employer e WHERE p.id = e.id RETURNING *",
+    );
+    assert!(out.ends_with("\"p\".\"province_code\", \"e\".*"), "{out}");
+    let statement = &enforce(
+        "editor_79",
+        "DELETE FROM participant WHERE id = 2 RETURNING id",
+    )
+    .unwrap()
+    .statements[0];
+    assert_eq!(statement.row_cap, Some(100));
+}
+
+#[test]
+fn writes_read_only_columns_the_account_sees_as_stored() {
+    for (sql, column) in [
+        ("UPDATE participant SET full_name = citizen_id WHERE id = 2", "citizen_id"),
+        ("UPDATE participant SET citizen_id = 'x' WHERE id = 2", "citizen_id"),
+        ("UPDATE participant SET full_name = 'x' WHERE phone = '1'", "phone"),
+        ("UPDATE participant p SET full_name = 'x' WHERE p.birth_date > '2000-01-01'", "birth_date"),
+        ("DELETE FROM participant WHERE id IN (SELECT id FROM employer WHERE citizen_id = '1')", "citizen_id"),
+        ("DELETE FROM participant RETURNING (SELECT citizen_id)", "citizen_id"),
+        ("INSERT INTO participant (id, birth_date, province_code) VALUES (1, '2000-01-01', '79')", "birth_date"),
+        ("UPDATE participant SET full_name = 'x' WHERE note = '1'", "note"),
+        ("DELETE FROM participant p RETURNING p.note", "note"),
+    ] {
+        let denial = denied("editor_79", sql);
+        assert_eq!(denial.sqlstate, "42501", "{sql}");
+        assert!(denial.message.contains(&format!("\"{column}\"")), "{sql}: {denial}");
+    }
+    for sql in [
+        "UPDATE participant p SET full_name = 'x' RETURNING to_json(p)",
+        "UPDATE participant p SET full_name = 'x' RETURNING to_json(p.*)",
+        "UPDATE participant p SET full_name = 'x' WHERE EXISTS (SELECT p.* FROM employer)",
+        "DELETE FROM participant WHERE participant IS NOT NULL",
+    ] {
+        let denial = denied("editor_79", sql);
+        assert!(denial.message.contains("whole-row"), "{sql}: {denial}");
+    }
+}
+
+#[test]
+fn rows_may_not_leave_the_accounts_scope() {
+    ok(
+        "editor_79",
+        "UPDATE participant SET province_code = '79' WHERE id = 2",
+    );
+    ok(
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (5, 'a', '79'), ($1, $2, ('79'))",
+    );
+    ok(
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) SELECT id + 100, name, '79' FROM employer",
+    );
+    for sql in [
+        "UPDATE participant SET province_code = '01' WHERE id = 2",
+        "UPDATE participant SET province_code = $1 WHERE id = 2",
+        "UPDATE participant SET (province_code, full_name) = ('79', 'x') WHERE id = 2",
+        "INSERT INTO participant (id, province_code) VALUES (5, '01')",
+        "INSERT INTO participant (id, province_code) VALUES (5, '79'), (6, $1)",
+        "INSERT INTO participant (id, province_code) VALUES (5, E'79')",
+        "INSERT INTO participant (id, province_code) VALUES (5, '79'::char(2))",
+        "INSERT INTO participant (id, full_name) VALUES (5, 'a')",
+        "INSERT INTO participant (id, province_code) SELECT id, province_code FROM employer",
+        "INSERT INTO participant (id, province_code) SELECT 1, '79' UNION SELECT 2, '01'",
+        "INSERT INTO participant (id, province_code) SELECT * FROM (VALUES (1, '01')) v",
+        "INSERT INTO contribution (id, participant_id, province_code) VALUES (5, 1, '79')",
+        "UPDATE contribution SET participant_id = 3 WHERE id = 1",
+    ] {
+        let denial = denied("editor_79", sql);
+        assert_eq!(denial.sqlstate, "42501", "{sql}: {denial}");
+        assert!(!denial.message.contains("'01'"), "{sql}: {denial}");
+    }
+}
+
+#[test]
+fn write_forms_that_are_not_analyzed() {
+    for (sql, code) in [
+        ("INSERT INTO participant VALUES (5, 'a')", "0A000"),
+        ("INSERT INTO participant DEFAULT VALUES", "0A000"),
+        (
+            "INSERT INTO participant (id, province_code) VALUES (5, '79') ON CONFLICT (id) DO UPDATE SET full_name = 'x'",
+            "0A000",
+        ),
+        ("COPY participant FROM STDIN", "0A000"),
+        ("COPY participant (id, full_name) FROM STDIN WITH (FORMAT csv)", "0A000"),
+        ("WITH x AS (SELECT 1) UPDATE participant SET full_name = 'x'", "42501"),
+        ("MERGE INTO participant p USING employer e ON p.id = e.id WHEN MATCHED THEN DELETE", "42501"),
+        ("UPDATE pg_catalog.pg_type SET typname = 'x'", "42501"),
+        ("INSERT INTO audit.secret (id) VALUES (1)", "42501"),
+    ] {
+        let denial = denied("editor_79", sql);
+        assert_eq!(denial.sqlstate, code, "{sql}: {denial}");
+    }
+    assert_eq!(
+        denied("editor_79", "COPY participant FROM STDIN").message,
+        "COPY … FROM is not supported for restricted accounts; use INSERT"
+    );
+    ok(
+        "editor_79",
+        "INSERT INTO participant (id, province_code) VALUES (5, '79') ON CONFLICT (id) DO NOTHING",
+    );
+}
+
+#[test]
+fn writes_that_read_need_the_read_grant() {
+    ok(
+        "loader_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (5, 'a', '79')",
+    );
+    for sql in [
+        "INSERT INTO participant (id, province_code) VALUES (5, '79') RETURNING id",
+        "INSERT INTO participant (id, full_name, province_code) SELECT 5, full_name, '79' FROM participant",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (5, (SELECT 'x'), '79')",
+    ] {
+        let denial = denied("loader_79", sql);
+        assert!(denial.message.contains("reads data"), "{sql}: {denial}");
+    }
+}
+
+#[test]
+fn prepare_rewrites_its_statement_and_execute_takes_only_values() {
+    let enforced = enforce(
+        "clerk_01",
+        "PREPARE s (text) AS SELECT full_name FROM participant WHERE citizen_id = $1",
+    )
+    .unwrap();
+    let statement = &enforced.statements[0];
+    assert_eq!(statement.kind, crate::StatementClass::Session);
+    assert_eq!(
+        statement.sql,
+        format!(
+            "PREPARE s (TEXT) AS SELECT full_name FROM {} AS \"participant\" LIMIT 51",
+            clerk_fence(" AND (\"participant\".\"citizen_id\" = $1)")
+        )
+    );
+    for sql in [
+        "PREPARE s AS SELECT * FROM participant",
+        "PREPARE s AS SELECT phone FROM participant WHERE citizen_id = $1",
+        "PREPARE s AS DELETE FROM employer",
+        "PREPARE s AS SET ROLE postgres",
+        "PREPARE s (evil_type) AS SELECT 1",
+    ] {
+        let denial = denied("clerk_01", sql);
+        assert_ne!(denial.sqlstate, "42601", "{sql}: {denial}");
+    }
+    let statement = &enforce("clerk_01", "EXECUTE s('001203004567'::text, $1, -2, now())")
+        .unwrap()
+        .statements[0];
+    assert_eq!(statement.kind, crate::StatementClass::Read);
+    assert_eq!(statement.row_cap, Some(50));
+    assert_eq!(
+        statement.sql,
+        "EXECUTE s('001203004567'::TEXT, $1, -2, now())"
+    );
+    for sql in [
+        "EXECUTE s((SELECT full_name FROM participant))",
+        "EXECUTE s(pg_read_file('x'))",
+        "EXECUTE s(citizen_id)",
+        "EXECUTE s(1::evil_type)",
+        "EXECUTE IMMEDIATE 'select 1'",
+        "EXECUTE public.s",
+    ] {
+        let denial = denied("clerk_01", sql);
+        assert!(!denial.message.contains("001203004567"), "{sql}: {denial}");
+    }
+    assert_eq!(ok("clerk_01", "DEALLOCATE s"), "DEALLOCATE s");
+}
+
+#[test]
+fn cursors_are_rewritten_like_reads_and_named_for_counting() {
+    use crate::CursorUse;
+    let enforced = enforce(
+        "analyst_79",
+        "DECLARE \"Big\" BINARY NO SCROLL CURSOR WITH HOLD FOR SELECT id, full_name FROM participant; \
+         FETCH FORWARD 10 FROM \"Big\"; MOVE ALL IN \"Big\"; CLOSE \"Big\"; CLOSE ALL",
+    )
+    .unwrap();
+    let [declare, fetch, moved, close, close_all] = enforced.statements.as_slice() else {
+        panic!("{enforced:?}");
+    };
+    assert!(
+        declare.sql.starts_with("DECLARE \"Big\" BINARY NO SCROLL CURSOR WITH HOLD FOR SELECT id, full_name FROM (SELECT "),
+        "{}",
+        declare.sql
+    );
+    assert!(declare.sql.ends_with("LIMIT 1001"), "{}", declare.sql);
+    let big = |declare| {
+        Some(CursorUse {
+            name: "Big".to_owned(),
+            declare,
+        })
+    };
+    assert_eq!(declare.cursor, big(true));
+    assert_eq!(declare.row_cap, Some(1000));
+    assert_eq!(fetch.sql, "FETCH FORWARD 10 FROM \"Big\"");
+    assert_eq!(fetch.cursor, big(false));
+    assert_eq!(fetch.row_cap, Some(1000));
+    assert_eq!(moved.sql, "MOVE ALL IN \"Big\"");
+    assert_eq!(moved.cursor, big(false));
+    assert_eq!(close.cursor, big(false));
+    assert_eq!(close_all.cursor, None);
+    for statement in &enforced.statements {
+        assert_eq!(statement.kind, crate::StatementClass::Cursor);
+    }
+    assert_eq!(
+        enforce("analyst_79", "fetch next from MyCursor")
+            .unwrap()
+            .statements[0]
+            .cursor,
+        Some(CursorUse {
+            name: "mycursor".to_owned(),
+            declare: false
+        })
+    );
+    for (sql, out) in [
+        ("FETCH c", "FETCH NEXT FROM c"),
+        ("fetch from C", "FETCH NEXT FROM C"),
+        ("FETCH PRIOR c", "FETCH PRIOR FROM c"),
+        ("FETCH FORWARD IN c", "FETCH NEXT IN c"),
+        ("MOVE BACKWARD FROM c", "MOVE PRIOR FROM c"),
+        ("MOVE 5 c", "MOVE 5 FROM c"),
+        ("MOVE ABSOLUTE 50 IN c", "MOVE ABSOLUTE 50 IN c"),
+        ("FETCH BACKWARD ALL c", "FETCH BACKWARD ALL FROM c"),
+        (
+            "BEGIN; MOVE LAST IN c; /* x */ fetch\nrelative 2 from \"c\"",
+            "BEGIN; MOVE LAST IN c; FETCH RELATIVE 2 FROM \"c\"",
+        ),
+    ] {
+        assert_eq!(ok("analyst_79", sql), out, "{sql}");
+    }
+    for sql in [
+        "FETCH",
+        "MOVE",
+        "FETCH -5 FROM c",
+        "FETCH 5",
+        "DECLARE c CURSOR FOR SELECT phone FROM participant",
+        "DECLARE c CURSOR FOR SELECT * FROM participant FOR UPDATE",
+        "DECLARE c CURSOR FOR SELECT * FROM pg_authid",
+        "FETCH 10 FROM c INTO x",
+    ] {
+        denied("analyst_79", sql);
+    }
+    denied("clerk_01", "DECLARE c CURSOR FOR SELECT * FROM participant");
+    denied("loader_79", "DECLARE c CURSOR FOR SELECT 1");
+}
+
+#[test]
+fn information_schema_lists_only_what_the_account_sees() {
+    let out = ok(
+        "clerk_01",
+        "SELECT column_name FROM information_schema.columns c WHERE c.table_name = 'participant'",
+    );
+    assert!(
+        out.starts_with(
+            "SELECT column_name FROM (SELECT * FROM \"information_schema\".\"columns\" WHERE \
+             (\"table_schema\", \"table_name\", \"column_name\") IN (VALUES \
+             ('public', 'employer', 'id'), ('public', 'employer', 'name'), ('public', 'employer', 'phone'), \
+             ('public', 'employer', 'province_code'), ('public', 'participant', 'birth_date'), \
+             ('public', 'participant', 'citizen_id'), ('public', 'participant', 'full_name'), \
+             ('public', 'participant', 'id'), ('public', 'participant', 'province_code')) OFFSET 0) AS c"
+        ),
+        "{out}"
+    );
+    let out = ok(
+        "writer_01",
+        "SELECT table_name FROM information_schema.tables",
+    );
+    assert!(
+        out.contains("IN (VALUES ('public', 'employer')) OFFSET 0) AS \"tables\""),
+        "{out}"
+    );
+    for view in [
+        "key_column_usage",
+        "table_constraints",
+        "referential_constraints",
+    ] {
+        let out = ok(
+            "writer_01",
+            &format!("SELECT * FROM information_schema.{view}"),
+        );
+        assert!(out.contains("OFFSET 0) AS"), "{out}");
+        assert!(!out.contains("participant"), "{out}");
+    }
+    assert_eq!(
+        ok(
+            "writer_01",
+            "SELECT schema_name FROM information_schema.schemata"
+        ),
+        "SELECT schema_name FROM \"information_schema\".\"schemata\""
+    );
 }
 
 #[test]

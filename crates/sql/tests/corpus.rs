@@ -325,14 +325,18 @@ const DENIED: &[(&str, &str, Option<&str>)] = &[
     ("analyst_79", "LOAD 'evil'", None),
     (
         "analyst_79",
-        "PREPARE s AS SELECT * FROM participant",
-        Some("0A000"),
+        "PREPARE s AS SELECT phone FROM participant",
+        Some("42501"),
     ),
-    ("analyst_79", "EXECUTE s", Some("0A000")),
     (
         "analyst_79",
-        "DECLARE c CURSOR FOR SELECT * FROM participant",
-        Some("0A000"),
+        "EXECUTE s((SELECT full_name FROM participant LIMIT 1))",
+        Some("42501"),
+    ),
+    (
+        "analyst_79",
+        "DECLARE c CURSOR FOR SELECT phone FROM participant",
+        Some("42501"),
     ),
     (
         "analyst_79",
@@ -352,7 +356,7 @@ const DENIED: &[(&str, &str, Option<&str>)] = &[
         "INSERT INTO employer VALUES (1)",
         Some("42501"),
     ),
-    ("writer_01", "UPDATE employer SET name = 'x'", Some("0A000")),
+    ("writer_01", "DELETE FROM employer", Some("42501")),
     (
         "analyst_79",
         "WITH x AS (DELETE FROM employer RETURNING *) SELECT * FROM x",
@@ -537,6 +541,323 @@ const DENIED: &[(&str, &str, Option<&str>)] = &[
     ),
     ("analyst_79", "SELECT * FROM `participant`", None),
     ("analyst_79", "SELECT * FROM [participant]", None),
+    // writes: masked, denied and unknown columns of the stored target
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = citizen_id WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE citizen_id LIKE '0012%'",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE 1 / (CASE WHEN phone = '1' THEN 0 ELSE 1 END) = 1",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = phone WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 RETURNING phone",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 RETURNING \"PHONE\", note",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant p SET full_name = 'x' WHERE id = 2 RETURNING row_to_json(p)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant p SET full_name = 'x' WHERE id = 2 RETURNING p",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant p SET full_name = 'x' WHERE id = 2 RETURNING to_json(p.*)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant p SET full_name = 'x' WHERE EXISTS (SELECT 1 FROM employer e WHERE e.name = p.citizen_id)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 RETURNING (SELECT citizen_id)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT string_agg(phone, ',') FROM participant) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE secret_column = 1",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE participant.\"Full_Name\" = 'a'",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant WHERE (participant).citizen_id = 'x'",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant WHERE birth_date::text LIKE '1990%'",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant WHERE id = 2 RETURNING (SELECT phone FROM employer LIMIT 1), phone",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant WHERE public.participant.birth_date > '1990-01-01'",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 RETURNING old.citizen_id, new.phone",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant WHERE id = 2 RETURNING old.citizen_id",
+        Some("42501"),
+    ),
+    // writes: columns that may not be written, rows that would leave the scope
+    (
+        "editor_79",
+        "UPDATE participant SET citizen_id = '1' WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET phone = '1' WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET \"birth_date\" = '2000-01-01' WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET province_code = '01' WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET province_code = lower('79') WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET province_code = $1 WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (9, 'x', '01')",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (9, 'x', $1)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name) VALUES (9, 'x')",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (9, 'x', '79'), (10, 'y', '01')",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) SELECT id, name, province_code FROM employer",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, citizen_id, province_code) VALUES (9, '001203004567', '79')",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, phone, province_code) VALUES (9, '0912', '79')",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO contribution (id, participant_id, province_code) VALUES (9, 1, '79')",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) SELECT 9, full_name, '79' FROM participant WHERE phone = '1'",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (9, 'x', '79') RETURNING phone",
+        Some("42501"),
+    ),
+    // writes: lookup-only targets must be pinned
+    (
+        "registrar_01",
+        "UPDATE participant SET full_name = 'x'",
+        Some("42501"),
+    ),
+    (
+        "registrar_01",
+        "DELETE FROM participant WHERE citizen_id IN ('1', '2')",
+        Some("42501"),
+    ),
+    (
+        "registrar_01",
+        "DELETE FROM participant WHERE citizen_id = citizen_id",
+        Some("42501"),
+    ),
+    (
+        "registrar_01",
+        "UPDATE participant SET full_name = 'x' WHERE citizen_id = '1' OR true",
+        Some("42501"),
+    ),
+    (
+        "registrar_01",
+        "UPDATE participant SET full_name = 'x' WHERE citizen_id = (SELECT '1')",
+        Some("42501"),
+    ),
+    (
+        "registrar_01",
+        "UPDATE participant SET full_name = 'x' WHERE citizen_id = '1' AND id IN (SELECT id FROM participant)",
+        Some("42501"),
+    ),
+    // writes: grants, statements and forms
+    ("analyst_79", "UPDATE participant SET full_name = 'x'", Some("42501")),
+    ("clerk_01", "INSERT INTO employer (id) VALUES (1)", Some("42501")),
+    (
+        "loader_79",
+        "INSERT INTO participant (id, province_code) VALUES (9, '79') RETURNING id",
+        Some("42501"),
+    ),
+    (
+        "loader_79",
+        "INSERT INTO participant (id, full_name, province_code) SELECT 9, full_name, '79' FROM participant",
+        Some("42501"),
+    ),
+    ("editor_79", "UPDATE pg_catalog.pg_authid SET rolsuper = true", None),
+    ("editor_79", "DELETE FROM audit.secret", Some("42501")),
+    ("editor_79", "COPY participant FROM STDIN", Some("0A000")),
+    ("editor_79", "COPY participant (id) FROM '/etc/passwd'", Some("0A000")),
+    ("editor_79", "SELECT 1; COPY employer FROM STDIN", Some("0A000")),
+    (
+        "editor_79",
+        "MERGE INTO employer e USING employer f ON e.id = f.id WHEN MATCHED THEN DELETE",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "INSERT INTO employer (id, name) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET name = 'y'",
+        Some("0A000"),
+    ),
+    ("editor_79", "INSERT INTO employer VALUES (1, 'x')", Some("0A000")),
+    (
+        "editor_79",
+        "WITH d AS (DELETE FROM employer RETURNING *) SELECT * FROM d",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = pg_read_file('x') WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' FROM pg_stats s WHERE id = 2",
+        Some("42501"),
+    ),
+    // prepared statements and cursors
+    (
+        "clerk_01",
+        "PREPARE s AS SELECT * FROM participant",
+        Some("42501"),
+    ),
+    (
+        "clerk_01",
+        "PREPARE s (text) AS SELECT * FROM participant WHERE citizen_id = $1 OR true",
+        Some("42501"),
+    ),
+    (
+        "clerk_01",
+        "PREPARE s AS DELETE FROM participant WHERE citizen_id = $1",
+        Some("42501"),
+    ),
+    ("clerk_01", "PREPARE s AS SET ROLE postgres", None),
+    ("clerk_01", "PREPARE s (evil_type) AS SELECT $1", Some("42501")),
+    ("clerk_01", "EXECUTE s(pg_read_file('/etc/passwd'))", Some("42501")),
+    ("clerk_01", "EXECUTE s(citizen_id)", Some("42501")),
+    (
+        "clerk_01",
+        "EXECUTE s((SELECT citizen_id FROM participant LIMIT 1))",
+        Some("42501"),
+    ),
+    ("clerk_01", "EXECUTE s(ARRAY(SELECT 1))", Some("42501")),
+    ("clerk_01", "EXECUTE s('1'::evil_type)", Some("42501")),
+    (
+        "clerk_01",
+        "DECLARE c CURSOR FOR SELECT * FROM participant",
+        Some("42501"),
+    ),
+    (
+        "analyst_79",
+        "DECLARE c CURSOR FOR SELECT * FROM pg_stat_activity",
+        Some("42501"),
+    ),
+    (
+        "analyst_79",
+        "DECLARE c CURSOR FOR SELECT * FROM participant FOR UPDATE",
+        Some("0A000"),
+    ),
+    (
+        "analyst_79",
+        "DECLARE c CURSOR FOR UPDATE employer SET name = 'x'",
+        None,
+    ),
+    ("analyst_79", "FETCH ALL FROM c INTO t", None),
+    ("loader_79", "DECLARE c CURSOR FOR SELECT 1", Some("42501")),
+    // information_schema views that are not filtered stay denied
+    (
+        "analyst_79",
+        "SELECT * FROM information_schema.column_privileges",
+        Some("42501"),
+    ),
+    (
+        "analyst_79",
+        "SELECT * FROM information_schema.routines",
+        Some("42501"),
+    ),
 ];
 
 /// Allowed statements: masking subqueries keep them harmless.
@@ -563,6 +884,97 @@ const ALLOWED: &[(&str, &str)] = &[
     ("clerk_01", "SELECT * FROM public.participant p WHERE (p.citizen_id = '1') AND p.id > 0"),
     ("clerk_01", "SELECT full_name FROM \"participant\" WHERE \"citizen_id\" = '1'"),
     ("clerk_01", "SELECT full_name FROM participant p JOIN employer e ON e.id = p.id WHERE p.citizen_id = '1'"),
+    ("clerk_01", "PREPARE s (text) AS SELECT full_name FROM participant WHERE citizen_id = $1"),
+    ("clerk_01", "EXECUTE s('001203004567')"),
+    ("clerk_01", "DEALLOCATE s"),
+    ("analyst_79", "DECLARE c CURSOR WITH HOLD FOR SELECT p FROM participant p"),
+    ("analyst_79", "DECLARE c SCROLL CURSOR FOR SELECT full_name FROM participant ORDER BY 1"),
+    ("analyst_79", "FETCH FORWARD 100 FROM c"),
+    ("analyst_79", "MOVE BACKWARD ALL IN c"),
+    ("analyst_79", "CLOSE c"),
+    ("analyst_79", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"),
+    ("analyst_79", "SELECT c.column_name FROM information_schema.columns c JOIN information_schema.tables t USING (table_name)"),
+    ("analyst_79", "SELECT * FROM information_schema.key_column_usage k, information_schema.table_constraints tc"),
+];
+
+/// Allowed writes, with what the rewrite must contain: the target schema-qualified, the
+/// row filter in the WHERE, masks in RETURNING.
+const ALLOWED_WRITES: &[(&str, &str, &[&str])] = &[
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2",
+        &["UPDATE \"public\".\"participant\" SET", "WHERE (\"participant\".\"province_code\" = '79')"],
+    ),
+    (
+        "editor_79",
+        "UPDATE Participant P SET Full_Name = upper(full_name) WHERE 1 / (id - 3) = 0",
+        &["(\"p\".\"province_code\" = '79') AND (CASE WHEN (\"p\".\"province_code\" = '79') THEN (1 / (id - 3) = 0) ELSE false END)"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x', province_code = '79' WHERE id = 2 RETURNING *",
+        &["RETURNING (", " AS \"birth_date\"", " AS \"citizen_id\""],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant p SET full_name = e.name FROM employer e WHERE e.id = p.id RETURNING p.citizen_id, e.phone",
+        &["FROM (SELECT \"employer\".\"id\"", "OFFSET 0) AS e", " AS \"citizen_id\", e.phone"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT max(c.participant_id)::text FROM contribution c) WHERE id = 2",
+        &["FROM \"public\".\"contribution\" WHERE (province_code = '79' AND participant_id > 0) OFFSET 0) AS c"],
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant WHERE id = 2 RETURNING full_name, birth_date",
+        &["DELETE FROM \"public\".\"participant\" WHERE (\"participant\".\"province_code\" = '79')", " AS \"birth_date\""],
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant p USING contribution c WHERE c.participant_id = p.id AND c.id = 1",
+        &["USING (SELECT", "AS c WHERE (\"p\".\"province_code\" = '79')"],
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (9, 'x', '79') RETURNING id, citizen_id",
+        &["INSERT INTO \"public\".\"participant\" (id, full_name, province_code)", " AS \"citizen_id\""],
+    ),
+    (
+        "editor_79",
+        "INSERT INTO participant (id, full_name, province_code) SELECT id + 1000, full_name, '79' FROM participant WHERE id < 5 ON CONFLICT DO NOTHING",
+        &["FROM \"public\".\"participant\" WHERE (province_code = '79')", "ON CONFLICT DO NOTHING"],
+    ),
+    (
+        "editor_79",
+        "INSERT INTO employer (id, name, phone, province_code) VALUES ($1, $2, $3, $4)",
+        &["INSERT INTO \"public\".\"employer\""],
+    ),
+    (
+        "registrar_01",
+        "UPDATE participant SET full_name = $2 WHERE citizen_id = $1",
+        &["WHERE (\"participant\".\"province_code\" = '01') AND (\"participant\".\"citizen_id\" = $1)"],
+    ),
+    (
+        "registrar_01",
+        "DELETE FROM participant WHERE id > 5 AND citizen_id = '001203004567'",
+        &["AND (\"participant\".\"citizen_id\" = '001203004567') AND (\"participant\".\"id\" > 5)"],
+    ),
+    (
+        "writer_01",
+        "UPDATE employer SET name = 'x' WHERE id = 1",
+        &["UPDATE \"public\".\"employer\" SET name = 'x' WHERE (\"employer\".\"id\" = 1)"],
+    ),
+    (
+        "loader_79",
+        "INSERT INTO participant (id, full_name, province_code) VALUES (9, 'x', '79')",
+        &["INSERT INTO \"public\".\"participant\""],
+    ),
+    (
+        "editor_79",
+        "PREPARE w (bigint) AS UPDATE participant SET full_name = 'x' WHERE id = $1",
+        &["PREPARE w (BIGINT) AS UPDATE \"public\".\"participant\"", "(\"participant\".\"province_code\" = '79')"],
+    ),
 ];
 
 #[test]
@@ -580,6 +992,37 @@ fn every_bypass_attempt_is_denied() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(DENIED.len() >= 60);
+}
+
+#[test]
+fn allowed_writes_carry_the_filter_and_the_masks() {
+    let mut failures = Vec::new();
+    for (login, sql, expected) in ALLOWED_WRITES {
+        match enforce(login, sql) {
+            Err(denial) => failures.push(format!("DENIED {sql}\n  -> {denial}")),
+            Ok(enforced) => {
+                let out = &enforced.statements[0].sql;
+                let reparsed = sqlparser::parser::Parser::parse_sql(
+                    &sqlparser::dialect::PostgreSqlDialect {},
+                    out,
+                );
+                if reparsed.map(|s| s[0].to_string()).as_deref() != Ok(out.as_str()) {
+                    failures.push(format!("DOES NOT REPARSE {sql}\n  -> {out}"));
+                }
+                if out.contains("phone\" FROM \"public\".\"participant\"")
+                    || out.contains("\"participant\".\"phone\"")
+                {
+                    failures.push(format!("DENIED COLUMN {sql}\n  -> {out}"));
+                }
+                for part in *expected {
+                    if !out.contains(part) {
+                        failures.push(format!("MISSING {part}\n  in {sql}\n  -> {out}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

@@ -1,0 +1,878 @@
+//! Writes for accounts whose roles grant them: UPDATE, DELETE and INSERT on a table of
+//! the policy.
+//!
+//! PostgreSQL cannot write through a subquery, so the target of a write is the stored
+//! table, not a masking subquery. What the read rewrite gets from the fence is done here
+//! by checks and by rewriting the statement itself:
+//!
+//! - Every column reference that may reach the target is checked by name: SET, WHERE and
+//!   subqueries may read only columns the account sees as stored (`allow`); RETURNING
+//!   may also name masked columns, which are replaced by their masks under their own
+//!   name; denied, unclassified and whole-row references to the target are refused.
+//! - SET and INSERT may only write `allow` columns.
+//! - UPDATE and DELETE get the row filter (as the fence applies it, qualified with the
+//!   target's name) ANDed into their WHERE. The user's own conditions go behind
+//!   `CASE WHEN <filter> THEN (<conditions>) ELSE false END`, so they are never evaluated
+//!   on rows outside the filter (no division-by-zero or cast-error oracles). Lookup
+//!   pins, provably safe comparisons (an `allow` column against one literal or
+//!   parameter) and join equalities (an `allow` column `=` a column of another FROM
+//!   item's masking subquery) stay outside the CASE, so indexes and hash joins remain
+//!   possible.
+//! - A lookup-only target must be pinned exactly as a read must; the pin is evaluated on
+//!   the stored key even where the key is masked.
+//! - Rows that leave the account's scope: an UPDATE may set a column the row filter
+//!   reads only to the literal the filter requires, and every inserted row must give
+//!   each such column as that literal. Only a filter that is a conjunction of
+//!   `column = literal` can be checked; otherwise the insert is refused.
+//! - The other sources (UPDATE … FROM, DELETE … USING, the query of INSERT … SELECT,
+//!   subqueries) are rewritten like any read, without the row cap (their rows do not
+//!   leave the database).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+
+use maskgate_policy::{ColumnRule, QualifiedName, StatementKind, TableClass};
+use sqlparser::ast::helpers::attached_token::AttachedToken;
+use sqlparser::ast::{
+    visit_expressions, visit_expressions_mut, Assignment, AssignmentTarget, BinaryOperator,
+    CaseWhen, ConflictTarget, Delete, Expr, FromTable, Insert, ObjectName, OnConflict,
+    OnConflictAction, OnInsert, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Statement, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind, Value, VisitMut,
+    VisitorMut,
+};
+
+use super::{
+    comparison, denied_column, internal, is_safe_comparison, join_and, lookup_only, plain_wildcard,
+    split_and, split_and_ref, strip, Cursor, FromItem, Resolved, Rewriter, Target,
+};
+use crate::denial::Denial;
+use crate::enforce::Enforcer;
+use crate::names::{self, fold, quoted};
+
+/// Rewrites an allowed INSERT, UPDATE or DELETE in place. Returns whether it returns
+/// rows (RETURNING).
+pub(crate) fn rewrite_write(
+    enforcer: &Enforcer,
+    statement: &mut Statement,
+) -> Result<bool, Denial> {
+    let kind = match statement {
+        Statement::Insert(_) => StatementKind::Insert,
+        Statement::Update { .. } => StatementKind::Update,
+        Statement::Delete(_) => StatementKind::Delete,
+        _ => return Err(internal()),
+    };
+    enforcer.require(kind)?;
+    let mut rewriter = Rewriter::new(enforcer, &*statement)?;
+    let (returns, reads) = match statement {
+        Statement::Insert(insert) => rewrite_insert(&mut rewriter, insert)?,
+        Statement::Update {
+            table,
+            assignments,
+            from,
+            selection,
+            returning,
+            or,
+            limit,
+        } => {
+            if or.is_some() || limit.is_some() {
+                return Err(Denial::unsupported("this UPDATE clause"));
+            }
+            if !table.joins.is_empty() {
+                return Err(Denial::unsupported("a join in the target of UPDATE"));
+            }
+            let mut none = Vec::new();
+            let sources = match from {
+                None => &mut none,
+                Some(UpdateTableFromKind::AfterSet(sources)) => sources,
+                Some(UpdateTableFromKind::BeforeSet(_)) => {
+                    return Err(Denial::unsupported("UPDATE … FROM before SET"))
+                }
+            };
+            rewrite_filtered(
+                &mut rewriter,
+                Parts {
+                    target: &mut table.relation,
+                    sources,
+                    selection,
+                    assignments,
+                    returning,
+                },
+            )?
+        }
+        Statement::Delete(Delete {
+            tables,
+            from,
+            using,
+            selection,
+            returning,
+            order_by,
+            limit,
+        }) => {
+            if !tables.is_empty() || !order_by.is_empty() || limit.is_some() {
+                return Err(Denial::unsupported("this DELETE clause"));
+            }
+            let FromTable::WithFromKeyword(from) = from else {
+                return Err(Denial::unsupported("DELETE without FROM"));
+            };
+            let [target] = from.as_mut_slice() else {
+                return Err(Denial::unsupported("DELETE from several tables"));
+            };
+            if !target.joins.is_empty() {
+                return Err(Denial::unsupported("a join in the target of DELETE"));
+            }
+            let mut none = Vec::new();
+            rewrite_filtered(
+                &mut rewriter,
+                Parts {
+                    target: &mut target.relation,
+                    sources: using.as_mut().unwrap_or(&mut none),
+                    selection,
+                    assignments: &mut [],
+                    returning,
+                },
+            )?
+        }
+        _ => return Err(internal()),
+    };
+    if reads && !enforcer.rules.statements.contains(StatementKind::Read) {
+        return Err(Denial::privilege(
+            "this account may not run read statements, and this write reads data \
+             (RETURNING, a subquery, FROM/USING or INSERT … SELECT)",
+        ));
+    }
+    Ok(returns)
+}
+
+/// `target.column = source.column` with an `allow` column of the target and a column
+/// the masking subquery of another FROM item projects: equality of two policy columns
+/// cannot fail, so it may run on any row and stays usable as a join condition.
+fn is_join_equality(rewriter: &Rewriter<'_>, conjunct: &Expr, items: &[FromItem]) -> bool {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    } = strip(conjunct)
+    else {
+        return false;
+    };
+    let (left, right) = (strip(left), strip(right));
+    let Some(table) = items[0].protected.as_ref() else {
+        return false;
+    };
+    let rules = rewriter.rules(table);
+    let of_target = |expr: &Expr| {
+        rewriter
+            .column_of(expr, items, 0)
+            .is_some_and(|name| matches!(rules.columns.get(&name), Some(ColumnRule::Allow)))
+    };
+    let of_source = |expr: &Expr| match expr {
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            let qualifier = fold(&parts[0]);
+            let mut named = items[1..].iter().filter(|item| item.name == qualifier);
+            match (named.next(), named.next()) {
+                (Some(item), None) => rewriter.projects(item, &fold(&parts[1])),
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    (of_target(left) && of_source(right)) || (of_target(right) && of_source(left))
+}
+
+/// The parts of an UPDATE or DELETE the rewrite works on.
+struct Parts<'s> {
+    target: &'s mut TableFactor,
+    /// UPDATE … FROM or DELETE … USING.
+    sources: &'s mut Vec<TableWithJoins>,
+    selection: &'s mut Option<Expr>,
+    assignments: &'s mut [Assignment],
+    returning: &'s mut Option<Vec<SelectItem>>,
+}
+
+/// UPDATE and DELETE. Returns (returns rows, reads data).
+fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bool, bool), Denial> {
+    let (table, reference) = resolve_target(rewriter, parts.target)?;
+    let facts = FilterFacts::of(rewriter, &table)?;
+    for assignment in parts.assignments.iter() {
+        check_assignment(rewriter, &table, &facts, assignment)?;
+    }
+
+    let (sources, outer) = rewriter.scan_from(parts.sources)?;
+    let mut items = vec![FromItem {
+        name: reference.clone(),
+        protected: Some(table.clone()),
+        resolved: None,
+        raw: true,
+    }];
+    items.extend(sources);
+    let mut plans = rewriter.plan_fences(&items, parts.selection, outer)?;
+    rewriter.frames.push(items.clone());
+    rewriter.target = Some(Target {
+        table: table.clone(),
+        name: reference.clone(),
+        frame: rewriter.frames.len() - 1,
+        returning: false,
+    });
+    let mut cursor = Cursor {
+        items: &items,
+        next: 1,
+        plans: &mut plans,
+    };
+    for source in parts.sources.iter_mut() {
+        rewriter.walk_from(source, &mut cursor)?;
+    }
+
+    let rules = rewriter.rules(&table);
+    let mut conjuncts = Vec::new();
+    if let Some(expr) = parts.selection.take() {
+        split_and(expr, &mut conjuncts);
+    }
+    let mut outside = Vec::new();
+    if !rules.lookup_keys.is_empty() {
+        let pin = conjuncts.iter().position(|conjunct| {
+            comparison(conjunct).is_some_and(|(column, op, _)| {
+                op == BinaryOperator::Eq
+                    && rewriter
+                        .column_of(column, &items, 0)
+                        .is_some_and(|name| rules.lookup_keys.contains(&name))
+            })
+        });
+        let Some(pin) = pin else {
+            return Err(lookup_only(&table, rules));
+        };
+        let pin = conjuncts.remove(pin);
+        outside.push(rewriter.raw_predicate(&pin, &reference)?);
+    }
+    let mut rest = Vec::new();
+    let mut joins = Vec::new();
+    for conjunct in conjuncts {
+        let safe = comparison(&conjunct).is_some_and(|(column, op, _)| {
+            is_safe_comparison(&op)
+                && rewriter
+                    .column_of(column, &items, 0)
+                    .is_some_and(|name| matches!(rules.columns.get(&name), Some(ColumnRule::Allow)))
+        });
+        if safe {
+            outside.push(rewriter.raw_predicate(&conjunct, &reference)?);
+        } else if is_join_equality(rewriter, &conjunct, &items) {
+            joins.push(conjunct);
+        } else {
+            rest.push(conjunct);
+        }
+    }
+
+    for assignment in parts.assignments.iter_mut() {
+        if !is_default(&assignment.value) {
+            rewriter.visit(&mut assignment.value)?;
+        }
+    }
+    for conjunct in rest.iter_mut().chain(joins.iter_mut()) {
+        rewriter.visit(conjunct)?;
+    }
+    outside.extend(joins);
+    if let Some(returning) = parts.returning.as_mut() {
+        rewrite_returning(rewriter, returning, &items[1..])?;
+    }
+
+    let filter = facts.expr.as_ref().map(|filter| {
+        qualify_filter(
+            filter,
+            &rewriter.enforcer.classification()[&table],
+            &reference,
+        )
+    });
+    let mut where_parts: Vec<Expr> = filter.iter().cloned().collect();
+    where_parts.extend(outside);
+    if let Some(rest) = join_and(rest) {
+        where_parts.push(match filter {
+            Some(filter) => guard(filter, rest),
+            None => rest,
+        });
+    }
+    *parts.selection = join_and(where_parts);
+    rewriter.frames.pop();
+    rewriter.target = None;
+
+    let reads = parts.returning.is_some() || !parts.sources.is_empty() || rewriter.queries > 0;
+    Ok((parts.returning.is_some(), reads))
+}
+
+/// INSERT. Returns (returns rows, reads data).
+fn rewrite_insert(
+    rewriter: &mut Rewriter<'_>,
+    insert: &mut Insert,
+) -> Result<(bool, bool), Denial> {
+    let Insert {
+        or,
+        ignore,
+        into,
+        table,
+        table_alias,
+        columns,
+        overwrite,
+        source,
+        assignments,
+        partitioned,
+        after_columns,
+        has_table_keyword,
+        on,
+        returning,
+        replace_into,
+        priority,
+        insert_alias,
+        settings,
+        format_clause,
+    } = insert;
+    if or.is_some()
+        || *ignore
+        || !*into
+        || *overwrite
+        || !assignments.is_empty()
+        || partitioned.is_some()
+        || !after_columns.is_empty()
+        || *has_table_keyword
+        || *replace_into
+        || priority.is_some()
+        || insert_alias.is_some()
+        || settings.is_some()
+        || format_clause.is_some()
+    {
+        return Err(Denial::unsupported("this INSERT clause"));
+    }
+    let TableObject::TableName(name) = table else {
+        return Err(Denial::unsupported("this INSERT target"));
+    };
+    let target = target_table(rewriter, name)?;
+    let reference = match table_alias {
+        Some(alias) => {
+            names::check_quote(alias)?;
+            fold(alias)
+        }
+        None => target.name.clone(),
+    };
+    *name = qualified(&target);
+    let Some(source) = source else {
+        return Err(Denial::unsupported("INSERT … DEFAULT VALUES"));
+    };
+    if columns.is_empty() {
+        return Err(Denial::unsupported("INSERT without a column list"));
+    }
+    let mut written = Vec::with_capacity(columns.len());
+    for column in columns.iter() {
+        names::check_quote(column)?;
+        let column = fold(column);
+        writable(rewriter, &target, &column)?;
+        written.push(column);
+    }
+    match on {
+        None => {}
+        Some(OnInsert::OnConflict(OnConflict {
+            conflict_target: Some(ConflictTarget::Columns(columns)),
+            action: OnConflictAction::DoNothing,
+        })) => {
+            for column in columns {
+                names::check_quote(column)?;
+            }
+        }
+        Some(OnInsert::OnConflict(OnConflict {
+            action: OnConflictAction::DoNothing,
+            ..
+        })) => {}
+        Some(_) => return Err(Denial::unsupported("ON CONFLICT … DO UPDATE")),
+    }
+    let facts = FilterFacts::of(rewriter, &target)?;
+    rewriter.query(source)?;
+    check_inserted_rows(&target, &facts, &written, source)?;
+    let reads =
+        returning.is_some() || !matches!(*source.body, SetExpr::Values(_)) || rewriter.queries > 1;
+
+    if let Some(returning) = returning.as_mut() {
+        rewriter.frames.push(vec![FromItem {
+            name: reference.clone(),
+            protected: Some(target.clone()),
+            resolved: None,
+            raw: true,
+        }]);
+        rewriter.target = Some(Target {
+            table: target,
+            name: reference,
+            frame: rewriter.frames.len() - 1,
+            returning: false,
+        });
+        rewrite_returning(rewriter, returning, &[])?;
+        rewriter.frames.pop();
+        rewriter.target = None;
+    }
+    Ok((returning.is_some(), reads))
+}
+
+/// The target of an UPDATE or DELETE: a policy table the account has rules for, named
+/// schema-qualified in the output. Returns the table and the name the statement uses.
+fn resolve_target(
+    rewriter: &Rewriter<'_>,
+    factor: &mut TableFactor,
+) -> Result<(QualifiedName, String), Denial> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        with_hints,
+        version: None,
+        with_ordinality: false,
+        partitions,
+        json_path: None,
+        sample: None,
+        index_hints,
+    } = factor
+    else {
+        return Err(Denial::unsupported("this write target"));
+    };
+    if !with_hints.is_empty() || !partitions.is_empty() || !index_hints.is_empty() {
+        return Err(Denial::unsupported("this table modifier"));
+    }
+    let table = target_table(rewriter, name)?;
+    let reference = match alias {
+        None => table.name.clone(),
+        Some(alias) => {
+            if !alias.columns.is_empty() {
+                return Err(Denial::unsupported("a column alias list on a write target"));
+            }
+            names::check_quote(&alias.name)?;
+            fold(&alias.name)
+        }
+    };
+    *name = qualified(&table);
+    Ok((table, reference))
+}
+
+fn target_table(rewriter: &Rewriter<'_>, name: &ObjectName) -> Result<QualifiedName, Denial> {
+    match rewriter.resolve(name)? {
+        Resolved::Protected(table) => Ok(table),
+        Resolved::Catalog(_) | Resolved::Cte => Err(Denial::forbidden(format!(
+            "writing to relation \"{}\"",
+            names::display(&names::parts(name)?)
+        ))),
+    }
+}
+
+fn qualified(table: &QualifiedName) -> ObjectName {
+    ObjectName::from(vec![quoted(&table.schema), quoted(&table.name)])
+}
+
+/// A column the account may write: one it sees as stored.
+fn writable(rewriter: &Rewriter<'_>, table: &QualifiedName, column: &str) -> Result<(), Denial> {
+    if !rewriter.enforcer.classification()[table]
+        .columns
+        .contains_key(column)
+    {
+        return Err(denied_column(column, table));
+    }
+    match rewriter.rules(table).columns.get(column) {
+        Some(ColumnRule::Allow) => Ok(()),
+        Some(ColumnRule::Mask(_)) => Err(Denial::privilege(format!(
+            "column \"{column}\" of table \"{table}\" is masked for this account and may not \
+             be written"
+        ))),
+        Some(ColumnRule::Deny) | None => Err(denied_column(column, table)),
+    }
+}
+
+/// SET targets: writable columns, and filter columns only to the filter's own value.
+fn check_assignment(
+    rewriter: &Rewriter<'_>,
+    table: &QualifiedName,
+    facts: &FilterFacts,
+    assignment: &Assignment,
+) -> Result<(), Denial> {
+    let targets: Vec<&ObjectName> = match &assignment.target {
+        AssignmentTarget::ColumnName(name) => vec![name],
+        AssignmentTarget::Tuple(names) => names.iter().collect(),
+    };
+    for name in &targets {
+        let parts = names::parts(name)?;
+        let [column] = parts.as_slice() else {
+            return Err(Denial::unsupported("assigning to a field of a column"));
+        };
+        writable(rewriter, table, column)?;
+        if facts.columns.contains(column) {
+            let required = facts
+                .equalities
+                .as_ref()
+                .and_then(|equalities| equalities.iter().find(|(c, _)| c == column));
+            let keeps_scope = targets.len() == 1
+                && required.is_some_and(|(_, value)| is_literal(&assignment.value, value));
+            if !keeps_scope {
+                return Err(Denial::privilege(format!(
+                    "column \"{column}\" of table \"{table}\" is read by this account's row \
+                     filter: an UPDATE may set it only to the literal value the filter requires"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each inserted row must give every column of a `column = literal` filter as exactly
+/// that literal; rows from anything but VALUES or one plain SELECT cannot be checked.
+fn check_inserted_rows(
+    table: &QualifiedName,
+    facts: &FilterFacts,
+    columns: &[String],
+    source: &Query,
+) -> Result<(), Denial> {
+    if facts.expr.is_none() {
+        return Ok(());
+    }
+    let Some(equalities) = &facts.equalities else {
+        return Err(Denial::privilege(format!(
+            "the row filter of table \"{table}\" cannot be checked on inserted rows, so this \
+             account may not insert into it"
+        )));
+    };
+    let mut required = Vec::with_capacity(equalities.len());
+    for (column, value) in equalities {
+        let Some(position) = columns.iter().position(|c| c == column) else {
+            return Err(Denial::privilege(format!(
+                "rows inserted into table \"{table}\" must give column \"{column}\", which this \
+                 account's row filter reads"
+            )));
+        };
+        required.push((position, column, value));
+    }
+    let rows: Vec<Vec<&Expr>> = match source.body.as_ref() {
+        SetExpr::Values(values) => values.rows.iter().map(|row| row.iter().collect()).collect(),
+        SetExpr::Select(select) => {
+            let mut row = Vec::with_capacity(select.projection.len());
+            for item in &select.projection {
+                match item {
+                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                        row.push(expr)
+                    }
+                    _ => return Err(unchecked_rows(table)),
+                }
+            }
+            vec![row]
+        }
+        _ => return Err(unchecked_rows(table)),
+    };
+    for row in rows {
+        for (position, column, value) in &required {
+            if !row
+                .get(*position)
+                .is_some_and(|expr| is_literal(expr, value))
+            {
+                return Err(Denial::privilege(format!(
+                    "every row inserted into table \"{table}\" must give column \"{column}\" as \
+                     the literal value this account's row filter requires (a parameter or an \
+                     expression cannot be checked)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unchecked_rows(table: &QualifiedName) -> Denial {
+    Denial::privilege(format!(
+        "rows inserted into table \"{table}\" must come from VALUES or one plain SELECT list, so \
+         that they can be checked against this account's row filter"
+    ))
+}
+
+/// Checks RETURNING, then replaces the target's masked columns by their masks (a bare
+/// column keeps its name) and expands `*` and `target.*` to what `SELECT *` would show
+/// of the target; `*` also expands to `source.*` for each other FROM item.
+fn rewrite_returning(
+    rewriter: &mut Rewriter<'_>,
+    returning: &mut Vec<SelectItem>,
+    sources: &[FromItem],
+) -> Result<(), Denial> {
+    let Some(target) = rewriter.target.as_mut() else {
+        return Err(internal());
+    };
+    target.returning = true;
+    let (table, reference) = (target.table.clone(), target.name.clone());
+    for item in returning.iter_mut() {
+        match item {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                rewriter.visit(expr)?
+            }
+            SelectItem::Wildcard(options)
+            | SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(_),
+                options,
+            ) => plain_wildcard(options)?,
+            SelectItem::QualifiedWildcard(..) => {
+                return Err(Denial::unsupported("this RETURNING item"))
+            }
+        }
+    }
+    let projection = target_projection(rewriter, &table, &reference)?;
+    let masks: BTreeMap<String, Expr> = projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { expr, alias } => Some((alias.value.clone(), expr.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut substitute = Substitute {
+        reference: &reference,
+        masks: &masks,
+        skip: 0,
+    };
+    let mut out = Vec::with_capacity(returning.len());
+    for item in returning.drain(..) {
+        match item {
+            SelectItem::Wildcard(options) => {
+                out.extend(projection.iter().cloned());
+                for source in sources {
+                    if source.name.is_empty() {
+                        return Err(Denial::unsupported("RETURNING * with an unnamed FROM item"));
+                    }
+                    out.push(SelectItem::QualifiedWildcard(
+                        SelectItemQualifiedWildcardKind::ObjectName(ObjectName::from(vec![
+                            quoted(&source.name),
+                        ])),
+                        options.clone(),
+                    ));
+                }
+            }
+            SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(name),
+                options,
+            ) => {
+                let parts = names::parts(&name)?;
+                match parts.as_slice() {
+                    [one] if *one == reference => out.extend(projection.iter().cloned()),
+                    [_] => out.push(SelectItem::QualifiedWildcard(
+                        SelectItemQualifiedWildcardKind::ObjectName(name),
+                        options,
+                    )),
+                    _ => return Err(Denial::unsupported("this RETURNING item")),
+                }
+            }
+            SelectItem::UnnamedExpr(mut expr) => match substitute.masked(&expr) {
+                Some((column, mask)) => out.push(SelectItem::ExprWithAlias {
+                    expr: mask.clone(),
+                    alias: quoted(column),
+                }),
+                None => {
+                    let _ = expr.visit(&mut substitute);
+                    out.push(SelectItem::UnnamedExpr(expr));
+                }
+            },
+            SelectItem::ExprWithAlias { mut expr, alias } => {
+                let _ = expr.visit(&mut substitute);
+                out.push(SelectItem::ExprWithAlias { expr, alias });
+            }
+            SelectItem::QualifiedWildcard(..) => {
+                return Err(Denial::unsupported("this RETURNING item"))
+            }
+        }
+    }
+    *returning = out;
+    Ok(())
+}
+
+/// The target's columns as its masking subquery projects them, qualified with the name
+/// the statement uses for the target.
+fn target_projection(
+    rewriter: &Rewriter<'_>,
+    table: &QualifiedName,
+    reference: &str,
+) -> Result<Vec<SelectItem>, Denial> {
+    let fence = match rewriter.enforcer.fences.get(table) {
+        Some(Ok(fence)) => fence,
+        Some(Err(denial)) => return Err(denial.clone()),
+        None => return Err(internal()),
+    };
+    let SetExpr::Select(select) = fence.body.as_ref() else {
+        return Err(internal());
+    };
+    let mut projection = select.projection.clone();
+    if reference != table.name {
+        let _ = visit_expressions_mut(&mut projection, |expr| {
+            if let Expr::CompoundIdentifier(parts) = expr {
+                if parts.len() == 2 && parts[0].value == table.name {
+                    parts[0] = quoted(reference);
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    Ok(projection)
+}
+
+/// Replaces references to the target's masked columns by their masks, outside
+/// subqueries (the checks refused them inside).
+struct Substitute<'a> {
+    reference: &'a str,
+    masks: &'a BTreeMap<String, Expr>,
+    skip: usize,
+}
+
+impl<'a> Substitute<'a> {
+    /// The masked column `expr` names directly, with its mask.
+    fn masked(&self, expr: &Expr) -> Option<(&'a str, &'a Expr)> {
+        let column = match expr {
+            Expr::Identifier(ident) => fold(ident),
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [.., qualifier, column] if fold(qualifier) == self.reference => fold(column),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        self.masks
+            .get_key_value(&column)
+            .map(|(column, mask)| (column.as_str(), mask))
+    }
+}
+
+impl VisitorMut for Substitute<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.skip += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.skip -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if self.skip == 0 {
+            if let Some((_, mask)) = self.masked(expr) {
+                *expr = mask.clone();
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// What the rewrite needs to know about a table's row filter.
+struct FilterFacts {
+    /// The filter as the masking subquery applies it; `None` without one.
+    expr: Option<Expr>,
+    /// The table's columns it reads.
+    columns: BTreeSet<String>,
+    /// `Some` when the filter is a conjunction of `column = literal`.
+    equalities: Option<Vec<(String, Value)>>,
+}
+
+impl FilterFacts {
+    fn of(rewriter: &Rewriter<'_>, table: &QualifiedName) -> Result<FilterFacts, Denial> {
+        let fence = match rewriter.enforcer.fences.get(table) {
+            Some(Ok(fence)) => fence,
+            Some(Err(denial)) => return Err(denial.clone()),
+            None => return Err(internal()),
+        };
+        let SetExpr::Select(select) = fence.body.as_ref() else {
+            return Err(internal());
+        };
+        let Some(expr) = select.selection.clone() else {
+            return Ok(FilterFacts {
+                expr: None,
+                columns: BTreeSet::new(),
+                equalities: Some(Vec::new()),
+            });
+        };
+        let class = &rewriter.enforcer.classification()[table];
+        let mut columns = BTreeSet::new();
+        let _ = visit_expressions(&expr, |e| {
+            if let Some(column) = column_name(e).filter(|c| class.columns.contains_key(c)) {
+                columns.insert(column);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let mut conjuncts = Vec::new();
+        split_and_ref(&expr, &mut conjuncts);
+        let equalities = conjuncts
+            .iter()
+            .map(|conjunct| equality(conjunct, class))
+            .collect();
+        Ok(FilterFacts {
+            expr: Some(expr),
+            columns,
+            equalities,
+        })
+    }
+}
+
+fn column_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(ident) => Some(fold(ident)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(fold),
+        _ => None,
+    }
+}
+
+/// `column = literal` (either way round), NULL and parameters excluded.
+fn equality(expr: &Expr, class: &TableClass) -> Option<(String, Value)> {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    } = strip(expr)
+    else {
+        return None;
+    };
+    let (left, right) = (strip(left), strip(right));
+    let (column, value) = match (column_name(left), column_name(right)) {
+        (Some(column), None) => (column, right),
+        (None, Some(column)) => (column, left),
+        _ => return None,
+    };
+    if !class.columns.contains_key(&column) {
+        return None;
+    }
+    match value {
+        Expr::Value(value) if !matches!(value.value, Value::Null | Value::Placeholder(_)) => {
+            Some((column, value.value.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Exactly this literal (parentheses aside): the same text of the same kind, so it
+/// becomes the same value of the column's type.
+fn is_literal(expr: &Expr, value: &Value) -> bool {
+    matches!(strip(expr), Expr::Value(v) if v.value == *value)
+}
+
+/// `DEFAULT` as a whole SET value (sqlparser reads it as an identifier).
+fn is_default(expr: &Expr) -> bool {
+    matches!(expr, Expr::Identifier(ident) if ident.quote_style.is_none()
+        && ident.value.eq_ignore_ascii_case("default"))
+}
+
+/// The filter with every column qualified by the target's name, so it means the target
+/// whatever the alias and whatever else UPDATE … FROM brings in.
+fn qualify_filter(filter: &Expr, class: &TableClass, reference: &str) -> Expr {
+    let mut filter = filter.clone();
+    let _ = visit_expressions_mut(&mut filter, |expr| {
+        if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            if let Some(column) = column_name(expr).filter(|c| class.columns.contains_key(c)) {
+                *expr = Expr::CompoundIdentifier(vec![quoted(reference), quoted(&column)]);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    filter
+}
+
+/// `CASE WHEN <filter> THEN <condition> ELSE false END`: PostgreSQL evaluates the
+/// condition only on rows inside the filter, whatever order it picks for the quals.
+fn guard(filter: Expr, condition: Expr) -> Expr {
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: vec![CaseWhen {
+            condition: filter,
+            result: condition,
+        }],
+        else_result: Some(Box::new(Expr::Value(Value::Boolean(false).into()))),
+    }
+}
