@@ -476,6 +476,14 @@ fn cases() -> Vec<Case> {
             .capped_or_denied(50),
         steps("cursor-move-then-fetch", C, &[Sql("BEGIN"), Sql("DECLARE c CURSOR FOR SELECT g FROM generate_series(1, 200) g"), Sql("MOVE 45 IN c"), Sql("FETCH 40 FROM c")])
             .capped_or_denied(50),
+        steps("cursor-absolute-past-cap", C, &[Sql("BEGIN"), Sql("DECLARE c SCROLL CURSOR FOR SELECT g FROM generate_series(1, 200) g"), Sql("FETCH ABSOLUTE 51 FROM c")])
+            .capped_or_denied(50),
+        steps("cursor-last-past-cap", C, &[Sql("BEGIN"), Sql("DECLARE c SCROLL CURSOR FOR SELECT g FROM generate_series(1, 200) g"), Sql("FETCH LAST FROM c")])
+            .capped_or_denied(50),
+        steps("cursor-relative-past-cap", C, &[Sql("BEGIN"), Sql("DECLARE c SCROLL CURSOR FOR SELECT g FROM generate_series(1, 200) g"), Sql("FETCH RELATIVE 51 FROM c")])
+            .capped_or_denied(50),
+        steps("cursor-move-absolute-past-cap", C, &[Sql("BEGIN"), Sql("DECLARE c SCROLL CURSOR FOR SELECT g FROM generate_series(1, 200) g"), Sql("MOVE ABSOLUTE 50 IN c"), Sql("FETCH 1 FROM c")])
+            .capped_or_denied(50),
         steps("cursor-two-cursors-one-query", C, &[Sql("BEGIN"), Sql("DECLARE a CURSOR FOR SELECT g FROM generate_series(1, 200) g"), Sql("FETCH 45 FROM a"), Sql("FETCH 45 FROM a")])
             .capped_or_denied(50),
         steps("prepare-execute-past-cap", C, &[Sql("PREPARE s AS SELECT g FROM generate_series(1, 200) g"), Sql("EXECUTE s")]).capped_or_denied(50),

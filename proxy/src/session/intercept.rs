@@ -471,7 +471,7 @@ impl SessionRules<'_> {
             },
             backend_tag::COMMAND_COMPLETE
             | backend_tag::EMPTY_QUERY_RESPONSE
-            | backend_tag::PORTAL_SUSPENDED => match self.results.complete() {
+            | backend_tag::PORTAL_SUSPENDED => match self.results.complete(body) {
                 Completion::Done { rows } => {
                     self.usage.add_rows(rows);
                     ServerVerdict::Forward
@@ -619,7 +619,7 @@ impl SessionRules<'_> {
 
 /// Where a statement's rows are counted.
 fn count_key(statement: &EnforcedStatement, results: &mut Results) -> CountKey {
-    match &statement.cursor_tmp() {
+    match &statement.cursor {
         Some(cursor) if cursor.declare => {
             results.declare_cursor(&cursor.name);
             CountKey::Statement
@@ -631,8 +631,8 @@ fn count_key(statement: &EnforcedStatement, results: &mut Results) -> CountKey {
 
 /// The cursor a prepared FETCH reads.
 fn fetch_cursor(statement: &EnforcedStatement) -> Option<&str> {
-    let _ = statement;
-    NO_CURSOR
+    statement
+        .cursor
         .as_ref()
         .filter(|c| !c.declare)
         .map(|c| c.name.as_str())
@@ -693,21 +693,6 @@ fn describe_tag(tag: u8) -> String {
         format!("{tag:#04x}")
     }
 }
-
-struct CursorTmp {
-    name: String,
-    declare: bool,
-}
-trait TmpExt {
-    fn cursor_tmp(&self) -> Option<CursorTmp>;
-}
-impl TmpExt for EnforcedStatement {
-    fn cursor_tmp(&self) -> Option<CursorTmp> {
-        let _ = &self.sql;
-        None
-    }
-}
-static NO_CURSOR: Option<CursorTmp> = None;
 
 #[cfg(test)]
 mod tests {

@@ -187,8 +187,8 @@ impl Results {
         RowVerdict::Forward
     }
 
-    /// CommandComplete, EmptyQueryResponse or PortalSuspended.
-    pub fn complete(&mut self) -> Completion {
+    /// CommandComplete (with its tag), EmptyQueryResponse or PortalSuspended (empty tag).
+    pub fn complete(&mut self, command_tag: &[u8]) -> Completion {
         let Some(Entry::Statement(expected)) = self.queue.front_mut() else {
             return Completion::Done { rows: 0 };
         };
@@ -207,7 +207,11 @@ impl Results {
         match key {
             CountKey::Statement => {}
             CountKey::Portal(p) => *self.portal_rows.entry(p).or_default() += rows,
-            CountKey::Cursor(c) => *self.cursor_rows.entry(c).or_default() += rows,
+            // MOVE passes over rows without sending them; they count all the same, or
+            // the row after the cap could be reached by moving up to it.
+            CountKey::Cursor(c) => {
+                *self.cursor_rows.entry(c).or_default() += rows + moved_rows(command_tag)
+            }
         }
         match exceeded {
             None => Completion::Done { rows },
@@ -253,6 +257,16 @@ impl Results {
     }
 }
 
+/// The row count of a `MOVE n` command tag; 0 for any other tag.
+fn moved_rows(command_tag: &[u8]) -> u64 {
+    command_tag
+        .strip_prefix(b"MOVE ")
+        .map(|n| n.strip_suffix(b"\0").unwrap_or(n))
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +284,7 @@ mod tests {
         r.sync_point();
         assert_eq!(rows(&mut r, 4), 3);
         assert_eq!(
-            r.complete(),
+            r.complete(b""),
             Completion::Exceeded {
                 limit: Limit::PerStatement(3),
                 rows: 3,
@@ -290,9 +304,9 @@ mod tests {
         }
         r.sync_point();
         assert_eq!(rows(&mut r, 2), 2);
-        assert_eq!(r.complete(), Completion::Done { rows: 2 });
+        assert_eq!(r.complete(b""), Completion::Done { rows: 2 });
         assert_eq!(rows(&mut r, 4), 3, "two more would pass the cap of five");
-        assert!(matches!(r.complete(), Completion::Exceeded { .. }));
+        assert!(matches!(r.complete(b""), Completion::Exceeded { .. }));
         r.ready();
         r.bound(b"", b"s1");
         r.expect(r.portal_key(b""), Some(5), None, false);
@@ -306,11 +320,14 @@ mod tests {
             r.expect(CountKey::Cursor("c".into()), Some(4), None, false);
             r.sync_point();
             let forwarded = rows(&mut r, 2);
-            r.complete();
+            r.complete(b"");
             r.ready();
             assert!(forwarded <= 2);
         }
         assert_eq!(r.cursor_rows["c"], 4);
+        r.expect(CountKey::Cursor("c".into()), Some(4), None, false);
+        r.complete(b"MOVE 3\0");
+        assert_eq!(r.cursor_rows["c"], 7, "moved rows count");
         r.declare_cursor("c");
         // A prepared FETCH counts against the cursor too.
         r.prepared(b"f", Some("c"));
@@ -338,7 +355,7 @@ mod tests {
         r.expect(CountKey::Statement, Some(100), Some(2), false);
         assert_eq!(rows(&mut r, 5), 2);
         assert!(matches!(
-            r.complete(),
+            r.complete(b""),
             Completion::Exceeded {
                 limit: Limit::Hourly(2),
                 ..
@@ -353,10 +370,10 @@ mod tests {
         r.sync_point();
         r.row_description();
         assert_eq!(rows(&mut r, 2), 2);
-        assert_eq!(r.complete(), Completion::Done { rows: 2 });
+        assert_eq!(r.complete(b""), Completion::Done { rows: 2 });
         r.row_description();
         assert_eq!(rows(&mut r, 3), 2);
-        assert!(matches!(r.complete(), Completion::Exceeded { .. }));
+        assert!(matches!(r.complete(b""), Completion::Exceeded { .. }));
         r.ready();
         assert!(r.queue.is_empty());
     }
