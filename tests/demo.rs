@@ -89,7 +89,8 @@ async fn demo_prints_logins_and_statements_that_work() {
     for row in &stats {
         let name = row[0].as_deref().unwrap();
         assert!(
-            name.split(' ').all(|word| word.chars().count() == 2 && word.ends_with('.')),
+            name.split(' ')
+                .all(|word| word.chars().count() == 2 && word.ends_with('.')),
             "initials only: {name}"
         );
     }

@@ -485,7 +485,7 @@ fn explain_sql_of_an_unparsable_statement_is_a_denial() {
     let setup = Setup::new(None);
     let run = setup.explain_sql("investigator_01", "SELEC full_name FROM participant");
     assert_eq!(run.code, 1, "{run}");
-    assert!(run.stdout.contains("\nsqlstate: 42601\n"), "{run}");
+    assert!(run.stdout.contains("\nsqlstate: 42501\n"), "{run}");
 }
 
 #[test]

@@ -225,14 +225,62 @@ async fn restricted_accounts_keep_client_encoding_utf8() {
     assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED), "{err}");
 
     let client = proxy.connect("clerk", PASSWORD).await.unwrap();
-    let err = client
-        .batch_execute("SET client_encoding = 'SJIS'")
+    for set in [
+        "SET client_encoding = 'SJIS'",
+        "SET NAMES 'LATIN1'",
+        "SET client_encoding TO big5",
+    ] {
+        let err = client.batch_execute(set).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{set}: {err}"
+        );
+    }
+    client
+        .batch_execute("SET client_encoding = 'UTF8'")
+        .await
+        .unwrap();
+    let encoding = client.simple_query("SHOW client_encoding").await.unwrap();
+    assert_eq!(rows(&encoding)[0].get(0), Some("UTF8"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_statements_are_prepared_upstream_once_and_stay_correct() {
+    use tokio_postgres::types::Type;
+    let (_cluster, proxy) = start().await;
+    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let lookup = "SELECT id, citizen_id FROM person WHERE id = $1";
+    // query_typed sends Parse of the unnamed statement, Bind, Execute, Sync each time.
+    for id in [2i64, 4, 6, 2, 3, 8] {
+        let rows = client
+            .query_typed(lookup, &[(&id, Type::INT8)])
+            .await
+            .unwrap();
+        if id % 2 == 1 {
+            assert!(rows.is_empty(), "row {id} is outside the province");
+            continue;
+        }
+        assert_eq!(rows[0].get::<_, i64>(0), id);
+        assert_eq!(rows[0].get::<_, String>(1), format!("********{id:04}"));
+    }
+    // A denial and a DISCARD ALL in between change nothing for the next lookups.
+    client
+        .query_typed("SELECT note FROM person", &[])
         .await
         .unwrap_err();
-    assert!(
-        err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
-            || err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE),
-        "{err}"
-    );
-    client.simple_query("SELECT 1").await.unwrap_err();
+    client.batch_execute("DISCARD ALL").await.unwrap();
+    let rows = client
+        .query_typed(lookup, &[(&10i64, Type::INT8)])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(1), "********0010");
+    let other = client
+        .query_typed(
+            "SELECT count(*) FROM person WHERE id < $1",
+            &[(&11i64, Type::INT8)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(other[0].get::<_, i64>(0), 5);
 }

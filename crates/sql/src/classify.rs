@@ -108,7 +108,9 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
             if !SETTABLE.contains(&name) {
                 return Err(Denial::forbidden(format!("SET {name}")));
             }
-            if values.iter().all(is_plain_setting_value) {
+            if name == "client_encoding" && !values.iter().all(is_utf8_value) {
+                Err(utf8_only())
+            } else if values.iter().all(is_plain_setting_value) {
                 Ok(StatementClass::Session)
             } else {
                 Err(Denial::forbidden(format!("SET {name} to an expression")))
@@ -117,6 +119,7 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
         Set::SetTimeZone { value, .. } if is_plain_setting_value(value) => {
             Ok(StatementClass::Session)
         }
+        Set::SetNames { charset_name, .. } if !is_utf8(&charset_name.value) => Err(utf8_only()),
         Set::SetNames { .. } | Set::SetNamesDefault {} | Set::SetTransaction { .. } => {
             Ok(StatementClass::Session)
         }
@@ -124,6 +127,33 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
         Set::SetSessionParam(_) => Err(Denial::forbidden("SET SESSION AUTHORIZATION")),
         _ => Err(Denial::forbidden("this form of SET")),
     }
+}
+
+/// Statements are analyzed as UTF-8. A client encoding PostgreSQL would read
+/// differently (a multi-byte one whose second bytes include `'` or `\`) could hide
+/// a quote from the analyzer, so restricted accounts keep UTF-8.
+fn is_utf8(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "utf8" | "utf-8" | "unicode"
+    )
+}
+
+fn is_utf8_value(value: &Expr) -> bool {
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => is_utf8(s),
+            _ => false,
+        },
+        Expr::Identifier(ident) => {
+            is_utf8(&ident.value) || ident.value.eq_ignore_ascii_case("default")
+        }
+        _ => false,
+    }
+}
+
+fn utf8_only() -> Denial {
+    Denial::forbidden("a client_encoding other than UTF8")
 }
 
 /// `SET x = 'a'`, `SET x = 5`, `SET x TO DEFAULT`, `SET x = local`: a value, not a query.

@@ -5,13 +5,12 @@ use std::fmt;
 /// SQLSTATE codes the enforcer answers with.
 pub mod sqlstate {
     /// The policy does not let this account do it (a relation, column, function or
-    /// statement kind it may not use, or a construct that is never allowed).
+    /// statement kind it may not use, or a construct that is never allowed). Also a
+    /// statement that does not parse (or uses a PostgreSQL syntax sqlparser lacks):
+    /// it cannot be analyzed, so it is refused; the message says so.
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// A construct maskgate does not analyze (yet); refused rather than guessed at.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
-    /// The text did not parse. Also used when sqlparser lacks a PostgreSQL syntax,
-    /// because the statement cannot be analyzed either way; the message says so.
-    pub const SYNTAX_ERROR: &str = "42601";
 }
 
 /// A refused statement. The message names the construct, relation, column or function

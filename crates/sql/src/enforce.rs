@@ -23,7 +23,7 @@
 //!   denies is refused even if it might have meant another table's column).
 //! - Unqualified function and operator names are not rewritten: PostgreSQL searches
 //!   `pg_catalog` first, and the session's search_path is the proxy's.
-//! - Parse failures answer `42601`; forbidden constructs `42501`; constructs not
+//! - Parse failures and forbidden constructs answer `42501`; constructs not
 //!   analyzed `0A000`.
 //! - `information_schema.tables`, `columns`, `key_column_usage`, `table_constraints` and
 //!   `referential_constraints` become fenced subqueries keeping only the rows of the
@@ -88,7 +88,7 @@ use std::sync::Arc;
 use maskgate_policy::{
     ColumnRule, EffectiveRules, Policy, QualifiedName, StatementKind, TableClass,
 };
-use sqlparser::ast::{CloseCursor, DeclareType, Ident, Query, Statement};
+use sqlparser::ast::{CloseCursor, DeclareType, FetchDirection, Ident, Query, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -368,8 +368,14 @@ impl Enforcer {
                 Ok((StatementClass::Cursor, cap, Some(cursor)))
             }
             Statement::Fetch {
-                name, into: None, ..
-            } => Ok((StatementClass::Cursor, cap, Some(cursor_use(name, false)?))),
+                name,
+                into: None,
+                direction,
+                ..
+            } => {
+                check_fetch_direction(direction)?;
+                Ok((StatementClass::Cursor, cap, Some(cursor_use(name, false)?)))
+            }
             Statement::Close { cursor } => {
                 let cursor = match cursor {
                     CloseCursor::All => None,
@@ -393,6 +399,20 @@ impl Enforcer {
                 kind.as_str()
             )))
         }
+    }
+}
+
+/// The proxy caps a cursor by counting the rows it passes over (fetched or moved), so
+/// the cursor may only step through its rows: jumping to a position (LAST, ABSOLUTE,
+/// RELATIVE) would reach the row after the cap without passing the rows before it.
+fn check_fetch_direction(direction: &FetchDirection) -> Result<(), Denial> {
+    match direction {
+        FetchDirection::Last
+        | FetchDirection::Absolute { .. }
+        | FetchDirection::Relative { .. } => Err(Denial::forbidden(
+            "FETCH or MOVE with LAST, ABSOLUTE or RELATIVE (step through the cursor instead)",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -544,11 +564,13 @@ fn parse_denial(error: ParserError) -> Denial {
                 .all(|b| b.is_ascii_alphanumeric() || b" :,".contains(&b))
         });
     let message = match position {
-        Some(position) => format!("maskgate could not parse this statement ({position})"),
-        None => "maskgate could not parse this statement".to_owned(),
+        Some(position) => {
+            format!("maskgate could not parse this statement ({position}), so it is refused")
+        }
+        None => "maskgate could not parse this statement, so it is refused".to_owned(),
     };
     Denial {
-        sqlstate: sqlstate::SYNTAX_ERROR,
+        sqlstate: sqlstate::INSUFFICIENT_PRIVILEGE,
         message,
     }
 }

@@ -546,11 +546,10 @@ fn cursors_are_rewritten_like_reads_and_named_for_counting() {
         ("FETCH FORWARD IN c", "FETCH NEXT IN c"),
         ("MOVE BACKWARD FROM c", "MOVE PRIOR FROM c"),
         ("MOVE 5 c", "MOVE 5 FROM c"),
-        ("MOVE ABSOLUTE 50 IN c", "MOVE ABSOLUTE 50 IN c"),
         ("FETCH BACKWARD ALL c", "FETCH BACKWARD ALL FROM c"),
         (
-            "BEGIN; MOVE LAST IN c; /* x */ fetch\nrelative 2 from \"c\"",
-            "BEGIN; MOVE LAST IN c; FETCH RELATIVE 2 FROM \"c\"",
+            "BEGIN; MOVE ALL IN c; /* x */ fetch\nforward 2 from \"c\"",
+            "BEGIN; MOVE ALL IN c; FETCH FORWARD 2 FROM \"c\"",
         ),
     ] {
         assert_eq!(ok("analyst_79", sql), out, "{sql}");
@@ -618,9 +617,9 @@ fn information_schema_lists_only_what_the_account_sees() {
 }
 
 #[test]
-fn parse_errors_are_syntax_errors_without_the_text() {
+fn parse_errors_are_denials_without_the_text() {
     let denial = denied("clerk_01", "SEL/**/ECT 'secret'");
-    assert_eq!(denial.sqlstate, "42601");
+    assert_eq!(denial.sqlstate, "42501");
     assert!(!denial.message.contains("secret"), "{denial}");
 }
 
@@ -636,5 +635,45 @@ fn output_reparses_to_the_same_text() {
         let again = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &out)
             .unwrap_or_else(|e| panic!("{out}: {e}"));
         assert_eq!(again[0].to_string(), out);
+    }
+}
+
+#[test]
+fn cursors_may_only_step_through_their_rows() {
+    for sql in [
+        "FETCH LAST FROM c",
+        "FETCH ABSOLUTE 51 FROM c",
+        "FETCH RELATIVE 10 FROM c",
+        "MOVE ABSOLUTE 50 IN c",
+        "MOVE LAST IN c",
+    ] {
+        assert_eq!(denied("clerk_01", sql).sqlstate, "42501", "{sql}");
+    }
+    for sql in [
+        "FETCH 10 FROM c",
+        "FETCH NEXT FROM c",
+        "FETCH PRIOR FROM c",
+        "MOVE FORWARD 5 IN c",
+        "FETCH ALL FROM c",
+    ] {
+        ok("clerk_01", sql);
+    }
+}
+
+#[test]
+fn client_encoding_stays_utf8() {
+    for sql in [
+        "SET client_encoding = 'SJIS'",
+        "SET client_encoding TO latin1",
+        "SET NAMES 'BIG5'",
+    ] {
+        assert_eq!(denied("clerk_01", sql).sqlstate, "42501", "{sql}");
+    }
+    for sql in [
+        "SET client_encoding = 'UTF8'",
+        "SET client_encoding TO DEFAULT",
+        "SET NAMES 'utf8'",
+    ] {
+        ok("clerk_01", sql);
     }
 }

@@ -533,11 +533,11 @@ const DENIED: &[(&str, &str, Option<&str>)] = &[
         "SELECT U&\"ph\\006fne\" FROM participant",
         Some("0A000"),
     ),
-    ("analyst_79", "SEL/**/ECT * FROM participant", Some("42601")),
+    ("analyst_79", "SEL/**/ECT * FROM participant", Some("42501")),
     (
         "analyst_79",
         "SELECT * FROM participant WHERE id = 1 /* unterminated",
-        Some("42601"),
+        Some("42501"),
     ),
     ("analyst_79", "SELECT * FROM `participant`", None),
     ("analyst_79", "SELECT * FROM [participant]", None),

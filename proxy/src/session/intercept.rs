@@ -26,6 +26,7 @@ use bytes::BytesMut;
 use maskgate_sql::{Denial, EnforcedStatement, StatementClass};
 
 use super::account_guard::AccountGuard;
+use super::auto_prepare::{self, AutoPrepare};
 use super::results::{Completion, CountKey, Limit, Results, RowVerdict};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
@@ -90,6 +91,7 @@ pub struct SessionRules<'m> {
     syncs_answered: u64,
     /// A statement was stopped: its remaining results are dropped until ReadyForQuery.
     discarding: bool,
+    auto_prepare: AutoPrepare,
 }
 
 impl<'m> SessionRules<'m> {
@@ -103,6 +105,7 @@ impl<'m> SessionRules<'m> {
             syncs_sent: 0,
             syncs_answered: 0,
             discarding: false,
+            auto_prepare: AutoPrepare::default(),
         }
     }
 
@@ -186,10 +189,27 @@ impl<'m> Intercept<'m> {
                         (Ok(portal), Ok(statement)) => rules.results.bound(portal, statement),
                         _ => return ClientVerdict::Reject(malformed("Bind")),
                     }
+                    if rules.auto_prepare.bind(body, out) {
+                        return ClientVerdict::Replace;
+                    }
                 }
                 ClientVerdict::Forward
             }
-            frontend_tag::DESCRIBE | frontend_tag::CLOSE | frontend_tag::FLUSH => {
+            frontend_tag::DESCRIBE => {
+                self.unsynced = true;
+                match &self.rules {
+                    Some(rules) if rules.auto_prepare.describe(body, out) => ClientVerdict::Replace,
+                    _ => ClientVerdict::Forward,
+                }
+            }
+            frontend_tag::CLOSE => {
+                self.unsynced = true;
+                if let Some(rules) = self.rules.as_mut() {
+                    rules.auto_prepare.close(body);
+                }
+                ClientVerdict::Forward
+            }
+            frontend_tag::FLUSH => {
                 self.unsynced = true;
                 ClientVerdict::Forward
             }
@@ -280,6 +300,9 @@ impl<'m> Intercept<'m> {
         }
         let (cap, hourly) = rules.limits();
         for statement in &rewritten.statements {
+            if drops_prepared(&statement.sql) {
+                rules.auto_prepare.forget_all();
+            }
             let key = count_key(statement, &mut rules.results);
             rules.results.expect(key, cap, hourly, false);
         }
@@ -302,7 +325,17 @@ impl<'m> Intercept<'m> {
             tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "parse");
             return ClientVerdict::Forward;
         };
+        if name.starts_with(auto_prepare::PREFIX) {
+            let e = ClientError::error(
+                SqlState::INSUFFICIENT_PRIVILEGE,
+                "prepared statement names starting with _maskgate_ are reserved",
+            );
+            return rules.deny(self.metrics, Replaced::Parse { name: b"" }, e, sql, out);
+        }
         let decision = rules.account.decide(sql);
+        if name.is_empty() {
+            rules.auto_prepare.unnamed_replaced();
+        }
         let statement = match decision.as_ref() {
             Ok(rewritten) if rewritten.statements.len() > 1 => {
                 let e = ClientError::error(
@@ -312,8 +345,24 @@ impl<'m> Intercept<'m> {
                 return rules.deny(self.metrics, Replaced::Parse { name }, e, sql, out);
             }
             Ok(rewritten) => {
-                let fetch = rewritten.statements.first().and_then(|s| fetch_cursor(s));
+                let first = rewritten.statements.first();
+                let fetch = first.and_then(fetch_cursor);
                 rules.results.prepared(name, fetch);
+                if drops_prepared(&rewritten.text) {
+                    rules.auto_prepare.forget_all();
+                }
+                let plannable = first.is_some_and(|s| {
+                    matches!(s.kind, StatementClass::Read | StatementClass::Write)
+                        && s.cursor.is_none()
+                });
+                if name.is_empty()
+                    && plannable
+                    && rules
+                        .auto_prepare
+                        .parse_unnamed(&rewritten.text, param_types, out)
+                {
+                    return ClientVerdict::Replace;
+                }
                 &rewritten.text
             }
             Err(denial) => {
@@ -471,30 +520,12 @@ impl SessionRules<'_> {
             },
             backend_tag::COMMAND_COMPLETE
             | backend_tag::EMPTY_QUERY_RESPONSE
-            | backend_tag::PORTAL_SUSPENDED => match self.results.complete(body) {
-                Completion::Done { rows } => {
-                    self.usage.add_rows(rows);
-                    ServerVerdict::Forward
+            | backend_tag::PORTAL_SUSPENDED => {
+                if drops_prepared_tag(body) {
+                    self.auto_prepare.forget_all();
                 }
-                Completion::Exceeded {
-                    limit,
-                    rows,
-                    more_pending,
-                } => {
-                    self.usage.add_rows(rows);
-                    let error = match limit {
-                        Limit::PerStatement(cap) => {
-                            metrics.row_cap_exceeded();
-                            cap_error(cap)
-                        }
-                        Limit::Hourly(_) => {
-                            metrics.quota_exceeded(true);
-                            hourly_error(self.account.rows_per_hour.unwrap_or(0))
-                        }
-                    };
-                    self.stop(error, more_pending, out)
-                }
-            },
+                self.complete(metrics, body, out)
+            }
             backend_tag::ROW_DESCRIPTION => {
                 if self.restricted() {
                     if let Some(column) = self.hidden_column(body) {
@@ -517,6 +548,7 @@ impl SessionRules<'_> {
             backend_tag::ERROR_RESPONSE => {
                 let rows = self.results.error();
                 self.usage.add_rows(rows);
+                self.auto_prepare.error();
                 if let Some(denial) = self.take_denial(body) {
                     denial.encode(out);
                     return ServerVerdict::Replace;
@@ -535,6 +567,7 @@ impl SessionRules<'_> {
             }
             backend_tag::READY_FOR_QUERY => {
                 self.results.ready();
+                self.auto_prepare.ready();
                 self.syncs_answered += 1;
                 while self
                     .denials
@@ -546,6 +579,35 @@ impl SessionRules<'_> {
                 ServerVerdict::Forward
             }
             _ => ServerVerdict::Forward,
+        }
+    }
+
+    /// CommandComplete, EmptyQueryResponse or PortalSuspended: the statement at the
+    /// front is done; if it went past a limit, its end becomes the error.
+    fn complete(&mut self, metrics: &Metrics, body: &[u8], out: &mut BytesMut) -> ServerVerdict {
+        match self.results.complete(body) {
+            Completion::Done { rows } => {
+                self.usage.add_rows(rows);
+                ServerVerdict::Forward
+            }
+            Completion::Exceeded {
+                limit,
+                rows,
+                more_pending,
+            } => {
+                self.usage.add_rows(rows);
+                let error = match limit {
+                    Limit::PerStatement(cap) => {
+                        metrics.row_cap_exceeded();
+                        cap_error(cap)
+                    }
+                    Limit::Hourly(_) => {
+                        metrics.quota_exceeded(true);
+                        hourly_error(self.account.rows_per_hour.unwrap_or(0))
+                    }
+                };
+                self.stop(error, more_pending, out)
+            }
         }
     }
 
@@ -615,6 +677,19 @@ impl SessionRules<'_> {
         }
         None
     }
+}
+
+/// Whether a statement (as sent upstream) can drop the session's prepared statements.
+fn drops_prepared(sql: &str) -> bool {
+    let head = sql.trim_start().as_bytes();
+    let starts =
+        |word: &[u8]| head.len() >= word.len() && head[..word.len()].eq_ignore_ascii_case(word);
+    starts(b"DISCARD") || starts(b"DEALLOCATE")
+}
+
+/// The same, from a CommandComplete tag (a prepared DEALLOCATE runs at Execute).
+fn drops_prepared_tag(tag: &[u8]) -> bool {
+    tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE")
 }
 
 /// Where a statement's rows are counted.

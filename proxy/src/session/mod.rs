@@ -6,6 +6,7 @@
 //! session can end sends the client a PostgreSQL error that says why.
 
 mod account_guard;
+mod auto_prepare;
 mod handshake;
 mod intercept;
 pub mod params;

@@ -1,0 +1,186 @@
+//! Upstream prepared statements for a restricted session's unnamed statements.
+//!
+//! Drivers using the extended protocol without naming statements send a Parse of
+//! the unnamed statement before every execution, so PostgreSQL would parse and plan
+//! the masking subqueries of the rewrite each time: several times the cost of the
+//! client's own statement. Instead, each rewritten text is prepared once per session
+//! under a name of the proxy's, and the client's Binds and Describes of the unnamed
+//! statement are pointed at it. The client's Parse must still be answered in its
+//! place, so it becomes a Parse of an empty statement: PostgreSQL answers it with
+//! ParseComplete for next to nothing.
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+
+use crate::protocol::{self, fields::Fields};
+
+/// Names of the proxy's statements start with this; clients may not use it.
+pub const PREFIX: &[u8] = b"_maskgate_";
+/// Statements kept prepared per session; beyond this, unnamed Parses go through as sent.
+const MAX_PREPARED: usize = 256;
+
+#[derive(Debug, Default)]
+pub struct AutoPrepare {
+    /// Rewritten text → (parameter types as sent, statement number).
+    prepared: HashMap<String, Vec<(Vec<u8>, u32)>>,
+    count: usize,
+    next: u32,
+    /// The proxy's statement that the client's unnamed statement stands for.
+    unnamed: Option<u32>,
+    /// Created since the last sync point: an error before it may have prevented them.
+    unconfirmed: Vec<(String, u32)>,
+}
+
+impl AutoPrepare {
+    /// The client's Parse of the unnamed statement, allowed and rewritten to `text`.
+    /// Writes its replacement to `out` and returns true, or returns false (nothing
+    /// written) when the Parse should go upstream as rewritten.
+    pub fn parse_unnamed(&mut self, text: &str, param_types: &[u8], out: &mut BytesMut) -> bool {
+        let known = self
+            .prepared
+            .get(text)
+            .and_then(|entries| entries.iter().find(|(types, _)| types == param_types))
+            .map(|(_, number)| *number);
+        match known {
+            Some(number) => {
+                protocol::write_parse(out, b"", "", &[0, 0]);
+                self.unnamed = Some(number);
+            }
+            None if self.count < MAX_PREPARED => {
+                let number = self.next;
+                self.next += 1;
+                self.count += 1;
+                protocol::write_parse(out, &name(number), text, param_types);
+                self.prepared
+                    .entry(text.to_owned())
+                    .or_default()
+                    .push((param_types.to_vec(), number));
+                self.unconfirmed.push((text.to_owned(), number));
+                self.unnamed = Some(number);
+            }
+            None => {
+                self.unnamed = None;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Any other Parse of the unnamed statement (denied, or not prepared by the proxy).
+    pub fn unnamed_replaced(&mut self) {
+        self.unnamed = None;
+    }
+
+    /// A Bind: when it names the unnamed statement, writes it for the proxy's statement.
+    pub fn bind(&self, body: &[u8], out: &mut BytesMut) -> bool {
+        let Some(number) = self.unnamed else {
+            return false;
+        };
+        let mut f = Fields::new(body, "Bind");
+        let (Ok(portal), Ok(b"")) = (f.cstr(), f.cstr()) else {
+            return false;
+        };
+        write_message(out, b'B', &[portal, b"\0", &name(number), b"\0", f.rest()]);
+        true
+    }
+
+    /// A Describe of the unnamed statement: writes it for the proxy's statement.
+    pub fn describe(&self, body: &[u8], out: &mut BytesMut) -> bool {
+        match (self.unnamed, body) {
+            (Some(number), [b'S', 0]) => {
+                write_message(out, b'D', &[b"S", &name(number), b"\0"]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A Close of the unnamed statement.
+    pub fn close(&mut self, body: &[u8]) {
+        if body == [b'S', 0] {
+            self.unnamed = None;
+        }
+    }
+
+    /// The server reported an error: statements created since the sync point may not
+    /// exist, and the client will parse again.
+    pub fn error(&mut self) {
+        for (text, number) in self.unconfirmed.drain(..) {
+            if let Some(entries) = self.prepared.get_mut(&text) {
+                entries.retain(|(_, n)| *n != number);
+            }
+        }
+        self.unnamed = None;
+    }
+
+    pub fn ready(&mut self) {
+        self.unconfirmed.clear();
+    }
+
+    /// DISCARD or DEALLOCATE may have dropped the proxy's statements: prepare anew.
+    pub fn forget_all(&mut self) {
+        self.prepared.clear();
+        self.unconfirmed.clear();
+        self.count = 0;
+        self.unnamed = None;
+    }
+}
+
+fn name(number: u32) -> Vec<u8> {
+    let mut name = PREFIX.to_vec();
+    name.extend_from_slice(number.to_string().as_bytes());
+    name
+}
+
+fn write_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+    let len: usize = 4 + parts.iter().map(|p| p.len()).sum::<usize>();
+    out.extend_from_slice(&[tag]);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_is_prepared_once_and_reused() {
+        let mut auto = AutoPrepare::default();
+        let mut out = BytesMut::new();
+        assert!(auto.parse_unnamed("SELECT 1", &[0, 0], &mut out));
+        assert!(
+            out.windows(10).any(|w| w == PREFIX),
+            "prepared under the proxy's name"
+        );
+        out.clear();
+        assert!(auto.bind(b"\0\0\0\0\0\0\0\0", &mut out));
+        assert!(out.windows(PREFIX.len()).any(|w| w == PREFIX));
+
+        out.clear();
+        auto.ready();
+        assert!(auto.parse_unnamed("SELECT 1", &[0, 0], &mut out));
+        assert!(
+            !out.windows(8).any(|w| w == b"SELECT 1"),
+            "an empty Parse stands in"
+        );
+        assert_eq!(auto.count, 1);
+    }
+
+    #[test]
+    fn an_error_forgets_what_the_batch_created() {
+        let mut auto = AutoPrepare::default();
+        let mut out = BytesMut::new();
+        auto.parse_unnamed("SELECT 1", &[0, 0], &mut out);
+        auto.error();
+        assert!(
+            !auto.bind(b"\0\0\0\0\0\0\0\0", &mut out),
+            "no longer mapped"
+        );
+        out.clear();
+        auto.parse_unnamed("SELECT 1", &[0, 0], &mut out);
+        assert!(out.windows(8).any(|w| w == b"SELECT 1"), "prepared again");
+    }
+}
