@@ -360,7 +360,7 @@ fn explain_sql_shows_a_lookup_rewritten_with_mask_filter_and_limit() {
         sql.starts_with("SELECT id, full_name, citizen_id, date_of_birth FROM (SELECT "),
         "{run}"
     );
-    assert!(sql.contains("FROM \"public\".\"participant\" WHERE (province_code = '01') AND (\"participant\".\"citizen_id\" = '001203004567') OFFSET 0) AS \"participant\""), "{run}");
+    assert!(sql.contains("FROM \"public\".\"participant\" WHERE (province_code = '01') AND (\"participant\".\"citizen_id\" = '001203004567')) AS \"participant\""), "{run}");
     assert!(sql.contains("date_trunc('year'"), "{run}");
     assert!(sql.contains("repeat('*'"), "{run}");
     assert!(sql.ends_with(" LIMIT 51"), "{run}");
@@ -421,10 +421,7 @@ fn explain_sql_rewrites_every_statement_of_a_string() {
     );
     assert_eq!(sent_upstream(&run, 1), "BEGIN", "{run}");
     let read = sent_upstream(&run, 2);
-    assert!(
-        read.contains("WHERE (province_code = '79') OFFSET 0"),
-        "{run}"
-    );
+    assert!(read.contains("WHERE (province_code = '79')) AS"), "{run}");
     assert!(read.ends_with("GROUP BY gender LIMIT 10001"), "{run}");
     assert_eq!(sent_upstream(&run, 3), "COMMIT", "{run}");
     assert!(run.stdout.contains("\n  row cap: 10000 rows\n"), "{run}");
@@ -474,7 +471,7 @@ fn explain_sql_reads_the_statement_from_stdin() {
     assert_eq!(run.code, 0, "{run}");
     let sql = sent_upstream(&run, 1);
     assert!(
-        sql.contains("AND (\"participant\".\"social_insurance_code\" = $1) OFFSET 0"),
+        sql.contains("AND (\"participant\".\"social_insurance_code\" = $1)) AS"),
         "{run}"
     );
     assert!(sql.ends_with(" LIMIT 51"), "{run}");

@@ -75,7 +75,11 @@
 //!   parser, printed back as MOVE) and CLOSE are allowed; [`EnforcedStatement::cursor`]
 //!   names the cursor so the proxy can count its rows across FETCHes. Forms sqlparser
 //!   does not read are brought into one it does before parsing (`FETCH c`, `FETCH NEXT
-//!   c`, `FETCH FORWARD FROM c`); negative counts are parse errors.
+//!   c`, `FETCH FORWARD FROM c`); negative counts are parse errors. `LAST`, `ABSOLUTE`
+//!   and `RELATIVE` are refused (`42501`): the proxy caps a cursor by counting the rows
+//!   it passes over, so a cursor may only step through its rows, never jump.
+//! - `SET client_encoding` / `SET NAMES` only to UTF-8: statements are analyzed as
+//!   UTF-8, and PostgreSQL must read them the same way.
 //!
 //! Not handled, hence denied (fail closed): `FOR UPDATE`/`FOR SHARE`, `TABLE name`,
 //! `FETCH … WITH TIES` under a cap, column alias lists on protected tables, lookup-only

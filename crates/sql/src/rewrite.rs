@@ -10,7 +10,9 @@
 //! `OFFSET 0` keeps PostgreSQL from pulling the user's predicates into the subquery,
 //! so they never run on rows outside the filter (no division-by-zero or cast-error
 //! oracles). Only predicates proven safe go inside: lookup pins (a declared key `=` one
-//! literal or parameter, on the raw key) and `allowed column <cmp> literal`.
+//! literal or parameter, on the raw key) and `allowed column <cmp> literal`. The
+//! outermost block goes without `OFFSET 0` when nothing of the statement's own would
+//! run beside the filter ([`Rewriter::may_open_fence`]).
 //!
 //! References to the `information_schema` views that name tables and columns become
 //! fenced subqueries too, keeping only the rows of the tables (and columns) the account
@@ -45,6 +47,7 @@ pub(crate) use write::rewrite_write;
 /// Rewrites a top-level query in place and caps it.
 pub(crate) fn rewrite_read(enforcer: &Enforcer, query: &mut Query) -> Result<(), Denial> {
     let mut rewriter = Rewriter::new(enforcer, query)?;
+    rewriter.open_block = query.with.is_none() && matches!(*query.body, SetExpr::Select(_));
     rewriter.query(query)?;
     if let Some(cap) = enforcer.rules.max_rows {
         apply_cap(query, cap)?;
@@ -80,6 +83,8 @@ struct FromItem {
 #[derive(Debug, Default)]
 struct FencePlan {
     inside: Vec<Expr>,
+    /// Nothing of the statement's own runs beside the row filter: no `OFFSET 0`.
+    open: bool,
 }
 
 struct Rewriter<'e> {
@@ -94,6 +99,9 @@ struct Rewriter<'e> {
     target: Option<Target>,
     /// Queries walked so far (a write that contains one also reads).
     queries: usize,
+    /// The next query block is the statement's outermost one, whose fence may be left
+    /// open (see [`Rewriter::may_open_fence`]).
+    open_block: bool,
 }
 
 /// The table of an UPDATE, DELETE or INSERT. PostgreSQL reads it as stored, so every
@@ -119,6 +127,7 @@ impl<'e> Rewriter<'e> {
             frames: Vec::new(),
             target: None,
             queries: 0,
+            open_block: false,
         };
         let mut tables = Vec::new();
         let _ = sqlparser::ast::visit_relations(node, |name| {
@@ -330,8 +339,12 @@ impl<'e> Rewriter<'e> {
             return Err(Denial::unsupported("this SELECT clause"));
         }
 
+        let outermost = std::mem::take(&mut self.open_block);
         let (items, has_outer_join) = self.scan_from(&select.from)?;
         let mut plans = self.plan_fences(&items, &mut select.selection, has_outer_join)?;
+        if outermost && self.may_open_fence(select, &items) {
+            plans[0].open = true;
+        }
         self.frames.push(items.clone());
         let result = self.select_inner(select, order_by, &items, &mut plans);
         self.frames.pop();
@@ -729,6 +742,40 @@ impl<'e> Rewriter<'e> {
         Ok(plans)
     }
 
+    /// Whether the outermost block's only table may go without `OFFSET 0`. The fence
+    /// exists so that PostgreSQL cannot evaluate the statement's own predicates on rows
+    /// outside the row filter. When the block reads one protected table, has no
+    /// joins and no HAVING (which PostgreSQL may move into WHERE), and every condition
+    /// left in its WHERE is a safe comparison already copied inside, nothing of the
+    /// statement's own is evaluated before the filter: select list, grouping, ordering
+    /// and aggregates only see rows that passed it. No enclosing query exists to push
+    /// predicates in. PostgreSQL may then flatten the subquery, which makes lookups
+    /// cost nearly what the unmasked statement costs.
+    fn may_open_fence(&self, select: &Select, items: &[FromItem]) -> bool {
+        let [item] = items else {
+            return false;
+        };
+        let Some(table) = item.protected.as_ref().filter(|_| !item.raw) else {
+            return false;
+        };
+        if select.from.len() != 1 || !select.from[0].joins.is_empty() || select.having.is_some() {
+            return false;
+        }
+        let rules = self.rules(table);
+        let mut conjuncts = Vec::new();
+        if let Some(selection) = &select.selection {
+            split_and_ref(selection, &mut conjuncts);
+        }
+        conjuncts.iter().all(|conjunct| {
+            comparison(conjunct).is_some_and(|(column, op, _)| {
+                is_safe_comparison(&op)
+                    && self.column_of(column, items, 0).is_some_and(|name| {
+                        matches!(rules.columns.get(&name), Some(ColumnRule::Allow))
+                    })
+            })
+        })
+    }
+
     /// The column of FROM item `index` that `expr` names, if it certainly is one.
     fn column_of(&self, expr: &Expr, items: &[FromItem], index: usize) -> Option<String> {
         let item = &items[index];
@@ -803,6 +850,9 @@ impl<'e> Rewriter<'e> {
             Some(Err(denial)) => return Err(denial.clone()),
             None => return Err(internal()),
         };
+        if plan.open {
+            subquery.limit_clause = None;
+        }
         if !plan.inside.is_empty() {
             let SetExpr::Select(select) = subquery.body.as_mut() else {
                 return Err(internal());

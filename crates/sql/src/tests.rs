@@ -51,6 +51,12 @@ fn denied(login: &str, sql: &str) -> Denial {
     }
 }
 
+/// The clerk's masking subquery of an outermost block with nothing but safe
+/// conditions: no `OFFSET 0`.
+fn clerk_open(extra: &str) -> String {
+    clerk_fence(extra).replace(" OFFSET 0)", ")")
+}
+
 fn clerk_fence(extra: &str) -> String {
     format!("(SELECT (m(\"participant\".\"birth_date\")) AS \"birth_date\", (m(\"participant\".\"citizen_id\")) AS \"citizen_id\", \"participant\".\"full_name\", \"participant\".\"id\", \"participant\".\"province_code\" FROM \"public\".\"participant\" WHERE (province_code = '01'){extra} OFFSET 0)")
 }
@@ -64,7 +70,7 @@ fn lookup_is_pinned_on_the_raw_key_inside_the_fence() {
         ),
         format!(
             "SELECT full_name FROM {} AS \"participant\" LIMIT 51",
-            clerk_fence(" AND (\"participant\".\"citizen_id\" = '001203004567')")
+            clerk_open(" AND (\"participant\".\"citizen_id\" = '001203004567')")
         )
     );
 }
@@ -78,7 +84,7 @@ fn safe_predicates_on_allowed_columns_are_copied_inside() {
         ),
         format!(
             "SELECT p.* FROM {} AS p WHERE (p.id > 5) LIMIT 51",
-            clerk_fence(
+            clerk_open(
                 " AND (\"participant\".\"citizen_id\" = $1) AND (\"participant\".\"id\" > 5)"
             )
         )
@@ -101,7 +107,7 @@ fn masked_columns_are_not_pushed_down() {
 fn unprotected_tables_still_get_a_fence_and_qualified_names() {
     assert_eq!(
         ok("clerk_01", "SELECT * FROM Employer LIMIT 10"),
-        "SELECT * FROM (SELECT \"employer\".\"id\", \"employer\".\"name\", \"employer\".\"phone\", \"employer\".\"province_code\" FROM \"public\".\"employer\" OFFSET 0) AS \"employer\" LIMIT 10"
+        "SELECT * FROM (SELECT \"employer\".\"id\", \"employer\".\"name\", \"employer\".\"phone\", \"employer\".\"province_code\" FROM \"public\".\"employer\") AS \"employer\" LIMIT 10"
     );
     assert_eq!(
         ok("clerk_01", "SELECT count(*) FROM pg_type t"),
@@ -457,7 +463,7 @@ fn prepare_rewrites_its_statement_and_execute_takes_only_values() {
         statement.sql,
         format!(
             "PREPARE s (TEXT) AS SELECT full_name FROM {} AS \"participant\" LIMIT 51",
-            clerk_fence(" AND (\"participant\".\"citizen_id\" = $1)")
+            clerk_open(" AND (\"participant\".\"citizen_id\" = $1)")
         )
     );
     for sql in [
@@ -675,5 +681,28 @@ fn client_encoding_stays_utf8() {
         "SET NAMES 'utf8'",
     ] {
         ok("clerk_01", sql);
+    }
+}
+
+#[test]
+fn the_outermost_block_leaves_its_fence_open_only_when_nothing_else_runs_beside_the_filter() {
+    // Open: one table, conditions all pinned or safe and copied inside.
+    for sql in [
+        "SELECT full_name, citizen_id FROM participant WHERE citizen_id = $1",
+        "SELECT count(*) FROM participant WHERE citizen_id = $1 GROUP BY full_name ORDER BY 1",
+    ] {
+        assert!(!ok("clerk_01", sql).contains("OFFSET 0"), "{sql}");
+    }
+    // Fenced: the statement's own conditions, a join, HAVING, or an enclosing block.
+    for sql in [
+        "SELECT full_name FROM participant WHERE citizen_id = $1 AND 1 / (id - 3) = 1",
+        "SELECT full_name FROM participant WHERE citizen_id = $1 AND full_name LIKE 'N%'",
+        "SELECT p.full_name FROM participant p JOIN employer e ON e.id = p.id WHERE p.citizen_id = $1",
+        "SELECT full_name FROM participant WHERE citizen_id = $1 GROUP BY full_name HAVING full_name > 'A'",
+        "SELECT * FROM (SELECT full_name FROM participant WHERE citizen_id = $1) s WHERE 1 / 0 = 1",
+        "WITH s AS (SELECT full_name FROM participant WHERE citizen_id = $1) SELECT * FROM s",
+        "SELECT full_name FROM participant WHERE citizen_id = $1 UNION SELECT name FROM employer",
+    ] {
+        assert!(ok("clerk_01", sql).contains("OFFSET 0"), "{sql}");
     }
 }

@@ -134,6 +134,28 @@ async fn user_expressions_never_see_rows_outside_the_filter() {
 }
 
 #[tokio::test]
+async fn an_open_outermost_fence_still_evaluates_the_statement_only_on_rows_in_scope() {
+    let client = connect().await;
+    // The outermost block's only table goes without OFFSET 0 when its WHERE holds
+    // nothing of the statement's own; its select list, aggregates and ordering must
+    // still never run on province 01 rows.
+    let fails_outside = "1 / (CASE WHEN province_code = '01' THEN 0 ELSE 1 END)";
+    for sql in [
+        format!("SELECT sum({fails_outside}) FROM participant"),
+        format!("SELECT count(*) FROM participant GROUP BY {fails_outside}"),
+        format!("SELECT id FROM participant ORDER BY {fails_outside}, id LIMIT 5"),
+        format!("SELECT {fails_outside} FROM participant WHERE id > 5"),
+    ] {
+        let rewritten = rewrite("analyst_79", &sql);
+        assert!(!rewritten.contains("OFFSET 0"), "{rewritten}");
+        client
+            .query(&rewritten, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[tokio::test]
 async fn the_row_cap_asks_for_one_row_more() {
     let client = connect().await;
     let sql = rewrite("analyst_79", "SELECT id FROM participant");

@@ -114,6 +114,14 @@ impl<'m> SessionRules<'m> {
     }
 }
 
+/// Why a statement is refused, for the metrics.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Policy,
+    StatementQuota,
+    RowQuota,
+}
+
 /// How a denied statement is replaced upstream.
 enum Replaced<'a> {
     Query,
@@ -284,7 +292,7 @@ impl<'m> Intercept<'m> {
                 return rules.deny(
                     self.metrics,
                     Replaced::Query,
-                    denial_error(denial),
+                    (Refusal::Policy, denial_error(denial)),
                     sql,
                     out,
                 )
@@ -330,7 +338,13 @@ impl<'m> Intercept<'m> {
                 SqlState::INSUFFICIENT_PRIVILEGE,
                 "prepared statement names starting with _maskgate_ are reserved",
             );
-            return rules.deny(self.metrics, Replaced::Parse { name: b"" }, e, sql, out);
+            return rules.deny(
+                self.metrics,
+                Replaced::Parse { name: b"" },
+                (Refusal::Policy, e),
+                sql,
+                out,
+            );
         }
         let decision = rules.account.decide(sql);
         if name.is_empty() {
@@ -342,7 +356,13 @@ impl<'m> Intercept<'m> {
                     SqlState::SYNTAX_ERROR,
                     "cannot insert multiple commands into a prepared statement",
                 );
-                return rules.deny(self.metrics, Replaced::Parse { name }, e, sql, out);
+                return rules.deny(
+                    self.metrics,
+                    Replaced::Parse { name },
+                    (Refusal::Policy, e),
+                    sql,
+                    out,
+                );
             }
             Ok(rewritten) => {
                 let first = rewritten.statements.first();
@@ -367,7 +387,13 @@ impl<'m> Intercept<'m> {
             }
             Err(denial) => {
                 let e = denial_error(denial);
-                return rules.deny(self.metrics, Replaced::Parse { name }, e, sql, out);
+                return rules.deny(
+                    self.metrics,
+                    Replaced::Parse { name },
+                    (Refusal::Policy, e),
+                    sql,
+                    out,
+                );
             }
         };
         tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "parse rewritten");
@@ -444,24 +470,25 @@ impl SessionRules<'_> {
     /// Charges `statements` to the per-minute quota; refuses when a quota is used up.
     /// Transaction control is always let through, so a session can still end its
     /// transaction.
-    fn admit(&self, statements: u64, transaction_only: bool) -> Result<(), ClientError> {
+    fn admit(&self, statements: u64, transaction_only: bool) -> Result<(), (Refusal, ClientError)> {
         if transaction_only {
             return Ok(());
         }
         if let Some(per_minute) = self.account.statements_per_minute {
             if !self.usage.try_statements(statements, per_minute) {
-                return Err(ClientError::error(
+                let error = ClientError::error(
                     SqlState::CONFIGURATION_LIMIT_EXCEEDED,
                     format!(
                         "this account has used its quota of {per_minute} statements per minute"
                     ),
                 )
-                .with_hint("wait a minute before the next statement"));
+                .with_hint("wait a minute before the next statement");
+                return Err((Refusal::StatementQuota, error));
             }
         }
         if let Some(per_hour) = self.account.rows_per_hour {
             if self.usage.rows_left(per_hour) == 0 {
-                return Err(hourly_error(per_hour));
+                return Err((Refusal::RowQuota, hourly_error(per_hour)));
             }
         }
         Ok(())
@@ -472,15 +499,14 @@ impl SessionRules<'_> {
         &mut self,
         metrics: &Metrics,
         replaced: Replaced<'_>,
-        error: ClientError,
+        (refusal, error): (Refusal, ClientError),
         sql: &str,
         out: &mut BytesMut,
     ) -> ClientVerdict {
-        match error.sqlstate {
-            SqlState::CONFIGURATION_LIMIT_EXCEEDED => {
-                metrics.quota_exceeded(error.message.contains("rows per hour"))
-            }
-            _ => metrics.statement_denied(),
+        match refusal {
+            Refusal::Policy => metrics.statement_denied(),
+            Refusal::StatementQuota => metrics.quota_exceeded(false),
+            Refusal::RowQuota => metrics.quota_exceeded(true),
         }
         tracing::info!(
             sqlstate = %error.sqlstate,
