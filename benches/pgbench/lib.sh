@@ -361,3 +361,17 @@ wait_sql() {
 rss_kib() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
+
+# Prints "TPS<tab>average latency ms" from a pgbench output file, or "ERR<tab>ERR".
+# pgbench 14+ prints "(without initial connection time)", older ones "(excluding
+# connections establishing)".
+pgbench_tps_latency() {
+    awk '
+        /^tps = / && (/without initial/ || /excluding/) && tps == "" { tps = $3 }
+        /^tps = / && fallback == "" { fallback = $3 }
+        /^latency average = / { lat = $4 }
+        END {
+            if (tps == "") tps = fallback
+            if (tps == "" || lat == "") { print "ERR\tERR" } else { print tps "\t" lat }
+        }' "$1"
+}

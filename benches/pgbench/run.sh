@@ -120,15 +120,7 @@ run_pgbench() {
         printf 'ERR\tERR\n'
         return 0
     fi
-    # pgbench 14+ prints "(without initial connection time)", older ones "(excluding connections establishing)".
-    awk '
-        /^tps = / && (/without initial/ || /excluding/) && tps == "" { tps = $3 }
-        /^tps = / && fallback == "" { fallback = $3 }
-        /^latency average = / { lat = $4 }
-        END {
-            if (tps == "") tps = fallback
-            if (tps == "" || lat == "") { print "ERR\tERR" } else { print tps "\t" lat }
-        }' "$out"
+    pgbench_tps_latency "$out"
 }
 
 RESULTS="$BENCH_TMP/results.tsv"

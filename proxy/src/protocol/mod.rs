@@ -159,7 +159,8 @@ pub fn write_without_detail(
     Ok(())
 }
 
-fn write_message(buf: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+/// A message of `tag` whose body is `parts` in order.
+pub fn write_message(buf: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
     let len: usize = 4 + parts.iter().map(|p| p.len()).sum::<usize>();
     buf.reserve(1 + len);
     buf.extend_from_slice(&[tag]);

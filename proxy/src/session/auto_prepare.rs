@@ -81,7 +81,7 @@ impl AutoPrepare {
         let (Ok(portal), Ok(b"")) = (f.cstr(), f.cstr()) else {
             return false;
         };
-        write_message(out, b'B', &[portal, b"\0", &name(number), b"\0", f.rest()]);
+        protocol::write_message(out, b'B', &[portal, b"\0", &name(number), b"\0", f.rest()]);
         true
     }
 
@@ -89,7 +89,7 @@ impl AutoPrepare {
     pub fn describe(&self, body: &[u8], out: &mut BytesMut) -> bool {
         match (self.unnamed, body) {
             (Some(number), [b'S', 0]) => {
-                write_message(out, b'D', &[b"S", &name(number), b"\0"]);
+                protocol::write_message(out, b'D', &[b"S", &name(number), b"\0"]);
                 true
             }
             _ => false,
@@ -131,15 +131,6 @@ fn name(number: u32) -> Vec<u8> {
     let mut name = PREFIX.to_vec();
     name.extend_from_slice(number.to_string().as_bytes());
     name
-}
-
-fn write_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
-    let len: usize = 4 + parts.iter().map(|p| p.len()).sum::<usize>();
-    out.extend_from_slice(&[tag]);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    for part in parts {
-        out.extend_from_slice(part);
-    }
 }
 
 #[cfg(test)]

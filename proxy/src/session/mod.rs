@@ -12,6 +12,7 @@ mod intercept;
 pub mod params;
 mod relay;
 mod results;
+mod rules;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,9 +36,9 @@ use crate::stream::Stream;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use account_guard::AccountGuard;
 use handshake::Opening;
-use intercept::SessionRules;
 use params::StartupRequest;
 use relay::{Controls, Relay, RelayEnd};
+use rules::SessionRules;
 
 /// Why a session could not start; sent to the client when the connection still allows it.
 #[derive(Debug, thiserror::Error)]
@@ -361,10 +362,10 @@ async fn account_rules(
         .is_some_and(|rules| !rules.unrestricted);
     if restricted {
         let encoding = request_encoding(request);
-        if encoding.is_some_and(|e| !intercept::is_utf8(e)) {
+        if encoding.is_some_and(|e| !rules::is_utf8(e)) {
             return Err(SessionError::Refused(
                 RejectReason::StartupParameter,
-                intercept::encoding_error(),
+                rules::encoding_error(),
             ));
         }
         if let Err(e) = shared.enforcement.load_columns(policy, upstream).await {

@@ -19,7 +19,8 @@ use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use super::account_guard::AccountGuard;
-use super::intercept::{ClientVerdict, Intercept, ServerVerdict, SessionRules};
+use super::intercept::{ClientVerdict, Intercept, ServerVerdict};
+use super::rules::SessionRules;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::backend_tag;
