@@ -27,6 +27,14 @@ max_rows = 5
 row_filter = "province_code = :province"
 labels = { "pii.identifier" = { mask = "partial", keep_last = 4 } }
 columns = { id = "allow", province_code = "allow" }
+
+[roles.loader]
+description = "Loads new people of its province"
+statements = ["insert"]
+
+[roles.loader.tables."public.person"]
+row_filter = "province_code = :province"
+columns = { id = "allow", citizen_id = "allow", province_code = "allow", note = "allow" }
 "#;
 
 const SCHEMA: &str = "
@@ -283,4 +291,99 @@ async fn unnamed_statements_are_prepared_upstream_once_and_stay_correct() {
         .await
         .unwrap();
     assert_eq!(other[0].get::<_, i64>(0), 5);
+}
+
+/// psql through the proxy as `login`, with `stdin` for COPY: (success, stderr).
+async fn psql_copy(
+    cluster: &PgCluster,
+    proxy: &TestProxy,
+    login: &str,
+    sql: &str,
+    stdin: &str,
+) -> (bool, String) {
+    use tokio::io::AsyncWriteExt;
+    let psql = cluster.bin_dir().expect("a local cluster").join("psql");
+    let mut child = tokio::process::Command::new(psql)
+        .arg(proxy.conn_string(login, PASSWORD))
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_takes_only_rows_in_the_accounts_scope() {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    cluster.psql(SCHEMA).unwrap();
+    let options = ProxyOptions {
+        users: vec![("loader".into(), PASSWORD.into())],
+        roles: vec!["loader".into()],
+        account_settings: vec![("loader".into(), "attributes = { province = \"01\" }".into())],
+        policy_files: vec![("register.toml".into(), POLICY.into())],
+        ..ProxyOptions::default()
+    };
+    let proxy = TestProxy::start(&cluster, options).await.unwrap();
+    let copy = "COPY person (id, citizen_id, province_code, note) FROM STDIN";
+    let count = |ids: &str| {
+        cluster
+            .psql(&format!("SELECT count(*) FROM person WHERE id IN ({ids})"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+
+    let (ok, err) = psql_copy(
+        &cluster,
+        &proxy,
+        "loader",
+        copy,
+        "101\t000000000101\t01\tnew\n102\t000000000102\t01\t\\N\n",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(count("101, 102"), "2");
+
+    // One row of another province fails the whole COPY: none of it is inserted.
+    let (ok, err) = psql_copy(
+        &cluster,
+        &proxy,
+        "loader",
+        copy,
+        "103\t000000000103\t01\tnew\n104\t000000000104\t79\tnew\n",
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("maskgate refused the copied rows"), "{err}");
+    assert!(
+        !err.contains("maskgate_denied"),
+        "the token stays inside: {err}"
+    );
+    assert_eq!(count("103, 104"), "0");
+
+    // The filter's column must be listed; other forms of COPY are refused.
+    for refused in [
+        "COPY person (id, citizen_id, note) FROM STDIN",
+        "COPY person (id, citizen_id, province_code, note) FROM STDIN WITH (FORMAT csv)",
+        "COPY person (id) FROM '/etc/hostname'",
+    ] {
+        let (ok, err) = psql_copy(&cluster, &proxy, "loader", refused, "").await;
+        assert!(!ok && err.contains("ERROR"), "{refused}: {err}");
+    }
 }

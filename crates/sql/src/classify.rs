@@ -171,7 +171,10 @@ fn is_plain_setting_value(value: &Expr) -> bool {
 pub(crate) fn copy_from() -> Denial {
     Denial {
         sqlstate: sqlstate::FEATURE_NOT_SUPPORTED,
-        message: "COPY … FROM is not supported for restricted accounts; use INSERT".to_owned(),
+        message:
+            "of COPY … FROM, restricted accounts may use only COPY table (columns) FROM STDIN \
+                  in text format"
+                .to_owned(),
     }
 }
 

@@ -100,6 +100,7 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::catalog;
 use crate::classify;
+use crate::copy_in::{self, CopyIn};
 use crate::denial::{sqlstate, Denial};
 use crate::mask::MaskRenderer;
 use crate::names;
@@ -138,6 +139,9 @@ pub struct EnforcedStatement {
     /// The cursor this statement declares or reads, for counting rows across FETCHes.
     /// `None` for everything else, including `CLOSE ALL`.
     pub cursor: Option<CursorUse>,
+    /// For `COPY … FROM STDIN`: what every copied row must look like. The proxy checks
+    /// the rows as they stream and fails the COPY at the first that does not.
+    pub copy_in: Option<CopyIn>,
 }
 
 /// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
@@ -238,6 +242,19 @@ impl Enforcer {
         if has_unicode_identifier(sql) {
             return Err(Denial::unsupported("a U&\"…\" identifier"));
         }
+        if let Some(copy) = copy_in::recognize(sql) {
+            let (name, columns) = copy?;
+            let (sql, copy_in) = rewrite::rewrite_copy_in(self, &name, &columns)?;
+            return Ok(Enforced {
+                statements: vec![EnforcedStatement {
+                    sql,
+                    kind: StatementClass::Write,
+                    row_cap: None,
+                    cursor: None,
+                    copy_in: Some(copy_in),
+                }],
+            });
+        }
         let statements = parse(sql)?;
         let count = statements.len();
         let mut out = Vec::with_capacity(count);
@@ -274,6 +291,7 @@ impl Enforcer {
             kind: decision.0,
             row_cap: decision.1,
             cursor: decision.2,
+            copy_in: None,
         })
     }
 

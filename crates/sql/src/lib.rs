@@ -12,6 +12,7 @@
 
 mod catalog;
 mod classify;
+mod copy_in;
 mod denial;
 pub mod enforce;
 mod fingerprint;
@@ -21,6 +22,7 @@ mod names;
 mod rewrite;
 
 pub use classify::SETTABLE;
+pub use copy_in::CopyIn;
 pub use denial::{sqlstate, Denial};
 pub use enforce::{CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass};
 pub use fingerprint::fingerprint;

@@ -42,7 +42,7 @@ use crate::names::{self, fold, quote_ident, quoted};
 
 mod write;
 
-pub(crate) use write::rewrite_write;
+pub(crate) use write::{rewrite_copy_in, rewrite_write};
 
 /// Rewrites a top-level query in place and caps it.
 pub(crate) fn rewrite_read(enforcer: &Enforcer, query: &mut Query) -> Result<(), Denial> {

@@ -426,7 +426,7 @@ fn write_forms_that_are_not_analyzed() {
     }
     assert_eq!(
         denied("editor_79", "COPY participant FROM STDIN").message,
-        "COPY … FROM is not supported for restricted accounts; use INSERT"
+        "of COPY … FROM, restricted accounts may use only COPY table (columns) FROM STDIN in text format"
     );
     ok(
         "editor_79",
@@ -705,4 +705,38 @@ fn the_outermost_block_leaves_its_fence_open_only_when_nothing_else_runs_beside_
     ] {
         assert!(ok("clerk_01", sql).contains("OFFSET 0"), "{sql}");
     }
+}
+
+#[test]
+fn copy_from_stdin_needs_the_insert_grant_and_states_what_rows_must_hold() {
+    assert_eq!(
+        denied("clerk_01", "COPY participant (id) FROM STDIN").sqlstate,
+        "42501"
+    );
+    let enforced = enforce(
+        "loader_79",
+        "copy participant (id, full_name, province_code) from stdin",
+    )
+    .unwrap();
+    let statement = &enforced.statements[0];
+    assert_eq!(
+        statement.sql,
+        "COPY \"public\".\"participant\" (\"id\", \"full_name\", \"province_code\") FROM STDIN"
+    );
+    let copy = statement.copy_in.as_ref().unwrap();
+    assert_eq!(copy.columns, 3);
+    assert_eq!(copy.required, vec![(2, "79".to_owned())]);
+    // The filter's column must be given; masked or denied columns may not be written.
+    assert_eq!(
+        denied("loader_79", "COPY participant (id, full_name) FROM STDIN").sqlstate,
+        "42501"
+    );
+    assert_eq!(
+        denied(
+            "loader_79",
+            "COPY participant (id, full_name, province_code) FROM STDIN WITH (FORMAT csv)"
+        )
+        .sqlstate,
+        "0A000"
+    );
 }

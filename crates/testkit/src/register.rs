@@ -563,6 +563,8 @@ pub fn proxy_options(accounts: &[Account], policy_files: Vec<(String, String)>) 
             })
             .collect(),
         policy_files,
+        // Suites that log in hundreds of times must not fail a login on a loaded machine.
+        login_timeout: std::time::Duration::from_secs(60),
         ..ProxyOptions::default()
     }
 }

@@ -158,7 +158,10 @@ impl<'m> Intercept<'m> {
                 ClientVerdict::Forward
             }
             frontend_tag::COPY_DATA | frontend_tag::COPY_DONE | frontend_tag::COPY_FAIL => {
-                ClientVerdict::Forward
+                match self.rules.as_mut() {
+                    Some(rules) => rules.copy_message(self.metrics, tag, body, out),
+                    None => ClientVerdict::Forward,
+                }
             }
             frontend_tag::TERMINATE => ClientVerdict::Terminate,
             frontend_tag::FUNCTION_CALL => ClientVerdict::Reject(ClientError::fatal(

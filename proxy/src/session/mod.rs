@@ -7,6 +7,7 @@
 
 mod account_guard;
 mod auto_prepare;
+mod copy_check;
 mod handshake;
 mod intercept;
 pub mod params;

@@ -22,13 +22,14 @@ use maskgate_policy::Policy;
 use maskgate_sql::{Denial, EnforcedStatement, StatementClass};
 
 use super::auto_prepare::{self, AutoPrepare};
+use super::copy_check::CopyCheck;
 use super::intercept::{ClientVerdict, ServerVerdict};
 use super::results::{Completion, CountKey, Limit, Results, RowVerdict};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::fields::Fields;
-use crate::protocol::{self, backend_tag};
+use crate::protocol::{self, backend_tag, frontend_tag};
 use crate::upstream;
 
 /// The account's rules as one session applies them.
@@ -45,6 +46,8 @@ pub struct SessionRules<'m> {
     /// A statement was stopped: its remaining results are dropped until ReadyForQuery.
     discarding: bool,
     auto_prepare: AutoPrepare,
+    /// The rows of a `COPY … FROM STDIN` in progress are checked as they stream.
+    copy: Option<CopyCheck>,
 }
 
 impl<'m> SessionRules<'m> {
@@ -59,6 +62,7 @@ impl<'m> SessionRules<'m> {
             syncs_answered: 0,
             discarding: false,
             auto_prepare: AutoPrepare::default(),
+            copy: None,
         }
     }
 
@@ -114,6 +118,9 @@ impl SessionRules<'_> {
         if let Err(refusal) = self.admit(counted as u64, counted == 0) {
             return self.deny(metrics, Replaced::Query, refusal, sql, out);
         }
+        if let Some(copy_in) = rewritten.statements.iter().find_map(|s| s.copy_in.as_ref()) {
+            self.copy = Some(CopyCheck::new(copy_in.clone()));
+        }
         let (cap, hourly) = self.limits();
         for statement in &rewritten.statements {
             if drops_prepared(&statement.sql) {
@@ -156,6 +163,14 @@ impl SessionRules<'_> {
                 let e = ClientError::error(
                     SqlState::SYNTAX_ERROR,
                     "cannot insert multiple commands into a prepared statement",
+                );
+                let replaced = Replaced::Parse { name };
+                return self.deny(metrics, replaced, (Refusal::Policy, e), sql, out);
+            }
+            Ok(rewritten) if rewritten.statements.iter().any(|s| s.copy_in.is_some()) => {
+                let e = ClientError::error(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    "COPY … FROM STDIN is accepted from restricted accounts in a simple query only",
                 );
                 let replaced = Replaced::Parse { name };
                 return self.deny(metrics, replaced, (Refusal::Policy, e), sql, out);
@@ -226,6 +241,44 @@ impl SessionRules<'_> {
 
     pub fn close(&mut self, body: &[u8]) {
         self.auto_prepare.close(body);
+    }
+
+    /// CopyData, CopyDone or CopyFail. A row the account may not send fails the COPY
+    /// before it is complete upstream: the message is replaced by a CopyFail carrying
+    /// the denial token, and PostgreSQL's error for it by the denial.
+    pub fn copy_message(
+        &mut self,
+        metrics: &Metrics,
+        tag: u8,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        let Some(check) = self.copy.as_mut() else {
+            return ClientVerdict::Forward;
+        };
+        let checked = match tag {
+            frontend_tag::COPY_DATA => check.data(body),
+            frontend_tag::COPY_DONE => check.done(),
+            _ => Ok(()),
+        };
+        if tag != frontend_tag::COPY_DATA {
+            self.copy = None;
+        }
+        let Err(reason) = checked else {
+            return ClientVerdict::Forward;
+        };
+        self.copy = None;
+        metrics.statement_denied();
+        tracing::info!(reason = %reason, "COPY rows refused");
+        let token = self.enforcement.denial_token();
+        protocol::write_message(out, frontend_tag::COPY_FAIL, &[token.as_bytes(), b"\0"]);
+        let error = ClientError::error(
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            format!("maskgate refused the copied rows: {reason}"),
+        );
+        self.denials
+            .push_back((self.syncs_sent.saturating_sub(1), error));
+        ClientVerdict::Replace
     }
 
     /// A Sync or the end of a simple Query: a ReadyForQuery will answer it.
@@ -391,6 +444,7 @@ impl SessionRules<'_> {
                 }
             }
             backend_tag::READY_FOR_QUERY => {
+                self.copy = None;
                 self.results.ready();
                 self.auto_prepare.ready();
                 self.syncs_answered += 1;
