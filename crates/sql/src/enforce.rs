@@ -58,8 +58,10 @@
 //!   clause in front of a write are refused (`42501`). Inserts may reveal that a
 //!   conflicting key exists outside the account's scope (a unique violation, or a
 //!   skipped row), as with PostgreSQL's own row security.
-//! - `COPY … FROM` is refused (`0A000`): its rows arrive as CopyData the analyzer does
-//!   not check; use INSERT. `COPY … TO` is refused (`42501`).
+//! - `COPY table (columns) FROM STDIN` (text format, alone in its string) is allowed
+//!   where INSERT is, with INSERT's column checks; what each copied row must hold is
+//!   returned in [`EnforcedStatement::copy_in`] for the proxy to check on the wire.
+//!   Other forms of `COPY … FROM` are refused (`0A000`); `COPY … TO` too (`42501`).
 //!
 //! Decisions, prepared statements and cursors:
 //! - `PREPARE name [(types)] AS <statement>`: the inner statement (a query, INSERT,
@@ -448,7 +450,8 @@ fn cursor_use(name: &Ident, declare: bool) -> Result<CursorUse, Denial> {
 
 /// Parses a string into statements, each with whether it was a MOVE. sqlparser knows
 /// FETCH but not MOVE (same syntax, no rows), so a MOVE that starts a statement is
-/// parsed as FETCH and printed back as MOVE. `COPY … FROM` is refused here, before
+/// parsed as FETCH and printed back as MOVE. `COPY … FROM` (other than the form
+/// `copy_in` accepts before this runs) is refused here, before
 /// the parser, which would expect the copied data to follow the statement.
 fn parse(sql: &str) -> Result<Vec<(Statement, bool)>, Denial> {
     let dialect = PostgreSqlDialect {};
