@@ -457,4 +457,67 @@ roles = ["reader"]
         assert!(contains(&out, b"duplicate key"));
         assert!(!contains(&out, b"Failing row"));
     }
+
+    #[test]
+    fn a_restricted_statement_never_goes_upstream_as_the_client_sent_it() {
+        const WORDS: &[&str] = &[
+            "SELECT",
+            "*",
+            "id",
+            "citizen_id",
+            "FROM",
+            "person",
+            "p",
+            "WHERE",
+            "=",
+            "'x'",
+            "$1",
+            "(",
+            ")",
+            ",",
+            ";",
+            "UNION",
+            "COPY",
+            "STDIN",
+            "--",
+            "/*",
+            "*/",
+            "\"",
+            "BEGIN",
+            "SET",
+            "ROLE",
+            "pg_read_file",
+            "OFFSET",
+            "0",
+            "DECLARE",
+            "c",
+            "CURSOR",
+            "FOR",
+        ];
+        let metrics = Metrics::new();
+        let enforcement = Enforcement::new(Default::default());
+        let policy = policy();
+        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut out = BytesMut::new();
+        for _ in 0..2_000 {
+            let mut sql = String::new();
+            for _ in 0..(seed % 12) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                sql.push_str(WORDS[(seed >> 33) as usize % WORDS.len()]);
+                sql.push(' ');
+            }
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let query = format!("{sql}\0");
+            let parse = format!("s\0{sql}\0\0\0");
+            for (tag, body) in [(b'Q', query.as_bytes()), (b'P', parse.as_bytes())] {
+                out.clear();
+                // Replace means maskgate's own serialization (or the denial token) goes
+                // upstream in place of the message.
+                let verdict = i.client_message(tag, body, &mut out);
+                assert_eq!(verdict, ClientVerdict::Replace, "{sql}");
+                assert!(!out.is_empty());
+            }
+        }
+    }
 }

@@ -318,6 +318,13 @@ impl SessionRules<'_> {
         (self.account.max_rows, hourly)
     }
 
+    /// Charges rows sent to the client to the hourly quota, if the account has one.
+    fn charge_rows(&self, rows: u64) {
+        if self.account.rows_per_hour.is_some() {
+            self.usage.add_rows(rows);
+        }
+    }
+
     /// Charges `statements` to the per-minute quota; refuses when a quota is used up.
     /// Transaction control is always let through, so a session can still end its
     /// transaction.
@@ -425,7 +432,7 @@ impl SessionRules<'_> {
             }
             backend_tag::ERROR_RESPONSE => {
                 let rows = self.results.error();
-                self.usage.add_rows(rows);
+                self.charge_rows(rows);
                 self.auto_prepare.error();
                 if let Some(denial) = self.take_denial(body) {
                     denial.encode(out);
@@ -466,7 +473,7 @@ impl SessionRules<'_> {
     fn complete(&mut self, metrics: &Metrics, body: &[u8], out: &mut BytesMut) -> ServerVerdict {
         match self.results.complete(body) {
             Completion::Done { rows } => {
-                self.usage.add_rows(rows);
+                self.charge_rows(rows);
                 ServerVerdict::Forward
             }
             Completion::Exceeded {
@@ -474,7 +481,7 @@ impl SessionRules<'_> {
                 rows,
                 more_pending,
             } => {
-                self.usage.add_rows(rows);
+                self.charge_rows(rows);
                 let error = match limit {
                     Limit::PerStatement(cap) => {
                         metrics.row_cap_exceeded();
