@@ -43,15 +43,21 @@ INSERT INTO person SELECT g, lpad(g::text, 12, '0'), CASE WHEN g % 2 = 0 THEN '0
 ";
 
 async fn start() -> (PgCluster, TestProxy) {
+    start_as("clerk", "reader").await
+}
+
+/// A fresh cluster with the person table, and maskgate with one account `login` of
+/// `role` in province 01.
+async fn start_as(login: &str, role: &str) -> (PgCluster, TestProxy) {
     let cluster = tokio::task::spawn_blocking(PgCluster::start)
         .await
         .unwrap()
         .unwrap();
     cluster.psql(SCHEMA).unwrap();
     let options = ProxyOptions {
-        users: vec![("clerk".into(), PASSWORD.into())],
-        roles: vec!["reader".into()],
-        account_settings: vec![("clerk".into(), "attributes = { province = \"01\" }".into())],
+        users: vec![(login.into(), PASSWORD.into())],
+        roles: vec![role.into()],
+        account_settings: vec![(login.into(), "attributes = { province = \"01\" }".into())],
         policy_files: vec![("register.toml".into(), POLICY.into())],
         ..ProxyOptions::default()
     };
@@ -327,19 +333,7 @@ async fn psql_copy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_from_stdin_takes_only_rows_in_the_accounts_scope() {
-    let cluster = tokio::task::spawn_blocking(PgCluster::start)
-        .await
-        .unwrap()
-        .unwrap();
-    cluster.psql(SCHEMA).unwrap();
-    let options = ProxyOptions {
-        users: vec![("loader".into(), PASSWORD.into())],
-        roles: vec!["loader".into()],
-        account_settings: vec![("loader".into(), "attributes = { province = \"01\" }".into())],
-        policy_files: vec![("register.toml".into(), POLICY.into())],
-        ..ProxyOptions::default()
-    };
-    let proxy = TestProxy::start(&cluster, options).await.unwrap();
+    let (cluster, proxy) = start_as("loader", "loader").await;
     let copy = "COPY person (id, citizen_id, province_code, note) FROM STDIN";
     let count = |ids: &str| {
         cluster
