@@ -171,19 +171,7 @@ async fn a_pinned_lookup_is_an_index_scan() {
         "clerk_01",
         "SELECT full_name FROM participant WHERE citizen_id = '000000000042'",
     );
-    let plan: Vec<String> = client
-        .query(&format!("EXPLAIN {sql}"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(
-        plan.contains("Index Scan using participant_citizen_id")
-            || plan.contains("Bitmap Index Scan on participant_citizen_id"),
-        "{plan}"
-    );
+    let plan = citizen_id_index_plan(&client, &sql).await;
     assert!(!plan.contains("Seq Scan"), "{plan}");
     let rows = client.query(&sql, &[]).await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -359,25 +347,8 @@ async fn a_pinned_write_is_an_index_scan() {
         "registrar_01",
         "UPDATE participant SET full_name = $2 WHERE citizen_id = $1",
     );
-    let plan: Vec<String> = client
-        .query(
-            &format!(
-                "EXPLAIN {}",
-                sql.replace("$1", "'000000000042'").replace("$2", "'x'")
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(
-        plan.contains("Index Scan using participant_citizen_id")
-            || plan.contains("Bitmap Index Scan on participant_citizen_id"),
-        "{plan}"
-    );
+    let sql = sql.replace("$1", "'000000000042'").replace("$2", "'x'");
+    citizen_id_index_plan(&client, &sql).await;
 }
 
 #[tokio::test]
@@ -515,4 +486,22 @@ async fn information_schema_shows_only_the_accounts_tables_and_columns() {
     )
     .await;
     assert_eq!(list(rows), ["0"]);
+}
+
+/// The EXPLAIN output of `sql`, asserted to use the citizen_id index.
+async fn citizen_id_index_plan(client: &Client, sql: &str) -> String {
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {sql}"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Scan using participant_citizen_id")
+            || plan.contains("Bitmap Index Scan on participant_citizen_id"),
+        "{plan}"
+    );
+    plan
 }
