@@ -11,6 +11,12 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// A construct maskgate does not analyze (yet); refused rather than guessed at.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// A statement beyond the analysis budget (size, tokens, time), as PostgreSQL
+    /// answers one beyond its own limits.
+    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    /// A statement nesting deeper than the analyzer's bound: PostgreSQL's own
+    /// `stack depth limit exceeded`.
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 }
 
 /// A refused statement. The message names the construct, relation, column or function

@@ -100,13 +100,20 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
+use crate::budget::Limits;
 use crate::catalog;
 use crate::classify;
 use crate::copy_in::{self, CopyIn};
 use crate::denial::{sqlstate, Denial};
 use crate::mask::MaskRenderer;
 use crate::names;
+use crate::print;
 use crate::rewrite;
+use crate::verify;
+
+/// Statement and portal names maskgate uses upstream for its own statements; a
+/// client may not create or address them.
+pub const RESERVED_NAME_PREFIX: &str = "_maskgate_";
 
 /// Everything needed to decide one account's statements under one policy generation.
 /// Owns what it needs, so the proxy can build it once per account and share it
@@ -118,6 +125,7 @@ pub struct Enforcer {
     pub(crate) fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
     /// Filtering subquery per `information_schema` view that names tables or columns.
     pub(crate) catalog_fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
+    limits: Limits,
 }
 
 /// The statements to forward, in order, each one our own serialization.
@@ -222,7 +230,14 @@ impl Enforcer {
             rules,
             fences,
             catalog_fences,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same enforcer with other analysis limits.
+    pub fn with_limits(mut self, limits: Limits) -> Enforcer {
+        self.limits = limits;
+        self
     }
 
     /// The account's rules this enforcer applies.
@@ -240,7 +255,18 @@ impl Enforcer {
 
     /// Decides a whole simple-protocol string (or one Parse message's text). Either every
     /// statement is allowed and rewritten, or the first denial is returned.
+    ///
+    /// Runs on a stack of its own, sized for the deepest tree [`Limits`] lets through,
+    /// whatever thread calls it.
     pub fn enforce(&self, sql: &str) -> Result<Enforced, Denial> {
+        self.limits.check_size(sql)?;
+        let clock = Clock::start(&self.limits);
+        stacker::grow(ANALYSIS_STACK_BYTES, || {
+            self.enforce_on_own_stack(sql, &clock)
+        })
+    }
+
+    fn enforce_on_own_stack(&self, sql: &str, clock: &Clock) -> Result<Enforced, Denial> {
         if has_unicode_identifier(sql) {
             return Err(Denial::unsupported("a U&\"…\" identifier"));
         }
@@ -257,11 +283,15 @@ impl Enforcer {
                 }],
             });
         }
-        let statements = parse(sql)?;
+        let statements = parse(sql, &self.limits)?;
+        clock.check()?;
         let count = statements.len();
         let mut out = Vec::with_capacity(count);
         for (index, (statement, is_move)) in statements.into_iter().enumerate() {
-            match self.enforce_statement(statement, is_move) {
+            match self
+                .enforce_statement(statement, is_move)
+                .and_then(|enforced| clock.check().map(|()| enforced))
+            {
                 Ok(enforced) => out.push(enforced),
                 Err(denial) if count > 1 => {
                     return Err(Denial {
@@ -281,7 +311,9 @@ impl Enforcer {
         is_move: bool,
     ) -> Result<EnforcedStatement, Denial> {
         let decision = self.rewrite_statement(&mut statement)?;
-        let mut sql = statement.to_string();
+        let printed = print::print(&mut statement)?;
+        verify::verify(&printed.sql, 1, &printed.facts)?;
+        let mut sql = printed.sql;
         if is_move {
             match sql.strip_prefix("FETCH") {
                 Some(rest) => sql = format!("MOVE{rest}"),
@@ -324,6 +356,7 @@ impl Enforcer {
                 statement: inner,
             } => {
                 names::check_quote(name)?;
+                check_not_reserved(name)?;
                 for data_type in data_types.iter() {
                     rewrite::check_type(data_type)?;
                 }
@@ -362,8 +395,12 @@ impl Enforcer {
                     .as_ref()
                     .filter(|_| plain)
                     .ok_or_else(|| Denial::unsupported("this form of EXECUTE"))?;
-                if names::parts(name)?.len() != 1 {
+                let parts = names::parts(name)?;
+                if parts.len() != 1 {
                     return Err(Denial::unsupported("a qualified prepared statement name"));
+                }
+                if is_reserved(&parts[0]) {
+                    return Err(reserved_denial());
                 }
                 for parameter in parameters.iter_mut() {
                     rewrite::check_execute_argument(self, parameter)?;
@@ -442,24 +479,103 @@ fn check_fetch_direction(direction: &FetchDirection) -> Result<(), Denial> {
 
 fn cursor_use(name: &Ident, declare: bool) -> Result<CursorUse, Denial> {
     names::check_quote(name)?;
+    check_not_reserved(name)?;
     Ok(CursorUse {
         name: names::fold(name),
         declare,
     })
 }
 
+fn is_reserved(folded: &str) -> bool {
+    folded
+        .get(..RESERVED_NAME_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_NAME_PREFIX))
+}
+
+fn reserved_denial() -> Denial {
+    Denial::privilege(format!(
+        "names starting with \"{RESERVED_NAME_PREFIX}\" are reserved for maskgate"
+    ))
+}
+
+fn check_not_reserved(name: &Ident) -> Result<(), Denial> {
+    if is_reserved(&names::fold(name)) {
+        return Err(reserved_denial());
+    }
+    Ok(())
+}
+
+/// A quoted name holding `"` or `\\` prints in a form that sqlparser's printer and
+/// PostgreSQL can read differently; such names are refused rather than risked.
+fn check_identifiers(tokens: &[TokenWithSpan]) -> Result<(), Denial> {
+    let ambiguous = tokens.iter().any(|t| {
+        matches!(&t.token, Token::Word(w)
+            if w.quote_style.is_some() && w.value.contains(['"', '\\', '\0']))
+    });
+    if ambiguous {
+        return Err(Denial::unsupported(
+            "a quoted name containing a double quote, a backslash or NUL",
+        ));
+    }
+    Ok(())
+}
+
+/// The stack an analysis runs on: the deepest tree within [`Limits::max_depth`],
+/// walked by sqlparser, the rewrite, the printer and libpg_query in an unoptimized
+/// build, fits with room to spare. Reserved, not committed: only what a statement
+/// touches is ever backed by memory.
+const ANALYSIS_STACK_BYTES: usize = 512 << 20;
+
+/// The time budget of one analysis, checked between its steps. Statement size and
+/// token limits keep each step short; this is the net under them.
+struct Clock {
+    started: std::time::Instant,
+    budget: std::time::Duration,
+}
+
+impl Clock {
+    fn start(limits: &Limits) -> Clock {
+        Clock {
+            started: std::time::Instant::now(),
+            budget: limits.max_analysis_time,
+        }
+    }
+
+    fn check(&self) -> Result<(), Denial> {
+        if self.started.elapsed() > self.budget {
+            return Err(Denial {
+                sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                message: format!(
+                    "statement took longer than {} ms to analyze, so it is refused",
+                    self.budget.as_millis()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How deep sqlparser may recurse. Its own descent is bounded by this; the depth of
+/// the tree it returns is bounded by [`Limits::max_depth`] before it parses.
+const PARSER_RECURSION_LIMIT: usize = 4_096;
+
 /// Parses a string into statements, each with whether it was a MOVE. sqlparser knows
 /// FETCH but not MOVE (same syntax, no rows), so a MOVE that starts a statement is
 /// parsed as FETCH and printed back as MOVE. `COPY … FROM` (other than the form
 /// `copy_in` accepts before this runs) is refused here, before
 /// the parser, which would expect the copied data to follow the statement.
-fn parse(sql: &str) -> Result<Vec<(Statement, bool)>, Denial> {
+fn parse(sql: &str, limits: &Limits) -> Result<Vec<(Statement, bool)>, Denial> {
     let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
+    let mut tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|error| parse_denial(error.into()))?;
+    limits.check_tokens(&tokens)?;
+    check_identifiers(&tokens)?;
+    // The parser skips white space anyway; dropping it here halves what it holds.
+    tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
     let (tokens, moves) = prepare_tokens(tokens)?;
     let statements = Parser::new(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
         .parse_statements()
         .map_err(parse_denial)?;
@@ -580,6 +696,15 @@ fn is_keyword(token: &Token, keyword: Keyword) -> bool {
 /// The parser's message can quote the statement's tokens, literals included; only the
 /// position is kept.
 fn parse_denial(error: ParserError) -> Denial {
+    if matches!(error, ParserError::RecursionLimitExceeded) {
+        return Denial {
+            sqlstate: sqlstate::STATEMENT_TOO_COMPLEX,
+            message: format!(
+                "stack depth limit exceeded: statement nests deeper than the \
+                 {PARSER_RECURSION_LIMIT} levels maskgate parses"
+            ),
+        };
+    }
     let text = error.to_string();
     let position = text
         .rfind(" at Line: ")

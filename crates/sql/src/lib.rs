@@ -10,6 +10,7 @@
 //!
 //! What the rewrite does and does not handle is listed in [`enforce`]'s module docs.
 
+mod budget;
 mod catalog;
 mod classify;
 mod copy_in;
@@ -19,14 +20,20 @@ mod fingerprint;
 mod functions;
 mod mask;
 mod names;
+mod print;
 mod rewrite;
+mod verify;
 
+pub use budget::Limits;
 pub use classify::SETTABLE;
 pub use copy_in::CopyIn;
 pub use denial::{sqlstate, Denial};
-pub use enforce::{CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass};
+pub use enforce::{
+    CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, RESERVED_NAME_PREFIX,
+};
 pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
+pub use verify::printer_mismatches;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,252 @@
+//! Bounds on what one analysis may cost, checked before a tree is built.
+//!
+//! sqlparser's recursion limit bounds its own descent, not the depth of the tree it
+//! returns: a left-deep chain of `+`, `::`, `OR` or `UNION ALL` is parsed in a loop and
+//! comes out as a tree as deep as the chain is long. Every later walk (the rewrite,
+//! the printer, PostgreSQL's own parser in the text check, even dropping the tree)
+//! recurses over it. So the depth is bounded here, on the flat token stream, by an
+//! estimate that can only err upwards: a statement within [`Limits::max_depth`] builds
+//! a tree that the analysis threads' stacks are sized for, and one beyond it is refused
+//! with PostgreSQL's own `54001` before any tree exists.
+
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, TokenWithSpan};
+
+use crate::denial::{sqlstate, Denial};
+
+/// Limits of one analysis. The defaults let through far deeper statements than
+/// applications write (generated IN lists, long OR filters, hundreds of nested
+/// parentheses) while keeping one analysis within a few tens of megabytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one statement string (one Query message, or one Parse message's text).
+    pub max_statement_bytes: usize,
+    /// Tokens of one statement string, white space not counted: bounds the memory of
+    /// the token stream and the tree.
+    pub max_tokens: usize,
+    /// The nesting estimate of [`depth_estimate`].
+    pub max_depth: usize,
+    /// Wall-clock time of one analysis, checked between its steps.
+    pub max_analysis_time: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_statement_bytes: 1 << 20,
+            max_tokens: 250_000,
+            max_depth: 20_000,
+            max_analysis_time: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses a statement string longer than the limit, before it is tokenized.
+    pub(crate) fn check_size(&self, sql: &str) -> Result<(), Denial> {
+        if sql.len() > self.max_statement_bytes {
+            return Err(Denial {
+                sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                message: format!(
+                    "statement of {} bytes is longer than the {} bytes maskgate analyzes \
+                     for this account",
+                    sql.len(),
+                    self.max_statement_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a token stream that is too long or nests too deep.
+    pub(crate) fn check_tokens(&self, tokens: &[TokenWithSpan]) -> Result<(), Denial> {
+        let counted = tokens
+            .iter()
+            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+            .count();
+        if counted > self.max_tokens {
+            return Err(Denial {
+                sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                message: format!(
+                    "statement of {counted} tokens is longer than the {} tokens maskgate \
+                     analyzes for this account",
+                    self.max_tokens
+                ),
+            });
+        }
+        let depth = depth_estimate(tokens.iter().map(|t| &t.token));
+        if depth > self.max_depth {
+            return Err(Denial {
+                sqlstate: sqlstate::STATEMENT_TOO_COMPLEX,
+                message: format!(
+                    "stack depth limit exceeded: statement nests deeper than maskgate \
+                     analyzes (estimated depth {depth}, limit {})",
+                    self.max_depth
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An upper estimate of the depth of the syntax tree built from `tokens`, up to a
+/// constant factor.
+///
+/// Within one bracket level, every node on a path from the level's root to a leaf
+/// owns at least one token of that level that is not a name or a literal (an
+/// operator, a keyword, a `.` or `::`), and the path enters at most one bracketed
+/// group; a comma at that level ends one sibling and starts the next. So a level's
+/// depth is at most the count of such tokens of its deepest comma-separated item plus
+/// the deepest group inside that item, and groups add their own levels on top.
+/// Computed in one pass with one frame per open bracket, so the estimate itself
+/// cannot be made to recurse.
+pub(crate) fn depth_estimate<'a>(tokens: impl IntoIterator<Item = &'a Token>) -> usize {
+    let mut deepest = 0;
+    let mut levels: Vec<Level> = vec![Level::default()];
+    for token in tokens {
+        match token {
+            Token::LParen | Token::LBracket => levels.push(Level::default()),
+            Token::RParen | Token::RBracket => {
+                // An unbalanced closer is the parser's error to report; it cannot
+                // make the tree deeper.
+                if levels.len() > 1 {
+                    let closed = levels.pop().map_or(0, |l| l.depth()) + GROUP;
+                    if let Some(parent) = levels.last_mut() {
+                        parent.child = parent.child.max(closed);
+                    }
+                }
+            }
+            Token::Comma => {
+                if let Some(level) = levels.last_mut() {
+                    level.best = level.depth();
+                    level.ops = 0;
+                    level.child = 0;
+                }
+            }
+            Token::SemiColon => {
+                // Statements are siblings; groups left open belong to a statement the
+                // parser will refuse.
+                deepest = deepest.max(close_all(&mut levels));
+                levels.push(Level::default());
+            }
+            token if is_leaf(token) => {}
+            _ => {
+                if let Some(level) = levels.last_mut() {
+                    level.ops += 1;
+                }
+            }
+        }
+    }
+    deepest.max(close_all(&mut levels))
+}
+
+/// One open bracket level of [`depth_estimate`].
+#[derive(Default)]
+struct Level {
+    /// Counted tokens of the current comma-separated item.
+    ops: usize,
+    /// Deepest closed group inside the current item.
+    child: usize,
+    /// Deepest finished item of this level.
+    best: usize,
+}
+
+impl Level {
+    fn depth(&self) -> usize {
+        self.best.max(self.ops + self.child)
+    }
+}
+
+/// A bracket costs the nodes that wrap its contents (a subquery's query, body and
+/// select item; a call's argument list).
+const GROUP: usize = 2;
+
+/// Names, literals and white space: leaves of the tree, which add no depth.
+fn is_leaf(token: &Token) -> bool {
+    match token {
+        Token::Word(word) => word.quote_style.is_some() || word.keyword == Keyword::NoKeyword,
+        Token::Whitespace(_)
+        | Token::Number(..)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::NationalStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::Placeholder(_) => true,
+        _ => false,
+    }
+}
+
+/// Closes every open level into its parent; the outermost depth.
+fn close_all(levels: &mut Vec<Level>) -> usize {
+    let mut carried = 0;
+    while let Some(mut level) = levels.pop() {
+        level.child = level.child.max(carried);
+        carried = level.depth() + if levels.is_empty() { 0 } else { GROUP };
+    }
+    carried
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::Tokenizer;
+
+    use super::*;
+
+    fn estimate(sql: &str) -> usize {
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+            .tokenize()
+            .unwrap();
+        depth_estimate(tokens.iter())
+    }
+
+    #[test]
+    fn chains_count_their_operators() {
+        let chain = |n: usize, op: &str| {
+            let mut sql = String::from("SELECT 1");
+            for _ in 0..n {
+                sql.push_str(op);
+                sql.push('1');
+            }
+            sql
+        };
+        assert!(estimate(&chain(1000, "+")) >= 1000);
+        assert!(estimate(&chain(1000, " OR ")) >= 1000);
+        assert!(estimate(&chain(1000, "::int")) >= 1000);
+    }
+
+    #[test]
+    fn lists_do_not_add_up() {
+        let list = (0..10_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT * FROM t WHERE id IN ({list})");
+        assert!(estimate(&sql) < 20, "{}", estimate(&sql));
+    }
+
+    #[test]
+    fn a_group_on_the_left_of_a_chain_adds_to_it() {
+        let inner = vec!["1"; 500].join(" + ");
+        let outer = vec!["1"; 500].join(" + ");
+        let sql = format!("SELECT ({inner}) + {outer}");
+        assert!(estimate(&sql) >= 1000);
+    }
+
+    #[test]
+    fn nesting_adds_up() {
+        let sql = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
+        assert!(estimate(&sql) >= 1000);
+        let sql = format!("SELECT {}1{}", "(SELECT ".repeat(100), ")".repeat(100));
+        assert!(estimate(&sql) >= 300);
+    }
+
+    #[test]
+    fn unbalanced_brackets_do_not_panic() {
+        estimate(")))) SELECT (((( ; ))) ((");
+    }
+}

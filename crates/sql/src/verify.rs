@@ -1,0 +1,363 @@
+//! PostgreSQL's own grammar checks the text maskgate is about to send.
+//!
+//! The analyzer checks sqlparser's tree; PostgreSQL runs its own reading of the text.
+//! For every statement analyzed cold (the result is cached by statement text, so this
+//! runs once per text), the printed text is read by libpg_query, PostgreSQL's lexer
+//! and parser built as a library, and compared with what maskgate meant to send:
+//!
+//! - the two lexers split the text into the same tokens (every token starts at the
+//!   same byte), and there is no comment;
+//! - the same number of statements;
+//! - every string constant maskgate printed is one PostgreSQL reads, with the same
+//!   value; PostgreSQL reads no other string but the lower-case words its grammar
+//!   makes itself (`EXTRACT(year …)`, isolation levels);
+//! - PostgreSQL names no relation and calls no function that the analyzed tree does
+//!   not (its grammar's own `pg_catalog` functions for SQL syntax aside).
+//!
+//! Any difference denies the statement (`42501`), is logged at error level and
+//! counted: it means maskgate's printer has a bug.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pg_query::protobuf::{self, Token as PgToken};
+use serde_json::Value;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::denial::Denial;
+use crate::print::Facts;
+
+static MISMATCHES: AtomicU64 = AtomicU64::new(0);
+
+/// How many printed statements PostgreSQL's grammar read differently from what
+/// maskgate meant, since the process started (each one was denied).
+pub fn printer_mismatches() -> u64 {
+    MISMATCHES.load(Ordering::Relaxed)
+}
+
+/// Why PostgreSQL would read a printed text differently. Never carries values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("PostgreSQL's lexer cannot read it: {0}")]
+    Scan(String),
+    #[error("PostgreSQL's parser cannot read it: {0}")]
+    Parse(String),
+    #[error("it contains a comment")]
+    Comment,
+    #[error("the lexers disagree at byte {0}")]
+    Tokens(usize),
+    #[error("{found} statements where {expected} were printed")]
+    Statements { expected: usize, found: usize },
+    #[error("its string constants differ")]
+    Strings,
+    #[error("PostgreSQL reads a relation the analysis did not see")]
+    Relation,
+    #[error("PostgreSQL calls a function the analysis did not see")]
+    Function,
+}
+
+/// Functions PostgreSQL's grammar calls for SQL syntax (`EXTRACT`, `SUBSTRING … FROM`,
+/// `AT TIME ZONE`, `OVERLAPS`, `SIMILAR TO`, …): always schema-qualified.
+const GRAMMAR_FUNCTIONS: &[&str] = &[
+    "extract",
+    "date_part",
+    "substring",
+    "overlay",
+    "position",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "timezone",
+    "overlaps",
+    "similar_to_escape",
+    "pg_collation_for",
+    "normalize",
+    "is_normalized",
+    "xmlexists",
+    "system_user",
+];
+
+/// Checks `sql`, printed from `statements` statements with `facts`, against
+/// PostgreSQL's reading of it. Counts and logs a mismatch before returning it.
+pub(crate) fn verify(sql: &str, statements: usize, facts: &Facts) -> Result<(), Denial> {
+    check(sql, statements, facts).map_err(|mismatch| {
+        MISMATCHES.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            statement = %crate::fingerprint(sql),
+            mismatch = %mismatch,
+            "maskgate's printed statement reads differently in PostgreSQL's grammar; \
+             the statement is refused (a printer bug)"
+        );
+        Denial::privilege(format!(
+            "maskgate could not verify the text it would send ({mismatch}), so the \
+             statement is refused"
+        ))
+    })
+}
+
+/// The comparison itself, without the side effects.
+pub(crate) fn check(sql: &str, statements: usize, facts: &Facts) -> Result<(), Mismatch> {
+    check_tokens(sql)?;
+    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT)
+        .map_err(|error| Mismatch::Parse(without_values(&error.to_string())))?;
+    let found = parsed.protobuf.stmts.len();
+    if found != statements {
+        return Err(Mismatch::Statements {
+            expected: statements,
+            found,
+        });
+    }
+    let read = Read::collect(&parsed.protobuf)?;
+    compare_strings(&facts.strings, &read.strings)?;
+    for relation in &read.relations {
+        if !facts.relations.iter().any(|r| same_name(r, relation)) {
+            return Err(Mismatch::Relation);
+        }
+    }
+    for function in &read.functions {
+        let grammar = matches!(function.as_slice(), [schema, name]
+            if schema == "pg_catalog" && GRAMMAR_FUNCTIONS.contains(&name.as_str()));
+        let known = facts
+            .functions
+            .iter()
+            .chain(&facts.relations)
+            .any(|f| same_name(f, function));
+        if !grammar && !known {
+            return Err(Mismatch::Function);
+        }
+    }
+    Ok(())
+}
+
+/// Both lexers must start every token at the same byte, and PostgreSQL's must see no
+/// comment.
+fn check_tokens(sql: &str) -> Result<(), Mismatch> {
+    let theirs =
+        pg_query::scan_tokens(sql).map_err(|e| Mismatch::Scan(without_values(&e.to_string())))?;
+    if theirs
+        .iter()
+        .any(|t| t.token == PgToken::SqlComment as i32 || t.token == PgToken::CComment as i32)
+    {
+        return Err(Mismatch::Comment);
+    }
+    let ours = token_starts(sql).ok_or(Mismatch::Scan("sqlparser".to_owned()))?;
+    let mut theirs = theirs.iter().map(|t| t.start as usize);
+    let mut ours = ours.into_iter();
+    loop {
+        match (ours.next(), theirs.next()) {
+            (None, None) => return Ok(()),
+            (Some(a), Some(b)) if a == b => continue,
+            (a, b) => return Err(Mismatch::Tokens(a.or(b).unwrap_or(0))),
+        }
+    }
+}
+
+/// Byte offsets where sqlparser's tokens (white space aside) start.
+fn token_starts(sql: &str) -> Option<Vec<usize>> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(at, _)| at + 1))
+        .collect();
+    let mut starts = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        if matches!(token.token, Token::Whitespace(_) | Token::EOF) {
+            continue;
+        }
+        let location = token.span.start;
+        let line = *line_starts.get(usize::try_from(location.line).ok()?.checked_sub(1)?)?;
+        let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
+        let offset = sql[line..]
+            .char_indices()
+            .nth(column)
+            .map_or(sql.len(), |(at, _)| line + at);
+        starts.push(offset);
+    }
+    Some(starts)
+}
+
+/// Every printed string is read, with its value; PostgreSQL reads no other string
+/// than the lower-case words its grammar makes (`EXTRACT(year …)`, `repeatable read`)
+/// or reads from a keyword-like name (`SET NAMES 'utf8'`).
+fn compare_strings(printed: &[String], read: &[String]) -> Result<(), Mismatch> {
+    if std::env::var_os("MASKGATE_DEBUG_VERIFY").is_some() {
+        eprintln!("printed {printed:?} read {read:?}");
+    }
+    let mut remaining: HashMap<&str, usize> = HashMap::new();
+    for value in read {
+        *remaining.entry(value.as_str()).or_default() += 1;
+    }
+    for value in printed {
+        match remaining.get_mut(value.as_str()) {
+            Some(count) if *count > 0 => *count -= 1,
+            _ => return Err(Mismatch::Strings),
+        }
+    }
+    let grammar_word = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 24
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b" _-".contains(&b))
+    };
+    if remaining
+        .iter()
+        .any(|(value, count)| *count > 0 && !grammar_word(value))
+    {
+        return Err(Mismatch::Strings);
+    }
+    Ok(())
+}
+
+/// Names are compared by their last parts: a relation PostgreSQL reads as `t` was
+/// analyzed as `t` or `schema.t` (resolved through the search_path), and one it reads
+/// as `s.t` must have been analyzed as `s.t`.
+fn same_name(analyzed: &[String], read: &[String]) -> bool {
+    match read.len() {
+        1 => analyzed.last() == read.last(),
+        _ => analyzed.len() >= read.len() && analyzed[analyzed.len() - read.len()..] == *read,
+    }
+}
+
+/// What PostgreSQL's tree holds, as far as the comparison goes.
+#[derive(Default)]
+struct Read {
+    strings: Vec<String>,
+    relations: Vec<Vec<String>>,
+    functions: Vec<Vec<String>>,
+}
+
+impl Read {
+    /// Walks the whole tree through its serialized form: pg_query's own node walker
+    /// skips node kinds (row constructors, SET arguments), and a check that misses a
+    /// node misses what a smuggled text could hide there. Iterative, so no tree depth
+    /// can overflow the stack here.
+    fn collect(tree: &protobuf::ParseResult) -> Result<Read, Mismatch> {
+        let value = serde_json::to_value(tree)
+            .map_err(|_| Mismatch::Parse("its tree cannot be walked".to_owned()))?;
+        let mut read = Read::default();
+        let mut pending = vec![&value];
+        while let Some(value) = pending.pop() {
+            match value {
+                Value::Array(items) => pending.extend(items),
+                Value::Object(fields) => {
+                    read.note(fields);
+                    pending.extend(fields.values());
+                }
+                _ => {}
+            }
+        }
+        Ok(read)
+    }
+
+    /// Recognizes the node kinds the comparison needs by their fields, wherever
+    /// they sit (as a node or as a typed field of another node).
+    fn note(&mut self, fields: &serde_json::Map<String, Value>) {
+        if let Some(Value::Object(sval)) = fields.get("Sval") {
+            if let Some(Value::String(s)) = sval.get("sval") {
+                self.strings.push(s.clone());
+            }
+        }
+        if fields.contains_key("conditionname") {
+            if let Some(Value::String(payload)) = fields.get("payload") {
+                if !payload.is_empty() {
+                    self.strings.push(payload.clone());
+                }
+            }
+        }
+        if fields.contains_key("relname") && fields.contains_key("relpersistence") {
+            let name = ["catalogname", "schemaname", "relname"]
+                .iter()
+                .filter_map(|key| match fields.get(*key) {
+                    Some(Value::String(part)) if !part.is_empty() => Some(part.clone()),
+                    _ => None,
+                })
+                .collect();
+            self.relations.push(name);
+        }
+        if fields.contains_key("funcformat") {
+            if let Some(Value::Array(parts)) = fields.get("funcname") {
+                let name = parts
+                    .iter()
+                    .filter_map(|part| part.pointer("/node/String/sval")?.as_str())
+                    .map(str::to_owned)
+                    .collect();
+                self.functions.push(name);
+            }
+        }
+    }
+}
+
+/// libpg_query's messages can quote the text near an error; only what precedes a
+/// quote is kept.
+fn without_values(message: &str) -> String {
+    let cut = message.find(['"', '\'']).unwrap_or(message.len());
+    message[..cut].trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(strings: &[&str], relations: &[&[&str]], functions: &[&[&str]]) -> Facts {
+        let names = |list: &[&[&str]]| {
+            list.iter()
+                .map(|n| n.iter().map(|p| p.to_string()).collect())
+                .collect()
+        };
+        Facts {
+            strings: strings.iter().map(|s| s.to_string()).collect(),
+            relations: names(relations),
+            functions: names(functions),
+        }
+    }
+
+    #[test]
+    fn a_faithful_text_passes() {
+        let f = facts(&["a'b"], &[&["public", "t"]], &[&["lower"]]);
+        check("SELECT lower(x) FROM t WHERE y = 'a''b'", 1, &f).unwrap();
+    }
+
+    #[test]
+    fn comments_and_smuggled_statements_are_caught() {
+        let f = facts(&[], &[], &[]);
+        assert_eq!(check("SELECT --1\n", 1, &f), Err(Mismatch::Comment));
+        assert_eq!(check("SELECT /* x */ 1", 1, &f), Err(Mismatch::Comment));
+        let f = facts(&["a"], &[], &[]);
+        assert!(check("SELECT N'a' ; DROP TABLE t; SELECT ''", 1, &f).is_err());
+    }
+
+    #[test]
+    fn a_string_read_differently_is_caught() {
+        // sqlparser's Display leaves an already doubled quote alone.
+        let f = facts(&["a''b"], &[], &[]);
+        assert_eq!(check("SELECT 'a''b'", 1, &f), Err(Mismatch::Strings));
+    }
+
+    #[test]
+    fn unseen_relations_and_functions_are_caught() {
+        let f = facts(&[], &[&["t"]], &[]);
+        assert_eq!(check("SELECT * FROM u", 1, &f), Err(Mismatch::Relation));
+        assert_eq!(
+            check(
+                "SELECT pg_read_file('x') FROM t",
+                1,
+                &facts(&["x"], &[&["t"]], &[])
+            ),
+            Err(Mismatch::Function)
+        );
+        check(
+            "SELECT EXTRACT(year FROM now()) FROM t",
+            1,
+            &facts(&[], &[&["t"]], &[&["now"]]),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn error_messages_do_not_quote_the_text() {
+        let error = check("SELECT 'secret", 1, &facts(&[], &[], &[])).unwrap_err();
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+}
