@@ -21,7 +21,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, ObjectName, Statement, Value, VisitMut, VisitorMut};
+use sqlparser::ast::{BinaryOperator, Expr, ObjectName, Statement, Value, VisitMut, VisitorMut};
 
 use crate::denial::Denial;
 use crate::names;
@@ -294,11 +294,35 @@ fn wrap_box(expr: &mut Box<Expr>) {
     wrap(expr.as_mut());
 }
 
+/// Operators that PostgreSQL's grammar and sqlparser both group from the left.
+fn is_left_associative(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::And
+            | BinaryOperator::Or
+            | BinaryOperator::Plus
+            | BinaryOperator::Minus
+            | BinaryOperator::Multiply
+            | BinaryOperator::Divide
+            | BinaryOperator::StringConcat
+    )
+}
+
 /// Puts every operand of an operator-like node in parentheses.
 fn parenthesize_operands(expr: &mut Expr) {
     match expr {
-        Expr::BinaryOp { left, right, .. }
-        | Expr::IsDistinctFrom(left, right)
+        Expr::BinaryOp { left, op, right } => {
+            // A chain of one left-associative operator stays flat (`a OR b OR c`),
+            // as both grammars group it the same way; nesting it in brackets would
+            // make PostgreSQL's parser stack grow with the length of a long filter.
+            let same_chain = matches!(left.as_ref(), Expr::BinaryOp { op: inner, .. }
+                if inner == op && is_left_associative(op));
+            if !same_chain {
+                wrap_box(left);
+            }
+            wrap_box(right);
+        }
+        Expr::IsDistinctFrom(left, right)
         | Expr::IsNotDistinctFrom(left, right)
         | Expr::AnyOp { left, right, .. }
         | Expr::AllOp { left, right, .. } => {

@@ -82,14 +82,12 @@ fn safe_predicates_on_allowed_columns_are_copied_inside() {
             "clerk_01",
             "SELECT p.* FROM participant p WHERE p.citizen_id = $1 AND p.id > 5"
         ),
-        // A chain of ANDs prints left-deep, each operand bracketed.
         format!(
             "SELECT p.* FROM {} AS p WHERE (p.id > 5) LIMIT 51",
             clerk_open(
-                " AND (\"participant\".\"citizen_id\" = $1)) AND (\"participant\".\"id\" > 5)"
+                " AND (\"participant\".\"citizen_id\" = $1) AND (\"participant\".\"id\" > 5)"
             )
         )
-        .replace("WHERE (province_code", "WHERE ((province_code")
     );
 }
 
@@ -263,7 +261,7 @@ fn update_gets_the_filter_and_a_barrier_around_the_user_conditions() {
             "UPDATE participant SET full_name = 'x' WHERE id = 2 AND 1 / (id - 3) = 0"
         ),
         "UPDATE \"public\".\"participant\" SET full_name = 'x' \
-         WHERE ((\"participant\".\"province_code\" = '79') AND (\"participant\".\"id\" = 2)) \
+         WHERE (\"participant\".\"province_code\" = '79') AND (\"participant\".\"id\" = 2) \
          AND (CASE WHEN (\"participant\".\"province_code\" = '79') THEN ((1 / (id - 3)) = 0) ELSE FALSE END)"
     );
     // Without a WHERE the filter alone decides.
@@ -283,7 +281,7 @@ fn update_from_rewrites_the_sources_and_keeps_the_join_usable() {
         "UPDATE \"public\".\"participant\" AS p SET full_name = e.name FROM \
          (SELECT \"employer\".\"id\", \"employer\".\"name\", \"employer\".\"phone\", \"employer\".\"province_code\" \
          FROM \"public\".\"employer\" OFFSET 0) AS e \
-         WHERE ((\"p\".\"province_code\" = '79') AND (e.id = p.id)) \
+         WHERE (\"p\".\"province_code\" = '79') AND (e.id = p.id) \
          AND (CASE WHEN (\"p\".\"province_code\" = '79') THEN (e.name LIKE 'A%') ELSE FALSE END)"
     );
 }

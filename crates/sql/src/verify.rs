@@ -81,7 +81,23 @@ const GRAMMAR_FUNCTIONS: &[&str] = &[
 /// Checks `sql`, printed from `statements` statements with `facts`, against
 /// PostgreSQL's reading of it. Counts and logs a mismatch before returning it.
 pub(crate) fn verify(sql: &str, statements: usize, facts: &Facts) -> Result<(), Denial> {
-    check(sql, statements, facts).map_err(|mismatch| {
+    let outcome = {
+        let (sql, facts) = (sql.to_owned(), facts.clone());
+        parser_threads::run(move || check(&sql, statements, &facts))
+            .unwrap_or_else(|| Err(Mismatch::Parse("the parser threads are gone".to_owned())))
+    };
+    outcome.map_err(|mismatch| {
+        if let Mismatch::Parse(message) = &mismatch {
+            if message.contains("stack depth limit exceeded") {
+                // PostgreSQL itself would refuse this depth: not a printer bug.
+                return Denial {
+                    sqlstate: crate::denial::sqlstate::STATEMENT_TOO_COMPLEX,
+                    message: "stack depth limit exceeded: statement nests deeper than \
+                              PostgreSQL's parser allows"
+                        .to_owned(),
+                };
+            }
+        }
         MISMATCHES.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             statement = %crate::fingerprint(sql),
@@ -94,6 +110,63 @@ pub(crate) fn verify(sql: &str, statements: usize, facts: &Facts) -> Result<(), 
              statement is refused"
         ))
     })
+}
+
+/// libpg_query sizes its stack-depth check (like a server's `max_stack_depth`, at
+/// most 2 MB) from the stack of the thread that calls it, and measures nothing
+/// useful on a stack switched in by `stacker`. So it runs on threads of its own,
+/// with a known, large stack, and the tree it returns is walked there too.
+mod parser_threads {
+    use std::sync::mpsc::{self, Receiver, SyncSender};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// Threads kept for the check; analyses queue for them (at most this many run
+    /// PostgreSQL's parser at once).
+    const THREADS: usize = 2;
+    const STACK_BYTES: usize = 256 << 20;
+    const QUEUE: usize = 256;
+
+    fn queue() -> &'static SyncSender<Job> {
+        static QUEUE_SENDER: OnceLock<SyncSender<Job>> = OnceLock::new();
+        QUEUE_SENDER.get_or_init(|| {
+            let (sender, receiver) = mpsc::sync_channel::<Job>(QUEUE);
+            let receiver = Arc::new(Mutex::new(receiver));
+            for index in 0..THREADS {
+                let receiver = Arc::clone(&receiver);
+                std::thread::Builder::new()
+                    .name(format!("maskgate-pgparse-{index}"))
+                    .stack_size(STACK_BYTES)
+                    .spawn(move || serve(&receiver))
+                    .expect("the parser check threads start");
+            }
+            sender
+        })
+    }
+
+    fn serve(jobs: &Mutex<Receiver<Job>>) {
+        loop {
+            let job = match jobs.lock() {
+                Ok(receiver) => receiver.recv(),
+                Err(_) => return,
+            };
+            match job {
+                Ok(job) => job(),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Runs `f` on a parser thread and waits for it; `None` if it could not run.
+    pub(super) fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        let (done, result) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        queue().send(job).ok()?;
+        result.recv().ok()
+    }
 }
 
 /// The comparison itself, without the side effects.
@@ -133,6 +206,11 @@ pub(crate) fn check(sql: &str, statements: usize, facts: &Facts) -> Result<(), M
 /// Both lexers must start every token at the same byte, and PostgreSQL's must see no
 /// comment.
 fn check_tokens(sql: &str) -> Result<(), Mismatch> {
+    // pg_query's scanner aborts the process on a text without tokens; a printed
+    // statement always has some, but nothing here may depend on that.
+    if sql.trim().is_empty() {
+        return Err(Mismatch::Scan("empty text".to_owned()));
+    }
     let theirs =
         pg_query::scan_tokens(sql).map_err(|e| Mismatch::Scan(without_values(&e.to_string())))?;
     if theirs
@@ -153,27 +231,34 @@ fn check_tokens(sql: &str) -> Result<(), Mismatch> {
     }
 }
 
-/// Byte offsets where sqlparser's tokens (white space aside) start.
+/// Byte offsets where sqlparser's tokens (white space aside) start. sqlparser gives
+/// lines and columns in characters; one cursor walks the text once to turn them into
+/// bytes, since tokens come in order.
 fn token_starts(sql: &str) -> Option<Vec<usize>> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize_with_location()
         .ok()?;
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(sql.match_indices('\n').map(|(at, _)| at + 1))
-        .collect();
     let mut starts = Vec::with_capacity(tokens.len());
+    let mut chars = sql.char_indices().peekable();
+    let (mut line, mut column) = (1u64, 1u64);
     for token in tokens {
         if matches!(token.token, Token::Whitespace(_) | Token::EOF) {
             continue;
         }
-        let location = token.span.start;
-        let line = *line_starts.get(usize::try_from(location.line).ok()?.checked_sub(1)?)?;
-        let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
-        let offset = sql[line..]
-            .char_indices()
-            .nth(column)
-            .map_or(sql.len(), |(at, _)| line + at);
-        starts.push(offset);
+        let target = (token.span.start.line, token.span.start.column);
+        while (line, column) < target {
+            let (_, c) = chars.next()?;
+            if c == '\n' {
+                line += 1;
+                column = 1;
+            } else {
+                column += 1;
+            }
+        }
+        if (line, column) != target {
+            return None;
+        }
+        starts.push(chars.peek().map_or(sql.len(), |&(at, _)| at));
     }
     Some(starts)
 }
@@ -182,9 +267,6 @@ fn token_starts(sql: &str) -> Option<Vec<usize>> {
 /// than the lower-case words its grammar makes (`EXTRACT(year …)`, `repeatable read`)
 /// or reads from a keyword-like name (`SET NAMES 'utf8'`).
 fn compare_strings(printed: &[String], read: &[String]) -> Result<(), Mismatch> {
-    if std::env::var_os("MASKGATE_DEBUG_VERIFY").is_some() {
-        eprintln!("printed {printed:?} read {read:?}");
-    }
     let mut remaining: HashMap<&str, usize> = HashMap::new();
     for value in read {
         *remaining.entry(value.as_str()).or_default() += 1;

@@ -933,7 +933,7 @@ const ALLOWED_WRITES: &[(&str, &str, &[&str])] = &[
     (
         "editor_79",
         "DELETE FROM participant p USING contribution c WHERE c.participant_id = p.id AND c.id = 1",
-        &["USING (SELECT", "AS c WHERE ((\"p\".\"province_code\" = '79')"],
+        &["USING (SELECT", "AS c WHERE (\"p\".\"province_code\" = '79')"],
     ),
     (
         "editor_79",
@@ -958,7 +958,7 @@ const ALLOWED_WRITES: &[(&str, &str, &[&str])] = &[
     (
         "registrar_01",
         "DELETE FROM participant WHERE id > 5 AND citizen_id = '001203004567'",
-        &["AND (\"participant\".\"citizen_id\" = '001203004567')) AND (\"participant\".\"id\" > 5)"],
+        &["AND (\"participant\".\"citizen_id\" = '001203004567') AND (\"participant\".\"id\" > 5)"],
     ),
     (
         "writer_01",
