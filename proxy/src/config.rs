@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub auth_failure_delay: Duration,
     /// Largest message accepted from a client, in bytes.
     pub max_message_size: usize,
+    /// What one analysis of a restricted account's statement may cost.
+    pub analysis: maskgate_sql::Limits,
     /// When repeated failed logins lock an account.
     pub lockout: crate::login::LockoutPolicy,
 }
@@ -340,6 +342,7 @@ impl Context<'_> {
             }
         };
         let idle = self.duration_or(&raw.client_idle_timeout, Duration::ZERO)?;
+        let analysis = self.validate_analysis(raw, max_message_size)?;
         let max_failures = match &raw.max_failed_logins {
             None => 5,
             Some(n) if (0..=1000).contains(n.get_ref()) => *n.get_ref() as u32,
@@ -364,8 +367,42 @@ impl Context<'_> {
             auth_failure_delay: self
                 .duration_or(&raw.auth_failure_delay, Duration::from_millis(500))?,
             max_message_size,
+            analysis,
             lockout,
         })
+    }
+
+    /// Limits of the analyzer for restricted accounts' statements.
+    fn validate_analysis(
+        &self,
+        raw: &RawServer,
+        max_message_size: usize,
+    ) -> Result<maskgate_sql::Limits, ConfigError> {
+        let mut limits = maskgate_sql::Limits::default();
+        if let Some(n) = &raw.max_statement_size {
+            let bytes = *n.get_ref();
+            if bytes < 1024 || bytes as u64 > max_message_size as u64 {
+                return Err(self.error(
+                    n,
+                    "max_statement_size must be between 1024 bytes and max_message_size",
+                ));
+            }
+            limits.max_statement_bytes = bytes as usize;
+            limits.max_tokens = limits.max_tokens.max(limits.max_statement_bytes / 4);
+        }
+        if let Some(n) = &raw.max_statement_depth {
+            if !(100..=20_000).contains(n.get_ref()) {
+                return Err(self.error(n, "max_statement_depth must be between 100 and 20000"));
+            }
+            limits.max_depth = *n.get_ref() as usize;
+        }
+        limits.max_analysis_time =
+            self.duration_or(&raw.max_analysis_time, limits.max_analysis_time)?;
+        if limits.max_analysis_time.is_zero() {
+            let span = raw.max_analysis_time.as_ref().expect("zero only when set");
+            return Err(self.error(span, "max_analysis_time must be longer than 0s"));
+        }
+        Ok(limits)
     }
 
     fn validate_client_tls(
@@ -553,6 +590,9 @@ struct RawServer {
     shutdown_grace: Option<Spanned<String>>,
     auth_failure_delay: Option<Spanned<String>>,
     max_message_size: Option<Spanned<i64>>,
+    max_statement_size: Option<Spanned<i64>>,
+    max_statement_depth: Option<Spanned<i64>>,
+    max_analysis_time: Option<Spanned<String>>,
     max_failed_logins: Option<Spanned<i64>>,
     failed_login_window: Option<Spanned<String>>,
     lockout_duration: Option<Spanned<String>>,

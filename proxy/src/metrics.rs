@@ -233,6 +233,25 @@ impl AtomicHistogram {
     }
 }
 
+/// The analyzer's own count of printer mismatches, read at scrape time: the check
+/// runs inside the analyzer, which has no metrics registry.
+#[derive(Debug)]
+struct PrinterMismatches;
+
+impl TypedMetric for PrinterMismatches {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for PrinterMismatches {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&maskgate_sql::printer_mismatches(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 impl TypedMetric for AtomicHistogram {
     const TYPE: MetricType = MetricType::Histogram;
 }
@@ -437,6 +456,12 @@ impl Metrics {
             "quota_exceeded",
             "Statements refused or ended because the account's rolling quota was used up, by quota",
             quotas,
+        );
+        registry.register(
+            "printer_mismatches",
+            "Rewritten statements refused because PostgreSQL's parser read maskgate's text \
+             differently from what was analyzed (a printer bug)",
+            PrinterMismatches,
         );
         let result_column_violations = Counter::default();
         registry.register(

@@ -171,7 +171,8 @@ impl Server {
         let server_secret = mock_secret(&config);
         let shared = Arc::new(Shared {
             policy: ArcSwap::from_pointee(policy),
-            enforcement: Enforcement::new(config.policy.pseudonym_keys.clone()),
+            enforcement: Enforcement::new(config.policy.pseudonym_keys.clone())
+                .with_limits(config.server.analysis),
             lockouts: Lockouts::new(config.server.lockout),
             sessions: Arc::new(SessionCounts::default()),
             pool,

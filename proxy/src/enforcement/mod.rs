@@ -5,6 +5,7 @@
 //! The wire side (rewriting messages, counting rows, replacing errors) lives in
 //! `session::intercept`; this module decides and remembers.
 
+mod analysis;
 mod columns;
 mod quota;
 
@@ -14,8 +15,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use maskgate_mask::PseudonymKeys;
 use maskgate_policy::{EffectiveRules, Policy};
-use maskgate_sql::{Denial, EnforcedStatement, Enforcer, KeyedMasks};
+use maskgate_sql::{Denial, EnforcedStatement, Enforcer, KeyedMasks, Limits};
 
+pub use analysis::Slots;
 pub use columns::{ColumnId, ColumnOids};
 pub use quota::{AccountUsage, Quotas};
 
@@ -53,17 +55,29 @@ pub struct Enforcement {
     /// server's syntax error quotes it, so the error can be told apart and replaced
     /// by the denial. Random per process, so a client cannot forge one.
     denial_token: String,
+    /// What one analysis may cost.
+    limits: Limits,
+    /// Cold analyses run a bounded number at a time, off the async workers.
+    slots: Arc<Slots>,
 }
 
 impl Enforcement {
     pub fn new(keys: Arc<PseudonymKeys>) -> Self {
         Enforcement {
+            limits: Limits::default(),
+            slots: Arc::new(Slots::for_this_machine()),
             keys,
             accounts: moka::sync::Cache::new(ACCOUNT_CACHE_ENTRIES),
             columns: ArcSwapOption::empty(),
             quotas: Quotas::default(),
             denial_token: format!("maskgate_denied_{:016x}", rand::random::<u64>()),
         }
+    }
+
+    /// The same, with these analysis limits for restricted accounts' statements.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn denial_token(&self) -> &str {
@@ -115,6 +129,7 @@ impl Enforcement {
             login,
             columns,
             &self.keys,
+            (self.limits, self.slots.clone()),
         )?);
         self.accounts.insert(login.to_owned(), rules.clone());
         Some(rules)
@@ -136,6 +151,7 @@ pub struct AccountRules {
 
 struct Restricted {
     enforcer: Enforcer,
+    slots: Arc<Slots>,
     decisions: moka::sync::Cache<String, Decision>,
     hidden: HashSet<ColumnId>,
 }
@@ -146,6 +162,7 @@ impl AccountRules {
         login: &str,
         columns: Option<Arc<ColumnOids>>,
         keys: &PseudonymKeys,
+        (limits, slots): (Limits, Arc<Slots>),
     ) -> Option<AccountRules> {
         let rules = policy.effective(login)?;
         let (max_rows, rows_per_hour, statements_per_minute) = (
@@ -158,9 +175,11 @@ impl AccountRules {
                 .as_ref()
                 .map(|c| c.hidden_from(&rules))
                 .unwrap_or_default();
-            let enforcer = Enforcer::new(policy.clone(), rules.clone(), &KeyedMasks::new(keys));
+            let enforcer = Enforcer::new(policy.clone(), rules.clone(), &KeyedMasks::new(keys))
+                .with_limits(limits);
             Restricted {
                 enforcer,
+                slots,
                 decisions: moka::sync::Cache::builder()
                     .max_capacity(DECISION_CACHE_BYTES)
                     .weigher(|text: &String, decision: &Decision| {
@@ -222,7 +241,8 @@ impl AccountRules {
         if let Some(decision) = restricted.decisions.get(sql) {
             return decision;
         }
-        let decision = Arc::new(restricted.enforcer.enforce(sql).map(|enforced| {
+        let analyzed = restricted.slots.run(|| restricted.enforcer.enforce(sql));
+        let decision = Arc::new(analyzed.map(|enforced| {
             let text = match enforced.statements.as_slice() {
                 [one] => one.sql.clone(),
                 many => many
