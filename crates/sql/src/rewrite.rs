@@ -40,8 +40,11 @@ use crate::functions;
 use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
 
+mod binding;
+mod scope;
 mod write;
 
+use scope::{Columns, Level, Scopes};
 pub(crate) use write::{rewrite_copy_in, rewrite_write};
 
 /// Rewrites a top-level query in place and caps it.
@@ -59,7 +62,7 @@ pub(crate) fn rewrite_read(enforcer: &Enforcer, query: &mut Query) -> Result<(),
 #[derive(Debug, Clone)]
 enum Resolved {
     /// A CTE of an enclosing WITH: left as written.
-    Cte,
+    Cte(Columns),
     /// An allowed system relation, to be schema-qualified.
     Catalog(QualifiedName),
     /// A policy table the account may read, to be replaced by a masking subquery.
@@ -69,8 +72,12 @@ enum Resolved {
 /// One FROM item of a query block, as far as column references care.
 #[derive(Debug, Clone)]
 struct FromItem {
-    /// The alias, or the relation's own (folded) name.
+    /// The alias, or the relation's own (folded) name; empty for none.
     name: String,
+    /// The schema of an unaliased table, which a qualified name may spell out.
+    schema: Option<String>,
+    /// Its column names, as far as they are known.
+    columns: Columns,
     /// Set for protected tables.
     protected: Option<QualifiedName>,
     /// How the name resolved; `None` for derived tables and functions.
@@ -91,10 +98,10 @@ struct Rewriter<'e> {
     enforcer: &'e Enforcer,
     /// Every column that some protected table of the statement denies, with that table.
     denied: BTreeMap<String, QualifiedName>,
-    /// CTE names visible at this point, innermost last.
-    ctes: Vec<String>,
-    /// FROM items of the enclosing query blocks, innermost last.
-    frames: Vec<Vec<FromItem>>,
+    /// CTEs visible at this point with their columns, innermost last.
+    ctes: Vec<(String, Columns)>,
+    /// FROM items of the enclosing query blocks and what of them is visible now.
+    scopes: Scopes,
     /// The table a write changes, while its WHERE, SET and RETURNING are checked.
     target: Option<Target>,
     /// Queries walked so far (a write that contains one also reads).
@@ -112,8 +119,8 @@ struct Target {
     table: QualifiedName,
     /// How the statement names it: its alias, or the table's own name (folded).
     name: String,
-    /// Index in [`Rewriter::frames`] of the write's own frame.
-    frame: usize,
+    /// Index in [`Scopes::levels`] of the write's own block.
+    level: usize,
     /// RETURNING is being checked.
     returning: bool,
 }
@@ -124,7 +131,7 @@ impl<'e> Rewriter<'e> {
             enforcer,
             denied: BTreeMap::new(),
             ctes: Vec::new(),
-            frames: Vec::new(),
+            scopes: Scopes::default(),
             target: None,
             queries: 0,
             open_block: false,
@@ -160,8 +167,9 @@ impl<'e> Rewriter<'e> {
         let parts = names::parts(name)?;
         match parts.as_slice() {
             [relation] => {
-                if self.ctes.iter().any(|cte| cte == relation) {
-                    return Ok(Resolved::Cte);
+                if let Some((_, columns)) = self.ctes.iter().rev().find(|(cte, _)| cte == relation)
+                {
+                    return Ok(Resolved::Cte(columns.clone()));
                 }
                 let path = self.enforcer.search_path();
                 let catalog_listed = path.iter().any(|s| s == "pg_catalog");
@@ -222,7 +230,7 @@ impl<'e> Rewriter<'e> {
         if let Some(with) = &mut query.with {
             if with.recursive {
                 for cte in &with.cte_tables {
-                    self.ctes.push(cte_name(cte)?);
+                    self.ctes.push((cte_name(cte)?, cte_columns(cte)?));
                 }
             }
             for cte in &mut with.cte_tables {
@@ -230,9 +238,10 @@ impl<'e> Rewriter<'e> {
                 if cte.from.is_some() {
                     return Err(Denial::unsupported("CTE FROM"));
                 }
+                let columns = cte_columns(cte)?;
                 self.query(&mut cte.query)?;
                 if !with.recursive {
-                    self.ctes.push(name);
+                    self.ctes.push((name, columns));
                 }
             }
         }
@@ -341,14 +350,27 @@ impl<'e> Rewriter<'e> {
 
         let outermost = std::mem::take(&mut self.open_block);
         let (items, has_outer_join) = self.scan_from(&select.from)?;
-        let mut plans = self.plan_fences(&items, &mut select.selection, has_outer_join)?;
-        if outermost && self.may_open_fence(select, &items) {
+        self.scopes.levels.push(Level::visible(items.clone()));
+        let result = self.plan_select(select, order_by, &items, has_outer_join, outermost);
+        self.scopes.levels.pop();
+        result
+    }
+
+    /// [`Rewriter::select`] with the block's level pushed, all of it visible (as its
+    /// WHERE sees it) until its FROM is walked.
+    fn plan_select(
+        &mut self,
+        select: &mut Select,
+        order_by: Option<&mut sqlparser::ast::OrderBy>,
+        items: &[FromItem],
+        has_outer_join: bool,
+        outermost: bool,
+    ) -> Result<(), Denial> {
+        let mut plans = self.plan_fences(items, &mut select.selection, has_outer_join)?;
+        if outermost && self.may_open_fence(select, items) {
             plans[0].open = true;
         }
-        self.frames.push(items.clone());
-        let result = self.select_inner(select, order_by, &items, &mut plans);
-        self.frames.pop();
-        result
+        self.select_inner(select, order_by, items, &mut plans)
     }
 
     fn select_inner(
@@ -366,6 +388,7 @@ impl<'e> Rewriter<'e> {
         for from in &mut select.from {
             self.walk_from(from, &mut cursor)?;
         }
+        self.reveal();
         for item in &mut select.projection {
             match item {
                 SelectItem::UnnamedExpr(expr) => self.visit(expr)?,
@@ -455,6 +478,14 @@ impl<'e> Rewriter<'e> {
         items: &mut Vec<FromItem>,
         outer: &mut bool,
     ) -> Result<(), Denial> {
+        let item = |name: String, columns: Columns| FromItem {
+            name,
+            schema: None,
+            columns,
+            protected: None,
+            resolved: None,
+            raw: false,
+        };
         match factor {
             TableFactor::Table {
                 name, alias, args, ..
@@ -463,40 +494,77 @@ impl<'e> Rewriter<'e> {
                 let own = parts.last().cloned().unwrap_or_default();
                 let alias_name = alias.as_ref().map(|a| fold(&a.name));
                 if args.is_some() {
-                    items.push(FromItem {
-                        name: alias_name.unwrap_or(own),
-                        protected: None,
-                        resolved: None,
-                        raw: false,
-                    });
+                    let columns = Columns::open(alias_columns(alias.as_ref()));
+                    items.push(item(alias_name.unwrap_or(own), columns));
                     return Ok(());
                 }
                 let resolved = self.resolve(name)?;
-                let protected = match &resolved {
-                    Resolved::Protected(table) => Some(table.clone()),
-                    _ => None,
+                let (schema, columns, protected) = match &resolved {
+                    Resolved::Protected(table) => (
+                        Some(table.schema.clone()),
+                        self.fence_columns(table),
+                        Some(table.clone()),
+                    ),
+                    Resolved::Catalog(table) => {
+                        (Some(table.schema.clone()), Columns::open(Vec::new()), None)
+                    }
+                    Resolved::Cte(columns) => (None, columns.clone(), None),
+                };
+                let columns = match alias.as_ref().filter(|a| !a.columns.is_empty()) {
+                    Some(alias) => rename(&columns, &alias_columns(Some(alias))),
+                    None => columns,
                 };
                 items.push(FromItem {
                     name: alias_name.unwrap_or(own),
+                    schema: schema.filter(|_| alias.is_none()),
+                    columns,
                     protected,
                     resolved: Some(resolved),
                     raw: false,
                 });
             }
             TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => self.scan_twj(table_with_joins, items, outer)?,
-            TableFactor::Derived { alias, .. }
-            | TableFactor::UNNEST { alias, .. }
-            | TableFactor::Function { alias, .. } => items.push(FromItem {
-                name: alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default(),
-                protected: None,
-                resolved: None,
-                raw: false,
-            }),
+                table_with_joins,
+                alias,
+            } => {
+                if alias.is_some() {
+                    // An alias hides the joined items' own names; not modelled.
+                    return Err(Denial::unsupported("a parenthesized JOIN with an alias"));
+                }
+                self.scan_twj(table_with_joins, items, outer)?
+            }
+            TableFactor::Derived {
+                alias, subquery, ..
+            } => {
+                let columns =
+                    Columns::renamed(&scope::output_of(subquery), &alias_columns(alias.as_ref()));
+                let name = alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default();
+                items.push(item(name, columns));
+            }
+            TableFactor::UNNEST { alias, .. } | TableFactor::Function { alias, .. } => {
+                let name = alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default();
+                items.push(item(name, Columns::open(alias_columns(alias.as_ref()))));
+            }
             _ => return Err(Denial::unsupported("this kind of FROM item")),
         }
         Ok(())
+    }
+
+    /// The columns a masking subquery of `table` projects.
+    fn fence_columns(&self, table: &QualifiedName) -> Columns {
+        let rules = self.rules(table);
+        let names = self.enforcer.classification()[table]
+            .columns
+            .keys()
+            .filter(|c| {
+                matches!(
+                    rules.columns.get(*c),
+                    Some(ColumnRule::Allow | ColumnRule::Mask(_))
+                )
+            })
+            .cloned()
+            .collect();
+        Columns::known(names)
     }
 
     fn walk_from(
@@ -504,23 +572,34 @@ impl<'e> Rewriter<'e> {
         twj: &mut TableWithJoins,
         cursor: &mut Cursor<'_>,
     ) -> Result<(), Denial> {
+        let start = cursor.next;
         self.factor(&mut twj.relation, cursor)?;
         for join in &mut twj.joins {
             if join.global {
                 return Err(Denial::unsupported("GLOBAL JOIN"));
             }
-            self.factor(&mut join.relation, cursor)?;
-            let constraint = match &mut join.join_operator {
+            let (constraint, refuses_left) = match &mut join.join_operator {
                 JoinOperator::Join(c)
                 | JoinOperator::Inner(c)
                 | JoinOperator::Left(c)
                 | JoinOperator::LeftOuter(c)
-                | JoinOperator::Right(c)
+                | JoinOperator::CrossJoin(c) => (c, false),
+                JoinOperator::Right(c)
                 | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c)
-                | JoinOperator::CrossJoin(c) => c,
+                | JoinOperator::FullOuter(c) => (c, true),
                 _ => return Err(Denial::unsupported("this kind of JOIN")),
             };
+            // A LATERAL item on the right of a RIGHT or FULL JOIN may not refer to its
+            // left side (PostgreSQL finds the name and refuses it).
+            let left = start..cursor.next;
+            let saved = self.refuse(left.clone(), refuses_left);
+            let walked = self.factor(&mut join.relation, cursor);
+            self.restore_refused(left, saved);
+            walked?;
+            // ON and USING see this join's own inputs, nothing else of the block.
+            if let Some(level) = self.scopes.current() {
+                level.only(start..cursor.next);
+            }
             match constraint {
                 JoinConstraint::On(expr) => self.visit(expr)?,
                 JoinConstraint::Using(columns) => {
@@ -535,6 +614,42 @@ impl<'e> Rewriter<'e> {
             }
         }
         Ok(())
+    }
+
+    /// Marks the items `range` of the current block as refused to LATERAL references
+    /// (when `refuse`); returns what they were.
+    fn refuse(&mut self, range: std::ops::Range<usize>, refuse: bool) -> Vec<bool> {
+        let Some(level) = self.scopes.current() else {
+            return Vec::new();
+        };
+        let saved = level.refused[range.clone()].to_vec();
+        if refuse {
+            level.refused[range].fill(true);
+        }
+        saved
+    }
+
+    fn restore_refused(&mut self, range: std::ops::Range<usize>, saved: Vec<bool>) {
+        if let Some(level) = self.scopes.current() {
+            if saved.len() == range.len() {
+                level.refused[range].copy_from_slice(&saved);
+            }
+        }
+    }
+
+    /// What the contents of FROM item `index` (a subquery, function arguments) see of
+    /// their block: the items before it if it is LATERAL, none after it.
+    fn entering(&mut self, index: usize, lateral: bool) {
+        if let Some(level) = self.scopes.current() {
+            level.before(index, lateral);
+        }
+    }
+
+    /// The rest of a block (select list, WHERE, …) sees all of its FROM.
+    fn reveal(&mut self) {
+        if let Some(level) = self.scopes.current() {
+            level.reveal();
+        }
     }
 
     fn factor(&mut self, factor: &mut TableFactor, cursor: &mut Cursor<'_>) -> Result<(), Denial> {
@@ -553,6 +668,7 @@ impl<'e> Rewriter<'e> {
             } => {
                 let index = cursor.next;
                 cursor.next += 1;
+                self.entering(index, true);
                 if let Some(args) = args {
                     if args.settings.is_some() {
                         return Err(Denial::unsupported("SETTINGS"));
@@ -578,7 +694,7 @@ impl<'e> Rewriter<'e> {
                     .clone()
                     .ok_or_else(|| Denial::unsupported("this FROM item"))?;
                 match resolved {
-                    Resolved::Cte => {}
+                    Resolved::Cte(_) => {}
                     Resolved::Catalog(table) => match self.enforcer.catalog_fences.get(&table) {
                         None => {
                             *name =
@@ -613,8 +729,11 @@ impl<'e> Rewriter<'e> {
                 }
             }
             TableFactor::Derived {
-                subquery, alias, ..
+                subquery,
+                alias,
+                lateral,
             } => {
+                self.entering(cursor.next, *lateral);
                 cursor.next += 1;
                 check_alias(alias.as_ref())?;
                 self.query(subquery)?;
@@ -627,6 +746,7 @@ impl<'e> Rewriter<'e> {
                 self.walk_from(table_with_joins, cursor)?;
             }
             TableFactor::Function { name, args, .. } => {
+                self.entering(cursor.next, true);
                 cursor.next += 1;
                 self.table_function(name)?;
                 for arg in args {
@@ -639,6 +759,7 @@ impl<'e> Rewriter<'e> {
                 with_offset_alias: None,
                 ..
             } => {
+                self.entering(cursor.next, true);
                 cursor.next += 1;
                 for expr in array_exprs {
                     self.visit(expr)?;
@@ -695,7 +816,7 @@ impl<'e> Rewriter<'e> {
                         && comparison(c).is_some_and(|(column, op, _)| {
                             op == BinaryOperator::Eq
                                 && self
-                                    .column_of(column, items, index)
+                                    .column_of(column, index)
                                     .is_some_and(|name| rules.lookup_keys.contains(&name))
                         })
                 });
@@ -715,7 +836,7 @@ impl<'e> Rewriter<'e> {
                     if !is_safe_comparison(&op) {
                         continue;
                     }
-                    let Some(name) = self.column_of(column, items, index) else {
+                    let Some(name) = self.column_of(column, index) else {
                         continue;
                     };
                     if matches!(rules.columns.get(&name), Some(ColumnRule::Allow)) {
@@ -769,44 +890,11 @@ impl<'e> Rewriter<'e> {
         conjuncts.iter().all(|conjunct| {
             comparison(conjunct).is_some_and(|(column, op, _)| {
                 is_safe_comparison(&op)
-                    && self.column_of(column, items, 0).is_some_and(|name| {
+                    && self.column_of(column, 0).is_some_and(|name| {
                         matches!(rules.columns.get(&name), Some(ColumnRule::Allow))
                     })
             })
         })
-    }
-
-    /// The column of FROM item `index` that `expr` names, if it certainly is one.
-    fn column_of(&self, expr: &Expr, items: &[FromItem], index: usize) -> Option<String> {
-        let item = &items[index];
-        let table = item.protected.as_ref()?;
-        let class = &self.enforcer.classification()[table];
-        match expr {
-            Expr::Identifier(ident) => {
-                let column = fold(ident);
-                if !class.columns.contains_key(&column) {
-                    return None;
-                }
-                let unambiguous = items.iter().enumerate().all(|(i, other)| {
-                    i == index
-                        || other.protected.as_ref().is_some_and(|t| {
-                            !self.enforcer.classification()[t]
-                                .columns
-                                .contains_key(&column)
-                        })
-                });
-                unambiguous.then_some(column)
-            }
-            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                let column = fold(&parts[1]);
-                let same_name = items.iter().filter(|i| i.name == fold(&parts[0])).count();
-                (fold(&parts[0]) == item.name
-                    && same_name == 1
-                    && class.columns.contains_key(&column))
-                .then_some(column)
-            }
-            _ => None,
-        }
     }
 
     /// `column <op> value` rewritten against the raw table (named `qualifier`), inside
@@ -884,153 +972,6 @@ impl<'e> Rewriter<'e> {
         }
     }
 
-    fn check_unqualified(&self, column: &str) -> Result<(), Denial> {
-        if let Some(table) = self.denied.get(column) {
-            return Err(denied_column(column, table));
-        }
-        self.check_target_unqualified(column)
-    }
-
-    fn check_qualified(&self, qualifier: &str, column: &str) -> Result<(), Denial> {
-        for frame in self.frames.iter().rev() {
-            if let Some(item) = frame.iter().find(|item| item.name == qualifier) {
-                return match &item.protected {
-                    Some(_) if item.raw => self.check_target_column(column),
-                    Some(table)
-                        if matches!(
-                            self.rules(table).columns.get(column),
-                            None | Some(ColumnRule::Deny)
-                        ) && self.enforcer.classification()[table]
-                            .columns
-                            .contains_key(column) =>
-                    {
-                        Err(denied_column(column, table))
-                    }
-                    _ => Ok(()),
-                };
-            }
-        }
-        if self.target.is_some() {
-            // Inside a write an unknown qualifier may still reach the stored target:
-            // `old`/`new` in RETURNING (PostgreSQL 18), or a composite column.
-            return Err(Denial::privilege(format!(
-                "\"{qualifier}\" names no table of this statement; a write may only qualify \
-                 columns with its tables"
-            )));
-        }
-        self.check_unqualified(column)
-    }
-
-    /// Whether the innermost block being checked is the write's own (not a subquery):
-    /// the only place RETURNING may name masked columns of the target.
-    fn at_returning_top(&self) -> bool {
-        self.target
-            .as_ref()
-            .is_some_and(|t| t.returning && t.frame + 1 == self.frames.len())
-    }
-
-    /// Whether `item` is a masking subquery that projects `column`.
-    fn projects(&self, item: &FromItem, column: &str) -> bool {
-        !item.raw
-            && item.protected.as_ref().is_some_and(|table| {
-                matches!(
-                    self.rules(table).columns.get(column),
-                    Some(ColumnRule::Allow | ColumnRule::Mask(_))
-                )
-            })
-    }
-
-    /// A column of the write's target, named (qualified or not) where it reaches it.
-    fn check_target_column(&self, column: &str) -> Result<(), Denial> {
-        let Some(target) = &self.target else {
-            return Err(internal());
-        };
-        let table = &target.table;
-        if !self.enforcer.classification()[table]
-            .columns
-            .contains_key(column)
-        {
-            if column == target.name {
-                return Err(whole_row_of_target(column));
-            }
-            return Err(unknown_in_write(column, table));
-        }
-        match self.rules(table).columns.get(column) {
-            Some(ColumnRule::Allow) => Ok(()),
-            Some(ColumnRule::Mask(_)) if self.at_returning_top() => Ok(()),
-            Some(ColumnRule::Mask(_)) => Err(Denial::privilege(format!(
-                "column \"{column}\" of table \"{table}\" is masked for this account: a \
-                 write may not read it (only RETURNING shows it, masked)"
-            ))),
-            Some(ColumnRule::Deny) | None => Err(denied_column(column, table)),
-        }
-    }
-
-    /// An unqualified name inside a write: PostgreSQL looks for it from the innermost
-    /// block outwards, so it reaches the target unless a block inside the write has a
-    /// masking subquery that certainly projects it. Names the target does not classify
-    /// are refused unless another item of the write's own FROM certainly has them: the
-    /// stored table may have columns the policy does not know, and a name may also be
-    /// a whole-row reference to the target.
-    fn check_target_unqualified(&self, column: &str) -> Result<(), Denial> {
-        let Some(target) = &self.target else {
-            return Ok(());
-        };
-        let inner = &self.frames[target.frame + 1..];
-        if inner
-            .iter()
-            .any(|frame| frame.iter().any(|item| self.projects(item, column)))
-        {
-            return Ok(());
-        }
-        let classified = self.enforcer.classification()[&target.table]
-            .columns
-            .contains_key(column);
-        if !classified
-            && self.frames[target.frame]
-                .iter()
-                .any(|item| self.projects(item, column))
-        {
-            return Ok(());
-        }
-        self.check_target_column(column)
-    }
-
-    /// `name.*` as a select item or function argument: a whole row, which for the
-    /// target of a write would be the stored row.
-    fn check_whole_row(&self, name: &ObjectName) -> Result<(), Denial> {
-        if self.target.is_none() {
-            return Ok(());
-        }
-        let parts = names::parts(name)?;
-        let Some(last) = parts.last() else {
-            return Ok(());
-        };
-        for frame in self.frames.iter().rev() {
-            if let Some(item) = frame.iter().find(|item| &item.name == last) {
-                if item.raw {
-                    return Err(whole_row_of_target(&item.name));
-                }
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    fn check_function_wildcards(&self, function: &Function) -> Result<(), Denial> {
-        if let FunctionArguments::List(list) = &function.args {
-            for arg in &list.args {
-                let (FunctionArg::Unnamed(arg)
-                | FunctionArg::Named { arg, .. }
-                | FunctionArg::ExprNamed { arg, .. }) = arg;
-                if let FunctionArgExpr::QualifiedWildcard(name) = arg {
-                    self.check_whole_row(name)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn check_expr(&self, expr: &Expr) -> Result<(), Denial> {
         match expr {
             Expr::Identifier(ident) => {
@@ -1041,13 +982,8 @@ impl<'e> Rewriter<'e> {
                 for part in parts {
                     names::check_quote(part)?;
                 }
-                match parts.as_slice() {
-                    [.., qualifier, column] => {
-                        self.check_qualified(&fold(qualifier), &fold(column))
-                    }
-                    [column] => self.check_unqualified(&fold(column)),
-                    [] => Ok(()),
-                }
+                let parts: Vec<String> = parts.iter().map(fold).collect();
+                self.check_compound(&parts)
             }
             Expr::Function(function) => {
                 check_function(function)?;
@@ -1196,6 +1132,33 @@ fn internal() -> Denial {
 fn cte_name(cte: &sqlparser::ast::Cte) -> Result<String, Denial> {
     names::check_quote(&cte.alias.name)?;
     Ok(fold(&cte.alias.name))
+}
+
+/// A CTE's columns: its query's, renamed by its column list.
+fn cte_columns(cte: &sqlparser::ast::Cte) -> Result<Columns, Denial> {
+    let mut aliases = Vec::with_capacity(cte.alias.columns.len());
+    for column in &cte.alias.columns {
+        names::check_quote(&column.name)?;
+        aliases.push(fold(&column.name));
+    }
+    Ok(Columns::renamed(&scope::output_of(&cte.query), &aliases))
+}
+
+/// The column names of an alias list (`AS t(a, b)`), folded.
+fn alias_columns(alias: Option<&TableAlias>) -> Vec<String> {
+    alias.map_or_else(Vec::new, |alias| {
+        alias.columns.iter().map(|c| fold(&c.name)).collect()
+    })
+}
+
+/// `columns` with the first ones renamed by an alias list.
+fn rename(columns: &Columns, aliases: &[String]) -> Columns {
+    if columns.open {
+        return Columns::open(aliases.to_vec());
+    }
+    let mut names = aliases.to_vec();
+    names.extend(columns.names.iter().skip(aliases.len()).cloned());
+    Columns::known(names)
 }
 
 fn check_alias(alias: Option<&TableAlias>) -> Result<(), Denial> {

@@ -41,6 +41,7 @@ use sqlparser::ast::{
     VisitorMut,
 };
 
+use super::scope::{Columns, Level};
 use super::{
     comparison, denied_column, internal, is_safe_comparison, join_and, lookup_only, plain_wildcard,
     split_and, split_and_ref, strip, Cursor, FromItem, Resolved, Rewriter, Target,
@@ -163,15 +164,16 @@ fn is_join_equality(rewriter: &Rewriter<'_>, conjunct: &Expr, items: &[FromItem]
     let rules = rewriter.rules(table);
     let of_target = |expr: &Expr| {
         rewriter
-            .column_of(expr, items, 0)
+            .column_of(expr, 0)
             .is_some_and(|name| matches!(rules.columns.get(&name), Some(ColumnRule::Allow)))
     };
     let of_source = |expr: &Expr| match expr {
         Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-            let qualifier = fold(&parts[0]);
-            let mut named = items[1..].iter().filter(|item| item.name == qualifier);
-            match (named.next(), named.next()) {
-                (Some(item), None) => rewriter.projects(item, &fold(&parts[1])),
+            let named = rewriter.scopes.relation(&fold(&parts[0]), None);
+            match named.as_slice() {
+                [at] if at.item > 0 && at.level + 1 == rewriter.scopes.levels.len() => {
+                    rewriter.projects(rewriter.scopes.item(*at), &fold(&parts[1]))
+                }
                 _ => false,
             }
         }
@@ -199,21 +201,11 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
     }
 
     let (sources, outer) = rewriter.scan_from(parts.sources)?;
-    let mut items = vec![FromItem {
-        name: reference.clone(),
-        protected: Some(table.clone()),
-        resolved: None,
-        raw: true,
-    }];
+    let aliased = matches!(parts.target, TableFactor::Table { alias: Some(_), .. });
+    let mut items = vec![target_item(rewriter, &table, &reference, aliased)];
     items.extend(sources);
+    push_write_level(rewriter, &table, &reference, items.clone());
     let mut plans = rewriter.plan_fences(&items, parts.selection, outer)?;
-    rewriter.frames.push(items.clone());
-    rewriter.target = Some(Target {
-        table: table.clone(),
-        name: reference.clone(),
-        frame: rewriter.frames.len() - 1,
-        returning: false,
-    });
     let mut cursor = Cursor {
         items: &items,
         next: 1,
@@ -222,6 +214,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
     for source in parts.sources.iter_mut() {
         rewriter.walk_from(source, &mut cursor)?;
     }
+    rewriter.reveal();
 
     let rules = rewriter.rules(&table);
     let mut conjuncts = Vec::new();
@@ -234,7 +227,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
             comparison(conjunct).is_some_and(|(column, op, _)| {
                 op == BinaryOperator::Eq
                     && rewriter
-                        .column_of(column, &items, 0)
+                        .column_of(column, 0)
                         .is_some_and(|name| rules.lookup_keys.contains(&name))
             })
         });
@@ -250,7 +243,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
         let safe = comparison(&conjunct).is_some_and(|(column, op, _)| {
             is_safe_comparison(&op)
                 && rewriter
-                    .column_of(column, &items, 0)
+                    .column_of(column, 0)
                     .is_some_and(|name| matches!(rules.columns.get(&name), Some(ColumnRule::Allow)))
         });
         if safe {
@@ -291,7 +284,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
         });
     }
     *parts.selection = join_and(where_parts);
-    rewriter.frames.pop();
+    rewriter.scopes.levels.pop();
     rewriter.target = None;
 
     let reads = parts.returning.is_some() || !parts.sources.is_empty() || rewriter.queries > 0;
@@ -388,23 +381,55 @@ fn rewrite_insert(
         returning.is_some() || !matches!(*source.body, SetExpr::Values(_)) || rewriter.queries > 1;
 
     if let Some(returning) = returning.as_mut() {
-        rewriter.frames.push(vec![FromItem {
-            name: reference.clone(),
-            protected: Some(target.clone()),
-            resolved: None,
-            raw: true,
-        }]);
-        rewriter.target = Some(Target {
-            table: target,
-            name: reference,
-            frame: rewriter.frames.len() - 1,
-            returning: false,
-        });
+        let item = target_item(rewriter, &target, &reference, table_alias.is_some());
+        push_write_level(rewriter, &target, &reference, vec![item]);
         rewrite_returning(rewriter, returning, &[])?;
-        rewriter.frames.pop();
+        rewriter.scopes.levels.pop();
         rewriter.target = None;
     }
     Ok((returning.is_some(), reads))
+}
+
+/// The stored table a write changes, as a FROM item of the write's own block: every
+/// classified column, and perhaps others the policy does not know.
+fn target_item(
+    rewriter: &Rewriter<'_>,
+    table: &QualifiedName,
+    reference: &str,
+    aliased: bool,
+) -> FromItem {
+    let names = rewriter.enforcer.classification()[table]
+        .columns
+        .keys()
+        .cloned()
+        .collect();
+    FromItem {
+        name: reference.to_owned(),
+        schema: (!aliased).then(|| table.schema.clone()),
+        columns: Columns::open(names),
+        protected: Some(table.clone()),
+        resolved: None,
+        raw: true,
+    }
+}
+
+/// Enters the write's own block. Its FROM/USING items see the target only as a
+/// reference PostgreSQL refuses (it is LATERAL-only, not LATERAL-ok, there).
+fn push_write_level(
+    rewriter: &mut Rewriter<'_>,
+    table: &QualifiedName,
+    reference: &str,
+    items: Vec<FromItem>,
+) {
+    let mut level = Level::visible(items);
+    level.refused[0] = true;
+    rewriter.scopes.levels.push(level);
+    rewriter.target = Some(Target {
+        table: table.clone(),
+        name: reference.to_owned(),
+        level: rewriter.scopes.levels.len() - 1,
+        returning: false,
+    });
 }
 
 /// The target of an UPDATE or DELETE: a policy table the account has rules for, named
@@ -449,7 +474,7 @@ fn resolve_target(
 fn target_table(rewriter: &Rewriter<'_>, name: &ObjectName) -> Result<QualifiedName, Denial> {
     match rewriter.resolve(name)? {
         Resolved::Protected(table) => Ok(table),
-        Resolved::Catalog(_) | Resolved::Cte => Err(Denial::forbidden(format!(
+        Resolved::Catalog(_) | Resolved::Cte(_) => Err(Denial::forbidden(format!(
             "writing to relation \"{}\"",
             names::display(&names::parts(name)?)
         ))),
