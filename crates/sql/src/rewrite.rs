@@ -42,6 +42,8 @@ use crate::names::{self, fold, quote_ident, quoted};
 
 mod binding;
 mod scope;
+#[cfg(test)]
+mod scope_tests;
 mod write;
 
 use scope::{Columns, Level, Scopes};
@@ -976,14 +978,20 @@ impl<'e> Rewriter<'e> {
         match expr {
             Expr::Identifier(ident) => {
                 names::check_quote(ident)?;
+                #[cfg(test)]
+                scope_tests::record(self, &[fold(ident)], ident.span.start);
                 self.check_unqualified(&fold(ident))
             }
             Expr::CompoundIdentifier(parts) => {
                 for part in parts {
                     names::check_quote(part)?;
                 }
-                let parts: Vec<String> = parts.iter().map(fold).collect();
-                self.check_compound(&parts)
+                let folded: Vec<String> = parts.iter().map(fold).collect();
+                #[cfg(test)]
+                if let Some(first) = parts.first() {
+                    scope_tests::record(self, &folded, first.span.start);
+                }
+                self.check_compound(&folded)
             }
             Expr::Function(function) => {
                 check_function(function)?;

@@ -262,6 +262,12 @@ impl Scopes {
         &self.levels[at.level].items[at.item]
     }
 
+    /// Whether PostgreSQL finds this item from here but refuses the reference.
+    #[cfg(test)]
+    pub(super) fn refused(&self, at: ItemRef) -> bool {
+        self.levels[at.level].sees(at.item) == Some(false)
+    }
+
     pub(super) fn current(&mut self) -> Option<&mut Level> {
         self.levels.last_mut()
     }

@@ -1,0 +1,595 @@
+//! Differential test of name binding against PostgreSQL itself.
+//!
+//! Statements are generated over tables with overlapping column names (joins, ON
+//! clauses, LATERAL and plain derived tables, correlated EXISTS, CTEs that shadow
+//! tables, UPDATE … FROM and DELETE … USING). Every column reference is a probe. In the
+//! text PostgreSQL runs, a probe is `mg_probe(<id>, <reference>)`, a function that
+//! raises a notice with the value it got; every row of every table holds its own
+//! `relation.column` label, so the notice says where PostgreSQL bound the name, and a
+//! binding error names the probe by its position. maskgate analyzes the same statement
+//! with probes written `(<reference> IS NOT NULL)` and records, per reference, the set
+//! of bindings its scope model allows. PostgreSQL's answer outside that set fails.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use maskgate_policy::{Policy, PolicySettings};
+use sqlparser::tokenizer::Location;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::scope::{Has, ItemRef};
+use super::{Resolved, Rewriter};
+use crate::mask::MaskRenderer;
+use crate::Enforcer;
+
+/// Where a reference may bind: an item's `label.column`, or PostgreSQL's refusal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Bound {
+    Column(String),
+    Error,
+}
+
+thread_local! {
+    static RECORDED: RefCell<Option<BTreeMap<(u64, u64), BTreeSet<Bound>>>> =
+        const { RefCell::new(None) };
+}
+
+/// Called by the rewrite for every column reference while a test records.
+pub(super) fn record(rewriter: &Rewriter<'_>, parts: &[String], at: Location) {
+    RECORDED.with(|recorded| {
+        if let Some(map) = recorded.borrow_mut().as_mut() {
+            map.insert((at.line, at.column), possible(rewriter, parts));
+        }
+    });
+}
+
+fn label(rewriter: &Rewriter<'_>, at: ItemRef, column: &str) -> Bound {
+    let item = rewriter.scopes.item(at);
+    let name = match (&item.protected, &item.resolved) {
+        (Some(table), _) => table.name.clone(),
+        (None, Some(Resolved::Cte(_))) => format!("cte_{}", item.name),
+        _ => item.name.clone(),
+    };
+    Bound::Column(format!("{name}.{column}"))
+}
+
+/// Every binding maskgate's model allows for a reference.
+fn possible(rewriter: &Rewriter<'_>, parts: &[String]) -> BTreeSet<Bound> {
+    let scopes = &rewriter.scopes;
+    let mut out = BTreeSet::new();
+    match parts {
+        [column] => {
+            let lookup = scopes.column(column);
+            if lookup.refused || lookup.found.len() != 1 || !lookup.tied.is_empty() {
+                out.insert(Bound::Error);
+            }
+            if lookup.found.len() == 1 {
+                out.insert(label(rewriter, lookup.found[0], column));
+            }
+            for at in &lookup.maybe {
+                out.insert(label(rewriter, *at, column));
+            }
+        }
+        [qualifier, column] => match scopes.relation(qualifier, None).as_slice() {
+            [at] => {
+                if scopes.refused(*at) {
+                    out.insert(Bound::Error);
+                }
+                match scopes.item(*at).columns.has(column) {
+                    Has::Yes => {
+                        out.insert(label(rewriter, *at, column));
+                    }
+                    Has::Maybe => {
+                        out.insert(label(rewriter, *at, column));
+                        out.insert(Bound::Error);
+                    }
+                    Has::No => {
+                        out.insert(Bound::Error);
+                    }
+                }
+            }
+            _ => {
+                out.insert(Bound::Error);
+            }
+        },
+        _ => {
+            out.insert(Bound::Error);
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------ the schema
+
+/// Tables and their columns; every one holds one row of labels.
+const TABLES: &[(&str, &[&str])] = &[
+    ("t1", &["a", "b", "e"]),
+    ("t2", &["a", "c", "f"]),
+    ("t3", &["b", "d", "g"]),
+    ("t4", &["c", "d", "h"]),
+];
+const COLUMNS: &[&str] = &["a", "b", "c", "d", "e", "f", "g", "h"];
+
+/// Two accounts that may read, update and delete everything: `all_1` sees every column
+/// as stored, `masked_1` sees `t1.e` only masked.
+fn policy_text() -> String {
+    let mut text = String::new();
+    for (table, columns) in TABLES {
+        text.push_str(&format!("[tables.\"public.{table}\".columns]\n"));
+        for column in *columns {
+            text.push_str(&format!("{column} = {{ type = \"text\" }}\n"));
+        }
+    }
+    for role in ["all", "masked"] {
+        text.push_str(&format!(
+            "[roles.{role}]\nstatements = [\"read\", \"update\", \"delete\"]\n"
+        ));
+        for (table, columns) in TABLES {
+            let rules: Vec<String> = columns
+                .iter()
+                .map(|c| match (role, *table, *c) {
+                    ("masked", "t1", "e") => format!("{c} = {{ mask = \"null\" }}"),
+                    _ => format!("{c} = \"allow\""),
+                })
+                .collect();
+            text.push_str(&format!(
+                "[roles.{role}.tables.\"public.{table}\"]\ncolumns = {{ {} }}\n",
+                rules.join(", ")
+            ));
+        }
+        text.push_str(&format!(
+            "[accounts.{role}_1]\nname = \"Differential\"\nroles = [\"{role}\"]\nverifier = \
+             \"SCRAM-SHA-256$4096:ENqrke4VetwF7BUAvmg9hA==$XT4ez9bx3FeFEtOaDwU7HOOm+wg09SgHW82LS6I/anw=:tPtRELbqA9kZfdWwLP5IzHSqYt7an3afp04AnIrmGCk=\"\n"
+        ));
+    }
+    text
+}
+
+fn schema_sql() -> String {
+    let mut sql = String::new();
+    for (table, columns) in TABLES {
+        let defs: Vec<String> = columns.iter().map(|c| format!("{c} text")).collect();
+        let values: Vec<String> = columns.iter().map(|c| format!("'{table}.{c}'")).collect();
+        sql.push_str(&format!(
+            "CREATE TABLE {table} ({}); INSERT INTO {table} VALUES ({});\n",
+            defs.join(", "),
+            values.join(", ")
+        ));
+    }
+    sql.push_str(
+        "CREATE FUNCTION mg_probe(k int, v text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS \
+         $$ BEGIN RAISE NOTICE 'probe % %', k, v; RETURN true; END $$;",
+    );
+    sql
+}
+
+// ------------------------------------------------------------------ the generator
+
+/// A tiny deterministic generator (xorshift), so a failure names its seed.
+struct Gen {
+    state: u64,
+    tables: Vec<&'static str>,
+    derived: usize,
+    ctes: Vec<String>,
+    /// Names given to FROM items so far (visible or not from where a probe is).
+    defined: Vec<String>,
+    /// Columns of the items defined so far.
+    seen: Vec<&'static str>,
+    /// Both texts and the probes: (id, offset in PostgreSQL's text, offset in ours, length).
+    pg: String,
+    ours: String,
+    probes: Vec<(usize, usize, usize, usize)>,
+}
+
+impl Gen {
+    fn new(seed: u64) -> Gen {
+        Gen {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            tables: TABLES.iter().map(|(t, _)| *t).collect(),
+            derived: 0,
+            ctes: Vec::new(),
+            defined: Vec::new(),
+            seen: Vec::new(),
+            pg: String::new(),
+            ours: String::new(),
+            probes: Vec::new(),
+        }
+    }
+
+    fn next(&mut self, n: usize) -> usize {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.next(100) < percent
+    }
+
+    fn push(&mut self, text: &str) {
+        self.pg.push_str(text);
+        self.ours.push_str(text);
+    }
+
+    /// A reference: a column, sometimes qualified with a name that may or may not be
+    /// visible from here.
+    fn probe(&mut self) {
+        let column = if !self.seen.is_empty() && self.chance(75) {
+            let index = self.next(self.seen.len());
+            self.seen[index]
+        } else {
+            COLUMNS[self.next(COLUMNS.len())]
+        };
+        let reference = if self.chance(30) {
+            let names = [
+                "t1", "t2", "t3", "t4", "x2", "x3", "d1", "d2", "d3", "u", "cte_a",
+            ];
+            let qualifier = if !self.defined.is_empty() && self.chance(80) {
+                let index = self.next(self.defined.len());
+                self.defined[index].clone()
+            } else {
+                names[self.next(names.len())].to_owned()
+            };
+            format!("{qualifier}.{column}")
+        } else {
+            column.to_owned()
+        };
+        let id = self.probes.len();
+        self.pg.push_str(&format!("mg_probe({id}, "));
+        self.ours.push('(');
+        let at = (id, self.pg.len(), self.ours.len(), reference.len());
+        self.probes.push(at);
+        self.pg.push_str(&reference);
+        self.ours.push_str(&reference);
+        self.pg.push(')');
+        self.ours.push_str(" IS NOT NULL)");
+    }
+
+    fn conditions(&mut self, depth: usize) {
+        self.probe();
+        if self.chance(40) {
+            self.push(" AND ");
+            self.probe();
+        }
+        if depth < 2 && self.chance(45) {
+            self.push(" AND EXISTS (SELECT 1 FROM ");
+            self.from_list(depth + 1);
+            self.push(" WHERE ");
+            self.conditions(depth + 1);
+            self.push(")");
+        }
+    }
+
+    fn from_list(&mut self, depth: usize) {
+        self.from_tree(depth);
+        if self.chance(45) {
+            self.push(", ");
+            self.from_tree(depth);
+        }
+    }
+
+    fn from_tree(&mut self, depth: usize) {
+        self.from_item(depth);
+        while self.chance(35) {
+            let kind = ["JOIN", "LEFT JOIN", "RIGHT JOIN", "CROSS JOIN"][self.next(4)];
+            self.push(&format!(" {kind} "));
+            self.from_item(depth);
+            if kind != "CROSS JOIN" {
+                self.push(" ON ");
+                self.conditions(depth.max(1));
+            }
+        }
+    }
+
+    fn from_item(&mut self, depth: usize) {
+        let pick = self.next(10);
+        if pick < 2 && !self.ctes.is_empty() {
+            let index = self.next(self.ctes.len());
+            let cte = self.ctes.remove(index);
+            self.push(&cte);
+            self.defined.push(cte);
+        } else if (pick < 6 || depth >= 2) && !self.tables.is_empty() {
+            let index = self.next(self.tables.len());
+            let table = self.tables.remove(index);
+            self.push(table);
+            let columns = TABLES
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map_or(&[][..], |t| t.1);
+            self.seen.extend_from_slice(columns);
+            if self.chance(30) {
+                let alias = table.replace('t', "x");
+                self.push(&format!(" AS {alias}"));
+                self.defined.push(alias);
+            } else {
+                self.defined.push(table.to_owned());
+            }
+        } else {
+            self.derived += 1;
+            let name = format!("d{}", self.derived);
+            self.defined.push(name.clone());
+            let open = if self.chance(40) { "LATERAL (" } else { "(" };
+            self.push(open);
+            self.projection(&name);
+            if depth < 2 && self.chance(50) {
+                self.push(" FROM ");
+                self.from_list(depth + 1);
+            }
+            self.push(" WHERE ");
+            self.conditions(depth + 1);
+            self.push(&format!(") AS {name}"));
+        }
+    }
+
+    /// `SELECT 'name.a' AS a, …` over a random non-empty subset of the columns.
+    fn projection(&mut self, name: &str) {
+        let label = name;
+        let mut columns: Vec<&str> = COLUMNS
+            .iter()
+            .copied()
+            .filter(|_| self.chance(20))
+            .collect();
+        if columns.is_empty() {
+            columns.push(COLUMNS[self.next(COLUMNS.len())]);
+        }
+        self.seen.extend_from_slice(&columns);
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("'{label}.{c}'::text AS {c}"))
+            .collect();
+        self.push(&format!("SELECT {}", list.join(", ")));
+    }
+
+    /// One statement: a SELECT (perhaps with CTEs, one named like a table), an UPDATE …
+    /// FROM or a DELETE … USING of t1.
+    fn statement(&mut self) {
+        match self.next(3) {
+            0 => {
+                if self.chance(50) {
+                    let name = if self.chance(50) { "t2" } else { "cte_a" };
+                    self.push(&format!("WITH {name} AS ("));
+                    self.projection(&format!("cte_{name}"));
+                    self.push(") ");
+                    self.ctes.push(name.to_owned());
+                    if name == "t2" {
+                        self.tables.retain(|t| *t != "t2");
+                    }
+                }
+                self.push("SELECT 1 FROM ");
+                self.from_list(0);
+                self.push(" WHERE ");
+                self.conditions(0);
+            }
+            kind => {
+                self.tables.retain(|t| *t != "t1");
+                let alias = if self.chance(40) { " AS u" } else { "" };
+                self.defined
+                    .push(if alias.is_empty() { "t1" } else { "u" }.to_owned());
+                if kind == 1 {
+                    self.push(&format!("UPDATE t1{alias} SET a = 'x'"));
+                    if self.chance(70) {
+                        self.push(" FROM ");
+                        self.from_list(0);
+                    }
+                } else {
+                    self.push(&format!("DELETE FROM t1{alias}"));
+                    if self.chance(70) {
+                        self.push(" USING ");
+                        self.from_list(0);
+                    }
+                }
+                self.push(" WHERE ");
+                self.conditions(0);
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the test
+
+struct NoMasks;
+
+impl MaskRenderer for NoMasks {
+    fn render(
+        &self,
+        _spec: &maskgate_mask::MaskSpec,
+        column: &str,
+        _ty: &maskgate_mask::PgType,
+    ) -> Result<String, maskgate_mask::MaskError> {
+        Ok(column.to_owned())
+    }
+}
+
+/// What PostgreSQL said about one statement.
+enum Answer {
+    /// Each probe's notice value.
+    Ran(BTreeMap<usize, String>),
+    /// A binding error at this probe.
+    Refused(usize),
+    /// An error maskgate's binding does not model (reported, not compared).
+    Other(String),
+}
+
+#[tokio::test]
+async fn maskgate_binds_every_column_reference_where_postgresql_does() {
+    let cluster = maskgate_testkit::PgCluster::shared();
+    let database = format!("maskgate_scope_{}", std::process::id());
+    cluster
+        .psql(&format!("DROP DATABASE IF EXISTS {database}"))
+        .unwrap();
+    cluster
+        .psql(&format!("CREATE DATABASE {database}"))
+        .unwrap();
+    cluster.psql_in(&database, &schema_sql()).unwrap();
+    let (client, mut connection) = tokio_postgres::Config::new()
+        .host(cluster.host())
+        .port(cluster.port())
+        .user(cluster.user())
+        .password(cluster.password())
+        .dbname(&database)
+        .connect(NoTls)
+        .await
+        .unwrap();
+    let (notices, received) = std::sync::mpsc::channel::<String>();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notice(notice) = message {
+                let _ = notices.send(notice.message().to_owned());
+            }
+        }
+    });
+
+    let path = PathBuf::from("scope_differential.toml");
+    let today = time::Date::from_calendar_date(2026, time::Month::March, 2).unwrap();
+    let policy: Arc<Policy> = Policy::from_texts(
+        vec![(path, policy_text())],
+        PolicySettings::default(),
+        today,
+    )
+    .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
+    .policy
+    .into();
+    let enforcer = Enforcer::new(policy.clone(), policy.effective("all_1").unwrap(), &NoMasks);
+    let masked = Enforcer::new(
+        policy.clone(),
+        policy.effective("masked_1").unwrap(),
+        &NoMasks,
+    );
+
+    let cases: u64 = std::env::var("MASKGATE_SCOPE_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let (mut compared, mut certain, mut other_errors, mut unrecorded) = (0, 0, 0, 0);
+    let (mut ran, mut refused, mut leaks_checked) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for seed in 0..cases {
+        let mut generator = Gen::new(seed);
+        generator.statement();
+        RECORDED.with(|r| *r.borrow_mut() = Some(BTreeMap::new()));
+        let _ = enforcer.enforce(&generator.ours);
+        let recorded = RECORDED.with(|r| r.borrow_mut().take()).unwrap_or_default();
+
+        client.batch_execute("BEGIN").await.unwrap();
+        while received.try_recv().is_ok() {}
+        let answer = match client.batch_execute(&generator.pg).await {
+            Ok(()) => {
+                let mut values = BTreeMap::new();
+                while let Ok(notice) = received.try_recv() {
+                    let mut words = notice.splitn(3, ' ').skip(1);
+                    if let (Some(id), Some(value)) = (words.next(), words.next()) {
+                        values.insert(id.parse::<usize>().unwrap(), value.to_owned());
+                    }
+                }
+                Answer::Ran(values)
+            }
+            Err(error) => refused_probe(&error, &generator)
+                .map_or_else(|| Answer::Other(describe(&error)), Answer::Refused),
+        };
+        client.batch_execute("ROLLBACK").await.unwrap();
+
+        let ours = |id: usize| {
+            let (_, _, offset, _) = generator.probes[id];
+            recorded.get(&(1, offset as u64 + 1))
+        };
+        let mut check = |id: usize, postgres: Bound| {
+            let Some(set) = ours(id) else {
+                unrecorded += 1;
+                if std::env::var("MASKGATE_SCOPE_DEBUG").is_ok() {
+                    eprintln!(
+                        "unrecorded {id} {:?}: {}\n   {:?}",
+                        postgres,
+                        generator.ours,
+                        enforcer.enforce(&generator.ours).err()
+                    );
+                }
+                return;
+            };
+            compared += 1;
+            if set.len() == 1 {
+                certain += 1;
+            }
+            if !set.contains(&postgres) {
+                failures.push(format!(
+                    "seed {seed}, probe {id}: PostgreSQL {postgres:?}, maskgate {set:?}\n  {}",
+                    generator.pg
+                ));
+            }
+        };
+        match answer {
+            Answer::Ran(values) => {
+                ran += 1;
+                // The stored t1.e reached: the account that sees it masked is refused.
+                let raw = values.values().any(|v| v == "t1.e");
+                for (id, value) in values {
+                    check(id, Bound::Column(value));
+                }
+                if raw
+                    && !generator.ours.starts_with("WITH")
+                    && !generator.ours.starts_with("SELECT")
+                {
+                    leaks_checked += 1;
+                    if masked.enforce(&generator.ours).is_ok() {
+                        failures.push(format!(
+                            "seed {seed}: the stored t1.e is read, yet allowed\n  {}",
+                            generator.pg
+                        ));
+                    }
+                }
+            }
+            Answer::Refused(id) => {
+                refused += 1;
+                check(id, Bound::Error)
+            }
+            Answer::Other(error) => {
+                other_errors += 1;
+                if std::env::var("MASKGATE_SCOPE_DEBUG").is_ok() {
+                    eprintln!("other error {error}: {}", generator.pg);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "scope differential: {cases} statements ({ran} ran, {refused} refused by a binding \
+         error), {compared} references compared, \
+         {certain} of them certain in maskgate, {unrecorded} not analyzed by maskgate, \
+         {other_errors} statements with other errors; {leaks_checked} writes that read the \
+         stored masked column, all refused"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        compared > cases as usize,
+        "too few references compared: {compared}"
+    );
+    assert!(
+        other_errors * 10 < cases as usize,
+        "too many statements failed for other reasons: {other_errors}"
+    );
+}
+
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+/// The probe a binding error points at (ambiguous, missing or invisible names).
+fn refused_probe(error: &tokio_postgres::Error, generator: &Gen) -> Option<usize> {
+    let db = error.as_db_error()?;
+    if !["42702", "42703", "42P01", "42P10"].contains(&db.code().code()) {
+        return None;
+    }
+    let Some(tokio_postgres::error::ErrorPosition::Original(position)) = db.position() else {
+        return None;
+    };
+    let position = *position as usize - 1;
+    generator
+        .probes
+        .iter()
+        .find(|(_, start, _, len)| (*start..*start + *len).contains(&position))
+        .map(|(id, ..)| *id)
+}
