@@ -310,6 +310,17 @@ impl<'e> Rewriter<'e> {
     }
 
     fn order_by(&mut self, order_by: &mut sqlparser::ast::OrderBy) -> Result<(), Denial> {
+        self.order_by_outputs(order_by, &[])
+    }
+
+    /// ORDER BY of a block whose output columns are `outputs`: a bare name that is one
+    /// of them means that output column (PostgreSQL looks there first), which the
+    /// select list's own check covers.
+    fn order_by_outputs(
+        &mut self,
+        order_by: &mut sqlparser::ast::OrderBy,
+        outputs: &[String],
+    ) -> Result<(), Denial> {
         if order_by.interpolate.is_some() {
             return Err(Denial::unsupported("INTERPOLATE"));
         }
@@ -318,6 +329,12 @@ impl<'e> Rewriter<'e> {
                 for item in exprs {
                     if item.with_fill.is_some() {
                         return Err(Denial::unsupported("WITH FILL"));
+                    }
+                    if let Expr::Identifier(ident) = &item.expr {
+                        names::check_quote(ident)?;
+                        if outputs.contains(&fold(ident)) {
+                            continue;
+                        }
                     }
                     self.visit(&mut item.expr)?;
                 }
@@ -433,7 +450,8 @@ impl<'e> Rewriter<'e> {
             self.visit(window)?;
         }
         if let Some(order_by) = order_by {
-            self.order_by(order_by)?;
+            let outputs = scope::output_names(select);
+            self.order_by_outputs(order_by, &outputs)?;
         }
         Ok(())
     }

@@ -719,6 +719,16 @@ const DENIED: &[(&str, &str, Option<&str>)] = &[
         "UPDATE participant SET full_name = 'x' WHERE x.public.participant.citizen_id = '1'",
         Some("0A000"),
     ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' FROM generate_series(1, 1) g WHERE id = 2 RETURNING citizen_id",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' FROM participant q WHERE participant.id = 2 RETURNING birth_date",
+        Some("42501"),
+    ),
     // writes: columns that may not be written, rows that would leave the scope
     (
         "editor_79",
@@ -1016,6 +1026,16 @@ const ALLOWED_WRITES: &[(&str, &str, &[&str])] = &[
         "editor_79",
         "UPDATE participant SET full_name = (SELECT min(x.c) FROM participant q, LATERAL (SELECT citizen_id AS c) x) WHERE id = 2",
         &["LATERAL (SELECT citizen_id AS c) AS x"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' FROM employer e WHERE participant.id = e.id RETURNING citizen_id",
+        &[" AS \"citizen_id\""],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT e.name AS citizen_id FROM employer e ORDER BY citizen_id LIMIT 1) WHERE id = 2",
+        &["ORDER BY citizen_id LIMIT 1"],
     ),
     (
         "editor_79",

@@ -45,6 +45,17 @@ impl Rewriter<'_> {
         for at in lookup.possible() {
             if self.scopes.item(*at).raw {
                 self.check_target_column(column)?;
+                // RETURNING replaces the bare name by the mask, which is right only
+                // where the name certainly means the target.
+                if self.at_returning_top()
+                    && self.target_masks(column)
+                    && lookup.certain() != Some(*at)
+                {
+                    return Err(Denial::privilege(format!(
+                        "column \"{column}\" in RETURNING may not mean the table this \
+                         statement writes; qualify it with its table"
+                    )));
+                }
             }
         }
         if lookup.found.is_empty() && lookup.whole_row.iter().any(|at| self.scopes.item(*at).raw) {
@@ -123,6 +134,16 @@ impl Rewriter<'_> {
         self.target
             .as_ref()
             .is_some_and(|t| t.returning && t.level + 1 == self.scopes.levels.len())
+    }
+
+    /// Whether the write's target has `column` masked for this account.
+    fn target_masks(&self, column: &str) -> bool {
+        self.target.as_ref().is_some_and(|target| {
+            matches!(
+                self.rules(&target.table).columns.get(column),
+                Some(ColumnRule::Mask(_))
+            )
+        })
     }
 
     /// Whether `item` is a masking subquery that projects `column`.

@@ -15,7 +15,7 @@
 //! table with `*` or unnamed expressions, the stored table of a write) may have any
 //! name: a lookup reports it as a possible binding, so callers can fail closed.
 
-use sqlparser::ast::{Expr, Query, SelectItem, SetExpr};
+use sqlparser::ast::{Expr, Query, Select, SelectItem, SetExpr};
 
 use super::FromItem;
 use crate::names::fold;
@@ -88,25 +88,7 @@ pub(super) fn output_of(query: &Query) -> Output {
 
 fn output_of_set(body: &SetExpr) -> Output {
     match body {
-        SetExpr::Select(select) => {
-            let mut positions = Vec::with_capacity(select.projection.len());
-            for item in &select.projection {
-                match item {
-                    SelectItem::ExprWithAlias { alias, .. } => positions.push(Some(fold(alias))),
-                    SelectItem::UnnamedExpr(expr) => positions.push(expr_name(expr)),
-                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                        return Output {
-                            positions,
-                            exact: false,
-                        }
-                    }
-                }
-            }
-            Output {
-                positions,
-                exact: true,
-            }
-        }
+        SetExpr::Select(select) => output_of_select(select),
         SetExpr::Query(query) => output_of(query),
         SetExpr::SetOperation { left, .. } => output_of_set(left),
         SetExpr::Values(values) => {
@@ -118,6 +100,35 @@ fn output_of_set(body: &SetExpr) -> Output {
         }
         _ => Output::default(),
     }
+}
+
+fn output_of_select(select: &Select) -> Output {
+    let mut positions = Vec::with_capacity(select.projection.len());
+    for item in &select.projection {
+        match item {
+            SelectItem::ExprWithAlias { alias, .. } => positions.push(Some(fold(alias))),
+            SelectItem::UnnamedExpr(expr) => positions.push(expr_name(expr)),
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                return Output {
+                    positions,
+                    exact: false,
+                }
+            }
+        }
+    }
+    Output {
+        positions,
+        exact: true,
+    }
+}
+
+/// The output column names of a SELECT that maskgate is sure of.
+pub(super) fn output_names(select: &Select) -> Vec<String> {
+    output_of_select(select)
+        .positions
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The name PostgreSQL gives an unaliased output column, where maskgate is sure of it:
