@@ -31,9 +31,11 @@ enum Bound {
     Error,
 }
 
+/// Per reference (line, column of its first part): where maskgate lets it bind.
+type Recorded = BTreeMap<(u64, u64), BTreeSet<Bound>>;
+
 thread_local! {
-    static RECORDED: RefCell<Option<BTreeMap<(u64, u64), BTreeSet<Bound>>>> =
-        const { RefCell::new(None) };
+    static RECORDED: RefCell<Option<Recorded>> = const { RefCell::new(None) };
 }
 
 /// Called by the rewrite for every column reference while a test records.
@@ -256,27 +258,27 @@ impl Gen {
         }
         if depth < 2 && self.chance(45) {
             self.push(" AND EXISTS (SELECT 1 FROM ");
-            self.from_list(depth + 1);
+            self.gen_from_list(depth + 1);
             self.push(" WHERE ");
             self.conditions(depth + 1);
             self.push(")");
         }
     }
 
-    fn from_list(&mut self, depth: usize) {
-        self.from_tree(depth);
+    fn gen_from_list(&mut self, depth: usize) {
+        self.gen_from_tree(depth);
         if self.chance(45) {
             self.push(", ");
-            self.from_tree(depth);
+            self.gen_from_tree(depth);
         }
     }
 
-    fn from_tree(&mut self, depth: usize) {
-        self.from_item(depth);
+    fn gen_from_tree(&mut self, depth: usize) {
+        self.gen_from_item(depth);
         while self.chance(35) {
             let kind = ["JOIN", "LEFT JOIN", "RIGHT JOIN", "CROSS JOIN"][self.next(4)];
             self.push(&format!(" {kind} "));
-            self.from_item(depth);
+            self.gen_from_item(depth);
             if kind != "CROSS JOIN" {
                 self.push(" ON ");
                 self.conditions(depth.max(1));
@@ -284,7 +286,7 @@ impl Gen {
         }
     }
 
-    fn from_item(&mut self, depth: usize) {
+    fn gen_from_item(&mut self, depth: usize) {
         let pick = self.next(10);
         if pick < 2 && !self.ctes.is_empty() {
             let index = self.next(self.ctes.len());
@@ -316,7 +318,7 @@ impl Gen {
             self.projection(&name);
             if depth < 2 && self.chance(50) {
                 self.push(" FROM ");
-                self.from_list(depth + 1);
+                self.gen_from_list(depth + 1);
             }
             self.push(" WHERE ");
             self.conditions(depth + 1);
@@ -359,7 +361,7 @@ impl Gen {
                     }
                 }
                 self.push("SELECT 1 FROM ");
-                self.from_list(0);
+                self.gen_from_list(0);
                 self.push(" WHERE ");
                 self.conditions(0);
             }
@@ -372,13 +374,13 @@ impl Gen {
                     self.push(&format!("UPDATE t1{alias} SET a = 'x'"));
                     if self.chance(70) {
                         self.push(" FROM ");
-                        self.from_list(0);
+                        self.gen_from_list(0);
                     }
                 } else {
                     self.push(&format!("DELETE FROM t1{alias}"));
                     if self.chance(70) {
                         self.push(" USING ");
-                        self.from_list(0);
+                        self.gen_from_list(0);
                     }
                 }
                 self.push(" WHERE ");
