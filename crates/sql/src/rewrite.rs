@@ -17,6 +17,11 @@
 //! References to the `information_schema` views that name tables and columns become
 //! fenced subqueries too, keeping only the rows of the tables (and columns) the account
 //! may see. Writes are in [`write`].
+//!
+//! Every check that depends on what a column name means (pins, pushdown, the write
+//! target's columns, whole-row references, RETURNING masks) asks [`scope`], which binds
+//! names as PostgreSQL's parser does; a binding it cannot be sure of is treated as the
+//! most dangerous one it could be, or refused.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;

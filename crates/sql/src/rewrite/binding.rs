@@ -1,4 +1,4 @@
-//! Column references checked against the item PostgreSQL binds them to ([`scope`]):
+//! Column references checked against the item PostgreSQL binds them to ([`super::scope`]):
 //! the stored target of a write is read only through columns the account sees as
 //! stored, and a name that may reach it is checked as if it did (fail closed).
 

@@ -456,70 +456,114 @@ enum Answer {
 
 #[tokio::test]
 async fn maskgate_binds_every_column_reference_where_postgresql_does() {
-    let cluster = maskgate_testkit::PgCluster::shared();
-    let database = format!("maskgate_scope_{}", std::process::id());
-    cluster
-        .psql(&format!("DROP DATABASE IF EXISTS {database}"))
-        .unwrap();
-    cluster
-        .psql(&format!("CREATE DATABASE {database}"))
-        .unwrap();
-    cluster.psql_in(&database, &schema_sql()).unwrap();
-    let (client, mut connection) = tokio_postgres::Config::new()
-        .host(cluster.host())
-        .port(cluster.port())
-        .user(cluster.user())
-        .password(cluster.password())
-        .dbname(&database)
-        .connect(NoTls)
-        .await
-        .unwrap();
-    let (notices, received) = std::sync::mpsc::channel::<String>();
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            if let AsyncMessage::Notice(notice) = message {
-                let _ = notices.send(notice.message().to_owned());
-            }
-        }
-    });
-
-    let path = PathBuf::from("scope_differential.toml");
-    let today = time::Date::from_calendar_date(2026, time::Month::March, 2).unwrap();
-    let policy: Arc<Policy> = Policy::from_texts(
-        vec![(path, policy_text())],
-        PolicySettings::default(),
-        today,
-    )
-    .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
-    .policy
-    .into();
-    let enforcer = Enforcer::new(policy.clone(), policy.effective("all_1").unwrap(), &NoMasks);
-    let masked = Enforcer::new(
-        policy.clone(),
-        policy.effective("masked_1").unwrap(),
-        &NoMasks,
-    );
-
+    let harness = Harness::start().await;
     let cases: u64 = std::env::var("MASKGATE_SCOPE_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2000);
-    let (mut compared, mut certain, mut other_errors, mut unrecorded) = (0, 0, 0, 0);
-    let (mut ran, mut refused, mut leaks_checked) = (0, 0, 0);
-    let mut failures = Vec::new();
+    let mut tally = Tally::default();
     for seed in 0..cases {
         let mut generator = Gen::new(seed);
         generator.statement();
         RECORDED.with(|r| *r.borrow_mut() = Some(BTreeMap::new()));
-        let _ = enforcer.enforce(&generator.ours);
+        let _ = harness.all.enforce(&generator.ours);
         let recorded = RECORDED.with(|r| r.borrow_mut().take()).unwrap_or_default();
+        let answer = harness.ask(&generator).await;
+        tally.compare(seed, &generator, &recorded, answer, &harness.masked);
+    }
+    eprintln!(
+        "scope differential: {cases} statements ({} ran, {} refused by a binding error), \
+         {} references compared, {} of them certain in maskgate, {} not analyzed by \
+         maskgate, {} statements with other errors; {} writes that read the stored masked \
+         column, all refused",
+        tally.ran,
+        tally.refused,
+        tally.compared,
+        tally.certain,
+        tally.unrecorded,
+        tally.other_errors,
+        tally.leaks_checked
+    );
+    assert!(tally.failures.is_empty(), "{}", tally.failures.join("\n"));
+    assert!(
+        tally.compared > cases as usize,
+        "too few references compared: {}",
+        tally.compared
+    );
+    assert!(
+        tally.other_errors * 10 < cases as usize,
+        "too many statements failed for other reasons: {}",
+        tally.other_errors
+    );
+}
 
-        client.batch_execute("BEGIN").await.unwrap();
-        while received.try_recv().is_ok() {}
-        let answer = match client.batch_execute(&generator.pg).await {
+/// A database with the schema, a connection whose notices are collected, and the two
+/// accounts' enforcers.
+struct Harness {
+    client: tokio_postgres::Client,
+    notices: std::sync::mpsc::Receiver<String>,
+    all: Enforcer,
+    masked: Enforcer,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let cluster = maskgate_testkit::PgCluster::shared();
+        let database = format!("maskgate_scope_{}", std::process::id());
+        cluster
+            .psql(&format!("DROP DATABASE IF EXISTS {database}"))
+            .unwrap();
+        cluster
+            .psql(&format!("CREATE DATABASE {database}"))
+            .unwrap();
+        cluster.psql_in(&database, &schema_sql()).unwrap();
+        let (client, mut connection) = tokio_postgres::Config::new()
+            .host(cluster.host())
+            .port(cluster.port())
+            .user(cluster.user())
+            .password(cluster.password())
+            .dbname(&database)
+            .connect(NoTls)
+            .await
+            .unwrap();
+        let (sender, notices) = std::sync::mpsc::channel::<String>();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) =
+                std::future::poll_fn(|cx| connection.poll_message(cx)).await
+            {
+                if let AsyncMessage::Notice(notice) = message {
+                    let _ = sender.send(notice.message().to_owned());
+                }
+            }
+        });
+        let path = PathBuf::from("scope_differential.toml");
+        let today = time::Date::from_calendar_date(2026, time::Month::March, 2).unwrap();
+        let policy: Arc<Policy> = Policy::from_texts(
+            vec![(path, policy_text())],
+            PolicySettings::default(),
+            today,
+        )
+        .unwrap_or_else(|rejected| panic!("{}", rejected.errors))
+        .policy
+        .into();
+        let enforcer =
+            |login: &str| Enforcer::new(policy.clone(), policy.effective(login).unwrap(), &NoMasks);
+        Harness {
+            client,
+            notices,
+            all: enforcer("all_1"),
+            masked: enforcer("masked_1"),
+        }
+    }
+
+    /// Runs PostgreSQL's text in a transaction that is rolled back.
+    async fn ask(&self, generator: &Gen) -> Answer {
+        self.client.batch_execute("BEGIN").await.unwrap();
+        while self.notices.try_recv().is_ok() {}
+        let answer = match self.client.batch_execute(&generator.pg).await {
             Ok(()) => {
                 let mut values = BTreeMap::new();
-                while let Ok(notice) = received.try_recv() {
+                while let Ok(notice) = self.notices.try_recv() {
                     let mut words = notice.splitn(3, ' ').skip(1);
                     if let (Some(id), Some(value)) = (words.next(), words.next()) {
                         values.insert(id.parse::<usize>().unwrap(), value.to_owned());
@@ -527,56 +571,52 @@ async fn maskgate_binds_every_column_reference_where_postgresql_does() {
                 }
                 Answer::Ran(values)
             }
-            Err(error) => refused_probe(&error, &generator)
+            Err(error) => refused_probe(&error, generator)
                 .map_or_else(|| Answer::Other(describe(&error)), Answer::Refused),
         };
-        client.batch_execute("ROLLBACK").await.unwrap();
+        self.client.batch_execute("ROLLBACK").await.unwrap();
+        answer
+    }
+}
 
-        let ours = |id: usize| {
-            let (_, _, offset, _) = generator.probes[id];
-            recorded.get(&(1, offset as u64 + 1))
-        };
-        let mut check = |id: usize, postgres: Bound| {
-            let Some(set) = ours(id) else {
-                unrecorded += 1;
-                if std::env::var("MASKGATE_SCOPE_DEBUG").is_ok() {
-                    eprintln!(
-                        "unrecorded {id} {:?}: {}\n   {:?}",
-                        postgres,
-                        generator.ours,
-                        enforcer.enforce(&generator.ours).err()
-                    );
-                }
-                return;
-            };
-            compared += 1;
-            if set.len() == 1 {
-                certain += 1;
-            }
-            if !set.contains(&postgres) {
-                failures.push(format!(
-                    "seed {seed}, probe {id}: PostgreSQL {postgres:?}, maskgate {set:?}\n  {}",
-                    generator.pg
-                ));
-            }
-        };
+#[derive(Default)]
+struct Tally {
+    compared: usize,
+    certain: usize,
+    unrecorded: usize,
+    other_errors: usize,
+    ran: usize,
+    refused: usize,
+    leaks_checked: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn compare(
+        &mut self,
+        seed: u64,
+        generator: &Gen,
+        recorded: &Recorded,
+        answer: Answer,
+        masked: &Enforcer,
+    ) {
         match answer {
             Answer::Ran(values) => {
-                ran += 1;
+                self.ran += 1;
                 // The stored t1.e reached: the account that sees it masked is refused.
                 let raw = values
                     .iter()
                     .any(|(id, v)| v == "t1.e" && Some(*id) != generator.returning_probe);
                 for (id, value) in values {
-                    check(id, Bound::Column(generator.new_row(id, value)));
+                    let value = generator.new_row(id, value);
+                    self.check(seed, generator, recorded, id, Bound::Column(value));
                 }
-                if raw
-                    && !generator.ours.starts_with("WITH")
-                    && !generator.ours.starts_with("SELECT")
-                {
-                    leaks_checked += 1;
+                let write =
+                    !generator.ours.starts_with("WITH") && !generator.ours.starts_with("SELECT");
+                if raw && write {
+                    self.leaks_checked += 1;
                     if masked.enforce(&generator.ours).is_ok() {
-                        failures.push(format!(
+                        self.failures.push(format!(
                             "seed {seed}: the stored t1.e is read, yet allowed\n  {}",
                             generator.pg
                         ));
@@ -584,33 +624,35 @@ async fn maskgate_binds_every_column_reference_where_postgresql_does() {
                 }
             }
             Answer::Refused(id) => {
-                refused += 1;
-                check(id, Bound::Error)
+                self.refused += 1;
+                self.check(seed, generator, recorded, id, Bound::Error)
             }
             Answer::Other(error) => {
-                other_errors += 1;
+                self.other_errors += 1;
                 if std::env::var("MASKGATE_SCOPE_DEBUG").is_ok() {
                     eprintln!("other error {error}: {}", generator.pg);
                 }
             }
         }
     }
-    eprintln!(
-        "scope differential: {cases} statements ({ran} ran, {refused} refused by a binding \
-         error), {compared} references compared, \
-         {certain} of them certain in maskgate, {unrecorded} not analyzed by maskgate, \
-         {other_errors} statements with other errors; {leaks_checked} writes that read the \
-         stored masked column, all refused"
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        compared > cases as usize,
-        "too few references compared: {compared}"
-    );
-    assert!(
-        other_errors * 10 < cases as usize,
-        "too many statements failed for other reasons: {other_errors}"
-    );
+
+    fn check(&mut self, seed: u64, generator: &Gen, recorded: &Recorded, id: usize, pg: Bound) {
+        let (_, _, offset, _) = generator.probes[id];
+        let Some(set) = recorded.get(&(1, offset as u64 + 1)) else {
+            self.unrecorded += 1;
+            return;
+        };
+        self.compared += 1;
+        if set.len() == 1 {
+            self.certain += 1;
+        }
+        if !set.contains(&pg) {
+            self.failures.push(format!(
+                "seed {seed}, probe {id}: PostgreSQL {pg:?}, maskgate {set:?}\n  {}",
+                generator.pg
+            ));
+        }
+    }
 }
 
 fn describe(error: &tokio_postgres::Error) -> String {

@@ -5,10 +5,13 @@
 //! table, not a masking subquery. What the read rewrite gets from the fence is done here
 //! by checks and by rewriting the statement itself:
 //!
-//! - Every column reference that may reach the target is checked by name: SET, WHERE and
-//!   subqueries may read only columns the account sees as stored (`allow`); RETURNING
-//!   may also name masked columns, which are replaced by their masks under their own
-//!   name; denied, unclassified and whole-row references to the target are refused.
+//! - Every column reference that PostgreSQL may bind to the target (by its scoping, see
+//!   [`super::scope`]: a name an inner item does not certainly have, or has where that
+//!   reference cannot see it, falls through to the target) is checked by name: SET,
+//!   WHERE and subqueries may read only columns the account sees as stored (`allow`);
+//!   RETURNING may also name masked columns, which are replaced by their masks under
+//!   their own name where the name certainly means the target; denied, unclassified and
+//!   whole-row references to the target are refused.
 //! - SET and INSERT may only write `allow` columns.
 //! - UPDATE and DELETE get the row filter (as the fence applies it, qualified with the
 //!   target's name) ANDed into their WHERE. The user's own conditions go behind
