@@ -7,8 +7,11 @@
 //! raises a notice with the value it got; every row of every table holds its own
 //! `relation.column` label, so the notice says where PostgreSQL bound the name, and a
 //! binding error names the probe by its position. maskgate analyzes the same statement
-//! with probes written `(<reference> IS NOT NULL)` and records, per reference, the set
-//! of bindings its scope model allows. PostgreSQL's answer outside that set fails.
+//! with probes written `(<reference> IS DISTINCT FROM 'probe<id>')` and records, per
+//! reference, the set of bindings its scope model allows. PostgreSQL's answer outside
+//! that set fails. Then the text maskgate would send (for an account that sees every
+//! column) gets its probes back and runs too: each must see the same value as in the
+//! statement as written, so the masking subqueries change no binding.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -250,7 +253,8 @@ impl Gen {
         self.pg.push_str(&reference);
         self.ours.push_str(&reference);
         self.pg.push(')');
-        self.ours.push_str(" IS NOT NULL)");
+        self.ours
+            .push_str(&format!(" IS DISTINCT FROM 'probe{id}')"));
     }
 
     fn conditions(&mut self, depth: usize) {
@@ -469,20 +473,26 @@ async fn maskgate_binds_every_column_reference_where_postgresql_does() {
         let _ = harness.all.enforce(&generator.ours);
         let recorded = RECORDED.with(|r| r.borrow_mut().take()).unwrap_or_default();
         let answer = harness.ask(&generator).await;
+        if !matches!(answer, Answer::Other(_)) {
+            if let Some(rewritten) = harness.ask_rewritten(&generator).await {
+                tally.compare_rewritten(seed, &generator, &answer, rewritten);
+            }
+        }
         tally.compare(seed, &generator, &recorded, answer, &harness.masked);
     }
     eprintln!(
         "scope differential: {cases} statements ({} ran, {} refused by a binding error), \
          {} references compared, {} of them certain in maskgate, {} not analyzed by \
          maskgate, {} statements with other errors; {} writes that read the stored masked \
-         column, all refused",
+         column, all refused; {} rewritten texts bound (or failed) as written",
         tally.ran,
         tally.refused,
         tally.compared,
         tally.certain,
         tally.unrecorded,
         tally.other_errors,
-        tally.leaks_checked
+        tally.leaks_checked,
+        tally.rewritten
     );
     assert!(tally.failures.is_empty(), "{}", tally.failures.join("\n"));
     assert!(
@@ -558,9 +568,20 @@ impl Harness {
 
     /// Runs PostgreSQL's text in a transaction that is rolled back.
     async fn ask(&self, generator: &Gen) -> Answer {
+        self.run(&generator.pg, generator).await
+    }
+
+    /// Runs the text maskgate sends for `all_1`, its probes put back.
+    async fn ask_rewritten(&self, generator: &Gen) -> Option<Answer> {
+        let enforced = self.all.enforce(&generator.ours).ok()?;
+        let text = with_probes(&enforced.statements.first()?.sql)?;
+        Some(self.run(&text, generator).await)
+    }
+
+    async fn run(&self, sql: &str, generator: &Gen) -> Answer {
         self.client.batch_execute("BEGIN").await.unwrap();
         while self.notices.try_recv().is_ok() {}
-        let answer = match self.client.batch_execute(&generator.pg).await {
+        let answer = match self.client.batch_execute(sql).await {
             Ok(()) => {
                 let mut values = BTreeMap::new();
                 while let Ok(notice) = self.notices.try_recv() {
@@ -588,6 +609,7 @@ struct Tally {
     ran: usize,
     refused: usize,
     leaks_checked: usize,
+    rewritten: usize,
     failures: Vec<String>,
 }
 
@@ -636,6 +658,38 @@ impl Tally {
         }
     }
 
+    /// The rewritten text must bind every probe where the statement as written did,
+    /// and fail where it failed.
+    fn compare_rewritten(
+        &mut self,
+        seed: u64,
+        generator: &Gen,
+        written: &Answer,
+        rewritten: Answer,
+    ) {
+        self.rewritten += 1;
+        let same = match (written, &rewritten) {
+            (Answer::Ran(before), Answer::Ran(after)) => before == after,
+            (Answer::Ran(_), _) | (_, Answer::Ran(_)) => false,
+            _ => true,
+        };
+        if !same {
+            let got = match rewritten {
+                Answer::Ran(values) => format!("{values:?}"),
+                Answer::Refused(id) => format!("a binding error at probe {id}"),
+                Answer::Other(error) => error,
+            };
+            let written = match written {
+                Answer::Ran(values) => format!("{values:?}"),
+                _ => "a binding error".to_owned(),
+            };
+            self.failures.push(format!(
+                "seed {seed}: as written {written}, rewritten {got}\n  {}",
+                generator.pg
+            ));
+        }
+    }
+
     fn check(&mut self, seed: u64, generator: &Gen, recorded: &Recorded, id: usize, pg: Bound) {
         let (_, _, offset, _) = generator.probes[id];
         let Some(set) = recorded.get(&(1, offset as u64 + 1)) else {
@@ -653,6 +707,31 @@ impl Tally {
             ));
         }
     }
+}
+
+/// maskgate's output with `<ref> IS DISTINCT FROM 'probe<id>'` turned back into
+/// `mg_probe(<id>, <ref>)`.
+fn with_probes(sql: &str) -> Option<String> {
+    const MARK: &str = " IS DISTINCT FROM 'probe";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(MARK) {
+        let before = &rest[..at];
+        let start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '"'))
+            .map_or(0, |i| i + 1);
+        let after = &rest[at + MARK.len()..];
+        let end = after.find('\'')?;
+        out.push_str(&before[..start]);
+        out.push_str(&format!(
+            "mg_probe({}, {})",
+            &after[..end],
+            &before[start..]
+        ));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 fn describe(error: &tokio_postgres::Error) -> String {
