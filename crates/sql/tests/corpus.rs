@@ -729,6 +729,22 @@ const DENIED: &[(&str, &str, Option<&str>)] = &[
         "UPDATE participant SET full_name = 'x' FROM participant q WHERE participant.id = 2 RETURNING birth_date",
         Some("42501"),
     ),
+    // lookup pins count only where PostgreSQL certainly binds the key to the table
+    (
+        "clerk_01",
+        "SELECT full_name FROM participant p, (SELECT '1' AS citizen_id) s WHERE citizen_id = '1'",
+        Some("42501"),
+    ),
+    (
+        "clerk_01",
+        "SELECT full_name FROM participant p WHERE EXISTS (SELECT 1 FROM employer e WHERE citizen_id = '1')",
+        Some("42501"),
+    ),
+    (
+        "clerk_01",
+        "SELECT full_name FROM participant p, generate_series(1, 2) g WHERE citizen_id = '1'",
+        Some("42501"),
+    ),
     // writes: columns that may not be written, rows that would leave the scope
     (
         "editor_79",
@@ -971,6 +987,7 @@ const ALLOWED: &[(&str, &str)] = &[
     ("clerk_01", "SELECT * FROM public.participant p WHERE (p.citizen_id = '1') AND p.id > 0"),
     ("clerk_01", "SELECT full_name FROM \"participant\" WHERE \"citizen_id\" = '1'"),
     ("clerk_01", "SELECT full_name FROM participant p JOIN employer e ON e.id = p.id WHERE p.citizen_id = '1'"),
+    ("clerk_01", "SELECT full_name FROM participant p, (SELECT 1 AS n) s WHERE citizen_id = '1'"),
     ("clerk_01", "PREPARE s (text) AS SELECT full_name FROM participant WHERE citizen_id = $1"),
     ("clerk_01", "EXECUTE s('001203004567')"),
     ("clerk_01", "DEALLOCATE s"),
