@@ -316,13 +316,11 @@ impl<'e> Rewriter<'e> {
             }
         }
         if let Some(order_by) = order_by {
-            self.order_by(order_by)?;
+            // The ORDER BY of a set operation sees only its output columns.
+            let outputs = scope::set_output_names(body);
+            self.order_by_outputs(order_by, &outputs)?;
         }
         Ok(())
-    }
-
-    fn order_by(&mut self, order_by: &mut sqlparser::ast::OrderBy) -> Result<(), Denial> {
-        self.order_by_outputs(order_by, &[])
     }
 
     /// ORDER BY of a block whose output columns are `outputs`: a bare name that is one
@@ -342,11 +340,8 @@ impl<'e> Rewriter<'e> {
                     if item.with_fill.is_some() {
                         return Err(Denial::unsupported("WITH FILL"));
                     }
-                    if let Expr::Identifier(ident) = &item.expr {
-                        names::check_quote(ident)?;
-                        if outputs.contains(&fold(ident)) {
-                            continue;
-                        }
+                    if is_output_name(&item.expr, outputs)? {
+                        continue;
                     }
                     self.visit(&mut item.expr)?;
                 }
@@ -444,12 +439,18 @@ impl<'e> Rewriter<'e> {
         if let Some(selection) = &mut select.selection {
             self.visit(selection)?;
         }
+        let outputs = scope::output_names(select);
         match &mut select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
                     return Err(Denial::unsupported("this GROUP BY modifier"));
                 }
                 for expr in exprs {
+                    // A bare name is an input column of this block or else an output
+                    // column, never one of an enclosing block.
+                    if is_output_name(expr, &outputs)? {
+                        continue;
+                    }
                     self.visit(expr)?;
                 }
             }
@@ -462,7 +463,6 @@ impl<'e> Rewriter<'e> {
             self.visit(window)?;
         }
         if let Some(order_by) = order_by {
-            let outputs = scope::output_names(select);
             self.order_by_outputs(order_by, &outputs)?;
         }
         Ok(())
@@ -647,6 +647,17 @@ fn internal() -> Denial {
 fn cte_name(cte: &sqlparser::ast::Cte) -> Result<String, Denial> {
     names::check_quote(&cte.alias.name)?;
     Ok(fold(&cte.alias.name))
+}
+
+/// A bare name that is one of `outputs`: in ORDER BY it means that output column, in
+/// GROUP BY it does unless an input column of the block has the name. Either way it
+/// cannot reach an enclosing block, and the select list's own check covers it.
+fn is_output_name(expr: &Expr, outputs: &[String]) -> Result<bool, Denial> {
+    let Expr::Identifier(ident) = expr else {
+        return Ok(false);
+    };
+    names::check_quote(ident)?;
+    Ok(outputs.contains(&fold(ident)))
 }
 
 /// A CTE's columns: its query's, renamed by its column list.

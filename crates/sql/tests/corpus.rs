@@ -1056,6 +1056,16 @@ const ALLOWED_WRITES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "editor_79",
+        "UPDATE participant SET full_name = (SELECT min(citizen_id) FROM (SELECT e.name AS citizen_id FROM employer e GROUP BY citizen_id) g) WHERE id = 2",
+        &["GROUP BY citizen_id"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT e.name AS citizen_id FROM employer e UNION SELECT 'x' ORDER BY citizen_id LIMIT 1) WHERE id = 2",
+        &["ORDER BY citizen_id LIMIT 1"],
+    ),
+    (
+        "editor_79",
         "DELETE FROM participant WHERE id = 2 RETURNING full_name, birth_date",
         &["DELETE FROM \"public\".\"participant\" WHERE (\"participant\".\"province_code\" = '79')", " AS \"birth_date\""],
     ),

@@ -131,6 +131,15 @@ pub(super) fn output_names(select: &Select) -> Vec<String> {
         .collect()
 }
 
+/// The output column names of a query body that maskgate is sure of.
+pub(super) fn set_output_names(body: &SetExpr) -> Vec<String> {
+    output_of_set(body)
+        .positions
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// The name PostgreSQL gives an unaliased output column, where maskgate is sure of it:
 /// a column reference's last part.
 fn expr_name(expr: &Expr) -> Option<String> {
