@@ -12,6 +12,10 @@
 //! that set fails. Then the text maskgate would send (for an account that sees every
 //! column) gets its probes back and runs too: each must see the same value as in the
 //! statement as written, so the masking subqueries change no binding.
+//!
+//! `MASKGATE_SCOPE_CASES` sets the number of statements (2000 by default, a few
+//! seconds); `MASKGATE_SCOPE_DEBUG` prints those that failed for a reason other than a
+//! binding error.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
