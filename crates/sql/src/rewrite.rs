@@ -17,6 +17,11 @@
 //! References to the `information_schema` views that name tables and columns become
 //! fenced subqueries too, keeping only the rows of the tables (and columns) the account
 //! may see. Writes are in [`write`].
+//!
+//! Every check that depends on what a column name means (pins, pushdown, the write
+//! target's columns, whole-row references, RETURNING masks) asks [`scope`], which binds
+//! names as PostgreSQL's parser does; a binding it cannot be sure of is treated as the
+//! most dangerous one it could be, or refused.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -40,8 +45,20 @@ use crate::functions;
 use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
 
+mod binding;
+mod checks;
+mod fence;
+mod from;
+mod scope;
+#[cfg(test)]
+mod scope_tests;
 mod write;
 
+pub(crate) use checks::{check_execute_argument, check_type};
+use checks::{check_function, check_operator, function_name, plain_wildcard};
+pub(crate) use fence::build_fence;
+use fence::{comparison, is_safe_comparison, join_and, split_and, split_and_ref, strip};
+use scope::{Columns, Level, Scopes};
 pub(crate) use write::{rewrite_copy_in, rewrite_write};
 
 /// Rewrites a top-level query in place and caps it.
@@ -59,7 +76,7 @@ pub(crate) fn rewrite_read(enforcer: &Enforcer, query: &mut Query) -> Result<(),
 #[derive(Debug, Clone)]
 enum Resolved {
     /// A CTE of an enclosing WITH: left as written.
-    Cte,
+    Cte(Columns),
     /// An allowed system relation, to be schema-qualified.
     Catalog(QualifiedName),
     /// A policy table the account may read, to be replaced by a masking subquery.
@@ -69,8 +86,12 @@ enum Resolved {
 /// One FROM item of a query block, as far as column references care.
 #[derive(Debug, Clone)]
 struct FromItem {
-    /// The alias, or the relation's own (folded) name.
+    /// The alias, or the relation's own (folded) name; empty for none.
     name: String,
+    /// The schema of an unaliased table, which a qualified name may spell out.
+    schema: Option<String>,
+    /// Its column names, as far as they are known.
+    columns: Columns,
     /// Set for protected tables.
     protected: Option<QualifiedName>,
     /// How the name resolved; `None` for derived tables and functions.
@@ -91,10 +112,10 @@ struct Rewriter<'e> {
     enforcer: &'e Enforcer,
     /// Every column that some protected table of the statement denies, with that table.
     denied: BTreeMap<String, QualifiedName>,
-    /// CTE names visible at this point, innermost last.
-    ctes: Vec<String>,
-    /// FROM items of the enclosing query blocks, innermost last.
-    frames: Vec<Vec<FromItem>>,
+    /// CTEs visible at this point with their columns, innermost last.
+    ctes: Vec<(String, Columns)>,
+    /// FROM items of the enclosing query blocks and what of them is visible now.
+    scopes: Scopes,
     /// The table a write changes, while its WHERE, SET and RETURNING are checked.
     target: Option<Target>,
     /// Queries walked so far (a write that contains one also reads).
@@ -112,8 +133,8 @@ struct Target {
     table: QualifiedName,
     /// How the statement names it: its alias, or the table's own name (folded).
     name: String,
-    /// Index in [`Rewriter::frames`] of the write's own frame.
-    frame: usize,
+    /// Index in [`Scopes::levels`] of the write's own block.
+    level: usize,
     /// RETURNING is being checked.
     returning: bool,
 }
@@ -124,7 +145,7 @@ impl<'e> Rewriter<'e> {
             enforcer,
             denied: BTreeMap::new(),
             ctes: Vec::new(),
-            frames: Vec::new(),
+            scopes: Scopes::default(),
             target: None,
             queries: 0,
             open_block: false,
@@ -160,8 +181,9 @@ impl<'e> Rewriter<'e> {
         let parts = names::parts(name)?;
         match parts.as_slice() {
             [relation] => {
-                if self.ctes.iter().any(|cte| cte == relation) {
-                    return Ok(Resolved::Cte);
+                if let Some((_, columns)) = self.ctes.iter().rev().find(|(cte, _)| cte == relation)
+                {
+                    return Ok(Resolved::Cte(columns.clone()));
                 }
                 let path = self.enforcer.search_path();
                 let catalog_listed = path.iter().any(|s| s == "pg_catalog");
@@ -222,7 +244,7 @@ impl<'e> Rewriter<'e> {
         if let Some(with) = &mut query.with {
             if with.recursive {
                 for cte in &with.cte_tables {
-                    self.ctes.push(cte_name(cte)?);
+                    self.ctes.push((cte_name(cte)?, cte_columns(cte)?));
                 }
             }
             for cte in &mut with.cte_tables {
@@ -230,9 +252,10 @@ impl<'e> Rewriter<'e> {
                 if cte.from.is_some() {
                     return Err(Denial::unsupported("CTE FROM"));
                 }
+                let columns = cte_columns(cte)?;
                 self.query(&mut cte.query)?;
                 if !with.recursive {
-                    self.ctes.push(name);
+                    self.ctes.push((name, columns));
                 }
             }
         }
@@ -293,12 +316,21 @@ impl<'e> Rewriter<'e> {
             }
         }
         if let Some(order_by) = order_by {
-            self.order_by(order_by)?;
+            // The ORDER BY of a set operation sees only its output columns.
+            let outputs = scope::set_output_names(body);
+            self.order_by_outputs(order_by, &outputs)?;
         }
         Ok(())
     }
 
-    fn order_by(&mut self, order_by: &mut sqlparser::ast::OrderBy) -> Result<(), Denial> {
+    /// ORDER BY of a block whose output columns are `outputs`: a bare name that is one
+    /// of them means that output column (PostgreSQL looks there first), which the
+    /// select list's own check covers.
+    fn order_by_outputs(
+        &mut self,
+        order_by: &mut sqlparser::ast::OrderBy,
+        outputs: &[String],
+    ) -> Result<(), Denial> {
         if order_by.interpolate.is_some() {
             return Err(Denial::unsupported("INTERPOLATE"));
         }
@@ -307,6 +339,9 @@ impl<'e> Rewriter<'e> {
                 for item in exprs {
                     if item.with_fill.is_some() {
                         return Err(Denial::unsupported("WITH FILL"));
+                    }
+                    if is_output_name(&item.expr, outputs)? {
+                        continue;
                     }
                     self.visit(&mut item.expr)?;
                 }
@@ -341,14 +376,27 @@ impl<'e> Rewriter<'e> {
 
         let outermost = std::mem::take(&mut self.open_block);
         let (items, has_outer_join) = self.scan_from(&select.from)?;
-        let mut plans = self.plan_fences(&items, &mut select.selection, has_outer_join)?;
-        if outermost && self.may_open_fence(select, &items) {
+        self.scopes.levels.push(Level::visible(items.clone()));
+        let result = self.plan_select(select, order_by, &items, has_outer_join, outermost);
+        self.scopes.levels.pop();
+        result
+    }
+
+    /// [`Rewriter::select`] with the block's level pushed, all of it visible (as its
+    /// WHERE sees it) until its FROM is walked.
+    fn plan_select(
+        &mut self,
+        select: &mut Select,
+        order_by: Option<&mut sqlparser::ast::OrderBy>,
+        items: &[FromItem],
+        has_outer_join: bool,
+        outermost: bool,
+    ) -> Result<(), Denial> {
+        let mut plans = self.plan_fences(items, &mut select.selection, has_outer_join)?;
+        if outermost && self.may_open_fence(select, items) {
             plans[0].open = true;
         }
-        self.frames.push(items.clone());
-        let result = self.select_inner(select, order_by, &items, &mut plans);
-        self.frames.pop();
-        result
+        self.select_inner(select, order_by, items, &mut plans)
     }
 
     fn select_inner(
@@ -366,6 +414,7 @@ impl<'e> Rewriter<'e> {
         for from in &mut select.from {
             self.walk_from(from, &mut cursor)?;
         }
+        self.reveal();
         for item in &mut select.projection {
             match item {
                 SelectItem::UnnamedExpr(expr) => self.visit(expr)?,
@@ -390,12 +439,18 @@ impl<'e> Rewriter<'e> {
         if let Some(selection) = &mut select.selection {
             self.visit(selection)?;
         }
+        let outputs = scope::output_names(select);
         match &mut select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
                     return Err(Denial::unsupported("this GROUP BY modifier"));
                 }
                 for expr in exprs {
+                    // A bare name is an input column of this block or else an output
+                    // column, never one of an enclosing block.
+                    if is_output_name(expr, &outputs)? {
+                        continue;
+                    }
                     self.visit(expr)?;
                 }
             }
@@ -408,467 +463,9 @@ impl<'e> Rewriter<'e> {
             self.visit(window)?;
         }
         if let Some(order_by) = order_by {
-            self.order_by(order_by)?;
+            self.order_by_outputs(order_by, &outputs)?;
         }
         Ok(())
-    }
-
-    // ---------------------------------------------------------------- FROM
-
-    /// Resolves the block's FROM items without changing them, in the order
-    /// [`Rewriter::walk_from`] will meet them.
-    fn scan_from(&self, from: &[TableWithJoins]) -> Result<(Vec<FromItem>, bool), Denial> {
-        let mut items = Vec::new();
-        let mut outer = false;
-        for twj in from {
-            self.scan_twj(twj, &mut items, &mut outer)?;
-        }
-        Ok((items, outer))
-    }
-
-    fn scan_twj(
-        &self,
-        twj: &TableWithJoins,
-        items: &mut Vec<FromItem>,
-        outer: &mut bool,
-    ) -> Result<(), Denial> {
-        self.scan_factor(&twj.relation, items, outer)?;
-        for join in &twj.joins {
-            if matches!(
-                join.join_operator,
-                JoinOperator::Left(_)
-                    | JoinOperator::LeftOuter(_)
-                    | JoinOperator::Right(_)
-                    | JoinOperator::RightOuter(_)
-                    | JoinOperator::FullOuter(_)
-            ) {
-                *outer = true;
-            }
-            self.scan_factor(&join.relation, items, outer)?;
-        }
-        Ok(())
-    }
-
-    fn scan_factor(
-        &self,
-        factor: &TableFactor,
-        items: &mut Vec<FromItem>,
-        outer: &mut bool,
-    ) -> Result<(), Denial> {
-        match factor {
-            TableFactor::Table {
-                name, alias, args, ..
-            } => {
-                let parts = names::parts(name)?;
-                let own = parts.last().cloned().unwrap_or_default();
-                let alias_name = alias.as_ref().map(|a| fold(&a.name));
-                if args.is_some() {
-                    items.push(FromItem {
-                        name: alias_name.unwrap_or(own),
-                        protected: None,
-                        resolved: None,
-                        raw: false,
-                    });
-                    return Ok(());
-                }
-                let resolved = self.resolve(name)?;
-                let protected = match &resolved {
-                    Resolved::Protected(table) => Some(table.clone()),
-                    _ => None,
-                };
-                items.push(FromItem {
-                    name: alias_name.unwrap_or(own),
-                    protected,
-                    resolved: Some(resolved),
-                    raw: false,
-                });
-            }
-            TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => self.scan_twj(table_with_joins, items, outer)?,
-            TableFactor::Derived { alias, .. }
-            | TableFactor::UNNEST { alias, .. }
-            | TableFactor::Function { alias, .. } => items.push(FromItem {
-                name: alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default(),
-                protected: None,
-                resolved: None,
-                raw: false,
-            }),
-            _ => return Err(Denial::unsupported("this kind of FROM item")),
-        }
-        Ok(())
-    }
-
-    fn walk_from(
-        &mut self,
-        twj: &mut TableWithJoins,
-        cursor: &mut Cursor<'_>,
-    ) -> Result<(), Denial> {
-        self.factor(&mut twj.relation, cursor)?;
-        for join in &mut twj.joins {
-            if join.global {
-                return Err(Denial::unsupported("GLOBAL JOIN"));
-            }
-            self.factor(&mut join.relation, cursor)?;
-            let constraint = match &mut join.join_operator {
-                JoinOperator::Join(c)
-                | JoinOperator::Inner(c)
-                | JoinOperator::Left(c)
-                | JoinOperator::LeftOuter(c)
-                | JoinOperator::Right(c)
-                | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c)
-                | JoinOperator::CrossJoin(c) => c,
-                _ => return Err(Denial::unsupported("this kind of JOIN")),
-            };
-            match constraint {
-                JoinConstraint::On(expr) => self.visit(expr)?,
-                JoinConstraint::Using(columns) => {
-                    for column in columns {
-                        let parts = names::parts(column)?;
-                        if let Some(last) = parts.last() {
-                            self.check_unqualified(last)?;
-                        }
-                    }
-                }
-                JoinConstraint::Natural | JoinConstraint::None => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn factor(&mut self, factor: &mut TableFactor, cursor: &mut Cursor<'_>) -> Result<(), Denial> {
-        match factor {
-            TableFactor::Table {
-                name,
-                alias,
-                args,
-                with_hints,
-                version,
-                with_ordinality,
-                partitions,
-                json_path,
-                sample,
-                index_hints,
-            } => {
-                let index = cursor.next;
-                cursor.next += 1;
-                if let Some(args) = args {
-                    if args.settings.is_some() {
-                        return Err(Denial::unsupported("SETTINGS"));
-                    }
-                    self.table_function(name)?;
-                    for arg in &mut args.args {
-                        self.visit(arg)?;
-                    }
-                    return Ok(());
-                }
-                if !with_hints.is_empty()
-                    || version.is_some()
-                    || *with_ordinality
-                    || !partitions.is_empty()
-                    || json_path.is_some()
-                    || sample.is_some()
-                    || !index_hints.is_empty()
-                {
-                    return Err(Denial::unsupported("this table modifier"));
-                }
-                let resolved = cursor.items[index]
-                    .resolved
-                    .clone()
-                    .ok_or_else(|| Denial::unsupported("this FROM item"))?;
-                match resolved {
-                    Resolved::Cte => {}
-                    Resolved::Catalog(table) => match self.enforcer.catalog_fences.get(&table) {
-                        None => {
-                            *name =
-                                ObjectName::from(vec![quoted(&table.schema), quoted(&table.name)]);
-                        }
-                        Some(fence) => {
-                            check_alias(alias.as_ref())?;
-                            let alias = alias.take().unwrap_or_else(|| TableAlias {
-                                name: quoted(&table.name),
-                                columns: Vec::new(),
-                            });
-                            *factor = TableFactor::Derived {
-                                lateral: false,
-                                subquery: fence.clone()?,
-                                alias: Some(alias),
-                            };
-                        }
-                    },
-                    Resolved::Protected(table) => {
-                        if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
-                            return Err(Denial::unsupported(
-                                "a column alias list on a protected table",
-                            ));
-                        }
-                        let alias_ident = match alias.take() {
-                            Some(alias) => alias.name,
-                            None => quoted(&table.name),
-                        };
-                        let plan = std::mem::take(&mut cursor.plans[index]);
-                        *factor = self.fence(&table, alias_ident, plan)?;
-                    }
-                }
-            }
-            TableFactor::Derived {
-                subquery, alias, ..
-            } => {
-                cursor.next += 1;
-                check_alias(alias.as_ref())?;
-                self.query(subquery)?;
-            }
-            TableFactor::NestedJoin {
-                table_with_joins,
-                alias,
-            } => {
-                check_alias(alias.as_ref())?;
-                self.walk_from(table_with_joins, cursor)?;
-            }
-            TableFactor::Function { name, args, .. } => {
-                cursor.next += 1;
-                self.table_function(name)?;
-                for arg in args {
-                    self.visit(arg)?;
-                }
-            }
-            TableFactor::UNNEST {
-                array_exprs,
-                with_offset: false,
-                with_offset_alias: None,
-                ..
-            } => {
-                cursor.next += 1;
-                for expr in array_exprs {
-                    self.visit(expr)?;
-                }
-            }
-            _ => return Err(Denial::unsupported("this kind of FROM item")),
-        }
-        Ok(())
-    }
-
-    fn table_function(&self, name: &ObjectName) -> Result<(), Denial> {
-        let function = function_name(name)?;
-        if functions::table_allowed(&function) {
-            Ok(())
-        } else {
-            Err(Denial::privilege(format!(
-                "function {function} is not allowed for this account"
-            )))
-        }
-    }
-
-    // ---------------------------------------------------------------- fences
-
-    /// Finds, per protected FROM item, the lookup pin (moved out of WHERE) and the safe
-    /// predicates (copied) that go inside its masking subquery.
-    fn plan_fences(
-        &self,
-        items: &[FromItem],
-        selection: &mut Option<Expr>,
-        has_outer_join: bool,
-    ) -> Result<Vec<FencePlan>, Denial> {
-        let mut plans: Vec<FencePlan> = items.iter().map(|_| FencePlan::default()).collect();
-        if !items.iter().any(|i| i.protected.is_some()) {
-            return Ok(plans);
-        }
-        let mut conjuncts = Vec::new();
-        if let Some(expr) = selection.as_ref() {
-            split_and_ref(expr, &mut conjuncts);
-        }
-        let mut pinned = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            let Some(table) = item.protected.as_ref().filter(|_| !item.raw) else {
-                continue;
-            };
-            let rules = self.rules(table);
-            if !rules.lookup_keys.is_empty() {
-                if has_outer_join {
-                    return Err(Denial::unsupported(format!(
-                        "the lookup-only table {table} in a query with an outer join"
-                    )));
-                }
-                let pin = conjuncts.iter().enumerate().position(|(i, c)| {
-                    !pinned.contains(&i)
-                        && comparison(c).is_some_and(|(column, op, _)| {
-                            op == BinaryOperator::Eq
-                                && self
-                                    .column_of(column, items, index)
-                                    .is_some_and(|name| rules.lookup_keys.contains(&name))
-                        })
-                });
-                let Some(pin) = pin else {
-                    return Err(lookup_only(table, rules));
-                };
-                pinned.push(pin);
-                plans[index]
-                    .inside
-                    .push(self.raw_predicate(conjuncts[pin], &table.name)?);
-            }
-            for (i, conjunct) in conjuncts.iter().enumerate() {
-                if pinned.contains(&i) {
-                    continue;
-                }
-                if let Some((column, op, _)) = comparison(conjunct) {
-                    if !is_safe_comparison(&op) {
-                        continue;
-                    }
-                    let Some(name) = self.column_of(column, items, index) else {
-                        continue;
-                    };
-                    if matches!(rules.columns.get(&name), Some(ColumnRule::Allow)) {
-                        plans[index]
-                            .inside
-                            .push(self.raw_predicate(conjunct, &table.name)?);
-                    }
-                }
-            }
-        }
-        if !pinned.is_empty() {
-            let mut owned = Vec::new();
-            if let Some(expr) = selection.take() {
-                split_and(expr, &mut owned);
-            }
-            let kept = owned
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| !pinned.contains(i))
-                .map(|(_, c)| c)
-                .collect();
-            *selection = join_and(kept);
-        }
-        Ok(plans)
-    }
-
-    /// Whether the outermost block's only table may go without `OFFSET 0`. The fence
-    /// exists so that PostgreSQL cannot evaluate the statement's own predicates on rows
-    /// outside the row filter. When the block reads one protected table, has no
-    /// joins and no HAVING (which PostgreSQL may move into WHERE), and every condition
-    /// left in its WHERE is a safe comparison already copied inside, nothing of the
-    /// statement's own is evaluated before the filter: select list, grouping, ordering
-    /// and aggregates only see rows that passed it. No enclosing query exists to push
-    /// predicates in. PostgreSQL may then flatten the subquery, which makes lookups
-    /// cost nearly what the unmasked statement costs.
-    fn may_open_fence(&self, select: &Select, items: &[FromItem]) -> bool {
-        let [item] = items else {
-            return false;
-        };
-        let Some(table) = item.protected.as_ref().filter(|_| !item.raw) else {
-            return false;
-        };
-        if select.from.len() != 1 || !select.from[0].joins.is_empty() || select.having.is_some() {
-            return false;
-        }
-        let rules = self.rules(table);
-        let mut conjuncts = Vec::new();
-        if let Some(selection) = &select.selection {
-            split_and_ref(selection, &mut conjuncts);
-        }
-        conjuncts.iter().all(|conjunct| {
-            comparison(conjunct).is_some_and(|(column, op, _)| {
-                is_safe_comparison(&op)
-                    && self.column_of(column, items, 0).is_some_and(|name| {
-                        matches!(rules.columns.get(&name), Some(ColumnRule::Allow))
-                    })
-            })
-        })
-    }
-
-    /// The column of FROM item `index` that `expr` names, if it certainly is one.
-    fn column_of(&self, expr: &Expr, items: &[FromItem], index: usize) -> Option<String> {
-        let item = &items[index];
-        let table = item.protected.as_ref()?;
-        let class = &self.enforcer.classification()[table];
-        match expr {
-            Expr::Identifier(ident) => {
-                let column = fold(ident);
-                if !class.columns.contains_key(&column) {
-                    return None;
-                }
-                let unambiguous = items.iter().enumerate().all(|(i, other)| {
-                    i == index
-                        || other.protected.as_ref().is_some_and(|t| {
-                            !self.enforcer.classification()[t]
-                                .columns
-                                .contains_key(&column)
-                        })
-                });
-                unambiguous.then_some(column)
-            }
-            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                let column = fold(&parts[1]);
-                let same_name = items.iter().filter(|i| i.name == fold(&parts[0])).count();
-                (fold(&parts[0]) == item.name
-                    && same_name == 1
-                    && class.columns.contains_key(&column))
-                .then_some(column)
-            }
-            _ => None,
-        }
-    }
-
-    /// `column <op> value` rewritten against the raw table (named `qualifier`), inside
-    /// the fence or in the WHERE of a write.
-    fn raw_predicate(&self, conjunct: &Expr, qualifier: &str) -> Result<Expr, Denial> {
-        let Some((column, op, value)) = comparison(conjunct) else {
-            return Err(internal());
-        };
-        let name = match column {
-            Expr::Identifier(ident) => fold(ident),
-            Expr::CompoundIdentifier(parts) => fold(&parts[parts.len() - 1]),
-            _ => return Err(internal()),
-        };
-        let raw = Expr::CompoundIdentifier(vec![quoted(qualifier), quoted(&name)]);
-        let column_left = matches!(
-            conjunct,
-            Expr::BinaryOp { left, .. } if std::ptr::eq(strip(left), column)
-        );
-        let (left, right) = if column_left {
-            (raw, value.clone())
-        } else {
-            (value.clone(), raw)
-        };
-        Ok(Expr::BinaryOp {
-            left: Box::new(left),
-            op,
-            right: Box::new(right),
-        })
-    }
-
-    /// The masking subquery for one reference to `table`: the account's prebuilt one
-    /// with this reference's pins and pushed-down predicates added.
-    fn fence(
-        &self,
-        table: &QualifiedName,
-        alias: Ident,
-        plan: FencePlan,
-    ) -> Result<TableFactor, Denial> {
-        let mut subquery = match self.enforcer.fences.get(table) {
-            Some(Ok(query)) => query.clone(),
-            Some(Err(denial)) => return Err(denial.clone()),
-            None => return Err(internal()),
-        };
-        if plan.open {
-            subquery.limit_clause = None;
-        }
-        if !plan.inside.is_empty() {
-            let SetExpr::Select(select) = subquery.body.as_mut() else {
-                return Err(internal());
-            };
-            let mut conjuncts: Vec<Expr> = select.selection.take().into_iter().collect();
-            conjuncts.extend(plan.inside);
-            select.selection = join_and(conjuncts);
-        }
-        Ok(TableFactor::Derived {
-            lateral: false,
-            subquery,
-            alias: Some(TableAlias {
-                name: alias,
-                columns: Vec::new(),
-            }),
-        })
     }
 
     // ---------------------------------------------------------------- expressions
@@ -884,170 +481,24 @@ impl<'e> Rewriter<'e> {
         }
     }
 
-    fn check_unqualified(&self, column: &str) -> Result<(), Denial> {
-        if let Some(table) = self.denied.get(column) {
-            return Err(denied_column(column, table));
-        }
-        self.check_target_unqualified(column)
-    }
-
-    fn check_qualified(&self, qualifier: &str, column: &str) -> Result<(), Denial> {
-        for frame in self.frames.iter().rev() {
-            if let Some(item) = frame.iter().find(|item| item.name == qualifier) {
-                return match &item.protected {
-                    Some(_) if item.raw => self.check_target_column(column),
-                    Some(table)
-                        if matches!(
-                            self.rules(table).columns.get(column),
-                            None | Some(ColumnRule::Deny)
-                        ) && self.enforcer.classification()[table]
-                            .columns
-                            .contains_key(column) =>
-                    {
-                        Err(denied_column(column, table))
-                    }
-                    _ => Ok(()),
-                };
-            }
-        }
-        if self.target.is_some() {
-            // Inside a write an unknown qualifier may still reach the stored target:
-            // `old`/`new` in RETURNING (PostgreSQL 18), or a composite column.
-            return Err(Denial::privilege(format!(
-                "\"{qualifier}\" names no table of this statement; a write may only qualify \
-                 columns with its tables"
-            )));
-        }
-        self.check_unqualified(column)
-    }
-
-    /// Whether the innermost block being checked is the write's own (not a subquery):
-    /// the only place RETURNING may name masked columns of the target.
-    fn at_returning_top(&self) -> bool {
-        self.target
-            .as_ref()
-            .is_some_and(|t| t.returning && t.frame + 1 == self.frames.len())
-    }
-
-    /// Whether `item` is a masking subquery that projects `column`.
-    fn projects(&self, item: &FromItem, column: &str) -> bool {
-        !item.raw
-            && item.protected.as_ref().is_some_and(|table| {
-                matches!(
-                    self.rules(table).columns.get(column),
-                    Some(ColumnRule::Allow | ColumnRule::Mask(_))
-                )
-            })
-    }
-
-    /// A column of the write's target, named (qualified or not) where it reaches it.
-    fn check_target_column(&self, column: &str) -> Result<(), Denial> {
-        let Some(target) = &self.target else {
-            return Err(internal());
-        };
-        let table = &target.table;
-        if !self.enforcer.classification()[table]
-            .columns
-            .contains_key(column)
-        {
-            if column == target.name {
-                return Err(whole_row_of_target(column));
-            }
-            return Err(unknown_in_write(column, table));
-        }
-        match self.rules(table).columns.get(column) {
-            Some(ColumnRule::Allow) => Ok(()),
-            Some(ColumnRule::Mask(_)) if self.at_returning_top() => Ok(()),
-            Some(ColumnRule::Mask(_)) => Err(Denial::privilege(format!(
-                "column \"{column}\" of table \"{table}\" is masked for this account: a \
-                 write may not read it (only RETURNING shows it, masked)"
-            ))),
-            Some(ColumnRule::Deny) | None => Err(denied_column(column, table)),
-        }
-    }
-
-    /// An unqualified name inside a write: PostgreSQL looks for it from the innermost
-    /// block outwards, so it reaches the target unless a block inside the write has a
-    /// masking subquery that certainly projects it. Names the target does not classify
-    /// are refused unless another item of the write's own FROM certainly has them: the
-    /// stored table may have columns the policy does not know, and a name may also be
-    /// a whole-row reference to the target.
-    fn check_target_unqualified(&self, column: &str) -> Result<(), Denial> {
-        let Some(target) = &self.target else {
-            return Ok(());
-        };
-        let inner = &self.frames[target.frame + 1..];
-        if inner
-            .iter()
-            .any(|frame| frame.iter().any(|item| self.projects(item, column)))
-        {
-            return Ok(());
-        }
-        let classified = self.enforcer.classification()[&target.table]
-            .columns
-            .contains_key(column);
-        if !classified
-            && self.frames[target.frame]
-                .iter()
-                .any(|item| self.projects(item, column))
-        {
-            return Ok(());
-        }
-        self.check_target_column(column)
-    }
-
-    /// `name.*` as a select item or function argument: a whole row, which for the
-    /// target of a write would be the stored row.
-    fn check_whole_row(&self, name: &ObjectName) -> Result<(), Denial> {
-        if self.target.is_none() {
-            return Ok(());
-        }
-        let parts = names::parts(name)?;
-        let Some(last) = parts.last() else {
-            return Ok(());
-        };
-        for frame in self.frames.iter().rev() {
-            if let Some(item) = frame.iter().find(|item| &item.name == last) {
-                if item.raw {
-                    return Err(whole_row_of_target(&item.name));
-                }
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    fn check_function_wildcards(&self, function: &Function) -> Result<(), Denial> {
-        if let FunctionArguments::List(list) = &function.args {
-            for arg in &list.args {
-                let (FunctionArg::Unnamed(arg)
-                | FunctionArg::Named { arg, .. }
-                | FunctionArg::ExprNamed { arg, .. }) = arg;
-                if let FunctionArgExpr::QualifiedWildcard(name) = arg {
-                    self.check_whole_row(name)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn check_expr(&self, expr: &Expr) -> Result<(), Denial> {
         match expr {
             Expr::Identifier(ident) => {
                 names::check_quote(ident)?;
+                #[cfg(test)]
+                scope_tests::record(self, &[fold(ident)], ident.span.start);
                 self.check_unqualified(&fold(ident))
             }
             Expr::CompoundIdentifier(parts) => {
                 for part in parts {
                     names::check_quote(part)?;
                 }
-                match parts.as_slice() {
-                    [.., qualifier, column] => {
-                        self.check_qualified(&fold(qualifier), &fold(column))
-                    }
-                    [column] => self.check_unqualified(&fold(column)),
-                    [] => Ok(()),
+                let folded: Vec<String> = parts.iter().map(fold).collect();
+                #[cfg(test)]
+                if let Some(first) = parts.first() {
+                    scope_tests::record(self, &folded, first.span.start);
                 }
+                self.check_compound(&folded)
             }
             Expr::Function(function) => {
                 check_function(function)?;
@@ -1198,280 +649,32 @@ fn cte_name(cte: &sqlparser::ast::Cte) -> Result<String, Denial> {
     Ok(fold(&cte.alias.name))
 }
 
+/// A bare name that is one of `outputs`: in ORDER BY it means that output column, in
+/// GROUP BY it does unless an input column of the block has the name. Either way it
+/// cannot reach an enclosing block, and the select list's own check covers it.
+fn is_output_name(expr: &Expr, outputs: &[String]) -> Result<bool, Denial> {
+    let Expr::Identifier(ident) = expr else {
+        return Ok(false);
+    };
+    names::check_quote(ident)?;
+    Ok(outputs.contains(&fold(ident)))
+}
+
+/// A CTE's columns: its query's, renamed by its column list.
+fn cte_columns(cte: &sqlparser::ast::Cte) -> Result<Columns, Denial> {
+    let mut aliases = Vec::with_capacity(cte.alias.columns.len());
+    for column in &cte.alias.columns {
+        names::check_quote(&column.name)?;
+        aliases.push(fold(&column.name));
+    }
+    Ok(Columns::renamed(&scope::output_of(&cte.query), &aliases))
+}
+
 fn check_alias(alias: Option<&TableAlias>) -> Result<(), Denial> {
     if let Some(alias) = alias {
         names::check_quote(&alias.name)?;
     }
     Ok(())
-}
-
-fn plain_wildcard(options: &WildcardAdditionalOptions) -> Result<(), Denial> {
-    if options.opt_ilike.is_some()
-        || options.opt_exclude.is_some()
-        || options.opt_except.is_some()
-        || options.opt_replace.is_some()
-        || options.opt_rename.is_some()
-    {
-        return Err(Denial::unsupported("wildcard options"));
-    }
-    Ok(())
-}
-
-/// `name` or `pg_catalog.name`, folded; other schemas are never built-ins.
-fn function_name(name: &ObjectName) -> Result<String, Denial> {
-    let parts = names::parts(name)?;
-    match parts.as_slice() {
-        [function] => Ok(function.clone()),
-        [schema, function] if schema == "pg_catalog" => Ok(function.clone()),
-        _ => Err(Denial::privilege(format!(
-            "function {} is not allowed for this account",
-            names::display(&parts)
-        ))),
-    }
-}
-
-fn check_function(function: &Function) -> Result<(), Denial> {
-    let name = function_name(&function.name)?;
-    if function.uses_odbc_syntax || !matches!(function.parameters, FunctionArguments::None) {
-        return Err(Denial::unsupported("this function call syntax"));
-    }
-    if let FunctionArguments::List(list) = &function.args {
-        for clause in &list.clauses {
-            if !matches!(clause, FunctionArgumentClause::OrderBy(_)) {
-                return Err(Denial::unsupported("this function argument clause"));
-            }
-        }
-    }
-    if name == "pg_sleep" {
-        return check_sleep(function);
-    }
-    if functions::scalar_allowed(&name) {
-        Ok(())
-    } else {
-        Err(Denial::privilege(format!(
-            "function {name} is not allowed for this account"
-        )))
-    }
-}
-
-/// `pg_sleep(<number literal>)` up to [`functions::MAX_SLEEP_SECONDS`].
-fn check_sleep(function: &Function) -> Result<(), Denial> {
-    let seconds = match &function.args {
-        FunctionArguments::List(list) => match list.args.as_slice() {
-            [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan {
-                value: Value::Number(n, _),
-                ..
-            })))] => n.parse::<f64>().ok(),
-            _ => None,
-        },
-        _ => None,
-    };
-    match seconds {
-        Some(s) if (0.0..=functions::MAX_SLEEP_SECONDS).contains(&s) => Ok(()),
-        _ => Err(Denial::privilege(format!(
-            "pg_sleep is allowed only with a literal of at most {} second",
-            functions::MAX_SLEEP_SECONDS
-        ))),
-    }
-}
-
-/// An argument of SQL-level EXECUTE: a value, not a query. Literals, parameters,
-/// casts and calls of allowed functions pass; column references and subqueries do not.
-pub(crate) fn check_execute_argument(
-    enforcer: &Enforcer,
-    argument: &mut Expr,
-) -> Result<(), Denial> {
-    /// Stops at the first query or column reference.
-    struct ReadsData;
-
-    impl sqlparser::ast::Visitor for ReadsData {
-        type Break = ();
-
-        fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
-            ControlFlow::Break(())
-        }
-
-        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-            match expr {
-                Expr::Identifier(_)
-                | Expr::CompoundIdentifier(_)
-                | Expr::CompoundFieldAccess { .. }
-                | Expr::Subquery(_)
-                | Expr::Exists { .. }
-                | Expr::InSubquery { .. } => ControlFlow::Break(()),
-                _ => ControlFlow::Continue(()),
-            }
-        }
-    }
-
-    if sqlparser::ast::Visit::visit(&*argument, &mut ReadsData).is_break() {
-        return Err(Denial::privilege(
-            "EXECUTE arguments must be literals, parameters or casts of them",
-        ));
-    }
-    let mut rewriter = Rewriter::new(enforcer, &*argument)?;
-    rewriter.visit(argument)
-}
-
-pub(crate) fn check_type(data_type: &DataType) -> Result<(), Denial> {
-    match data_type {
-        DataType::Custom(name, modifiers) => {
-            let parts = names::parts(name)?;
-            let type_name = match parts.as_slice() {
-                [one] => one.as_str(),
-                [schema, one] if schema == "pg_catalog" => one.as_str(),
-                _ => "",
-            };
-            if modifiers.is_empty() && functions::custom_type_allowed(type_name) {
-                Ok(())
-            } else {
-                Err(Denial::privilege(format!(
-                    "type {} is not allowed for this account",
-                    names::display(&parts)
-                )))
-            }
-        }
-        DataType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(inner))
-        | DataType::Array(sqlparser::ast::ArrayElemTypeDef::SquareBracket(inner, _))
-        | DataType::Array(sqlparser::ast::ArrayElemTypeDef::Parenthesis(inner)) => {
-            check_type(inner)
-        }
-        _ => Ok(()),
-    }
-}
-
-fn check_operator(op: &BinaryOperator) -> Result<(), Denial> {
-    match op {
-        BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_) => Err(
-            Denial::privilege("custom operators are not allowed for this account"),
-        ),
-        _ => Ok(()),
-    }
-}
-
-fn is_safe_comparison(op: &BinaryOperator) -> bool {
-    matches!(
-        op,
-        BinaryOperator::Eq
-            | BinaryOperator::NotEq
-            | BinaryOperator::Lt
-            | BinaryOperator::LtEq
-            | BinaryOperator::Gt
-            | BinaryOperator::GtEq
-    )
-}
-
-/// Splits a WHERE into its top-level AND operands (looking through parentheses).
-fn split_and(expr: Expr, out: &mut Vec<Expr>) {
-    match expr {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            split_and(*left, out);
-            split_and(*right, out);
-        }
-        Expr::Nested(inner)
-            if matches!(
-                *inner,
-                Expr::BinaryOp {
-                    op: BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            split_and(*inner, out)
-        }
-        other => out.push(other),
-    }
-}
-
-/// Like [`split_and`], borrowing; yields the operands in the same order.
-fn split_and_ref<'x>(expr: &'x Expr, out: &mut Vec<&'x Expr>) {
-    match expr {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            split_and_ref(left, out);
-            split_and_ref(right, out);
-        }
-        Expr::Nested(inner)
-            if matches!(
-                **inner,
-                Expr::BinaryOp {
-                    op: BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            split_and_ref(inner, out)
-        }
-        other => out.push(other),
-    }
-}
-
-/// Joins conjuncts with AND, each parenthesised so precedence cannot change.
-fn join_and(conjuncts: Vec<Expr>) -> Option<Expr> {
-    conjuncts
-        .into_iter()
-        .map(|c| match c {
-            Expr::Nested(_) => c,
-            other => Expr::Nested(Box::new(other)),
-        })
-        .reduce(|left, right| Expr::BinaryOp {
-            left: Box::new(left),
-            op: BinaryOperator::And,
-            right: Box::new(right),
-        })
-}
-
-fn strip(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Nested(inner) => strip(inner),
-        other => other,
-    }
-}
-
-/// `column <op> value` or `value <op> column` where value is one literal or parameter;
-/// returns (column, op as if the column were on the left, value).
-fn comparison(expr: &Expr) -> Option<(&Expr, BinaryOperator, &Expr)> {
-    let Expr::BinaryOp { left, op, right } = strip(expr) else {
-        return None;
-    };
-    let (left, right) = (strip(left), strip(right));
-    let is_column = |e: &Expr| {
-        matches!(e, Expr::Identifier(_))
-            || matches!(e, Expr::CompoundIdentifier(parts) if parts.len() == 2)
-    };
-    if is_column(left) && is_value(right) {
-        Some((left, op.clone(), right))
-    } else if is_value(left) && is_column(right) {
-        Some((right, op.clone(), left))
-    } else {
-        None
-    }
-}
-
-/// One literal string or number, or one `$n` parameter.
-fn is_value(expr: &Expr) -> bool {
-    match expr {
-        Expr::Value(ValueWithSpan { value, .. }) => match value {
-            Value::Number(..)
-            | Value::SingleQuotedString(_)
-            | Value::EscapedStringLiteral(_)
-            | Value::UnicodeStringLiteral(_)
-            | Value::DollarQuotedString(_)
-            | Value::NationalStringLiteral(_) => true,
-            Value::Placeholder(p) => {
-                p.len() > 1 && p.starts_with('$') && p[1..].bytes().all(|b| b.is_ascii_digit())
-            }
-            _ => false,
-        },
-        _ => false,
-    }
 }
 
 /// Makes the outermost query return at most `cap + 1` rows, merged with its own LIMIT
@@ -1543,57 +746,4 @@ fn merge_limit(existing: Option<Expr>, bound: u64) -> Expr {
 
 fn number(n: u64) -> Expr {
     Expr::Value(Value::Number(n.to_string(), false).into())
-}
-
-/// The masking subquery of `table` for an account, before any statement needs it:
-/// masked projection, row filter, fence. Built once per [`Enforcer`].
-pub(crate) fn build_fence(
-    table: &QualifiedName,
-    class: &TableClass,
-    rules: &TableRules,
-    masks: &dyn MaskRenderer,
-) -> Result<Box<Query>, Denial> {
-    let qualifier = quote_ident(&table.name);
-    let mut projection = Vec::new();
-    for (column, column_class) in &class.columns {
-        let reference = format!("{qualifier}.{}", quote_ident(column));
-        match rules.columns.get(column) {
-            Some(ColumnRule::Allow) => projection.push(reference),
-            Some(ColumnRule::Mask(spec)) => {
-                let ty = parse_pg_type(&column_class.pg_type).unwrap_or_else(|| PgType {
-                    family: TypeFamily::Any,
-                    canonical: column_class.pg_type.clone(),
-                    length: None,
-                    blank_padded: false,
-                    precision: None,
-                    scale: None,
-                });
-                let expr = masks.render(spec, &reference, &ty).map_err(|_| {
-                    Denial::unsupported(format!("the mask of column {column} of table {table}"))
-                })?;
-                projection.push(format!("({expr}) AS {}", quote_ident(column)));
-            }
-            Some(ColumnRule::Deny) | None => {}
-        }
-    }
-    if projection.is_empty() {
-        return Err(Denial::privilege(format!(
-            "no column of table {table} is available to this account"
-        )));
-    }
-    let mut sql = format!(
-        "SELECT {} FROM {}.{}",
-        projection.join(", "),
-        quote_ident(&table.schema),
-        qualifier
-    );
-    if let Some(filter) = &rules.row_filter {
-        sql.push_str(" WHERE ");
-        sql.push_str(filter);
-    }
-    sql.push_str(" OFFSET 0");
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&sql)
-        .and_then(|mut parser| parser.parse_query())
-        .map_err(|_| Denial::unsupported(format!("the masking subquery of table {table}")))
 }

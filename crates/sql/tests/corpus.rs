@@ -642,6 +642,109 @@ const DENIED: &[(&str, &str, Option<&str>)] = &[
         "DELETE FROM participant WHERE id = 2 RETURNING old.citizen_id",
         Some("42501"),
     ),
+    // writes: names that PostgreSQL binds to the stored target because the inner item
+    // that has them is not visible where they are written
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT citizen_id FROM (SELECT 1) s) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT s.c FROM participant q, (SELECT citizen_id AS c) s) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT s.c FROM participant participant, (SELECT participant.citizen_id AS c) s) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT s.j FROM employer participant, (SELECT to_json(participant.*)::text AS j) s) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 AND EXISTS (SELECT 1 FROM employer e JOIN contribution c ON citizen_id LIKE '0%', participant q)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 AND EXISTS (SELECT 1 FROM employer e JOIN contribution c ON participant.citizen_id LIKE '0%', participant)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 AND EXISTS (SELECT 1 FROM employer e JOIN (SELECT birth_date AS b) s ON true, participant q)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "DELETE FROM participant WHERE id = 2 AND EXISTS (SELECT 1 FROM (SELECT 1 FROM employer e WHERE birth_date > '1990-01-01') s, participant q)",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 AND EXISTS (SELECT 1 FROM employer e WHERE EXISTS (SELECT 1 FROM contribution c WHERE citizen_id LIKE '0%'))",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (WITH participant AS (SELECT 1 AS n) SELECT citizen_id FROM participant) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (WITH q AS (SELECT full_name AS x FROM participant) SELECT citizen_id FROM q) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant p SET full_name = 'x' FROM employer e, LATERAL (SELECT p.citizen_id AS c) s WHERE p.id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT x.c FROM generate_series(1, 1) g, LATERAL (SELECT citizen_id AS c) x) WHERE id = 2",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE id = 2 AND EXISTS (SELECT 1 FROM (employer e JOIN participant q ON true) AS j WHERE j.citizen_id = '1')",
+        Some("0A000"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' WHERE x.public.participant.citizen_id = '1'",
+        Some("0A000"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' FROM generate_series(1, 1) g WHERE id = 2 RETURNING citizen_id",
+        Some("42501"),
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' FROM participant q WHERE participant.id = 2 RETURNING birth_date",
+        Some("42501"),
+    ),
+    // lookup pins count only where PostgreSQL certainly binds the key to the table
+    (
+        "clerk_01",
+        "SELECT full_name FROM participant p, (SELECT '1' AS citizen_id) s WHERE citizen_id = '1'",
+        Some("42501"),
+    ),
+    (
+        "clerk_01",
+        "SELECT full_name FROM participant p WHERE EXISTS (SELECT 1 FROM employer e WHERE citizen_id = '1')",
+        Some("42501"),
+    ),
+    (
+        "clerk_01",
+        "SELECT full_name FROM participant p, generate_series(1, 2) g WHERE citizen_id = '1'",
+        Some("42501"),
+    ),
     // writes: columns that may not be written, rows that would leave the scope
     (
         "editor_79",
@@ -884,6 +987,7 @@ const ALLOWED: &[(&str, &str)] = &[
     ("clerk_01", "SELECT * FROM public.participant p WHERE (p.citizen_id = '1') AND p.id > 0"),
     ("clerk_01", "SELECT full_name FROM \"participant\" WHERE \"citizen_id\" = '1'"),
     ("clerk_01", "SELECT full_name FROM participant p JOIN employer e ON e.id = p.id WHERE p.citizen_id = '1'"),
+    ("clerk_01", "SELECT full_name FROM participant p, (SELECT 1 AS n) s WHERE citizen_id = '1'"),
     ("clerk_01", "PREPARE s (text) AS SELECT full_name FROM participant WHERE citizen_id = $1"),
     ("clerk_01", "EXECUTE s('001203004567')"),
     ("clerk_01", "DEALLOCATE s"),
@@ -924,6 +1028,41 @@ const ALLOWED_WRITES: &[(&str, &str, &[&str])] = &[
         "editor_79",
         "UPDATE participant SET full_name = (SELECT max(c.participant_id)::text FROM contribution c) WHERE id = 2",
         &["FROM \"public\".\"contribution\" WHERE ((province_code = '79') AND (participant_id > 0)) OFFSET 0) AS c"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (WITH q AS (SELECT citizen_id FROM participant) SELECT min(citizen_id) FROM q) WHERE id = 2",
+        &["WITH q AS (SELECT citizen_id FROM (SELECT"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT max(q.full_name) FROM participant q WHERE EXISTS (SELECT 1 FROM employer e WHERE e.name = citizen_id)) WHERE id = 2",
+        &["WHERE e.name = citizen_id"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT min(x.c) FROM participant q, LATERAL (SELECT citizen_id AS c) x) WHERE id = 2",
+        &["LATERAL (SELECT citizen_id AS c) AS x"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = 'x' FROM employer e WHERE participant.id = e.id RETURNING citizen_id",
+        &[" AS \"citizen_id\""],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT e.name AS citizen_id FROM employer e ORDER BY citizen_id LIMIT 1) WHERE id = 2",
+        &["ORDER BY citizen_id LIMIT 1"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT min(citizen_id) FROM (SELECT e.name AS citizen_id FROM employer e GROUP BY citizen_id) g) WHERE id = 2",
+        &["GROUP BY citizen_id"],
+    ),
+    (
+        "editor_79",
+        "UPDATE participant SET full_name = (SELECT e.name AS citizen_id FROM employer e UNION SELECT 'x' ORDER BY citizen_id LIMIT 1) WHERE id = 2",
+        &["ORDER BY citizen_id LIMIT 1"],
     ),
     (
         "editor_79",

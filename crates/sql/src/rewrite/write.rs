@@ -5,10 +5,13 @@
 //! table, not a masking subquery. What the read rewrite gets from the fence is done here
 //! by checks and by rewriting the statement itself:
 //!
-//! - Every column reference that may reach the target is checked by name: SET, WHERE and
-//!   subqueries may read only columns the account sees as stored (`allow`); RETURNING
-//!   may also name masked columns, which are replaced by their masks under their own
-//!   name; denied, unclassified and whole-row references to the target are refused.
+//! - Every column reference that PostgreSQL may bind to the target (by its scoping, see
+//!   [`super::scope`]: a name an inner item does not certainly have, or has where that
+//!   reference cannot see it, falls through to the target) is checked by name: SET,
+//!   WHERE and subqueries may read only columns the account sees as stored (`allow`);
+//!   RETURNING may also name masked columns, which are replaced by their masks under
+//!   their own name where the name certainly means the target; denied, unclassified and
+//!   whole-row references to the target are refused.
 //! - SET and INSERT may only write `allow` columns.
 //! - UPDATE and DELETE get the row filter (as the fence applies it, qualified with the
 //!   target's name) ANDed into their WHERE. The user's own conditions go behind
@@ -41,6 +44,7 @@ use sqlparser::ast::{
     VisitorMut,
 };
 
+use super::scope::{Columns, Level};
 use super::{
     comparison, denied_column, internal, is_safe_comparison, join_and, lookup_only, plain_wildcard,
     split_and, split_and_ref, strip, Cursor, FromItem, Resolved, Rewriter, Target,
@@ -49,6 +53,10 @@ use crate::copy_in::{copy_text, CopyIn};
 use crate::denial::Denial;
 use crate::enforce::Enforcer;
 use crate::names::{self, fold, quoted};
+
+mod returning;
+
+use returning::rewrite_returning;
 
 /// Rewrites an allowed INSERT, UPDATE or DELETE in place. Returns whether it returns
 /// rows (RETURNING).
@@ -163,15 +171,16 @@ fn is_join_equality(rewriter: &Rewriter<'_>, conjunct: &Expr, items: &[FromItem]
     let rules = rewriter.rules(table);
     let of_target = |expr: &Expr| {
         rewriter
-            .column_of(expr, items, 0)
+            .column_of(expr, 0)
             .is_some_and(|name| matches!(rules.columns.get(&name), Some(ColumnRule::Allow)))
     };
     let of_source = |expr: &Expr| match expr {
         Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-            let qualifier = fold(&parts[0]);
-            let mut named = items[1..].iter().filter(|item| item.name == qualifier);
-            match (named.next(), named.next()) {
-                (Some(item), None) => rewriter.projects(item, &fold(&parts[1])),
+            let named = rewriter.scopes.relation(&fold(&parts[0]), None);
+            match named.as_slice() {
+                [at] if at.item > 0 && at.level + 1 == rewriter.scopes.levels.len() => {
+                    rewriter.projects(rewriter.scopes.item(*at), &fold(&parts[1]))
+                }
                 _ => false,
             }
         }
@@ -199,21 +208,11 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
     }
 
     let (sources, outer) = rewriter.scan_from(parts.sources)?;
-    let mut items = vec![FromItem {
-        name: reference.clone(),
-        protected: Some(table.clone()),
-        resolved: None,
-        raw: true,
-    }];
+    let aliased = matches!(parts.target, TableFactor::Table { alias: Some(_), .. });
+    let mut items = vec![target_item(rewriter, &table, &reference, aliased)];
     items.extend(sources);
+    push_write_level(rewriter, &table, &reference, items.clone());
     let mut plans = rewriter.plan_fences(&items, parts.selection, outer)?;
-    rewriter.frames.push(items.clone());
-    rewriter.target = Some(Target {
-        table: table.clone(),
-        name: reference.clone(),
-        frame: rewriter.frames.len() - 1,
-        returning: false,
-    });
     let mut cursor = Cursor {
         items: &items,
         next: 1,
@@ -222,6 +221,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
     for source in parts.sources.iter_mut() {
         rewriter.walk_from(source, &mut cursor)?;
     }
+    rewriter.reveal();
 
     let rules = rewriter.rules(&table);
     let mut conjuncts = Vec::new();
@@ -234,7 +234,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
             comparison(conjunct).is_some_and(|(column, op, _)| {
                 op == BinaryOperator::Eq
                     && rewriter
-                        .column_of(column, &items, 0)
+                        .column_of(column, 0)
                         .is_some_and(|name| rules.lookup_keys.contains(&name))
             })
         });
@@ -250,7 +250,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
         let safe = comparison(&conjunct).is_some_and(|(column, op, _)| {
             is_safe_comparison(&op)
                 && rewriter
-                    .column_of(column, &items, 0)
+                    .column_of(column, 0)
                     .is_some_and(|name| matches!(rules.columns.get(&name), Some(ColumnRule::Allow)))
         });
         if safe {
@@ -291,7 +291,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
         });
     }
     *parts.selection = join_and(where_parts);
-    rewriter.frames.pop();
+    rewriter.scopes.levels.pop();
     rewriter.target = None;
 
     let reads = parts.returning.is_some() || !parts.sources.is_empty() || rewriter.queries > 0;
@@ -388,23 +388,55 @@ fn rewrite_insert(
         returning.is_some() || !matches!(*source.body, SetExpr::Values(_)) || rewriter.queries > 1;
 
     if let Some(returning) = returning.as_mut() {
-        rewriter.frames.push(vec![FromItem {
-            name: reference.clone(),
-            protected: Some(target.clone()),
-            resolved: None,
-            raw: true,
-        }]);
-        rewriter.target = Some(Target {
-            table: target,
-            name: reference,
-            frame: rewriter.frames.len() - 1,
-            returning: false,
-        });
+        let item = target_item(rewriter, &target, &reference, table_alias.is_some());
+        push_write_level(rewriter, &target, &reference, vec![item]);
         rewrite_returning(rewriter, returning, &[])?;
-        rewriter.frames.pop();
+        rewriter.scopes.levels.pop();
         rewriter.target = None;
     }
     Ok((returning.is_some(), reads))
+}
+
+/// The stored table a write changes, as a FROM item of the write's own block: every
+/// classified column, and perhaps others the policy does not know.
+fn target_item(
+    rewriter: &Rewriter<'_>,
+    table: &QualifiedName,
+    reference: &str,
+    aliased: bool,
+) -> FromItem {
+    let names = rewriter.enforcer.classification()[table]
+        .columns
+        .keys()
+        .cloned()
+        .collect();
+    FromItem {
+        name: reference.to_owned(),
+        schema: (!aliased).then(|| table.schema.clone()),
+        columns: Columns::open(names),
+        protected: Some(table.clone()),
+        resolved: None,
+        raw: true,
+    }
+}
+
+/// Enters the write's own block. Its FROM/USING items see the target only as a
+/// reference PostgreSQL refuses (it is LATERAL-only, not LATERAL-ok, there).
+fn push_write_level(
+    rewriter: &mut Rewriter<'_>,
+    table: &QualifiedName,
+    reference: &str,
+    items: Vec<FromItem>,
+) {
+    let mut level = Level::visible(items);
+    level.refused[0] = true;
+    rewriter.scopes.levels.push(level);
+    rewriter.target = Some(Target {
+        table: table.clone(),
+        name: reference.to_owned(),
+        level: rewriter.scopes.levels.len() - 1,
+        returning: false,
+    });
 }
 
 /// The target of an UPDATE or DELETE: a policy table the account has rules for, named
@@ -449,7 +481,7 @@ fn resolve_target(
 fn target_table(rewriter: &Rewriter<'_>, name: &ObjectName) -> Result<QualifiedName, Denial> {
     match rewriter.resolve(name)? {
         Resolved::Protected(table) => Ok(table),
-        Resolved::Catalog(_) | Resolved::Cte => Err(Denial::forbidden(format!(
+        Resolved::Catalog(_) | Resolved::Cte(_) => Err(Denial::forbidden(format!(
             "writing to relation \"{}\"",
             names::display(&names::parts(name)?)
         ))),
@@ -578,178 +610,6 @@ fn unchecked_rows(table: &QualifiedName) -> Denial {
         "rows inserted into table \"{table}\" must come from VALUES or one plain SELECT list, so \
          that they can be checked against this account's row filter"
     ))
-}
-
-/// Checks RETURNING, then replaces the target's masked columns by their masks (a bare
-/// column keeps its name) and expands `*` and `target.*` to what `SELECT *` would show
-/// of the target; `*` also expands to `source.*` for each other FROM item.
-fn rewrite_returning(
-    rewriter: &mut Rewriter<'_>,
-    returning: &mut Vec<SelectItem>,
-    sources: &[FromItem],
-) -> Result<(), Denial> {
-    let Some(target) = rewriter.target.as_mut() else {
-        return Err(internal());
-    };
-    target.returning = true;
-    let (table, reference) = (target.table.clone(), target.name.clone());
-    for item in returning.iter_mut() {
-        match item {
-            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
-                rewriter.visit(expr)?
-            }
-            SelectItem::Wildcard(options)
-            | SelectItem::QualifiedWildcard(
-                SelectItemQualifiedWildcardKind::ObjectName(_),
-                options,
-            ) => plain_wildcard(options)?,
-            SelectItem::QualifiedWildcard(..) => {
-                return Err(Denial::unsupported("this RETURNING item"))
-            }
-        }
-    }
-    let projection = target_projection(rewriter, &table, &reference)?;
-    let masks: BTreeMap<String, Expr> = projection
-        .iter()
-        .filter_map(|item| match item {
-            SelectItem::ExprWithAlias { expr, alias } => Some((alias.value.clone(), expr.clone())),
-            _ => None,
-        })
-        .collect();
-    let mut substitute = Substitute {
-        reference: &reference,
-        masks: &masks,
-        skip: 0,
-    };
-    let mut out = Vec::with_capacity(returning.len());
-    for item in returning.drain(..) {
-        match item {
-            SelectItem::Wildcard(options) => {
-                out.extend(projection.iter().cloned());
-                for source in sources {
-                    if source.name.is_empty() {
-                        return Err(Denial::unsupported("RETURNING * with an unnamed FROM item"));
-                    }
-                    out.push(SelectItem::QualifiedWildcard(
-                        SelectItemQualifiedWildcardKind::ObjectName(ObjectName::from(vec![
-                            quoted(&source.name),
-                        ])),
-                        options.clone(),
-                    ));
-                }
-            }
-            SelectItem::QualifiedWildcard(
-                SelectItemQualifiedWildcardKind::ObjectName(name),
-                options,
-            ) => {
-                let parts = names::parts(&name)?;
-                match parts.as_slice() {
-                    [one] if *one == reference => out.extend(projection.iter().cloned()),
-                    [_] => out.push(SelectItem::QualifiedWildcard(
-                        SelectItemQualifiedWildcardKind::ObjectName(name),
-                        options,
-                    )),
-                    _ => return Err(Denial::unsupported("this RETURNING item")),
-                }
-            }
-            SelectItem::UnnamedExpr(mut expr) => match substitute.masked(&expr) {
-                Some((column, mask)) => out.push(SelectItem::ExprWithAlias {
-                    expr: mask.clone(),
-                    alias: quoted(column),
-                }),
-                None => {
-                    let _ = expr.visit(&mut substitute);
-                    out.push(SelectItem::UnnamedExpr(expr));
-                }
-            },
-            SelectItem::ExprWithAlias { mut expr, alias } => {
-                let _ = expr.visit(&mut substitute);
-                out.push(SelectItem::ExprWithAlias { expr, alias });
-            }
-            SelectItem::QualifiedWildcard(..) => {
-                return Err(Denial::unsupported("this RETURNING item"))
-            }
-        }
-    }
-    *returning = out;
-    Ok(())
-}
-
-/// The target's columns as its masking subquery projects them, qualified with the name
-/// the statement uses for the target.
-fn target_projection(
-    rewriter: &Rewriter<'_>,
-    table: &QualifiedName,
-    reference: &str,
-) -> Result<Vec<SelectItem>, Denial> {
-    let fence = match rewriter.enforcer.fences.get(table) {
-        Some(Ok(fence)) => fence,
-        Some(Err(denial)) => return Err(denial.clone()),
-        None => return Err(internal()),
-    };
-    let SetExpr::Select(select) = fence.body.as_ref() else {
-        return Err(internal());
-    };
-    let mut projection = select.projection.clone();
-    if reference != table.name {
-        let _ = visit_expressions_mut(&mut projection, |expr| {
-            if let Expr::CompoundIdentifier(parts) = expr {
-                if parts.len() == 2 && parts[0].value == table.name {
-                    parts[0] = quoted(reference);
-                }
-            }
-            ControlFlow::<()>::Continue(())
-        });
-    }
-    Ok(projection)
-}
-
-/// Replaces references to the target's masked columns by their masks, outside
-/// subqueries (the checks refused them inside).
-struct Substitute<'a> {
-    reference: &'a str,
-    masks: &'a BTreeMap<String, Expr>,
-    skip: usize,
-}
-
-impl<'a> Substitute<'a> {
-    /// The masked column `expr` names directly, with its mask.
-    fn masked(&self, expr: &Expr) -> Option<(&'a str, &'a Expr)> {
-        let column = match expr {
-            Expr::Identifier(ident) => fold(ident),
-            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [.., qualifier, column] if fold(qualifier) == self.reference => fold(column),
-                _ => return None,
-            },
-            _ => return None,
-        };
-        self.masks
-            .get_key_value(&column)
-            .map(|(column, mask)| (column.as_str(), mask))
-    }
-}
-
-impl VisitorMut for Substitute<'_> {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
-        self.skip += 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
-        self.skip -= 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if self.skip == 0 {
-            if let Some((_, mask)) = self.masked(expr) {
-                *expr = mask.clone();
-            }
-        }
-        ControlFlow::Continue(())
-    }
 }
 
 /// What the rewrite needs to know about a table's row filter.
