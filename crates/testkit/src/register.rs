@@ -487,6 +487,9 @@ pub const ANALYST: &str = "analyst_79";
 pub const INVESTIGATOR: &str = "investigator";
 /// Login of the internal auditor (role `auditor`, unrestricted).
 pub const AUDITOR: &str = "auditor";
+/// Login of the benefit desk of province "48" (role `claims_officer`): reads,
+/// inserts, updates and deletes in its province, identifiers masked.
+pub const OFFICER: &str = "officer_48";
 
 /// The standard test accounts, one per role of the example policy (the
 /// disabled break-glass role excepted), all with [`PASSWORD`].
@@ -497,6 +500,7 @@ pub fn accounts() -> Vec<Account> {
         Account::new(ANALYST, &["province_analyst"]).with("province", "79"),
         Account::new(INVESTIGATOR, &["investigator"]),
         Account::new(AUDITOR, &["auditor"]),
+        Account::new(OFFICER, &["claims_officer"]).with("province", "48"),
     ]
 }
 
