@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use maskgate_testkit::TestProxy;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
@@ -214,15 +214,13 @@ impl Wire {
                     });
                 }
             }
-            let mut chunk = [0u8; 65536];
-            let n = tokio::time::timeout(WIRE_TIMEOUT, self.stream.read(&mut chunk))
+            let n = tokio::time::timeout(WIRE_TIMEOUT, self.stream.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| "no answer in time (a hang)".to_string())?
                 .map_err(|e| format!("connection error: {e}"))?;
             if n == 0 {
                 return Err("the proxy closed the connection".into());
             }
-            self.buf.put_slice(&chunk[..n]);
         }
     }
 
