@@ -413,4 +413,3 @@ async fn reserved_statement_names_cannot_be_taken_by_clients() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
-
