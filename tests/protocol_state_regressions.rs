@@ -371,21 +371,9 @@ async fn reserved_statement_names_cannot_be_taken_by_clients() {
             }
             let _ = simple(&client, "ROLLBACK").await;
         }
-        // Whatever was or was not created, unnamed statements run what they say.
-        for k in 0..6 {
-            let sql = format!("SELECT {k} + 40 AS v");
-            let outcome = extended(&client, &sql).await;
-            let values: Vec<Option<String>> =
-                outcome.rows.iter().map(|r| r.values[0].clone()).collect();
-            if outcome.error.is_some() || values != [Some((k + 40).to_string())] {
-                failures.push(format!(
-                    "{login}: `{sql}` in the extended protocol gave {} row(s), error {:?}",
-                    values.len(),
-                    outcome.error.map(|e| e.code)
-                ));
-            }
-        }
-        // A Bind to a portal of the reserved prefix.
+        // A session whose unnamed statements maskgate prepares under its own
+        // names: whatever the client could take first, each unnamed statement
+        // runs what it was parsed from.
         let mut wire = match Wire::login(&proxy, login).await {
             Ok(wire) => wire,
             Err(e) => {
@@ -393,6 +381,23 @@ async fn reserved_statement_names_cannot_be_taken_by_clients() {
                 continue;
             }
         };
+        for sql in taken {
+            let _ = wire.simple(sql).await;
+        }
+        for k in 0..6 {
+            let sql = format!("SELECT {k} + 40 AS v");
+            let outcome = wire.extended_text(&sql).await;
+            let values: Vec<Option<String>> =
+                outcome.rows.iter().map(|r| r.values[0].clone()).collect();
+            if outcome.error.is_some() || values != [Some((k + 40).to_string())] {
+                failures.push(format!(
+                    "{login}: unnamed `{sql}` gave {} row(s), error {:?}",
+                    values.len(),
+                    outcome.error.map(|e| e.code)
+                ));
+            }
+        }
+        // A Bind to a portal of the reserved prefix.
         let seen = wire
             .until_ready_after(
                 &[

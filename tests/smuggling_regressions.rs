@@ -223,13 +223,13 @@ fn writes() -> Vec<(&'static str, Vec<&'static str>, Option<&'static str>)> {
 
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for login in RESTRICTED {
+    for (n, login) in RESTRICTED.into_iter().enumerate() {
         let named = |name: &str| leak(format!("{name}@{login}"));
         for (name, sql) in smuggled_reads() {
             cases.push(case(named(name), login, leak(sql)));
         }
         for (name, sql) in smuggled_ddl() {
-            let object = format!("mg_smug_{}_{login}", name.replace('-', "_"));
+            let object = format!("mg_smug_{}_{login}_{PROTOCOL}", name.replace('-', "_"));
             let created = format!(
                 "SELECT (SELECT count(*) FROM pg_class WHERE relname = '{object}') \
                  + (SELECT count(*) FROM pg_proc WHERE proname = '{object}')"
@@ -255,16 +255,20 @@ fn cases() -> Vec<Case> {
                 )),
             );
         }
-        // An out-of-scope row inserted through a literal that ends early.
+        // An out-of-scope row inserted through a literal that ends early; one
+        // id per account and protocol.
+        let id = format!("90001{n}{PROTOCOL_NUMBER}");
         cases.push(
             case(
                 named("lit-national-in-insert"),
                 login,
-                "INSERT INTO benefit_claim (id, participant_id, kind, amount, submitted_on, status, province_code) \
-                 VALUES (900010, 17, N'x'', 1, ''2025-01-02'', ''submitted'', ''01'') --', 1, '2025-01-02', 'submitted', '48')",
+                leak(format!(
+                    "INSERT INTO benefit_claim (id, participant_id, kind, amount, submitted_on, status, province_code) \
+                     VALUES ({id}, 17, N'x'', 1, ''2025-01-02'', ''submitted'', ''01'') --', 1, '2025-01-02', 'submitted', '48')"
+                )),
             )
             .after(After::Superuser(
-                "SELECT count(*) FROM benefit_claim WHERE id = 900010",
+                leak(format!("SELECT count(*) FROM benefit_claim WHERE id = {id}")),
                 "0",
             )),
         );

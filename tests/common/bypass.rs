@@ -199,6 +199,26 @@ pub enum Protocol {
     Prepare,
 }
 
+impl Protocol {
+    /// A lower-case name, for objects a case names per protocol.
+    pub fn tag(self) -> String {
+        format!("{self:?}").to_ascii_lowercase()
+    }
+
+    /// `text` with [`PROTOCOL`] and [`PROTOCOL_NUMBER`] replaced.
+    pub fn fill(self, text: &str) -> String {
+        let number = ALL_PROTOCOLS.iter().position(|p| *p == self).unwrap_or(0);
+        text.replace(PROTOCOL, &self.tag())
+            .replace(PROTOCOL_NUMBER, &number.to_string())
+    }
+}
+
+/// Replaced by [`Protocol::tag`] in a case's statements and side-effect
+/// checks, so that each protocol's run names its own objects.
+pub const PROTOCOL: &str = "{protocol}";
+/// Replaced by the protocol's position in [`ALL_PROTOCOLS`] (a digit).
+pub const PROTOCOL_NUMBER: &str = "{protocol_number}";
+
 pub const BOTH: &[Protocol] = &[Protocol::Simple, Protocol::Extended];
 pub const ALL_PROTOCOLS: &[Protocol] = &[
     Protocol::Simple,
@@ -355,7 +375,7 @@ pub async fn run(env: &Env, case: &Case, protocol: Protocol) -> (Vec<String>, St
     let mut all_sql = String::new();
     for (n, step) in case.steps.iter().enumerate() {
         let (Step::Sql(sql) | Step::Portal(sql, _)) = step;
-        let sql = env.fill.fill(sql);
+        let sql = protocol.fill(&env.fill.fill(sql));
         all_sql.push_str(&sql);
         let result = match (&mut conn, step, protocol) {
             (Conn::Wire(wire), _, _) => wire.extended_text(&sql).await,
@@ -557,7 +577,8 @@ pub async fn run(env: &Env, case: &Case, protocol: Protocol) -> (Vec<String>, St
                 }
             }
             After::Superuser(sql, expected) => {
-                let got = super_column(env, sql).await;
+                let sql = protocol.fill(sql);
+                let got = super_column(env, &sql).await;
                 if got.first().and_then(|v| v.as_deref()) != Some(expected) {
                     failures.push(format!(
                         "{tag}: SIDE EFFECT: `{sql}` gives {got:?}, expected {expected}"
