@@ -256,7 +256,8 @@ async fn probe(client: &Client) -> Result<Duration, String> {
     }
 }
 
-/// Left-deep chains at ten times the sizes that crashed maskgate.
+/// Left-deep chains at ten times the sizes that crashed maskgate, and the
+/// longest that fit in 1 MiB.
 fn chains() -> Vec<(&'static str, String)> {
     let repeat = |head: &str, item: &str, n: usize| {
         let mut s = String::with_capacity(head.len() + item.len() * n);
@@ -267,7 +268,7 @@ fn chains() -> Vec<(&'static str, String)> {
         s
     };
     vec![
-        ("275,000 + terms", repeat("SELECT 1", " + 1", 274_999)),
+        ("275,000 + terms", repeat("SELECT 1", "+1", 274_999)),
         ("400,000 casts", repeat("SELECT 1", "::int", 400_000)),
         (
             "95,000 UNION ALL arms",
@@ -284,6 +285,25 @@ fn chains() -> Vec<(&'static str, String)> {
         (
             "1,000,000 || terms",
             repeat("SELECT 'a'", " || 'a'", 999_999),
+        ),
+        // Past the crash sizes yet under a 1 MiB statement limit, so that the
+        // depth bounds (not only the size limit) answer.
+        ("200,000 casts, 1 MB", repeat("SELECT 1", "::int", 199_999)),
+        (
+            "50,000 UNION ALL arms, 1 MB",
+            repeat("SELECT 1", " UNION ALL SELECT 1", 49_999),
+        ),
+        (
+            "125,000 OR terms, 1 MB",
+            repeat("SELECT 1 WHERE true", " OR true", 124_999),
+        ),
+        (
+            "110,000 AND terms, 1 MB",
+            repeat("SELECT 1 WHERE true", " AND true", 109_999),
+        ),
+        (
+            "140,000 || terms, 1 MB",
+            repeat("SELECT 'a'", " || 'a'", 139_999),
         ),
     ]
 }
