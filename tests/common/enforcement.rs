@@ -15,7 +15,7 @@ use maskgate_testkit::{register, PgCluster};
 use tokio_postgres::types::{FromSql, Kind, Type};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-pub use register::{ANALYST, AUDITOR, CLERK, CLERK_79, INVESTIGATOR, PASSWORD};
+pub use register::{ANALYST, AUDITOR, CLERK, CLERK_79, INVESTIGATOR, OFFICER, PASSWORD};
 
 /// Participants the tests name: row numbers of the generated register.
 pub const P01: u32 = 10;
@@ -23,6 +23,12 @@ pub const P01_B: u32 = 20;
 pub const P01_C: u32 = 30;
 pub const P79: u32 = 14;
 pub const P48: u32 = 17;
+/// A participant of province "48" with a benefit claim (claim id 9) that has a diagnosis.
+pub const P48_CLAIMANT: u32 = 27;
+/// Every restricted login of the test accounts, the write-capable officer included.
+pub const RESTRICTED: [&str; 5] = [CLERK, CLERK_79, ANALYST, INVESTIGATOR, OFFICER];
+/// The restricted logins that may only read.
+pub const READ_ONLY: [&str; 4] = [CLERK, CLERK_79, ANALYST, INVESTIGATOR];
 
 /// The shared cluster with the register and an empty scratch table (not in
 /// the policy) that write-then-read attempts aim at.
@@ -287,182 +293,9 @@ impl<'a> FromSql<'a> for RawValue<'a> {
     }
 }
 
-fn be<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    bytes
-        .get(at..at + N)
-        .and_then(|s| s.try_into().ok())
-        .unwrap_or([0; N])
-}
-
-/// PostgreSQL's text form of a binary value, for the types tests meet;
-/// anything else is shown as (lossy) UTF-8, which keeps embedded text visible
-/// to the leak scanner.
-pub fn decode(ty: &Type, bytes: &[u8]) -> String {
-    match *ty {
-        Type::BOOL => if bytes.first() == Some(&0) { "f" } else { "t" }.to_string(),
-        Type::INT2 => i16::from_be_bytes(be(bytes, 0)).to_string(),
-        Type::INT4 => i32::from_be_bytes(be(bytes, 0)).to_string(),
-        Type::INT8 => i64::from_be_bytes(be(bytes, 0)).to_string(),
-        Type::OID | Type::XID | Type::CID | Type::REGPROC | Type::REGCLASS | Type::REGTYPE => {
-            u32::from_be_bytes(be(bytes, 0)).to_string()
-        }
-        Type::FLOAT4 => f32::from_be_bytes(be(bytes, 0)).to_string(),
-        Type::FLOAT8 => f64::from_be_bytes(be(bytes, 0)).to_string(),
-        Type::NUMERIC => numeric(bytes),
-        Type::DATE => date(i64::from(i32::from_be_bytes(be(bytes, 0)))),
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => timestamp(i64::from_be_bytes(be(bytes, 0))),
-        Type::JSONB => String::from_utf8_lossy(bytes.get(1..).unwrap_or_default()).into_owned(),
-        Type::BYTEA => {
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            format!("\\x{hex}")
-        }
-        Type::RECORD => record(bytes),
-        _ => match ty.kind() {
-            Kind::Array(_) => array(bytes),
-            Kind::Composite(_) => record(bytes),
-            _ => String::from_utf8_lossy(bytes).into_owned(),
-        },
-    }
-}
-
-fn by_oid(oid: u32, bytes: &[u8]) -> String {
-    match Type::from_oid(oid) {
-        Some(ty) => decode(&ty, bytes),
-        None => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
-/// `(a,b,…)`; fields unquoted.
-fn record(bytes: &[u8]) -> String {
-    let count = i32::from_be_bytes(be(bytes, 0)).max(0) as usize;
-    let mut at = 4;
-    let mut fields = Vec::with_capacity(count);
-    for _ in 0..count {
-        let oid = u32::from_be_bytes(be(bytes, at));
-        let len = i32::from_be_bytes(be(bytes, at + 4));
-        at += 8;
-        if len < 0 {
-            fields.push(String::new());
-        } else {
-            let end = (at + len as usize).min(bytes.len());
-            fields.push(by_oid(oid, &bytes[at.min(end)..end]));
-            at = end;
-        }
-    }
-    format!("({})", fields.join(","))
-}
-
-/// `{a,b,…}`, flattened over all dimensions.
-fn array(bytes: &[u8]) -> String {
-    let dims = i32::from_be_bytes(be(bytes, 0)).max(0) as usize;
-    let oid = u32::from_be_bytes(be(bytes, 8));
-    let mut count = if dims == 0 { 0 } else { 1 };
-    for d in 0..dims {
-        count *= i32::from_be_bytes(be(bytes, 12 + d * 8)).max(0) as usize;
-    }
-    let mut at = 12 + dims * 8;
-    let mut items = Vec::with_capacity(count);
-    for _ in 0..count {
-        let len = i32::from_be_bytes(be(bytes, at));
-        at += 4;
-        if len < 0 {
-            items.push("NULL".to_string());
-        } else {
-            let end = (at + len as usize).min(bytes.len());
-            items.push(by_oid(oid, &bytes[at.min(end)..end]));
-            at = end;
-        }
-    }
-    format!("{{{}}}", items.join(","))
-}
-
-fn numeric(bytes: &[u8]) -> String {
-    let ndigits = i16::from_be_bytes(be(bytes, 0)).max(0) as usize;
-    let weight = i16::from_be_bytes(be(bytes, 2)) as i64;
-    let sign = u16::from_be_bytes(be(bytes, 4));
-    let dscale = i16::from_be_bytes(be(bytes, 6)).max(0) as usize;
-    match sign {
-        0xC000 => return "NaN".to_string(),
-        0xD000 => return "Infinity".to_string(),
-        0xF000 => return "-Infinity".to_string(),
-        _ => {}
-    }
-    let digits: Vec<i64> = (0..ndigits)
-        .map(|i| i64::from(i16::from_be_bytes(be(bytes, 8 + i * 2))))
-        .collect();
-    let digit = |k: i64| -> i64 {
-        if k < 0 {
-            0
-        } else {
-            digits.get(k as usize).copied().unwrap_or(0)
-        }
-    };
-    let mut s = String::new();
-    if sign == 0x4000 {
-        s.push('-');
-    }
-    if weight < 0 {
-        s.push('0');
-    } else {
-        for k in 0..=weight {
-            if k == 0 {
-                s.push_str(&digit(k).to_string());
-            } else {
-                s.push_str(&format!("{:04}", digit(k)));
-            }
-        }
-    }
-    if dscale > 0 {
-        let mut frac = String::new();
-        let mut k = weight + 1;
-        while frac.len() < dscale {
-            frac.push_str(&format!("{:04}", digit(k)));
-            k += 1;
-        }
-        frac.truncate(dscale);
-        s.push('.');
-        s.push_str(&frac);
-    }
-    s
-}
-
-/// Days since 2000-01-01 as `YYYY-MM-DD` (proleptic Gregorian).
-fn date(days: i64) -> String {
-    if days == i64::from(i32::MAX) {
-        return "infinity".to_string();
-    }
-    if days == i64::from(i32::MIN) {
-        return "-infinity".to_string();
-    }
-    let (y, m, d) = civil(days + 10_957);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-fn timestamp(micros: i64) -> String {
-    let day = micros.div_euclid(86_400_000_000);
-    let rest = micros.rem_euclid(86_400_000_000);
-    let (h, min) = (rest / 3_600_000_000, rest / 60_000_000 % 60);
-    let (sec, frac) = (rest / 1_000_000 % 60, rest % 1_000_000);
-    let mut s = format!("{} {h:02}:{min:02}:{sec:02}", date(day));
-    if frac != 0 {
-        s.push_str(format!(".{frac:06}").trim_end_matches('0'));
-    }
-    s
-}
-
-/// Civil date from days since 1970-01-01.
-fn civil(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+#[path = "decode.rs"]
+mod decode;
+pub use decode::decode;
 
 /// The register as the superuser sees it, fetched from the cluster.
 pub struct Truth {
@@ -475,6 +308,8 @@ pub struct Truth {
     pub contribution_amounts: Vec<String>,
     pub payment_dates: Vec<String>,
     pub claim_amounts: Vec<String>,
+    /// (province_code, amount) of every benefit claim.
+    pub claim_amounts_by_province: Vec<(String, String)>,
     pub submission_dates: Vec<String>,
 }
 
@@ -537,6 +372,17 @@ impl Truth {
                 column(su, "SELECT DISTINCT paid_on::text FROM public.contribution").await,
             ),
             claim_amounts: all(column(su, "SELECT amount::text FROM public.benefit_claim").await),
+            claim_amounts_by_province: rows_text(
+                su,
+                "SELECT province_code, amount::text FROM public.benefit_claim",
+            )
+            .await
+            .into_iter()
+            .map(|r| {
+                let s = |i: usize| r[i].clone().expect("NOT NULL column");
+                (s(0), s(1))
+            })
+            .collect(),
             submission_dates: all(
                 column(su, "SELECT DISTINCT submitted_on::text FROM public.benefit_claim").await,
             ),
@@ -656,6 +502,39 @@ pub fn secrets_for(login: &str, truth: &Truth) -> Scanner {
         s.add_all(&truth.payment_dates, "raw paid_on");
         s.add_all(&truth.submission_dates, "raw submitted_on");
     }
+    if login == OFFICER {
+        // Its own province's names and contacts are stored values it may see.
+        let own = province_of(OFFICER);
+        for (i, x) in p.iter().enumerate() {
+            s.add(&x.citizen_id, "raw citizen_id", None);
+            s.add(&x.social_insurance_code, "raw social_insurance_code", None);
+            s.add(&x.date_of_birth, "raw date_of_birth", None);
+            s.add(&x.full_name, "full_name of another province", Some(i));
+            for (v, kind) in [
+                (&x.phone, "phone of another province"),
+                (&x.email, "email of another province"),
+                (&x.address, "address of another province"),
+            ] {
+                if let Some(v) = v {
+                    s.add(v, kind, Some(i));
+                }
+            }
+        }
+        for (province, amount) in &truth.claim_amounts_by_province {
+            if Some(province.as_str()) != own {
+                s.add(amount, "benefit amount of another province", None);
+            }
+        }
+        s.add_all(&truth.employer_phones, "employer contact_phone (no access)");
+        s.add_all(&truth.employer_names, "employer name (no access)");
+        s.add_all(&truth.tax_codes, "employer tax_code (no access)");
+        s.add_all(&truth.card_numbers, "health card_number (no access)");
+        s.add_all(&truth.diagnosis_codes, "raw diagnosis_code");
+        s.add_all(
+            &truth.contribution_amounts,
+            "raw contribution amount (no access)",
+        );
+    }
     if login == INVESTIGATOR {
         s.add_all(&truth.diagnosis_codes, "raw diagnosis_code");
         s.add_all(
@@ -671,6 +550,7 @@ pub fn province_of(login: &str) -> Option<&'static str> {
     match login {
         CLERK => Some("01"),
         CLERK_79 | ANALYST => Some("79"),
+        OFFICER => Some("48"),
         _ => None,
     }
 }
@@ -695,9 +575,10 @@ pub fn leaks(
     };
     let pinned = |owner: usize| {
         let person = &truth.participants[owner];
-        (login == CLERK || login == CLERK_79)
-            && Some(person.province_code.as_str()) == province_of(login)
-            && (sql.contains(&person.citizen_id) || sql.contains(&person.social_insurance_code))
+        let own = Some(person.province_code.as_str()) == province_of(login);
+        let clerk_pin = (login == CLERK || login == CLERK_79)
+            && (sql.contains(&person.citizen_id) || sql.contains(&person.social_insurance_code));
+        own && (clerk_pin || login == OFFICER)
     };
     for row in rows {
         for (column, value) in row.columns.iter().zip(&row.values) {
@@ -735,7 +616,8 @@ fn masked_with_last(v: &str, stars: usize, last: usize) -> bool {
 
 /// A mask-shape violation of `value` in a column named like a protected one.
 fn shape_problem(login: &str, column: &str, value: &str, check_province: bool) -> Option<String> {
-    let clerk = login == CLERK || login == CLERK_79;
+    // The officer's identifier and birth-date masks are the clerk's.
+    let clerk = login == CLERK || login == CLERK_79 || login == OFFICER;
     match (column, login) {
         ("citizen_id", _) if clerk && !masked_with_last(value, 8, 4) => {
             Some("citizen_id not masked as ********NNNN".into())
@@ -770,7 +652,7 @@ fn shape_problem(login: &str, column: &str, value: &str, check_province: bool) -
         ("amount" | "salary_base", ANALYST) if !value.ends_with("00000.00") => {
             Some("amount not rounded to 100000".into())
         }
-        ("diagnosis_code", ANALYST | INVESTIGATOR)
+        ("diagnosis_code", ANALYST | INVESTIGATOR | OFFICER)
             if !(value.chars().count() > 3 && value.chars().skip(3).all(|c| c == '*')) =>
         {
             Some("diagnosis_code not masked after 3 characters".into())
@@ -786,28 +668,4 @@ fn shape_problem(login: &str, column: &str, value: &str, check_province: bool) -
 /// Whether a set of text values from a superuser query contains `v`.
 pub fn set_of(values: Vec<Option<String>>) -> HashSet<String> {
     values.into_iter().flatten().collect()
-}
-
-#[cfg(test)]
-mod decode_tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_numerics_decode_like_postgres_prints_them() {
-        assert_eq!(date(0), "2000-01-01");
-        assert_eq!(date(-1), "1999-12-31");
-        assert_eq!(date(8_842), "2024-03-17");
-        // 1234567.89: weight 1, digits [123, 4567, 8900], dscale 2
-        let mut b = Vec::new();
-        for v in [3i16, 1, 0, 2, 123, 4567, 8900] {
-            b.extend_from_slice(&v.to_be_bytes());
-        }
-        assert_eq!(numeric(&b), "1234567.89");
-        // 0.05: weight -1, digits [500], dscale 2
-        let mut b = Vec::new();
-        for v in [1i16, -1, 0, 2, 500] {
-            b.extend_from_slice(&v.to_be_bytes());
-        }
-        assert_eq!(numeric(&b), "0.05");
-    }
 }

@@ -487,6 +487,9 @@ pub const ANALYST: &str = "analyst_79";
 pub const INVESTIGATOR: &str = "investigator";
 /// Login of the internal auditor (role `auditor`, unrestricted).
 pub const AUDITOR: &str = "auditor";
+/// Login of the benefit desk of province "48" (role `claims_officer`): reads,
+/// inserts, updates and deletes in its province, identifiers masked.
+pub const OFFICER: &str = "officer_48";
 
 /// The standard test accounts, one per role of the example policy (the
 /// disabled break-glass role excepted), all with [`PASSWORD`].
@@ -497,6 +500,7 @@ pub fn accounts() -> Vec<Account> {
         Account::new(ANALYST, &["province_analyst"]).with("province", "79"),
         Account::new(INVESTIGATOR, &["investigator"]),
         Account::new(AUDITOR, &["auditor"]),
+        Account::new(OFFICER, &["claims_officer"]).with("province", "48"),
     ]
 }
 
@@ -535,7 +539,8 @@ pub fn without_quotas(files: Vec<(String, String)>) -> Vec<(String, String)> {
 }
 
 /// Proxy options serving `accounts` under `policy_files`: each account gets
-/// its own roles, its attributes, and may log in from 127.0.0.1 at any time.
+/// its own roles, its attributes, an assignment, and may log in from
+/// 127.0.0.1 at any time until 2099.
 pub fn proxy_options(accounts: &[Account], policy_files: Vec<(String, String)>) -> ProxyOptions {
     ProxyOptions {
         users: accounts
@@ -555,7 +560,12 @@ pub fn proxy_options(accounts: &[Account], policy_files: Vec<(String, String)>) 
                     .map(|(k, v)| format!("{k} = \"{v}\""))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let mut lines = String::from("networks = [\"127.0.0.1/32\"]\n");
+                // The lines a reviewed account carries, so the policy loads without
+                // warnings about the test accounts themselves.
+                let mut lines = String::from(
+                    "networks = [\"127.0.0.1/32\"]\nvalid_until = 2099-12-31\n\
+                     assignment = { document = \"maskgate test kit\", date = 2026-01-01, assigned_by = \"maskgate test kit\" }\n",
+                );
                 if !attributes.is_empty() {
                     lines.push_str(&format!("attributes = {{ {attributes} }}\n"));
                 }
