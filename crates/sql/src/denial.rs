@@ -11,6 +11,8 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// A construct maskgate does not analyze (yet); refused rather than guessed at.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// Text PostgreSQL's own grammar does not accept (sqlparser, more lenient, did).
+    pub const SYNTAX_ERROR: &str = "42601";
     /// A statement beyond the analysis budget (size, tokens, time), as PostgreSQL
     /// answers one beyond its own limits.
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";

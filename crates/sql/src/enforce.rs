@@ -289,7 +289,7 @@ impl Enforcer {
         let mut out = Vec::with_capacity(count);
         for (index, (statement, is_move)) in statements.into_iter().enumerate() {
             match self
-                .enforce_statement(statement, is_move)
+                .enforce_statement(statement, is_move, sql)
                 .and_then(|enforced| clock.check().map(|()| enforced))
             {
                 Ok(enforced) => out.push(enforced),
@@ -309,10 +309,11 @@ impl Enforcer {
         &self,
         mut statement: Statement,
         is_move: bool,
+        original: &str,
     ) -> Result<EnforcedStatement, Denial> {
         let decision = self.rewrite_statement(&mut statement)?;
         let printed = print::print(&mut statement)?;
-        verify::verify(&printed.sql, 1, &printed.facts)?;
+        verify::verify(&printed.sql, 1, &printed.facts, original)?;
         let mut sql = printed.sql;
         if is_move {
             match sql.strip_prefix("FETCH") {

@@ -43,6 +43,8 @@ pub enum Mismatch {
     Scan(String),
     #[error("PostgreSQL's parser cannot read it: {0}")]
     Parse(String),
+    #[error("PostgreSQL's parser cannot read the client's text either: {0}")]
+    Invalid(String),
     #[error("it contains a comment")]
     Comment,
     #[error("the lexers disagree at byte {0}")]
@@ -80,14 +82,41 @@ const GRAMMAR_FUNCTIONS: &[&str] = &[
 
 /// Checks `sql`, printed from `statements` statements with `facts`, against
 /// PostgreSQL's reading of it. Counts and logs a mismatch before returning it.
-pub(crate) fn verify(sql: &str, statements: usize, facts: &Facts) -> Result<(), Denial> {
+///
+/// `original` is the client's text: when PostgreSQL cannot parse the printed text,
+/// it is asked whether it can parse the original at all. If not, the statement is
+/// not valid PostgreSQL (sqlparser is more lenient, e.g. with reserved words as
+/// names) and the client gets PostgreSQL's own `42601`, not a printer bug.
+pub(crate) fn verify(
+    sql: &str,
+    statements: usize,
+    facts: &Facts,
+    original: &str,
+) -> Result<(), Denial> {
     let outcome = {
-        let (sql, facts) = (sql.to_owned(), facts.clone());
-        parser_threads::run(move || check(&sql, statements, &facts))
-            .unwrap_or_else(|| Err(Mismatch::Parse("the parser threads are gone".to_owned())))
+        let (sql, facts, original) = (sql.to_owned(), facts.clone(), original.to_owned());
+        parser_threads::run(move || match check(&sql, statements, &facts) {
+            Err(Mismatch::Parse(message))
+                if pg_query::parse(&original, pg_query::ParserOptions::DEFAULT).is_err() =>
+            {
+                Err(Mismatch::Invalid(message))
+            }
+            other => other,
+        })
+        .unwrap_or_else(|| Err(Mismatch::Parse("the parser threads are gone".to_owned())))
     };
     outcome.map_err(|mismatch| {
-        if let Mismatch::Parse(message) = &mismatch {
+        if let Mismatch::Invalid(message) = &mismatch {
+            if !message.contains("stack depth limit exceeded") {
+                return Denial {
+                    sqlstate: crate::denial::sqlstate::SYNTAX_ERROR,
+                    message: format!(
+                        "this statement is not valid in PostgreSQL's grammar ({message})"
+                    ),
+                };
+            }
+        }
+        if let Mismatch::Parse(message) | Mismatch::Invalid(message) = &mismatch {
             if message.contains("stack depth limit exceeded") {
                 // PostgreSQL itself would refuse this depth: not a printer bug.
                 return Denial {
