@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Subcommand;
+use maskgate_mask::quote_ident;
 use maskgate_policy::{ColumnRule, EffectiveRules, Loaded, Policy, Rejected};
 use maskgate_proxy::Config;
 use maskgate_sql::{Enforced, Enforcer, KeyedMasks};
@@ -321,8 +322,11 @@ fn print_allowed(enforced: &Enforced, rules: &EffectiveRules) {
 fn table_reasons(rewritten: &str, rules: &EffectiveRules) -> Vec<String> {
     let mut out = Vec::new();
     for (name, table) in &rules.tables {
-        let quoted = format!("{}.{}", quote_ident(&name.schema), quote_ident(&name.name));
-        if !rewritten.contains(&quoted) {
+        let (Ok(schema), Ok(relation)) = (quote_ident(&name.schema), quote_ident(&name.name))
+        else {
+            continue;
+        };
+        if !rewritten.contains(&format!("{schema}.{relation}")) {
             continue;
         }
         out.push(name.to_string());
@@ -361,10 +365,6 @@ fn table_reasons(rewritten: &str, rules: &EffectiveRules) -> Vec<String> {
         }
     }
     out
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn cap_text(cap: Option<u64>) -> String {

@@ -144,13 +144,9 @@ pub(crate) fn attributes(filter: &str) -> Vec<String> {
         .collect()
 }
 
-/// Quotes a value as a standard SQL string literal.
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-/// Replaces every placeholder by its attribute as a quoted literal; `Err(name)` names the
-/// first attribute `lookup` does not know.
+/// Replaces every placeholder by its attribute as a literal made by
+/// [`maskgate_mask::quote_literal`]; `Err(name)` names the first attribute `lookup` does
+/// not know or whose value cannot be a literal (NUL, which loading already refuses).
 pub(crate) fn substitute<'a>(
     filter: &str,
     lookup: impl Fn(&str) -> Option<&'a str>,
@@ -160,12 +156,31 @@ pub(crate) fn substitute<'a>(
         match piece {
             Piece::Sql(sql) => out.push_str(sql),
             Piece::Attribute { name, .. } => {
-                let value = lookup(name).ok_or_else(|| name.to_owned())?;
-                out.push_str(&quote_literal(value));
+                let literal = lookup(name)
+                    .and_then(|value| maskgate_mask::quote_literal(value).ok())
+                    .ok_or_else(|| name.to_owned())?;
+                out.push_str(&literal);
             }
         }
     }
     Ok(out)
+}
+
+/// A placeholder must be a token of its own. Glued to a word (`E:x`, `U&:x`, `int4:x`)
+/// the literal would be read as a prefixed or typed constant, and glued to a quote or
+/// another placeholder (`'a':x`, `:x:y`) two literals would merge into one.
+fn glued(filter: &str, start: usize, end: usize) -> bool {
+    let bytes = filter.as_bytes();
+    let before = start
+        .checked_sub(1)
+        .map(|i| bytes[i])
+        .is_some_and(|b| is_ident_byte(b) || matches!(b, b'&' | b'\'' | b'"' | b'$'));
+    let after = match bytes.get(end) {
+        Some(b'\'' | b'"' | b'$') => true,
+        Some(b':') => bytes.get(end + 1) != Some(&b':'),
+        _ => false,
+    };
+    before || after
 }
 
 /// A problem with a filter; `offset` is a byte offset into the filter text when known.
@@ -180,10 +195,20 @@ pub(crate) struct FilterProblem {
 /// Placeholders are replaced by same-length literals first, so positions stay valid.
 pub(crate) fn check(filter: &str, table: &str, columns: &BTreeSet<&str>) -> Vec<FilterProblem> {
     let mut probe = String::with_capacity(filter.len());
+    let mut problems = Vec::new();
     for piece in split(filter) {
         match piece {
             Piece::Sql(sql) => probe.push_str(sql),
-            Piece::Attribute { name, .. } => {
+            Piece::Attribute { name, start } => {
+                if glued(filter, start, start + 1 + name.len()) {
+                    problems.push(FilterProblem {
+                        offset: Some(start),
+                        message: format!(
+                            "placeholder :{name} must stand alone; put a space or an operator \
+                             between it and the text around it"
+                        ),
+                    });
+                }
                 probe.push('\'');
                 probe.push_str(&"x".repeat(name.len().saturating_sub(1)));
                 probe.push('\'');
@@ -201,25 +226,26 @@ pub(crate) fn check(filter: &str, table: &str, columns: &BTreeSet<&str>) -> Vec<
     let (expr, next) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
-            return vec![FilterProblem {
+            problems.push(FilterProblem {
                 offset: None,
                 message: format!(
                     "row_filter does not parse: {}",
                     parser_message(&error.to_string())
                 ),
-            }]
+            });
+            return problems;
         }
     };
     if next.token != Token::EOF {
-        return vec![FilterProblem {
+        problems.push(FilterProblem {
             offset: offsets.offset(next.span.start.line, next.span.start.column),
             message: format!(
                 "row_filter must be a single expression; unexpected {} after it",
                 next.token
             ),
-        }];
+        });
+        return problems;
     }
-    let mut problems = Vec::new();
     let _ = visit_expressions(&expr, |e| {
         match e {
             Expr::Identifier(ident) => check_column(ident, table, columns, &offsets, &mut problems),
@@ -357,9 +383,44 @@ mod tests {
         assert_eq!(out, "province_code = '01' and unit = 'O''Brien'");
         assert_eq!(substitute("a = :missing", |_| None).unwrap_err(), "missing");
         assert_eq!(
+            substitute("a = :v", |_| Some("x\\'; --")).unwrap(),
+            "a = E'x\\\\''; --'"
+        );
+        assert_eq!(substitute("a = :v", |_| Some("a\0")).unwrap_err(), "v");
+        assert_eq!(
             substitute("a::text = :v", |_| Some("1")).unwrap(),
             "a::text = '1'"
         );
+    }
+
+    #[test]
+    fn placeholders_must_stand_alone() {
+        for glued in [
+            "province_code = E:p",
+            "province_code = U&:p",
+            "province_code = int4:p",
+            "province_code = 'a':p",
+            "province_code = :p'a'",
+            "province_code = :p:q",
+            "province_code = :p\"x\"",
+        ] {
+            let problems = check(glued, "public.t", &cols());
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.message.contains("must stand alone")),
+                "{glued}: {problems:?}"
+            );
+        }
+        for alone in [
+            "province_code = :p",
+            "province_code=:p",
+            "province_code IN (:p,:q)",
+            "(province_code||:p) = 'x'",
+            "province_code = :p::text",
+        ] {
+            assert_eq!(check(alone, "public.t", &cols()), vec![], "{alone}");
+        }
     }
 
     #[test]

@@ -23,7 +23,6 @@ mod verifier;
 
 pub use account::LoginDenial;
 pub use diagnostics::{Diagnostic, PolicyErrors, Severity};
-pub use filter::quote_literal;
 pub use model::{
     Account, Assignment, ColumnClass, ColumnRule, EffectiveRules, PolicySettings, QualifiedName,
     Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind, TableRules,

@@ -399,6 +399,14 @@ impl Checker<'_> {
         let mut columns = BTreeMap::new();
         for column in column_entries {
             let what = format!("column {}.{}", name, column.key);
+            if let Err(e) = maskgate_mask::quote_ident(&column.key) {
+                self.error(
+                    column.key_pos,
+                    format!("{what} cannot be a PostgreSQL column name: {e}"),
+                    None,
+                );
+                continue;
+            }
             let Some(spec) = self.table(&column.value, &what) else {
                 continue;
             };
@@ -1278,6 +1286,13 @@ pub(crate) fn parse_qualified(text: &str) -> Result<QualifiedName, &'static str>
                 return Err("empty name part");
             }
         }
+        match maskgate_mask::quote_ident(&part) {
+            Ok(_) => {}
+            Err(maskgate_mask::QuoteError::IdentifierTooLong { .. }) => {
+                return Err("a name part is longer than 63 bytes, which PostgreSQL truncates")
+            }
+            Err(_) => return Err("names must not contain NUL"),
+        }
         parts.push(part);
         match chars.next() {
             None => break,
@@ -1340,6 +1355,9 @@ mod tests {
         assert!(parse_qualified("a.b.c").is_err());
         assert!(parse_qualified("public.").is_err());
         assert!(parse_qualified("public.part icipant").is_err());
+        assert!(parse_qualified("public.\"a\0b\"").is_err());
+        assert!(parse_qualified(&format!("public.{}", "x".repeat(63))).is_ok());
+        assert!(parse_qualified(&format!("public.{}", "x".repeat(64))).is_err());
     }
 
     #[test]

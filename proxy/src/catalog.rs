@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use maskgate_policy::{quote_literal, Policy, QualifiedName, Severity, TableClass, TableKind};
+use maskgate_mask::{quote_literal, QuoteError};
+use maskgate_policy::{Policy, QualifiedName, Severity, TableClass, TableKind};
 
 use crate::upstream::{UpstreamConn, UpstreamError};
 
@@ -55,25 +56,26 @@ struct Relation {
 /// Checks every classified table against the catalog of the database `conn` is
 /// connected to: the relation exists with the declared kind, every classified
 /// column exists with the declared type, and columns the policy does not list are
-/// reported as warnings. Sets `standard_conforming_strings` on the connection so
-/// the quoted names mean exactly what they say; use a connection of its own.
+/// reported as warnings. The names are quoted by [`quote_literal`], which means
+/// the same under either `standard_conforming_strings`.
 pub async fn check_catalog(
     policy: &Policy,
     conn: &mut UpstreamConn,
 ) -> Result<Vec<CatalogFinding>, UpstreamError> {
-    conn.query_rows("SET standard_conforming_strings = on")
-        .await?;
     let mut findings = Vec::new();
     for (name, class) in policy.tables() {
-        let rows = conn.query_rows(&relation_query(name)).await?;
-        let relation = relation_from_rows(rows);
+        // A name no literal can hold (NUL) names no relation either.
+        let relation = match relation_query(name) {
+            Ok(sql) => relation_from_rows(conn.query_rows(&sql).await?),
+            Err(_) => None,
+        };
         findings.extend(compare(name, class, relation.as_ref()));
     }
     Ok(findings)
 }
 
-fn relation_query(name: &QualifiedName) -> String {
-    format!(
+fn relation_query(name: &QualifiedName) -> Result<String, QuoteError> {
+    Ok(format!(
         "SELECT c.relkind::text, a.attname::text, \
                 pg_catalog.format_type(a.atttypid, a.atttypmod) \
          FROM pg_catalog.pg_class c \
@@ -82,9 +84,9 @@ fn relation_query(name: &QualifiedName) -> String {
            ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          WHERE n.nspname = {} AND c.relname = {} \
          ORDER BY a.attnum",
-        quote_literal(&name.schema),
-        quote_literal(&name.name)
-    )
+        quote_literal(&name.schema)?,
+        quote_literal(&name.name)?
+    ))
 }
 
 /// No rows: no such relation. A relation without columns yields one row of NULLs
@@ -349,8 +351,11 @@ mod tests {
 
     #[test]
     fn names_are_quoted_as_literals() {
-        let q = relation_query(&QualifiedName::new("public", "o'brien"));
+        let q = relation_query(&QualifiedName::new("public", "o'brien")).unwrap();
         assert!(q.contains("c.relname = 'o''brien'"), "{q}");
+        let q = relation_query(&QualifiedName::new("public", "a\\b")).unwrap();
+        assert!(q.contains("c.relname = E'a\\\\b'"), "{q}");
+        assert!(relation_query(&QualifiedName::new("public", "a\0")).is_err());
     }
 
     #[test]

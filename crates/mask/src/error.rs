@@ -100,8 +100,8 @@ pub enum MaskError {
         reason: &'static str,
     },
 
-    #[error("SQL literals must not contain a NUL character")]
-    LiteralNul,
+    #[error(transparent)]
+    Quote(#[from] crate::quote::QuoteError),
 
     #[error("column reference {column:?} is not a quoted SQL identifier or a dotted path of them")]
     InvalidColumnRef { column: String },

@@ -186,11 +186,11 @@ fn shortcut(v: &str, pattern: &str, segments: &[Keep]) -> Result<String, MaskErr
         .iter()
         .map(|s| match *s {
             Keep::First(n) => Ok(format!("left({v}, {n})")),
-            Keep::Hide(n) => quote_literal(&star.repeat(n as usize)),
+            Keep::Hide(n) => Ok(quote_literal(&star.repeat(n as usize))?),
             Keep::Middle(from, n) => Ok(format!("substr({v}, {from}, {n})")),
             Keep::Last(n) => Ok(format!("right({v}, {n})")),
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, MaskError>>()?;
     Ok(format!(
         "CASE WHEN {} THEN {} ELSE {} END",
         matches(v, pattern)?,

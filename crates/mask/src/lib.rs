@@ -25,7 +25,9 @@ pub use keys::{
     PseudonymKeys, MAX_PSEUDONYM_DIGITS, MIN_SECRET_BYTES, SETTING_PREFIX, TOKEN_BYTES,
 };
 pub use literal::NumericLiteral;
-pub use quote::{check_column_ref, check_type_name, quote_literal};
+pub use quote::{
+    check_column_ref, check_type_name, quote_ident, quote_literal, QuoteError, MAX_IDENTIFIER_BYTES,
+};
 pub use spec::{
     MaskKind, MaskSpec, AGE_BAND_WIDTH_RANGE, DEFAULT_AGE_BAND_WIDTH, KIND_NAMES,
     ROUND_DIGITS_RANGE,

@@ -6,6 +6,8 @@
 //! `pg_user_mappings`) or server settings (`pg_settings`, which includes the pseudonym
 //! keys if they are kept there) are not on the list and are therefore denied.
 
+use maskgate_mask::{quote_ident, quote_literal};
+
 /// `pg_catalog` relations a restricted account may read.
 const PG_CATALOG: &[&str] = &[
     "pg_am",
@@ -52,14 +54,22 @@ pub(crate) const FILTERED_VIEWS: &[&str] = &[
 /// The filtering subquery for one of [`FILTERED_VIEWS`]. `tables` are the account's
 /// tables with the columns it may see (allowed or masked). Behind `OFFSET 0`, like the
 /// masking subqueries, so the user's predicates never run on the hidden rows.
+///
+/// Names are written by [`quote_literal`] and [`quote_ident`]. A name neither can write
+/// (NUL, or over 63 bytes) names no catalog row, so leaving it out of the lists keeps
+/// exactly the rows the full list would keep.
 pub(crate) fn filtered_view(view: &str, tables: &[(&str, &str, Vec<&str>)]) -> String {
-    let table_set = if tables.is_empty() {
+    let tuple = |names: &[&str]| -> Option<String> {
+        let literals: Result<Vec<String>, _> = names.iter().map(|n| quote_literal(n)).collect();
+        Some(format!("({})", literals.ok()?.join(", ")))
+    };
+    let rows: Vec<String> = tables
+        .iter()
+        .filter_map(|(schema, name, _)| tuple(&[*schema, *name]))
+        .collect();
+    let table_set = if rows.is_empty() {
         "false".to_owned()
     } else {
-        let rows: Vec<String> = tables
-            .iter()
-            .map(|(schema, name, _)| format!("({}, {})", literal(schema), literal(name)))
-            .collect();
         format!(
             "(\"table_schema\", \"table_name\") IN (VALUES {})",
             rows.join(", ")
@@ -68,14 +78,9 @@ pub(crate) fn filtered_view(view: &str, tables: &[(&str, &str, Vec<&str>)]) -> S
     let rows: Vec<String> = tables
         .iter()
         .flat_map(|(schema, name, columns)| {
-            columns.iter().map(move |column| {
-                format!(
-                    "({}, {}, {})",
-                    literal(schema),
-                    literal(name),
-                    literal(column)
-                )
-            })
+            columns
+                .iter()
+                .filter_map(move |column| tuple(&[*schema, *name, *column]))
         })
         .collect();
     let column_set = if rows.is_empty() {
@@ -98,11 +103,11 @@ pub(crate) fn filtered_view(view: &str, tables: &[(&str, &str, Vec<&str>)]) -> S
         ),
         _ => table_set,
     };
-    format!("SELECT * FROM \"information_schema\".\"{view}\" WHERE {filter} OFFSET 0")
-}
-
-fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    // `view` is one of the fixed names above; a name that cannot be quoted selects nothing.
+    match quote_ident(view) {
+        Ok(view) => format!("SELECT * FROM \"information_schema\".{view} WHERE {filter} OFFSET 0"),
+        Err(_) => "SELECT * FROM \"information_schema\".\"tables\" WHERE false OFFSET 0".to_owned(),
+    }
 }
 
 /// Whether `schema.name` is an allowed system relation.
@@ -151,6 +156,19 @@ mod tests {
             "SELECT * FROM \"information_schema\".\"columns\" WHERE \
              (\"table_schema\", \"table_name\", \"column_name\") IN \
              (VALUES ('public', 'o''k', 'id'), ('public', 'o''k', 'name')) OFFSET 0"
+        );
+        let tables = [
+            ("public", "a\\b", vec!["id"]),
+            ("public", "nul\0", vec!["id"]),
+        ];
+        assert_eq!(
+            filtered_view("tables", &tables),
+            "SELECT * FROM \"information_schema\".\"tables\" WHERE \
+             (\"table_schema\", \"table_name\") IN (VALUES ('public', E'a\\\\b')) OFFSET 0"
+        );
+        assert_eq!(
+            filtered_view("tables", &[("public", "nul\0", vec![])]),
+            "SELECT * FROM \"information_schema\".\"tables\" WHERE false OFFSET 0"
         );
         assert_eq!(
             filtered_view("tables", &[]),

@@ -182,29 +182,13 @@ fn cast(value: &str, type_name: String) -> Result<Encoded, Denial> {
     })
 }
 
-/// A string constant that PostgreSQL reads back as exactly `value` whatever
-/// `standard_conforming_strings` says: `'…'` with doubled quotes when there is no
-/// backslash, otherwise `E'…'`, where a backslash is always an escape.
+/// Through the workspace's one literal quoting function: `'…'`, or `E'…'` when the
+/// value holds a backslash, so it reads back the same whatever
+/// `standard_conforming_strings` says.
 fn quote(value: &str) -> Result<String, Denial> {
-    if value.contains('\0') {
-        return Err(Denial::privilege(
-            "a string literal with a NUL character is not allowed through maskgate",
-        ));
-    }
-    let mut text = String::with_capacity(value.len() + 3);
-    if value.contains('\\') {
-        text.push('E');
-    }
-    text.push('\'');
-    for c in value.chars() {
-        match c {
-            '\'' => text.push_str("''"),
-            '\\' => text.push_str("\\\\"),
-            c => text.push(c),
-        }
-    }
-    text.push('\'');
-    Ok(text)
+    maskgate_mask::quote_literal(value).map_err(|_| {
+        Denial::privilege("a string literal with a NUL character is not allowed through maskgate")
+    })
 }
 
 /// Digits, an optional fraction and an optional exponent: read alike by every

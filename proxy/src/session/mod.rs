@@ -399,12 +399,19 @@ async fn apply_settings(
     }
     let mut sql = String::new();
     for (name, value) in &request.settings {
-        // Names come from the allowlist in `params`; values are quoted literals.
-        sql.push_str("SET ");
-        sql.push_str(name);
-        sql.push_str(" = '");
-        sql.push_str(&value.replace('\'', "''"));
-        sql.push_str("';");
+        // Names come from the allowlist in `params`, values from the client: both go
+        // through the workspace's quoting functions (`params` already refused NUL).
+        let (Ok(name), Ok(value)) = (
+            maskgate_mask::quote_ident(name),
+            maskgate_mask::quote_literal(value),
+        ) else {
+            return Err(ClientError::fatal(
+                SqlState::PROTOCOL_VIOLATION,
+                format!("startup parameter \"{name}\" has an invalid value"),
+            )
+            .into());
+        };
+        sql.push_str(&format!("SET {name} = {value};"));
     }
     match upstream.run_internal(&sql).await {
         Ok(_) => Ok(()),
