@@ -290,6 +290,10 @@ impl Pipeline {
             self.begin()?;
         }
         let active = self.active.as_mut().expect("begin sets the active message");
+        if active.dropping && tag == backend_tag::COPY_IN_RESPONSE {
+            // Dropped, the server would wait for copy data the client never sends.
+            return Err(Desync("a COPY started in a batch maskgate had stopped"));
+        }
         if active.dropping && tag != backend_tag::READY_FOR_QUERY {
             return Ok(Step::Drop);
         }
@@ -579,17 +583,19 @@ impl Pipeline {
         if self.more_pending() {
             return false;
         }
+        // An extended-protocol statement: PostgreSQL would skip to the next Sync, so
+        // the client's messages are not sent until it sends one (unless it already has).
+        let sync_sent = self.ops.iter().any(|op| matches!(op.kind, OpKind::Sync));
         match &mut self.active {
             // The rest of the Query is dropped up to its ReadyForQuery.
             Some(active) if matches!(active.op.kind, OpKind::Query { .. }) => {
                 active.dropping = true;
             }
-            // An extended-protocol statement: PostgreSQL would skip to the next Sync.
             Some(active) => {
                 active.dropping = true;
-                self.client_skip = true;
+                self.client_skip = !sync_sent;
             }
-            None => self.client_skip = true,
+            None => self.client_skip = !sync_sent,
         }
         true
     }

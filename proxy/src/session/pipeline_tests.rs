@@ -254,6 +254,16 @@ fn stopping_a_statement_with_more_sent_behind_it_is_refused() {
         p.client_skip,
         "the client's messages up to Sync are skipped"
     );
+
+    // With its Sync already sent, nothing of the client's is held back.
+    let mut p = Pipeline::default();
+    p.push(op(execute(Some(1))));
+    p.push(op(OpKind::Sync));
+    rows(&mut p, 2);
+    p.server(b's', b"").unwrap();
+    assert!(p.stop());
+    assert!(!p.client_skip);
+    assert!(is_ready(&feed(&mut p, b"Z")[0]));
 }
 
 #[test]
