@@ -356,19 +356,34 @@ async fn the_proxys_reserved_names_cannot_be_addressed() {
     assert_eq!(data_rows(&again), 1);
 }
 
+/// Today the analyzer refuses a second COPY in one Query; should it ever accept one,
+/// that COPY's rows must be checked by its own check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_copy_of_a_query_checks_its_own_rows() {
     let (cluster, proxy) = loader().await;
     let mut wire = Wire::login(&proxy, "loader", LOADER_PASSWORD).await;
-    wire.send(Batch::new().query(&format!("{COPY}; {COPY}"))).await;
-    wire.until(b'G').await;
+    wire.send(Batch::new().query(&format!("{COPY}; {COPY}")))
+        .await;
+    let start = wire.until_any(b"GZ").await;
+    if start.last().is_some_and(|m| m.tag == b'Z') {
+        assert_eq!(errors(&start).len(), 1, "refused as a whole: {start:?}");
+        return;
+    }
     wire.send(Batch::new().copy_data("301\t01\tmine\n").copy_done())
         .await;
     // The first COPY's end, then the second COPY starts: its rows are checked too.
     let between = wire.until(b'G').await;
     assert!(errors(&between).is_empty(), "{between:?}");
-    wire.send(Batch::new().copy_data("302\t79\tother province\n").copy_done())
-        .await;
+    wire.send(
+        Batch::new()
+            .copy_data("302\t79\tother province\n")
+            .copy_done(),
+    )
+    .await;
     assert_refused_rows(&wire.until_ready().await);
-    assert_eq!(people(&cluster, "302"), "0", "the second COPY's row was inserted");
+    assert_eq!(
+        people(&cluster, "302"),
+        "0",
+        "the second COPY's row was inserted"
+    );
 }

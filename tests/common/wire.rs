@@ -186,10 +186,15 @@ impl Wire {
 
     /// Messages up to and including the next one tagged `tag`.
     pub async fn until(&mut self, tag: u8) -> Vec<Msg> {
+        self.until_any(&[tag]).await
+    }
+
+    /// Messages up to and including the next one tagged with one of `tags`.
+    pub async fn until_any(&mut self, tags: &[u8]) -> Vec<Msg> {
         let mut seen = Vec::new();
         loop {
             let msg = self.recv().await;
-            let last = msg.tag == tag;
+            let last = tags.contains(&msg.tag);
             seen.push(msg);
             if last {
                 return seen;
