@@ -2,7 +2,9 @@
 //!
 //! Each account has one [`Usage`], shared by all its sessions, with sliding windows
 //! of one-second (statements) and one-minute (rows) buckets. Sessions keep the
-//! account's `Arc` and charge it as statements start and as their rows finish.
+//! account's `Arc` and charge it as statements start and row by row as rows stream:
+//! each row is taken from the shared count before it is forwarded, so pipelined or
+//! parallel statements of one account can never together pass what is left.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -68,15 +70,18 @@ impl AccountUsage {
         per_hour.saturating_sub(usage.rows.total())
     }
 
-    /// Charges rows that were sent to the client.
-    pub fn add_rows(&self, rows: u64) {
-        if rows == 0 {
-            return;
-        }
+    /// Takes `rows` from what is left of `per_hour`, all or none: `false` when fewer
+    /// are left. Check and charge are one step, so concurrent callers cannot both
+    /// spend the same remainder.
+    pub fn try_take_rows(&self, rows: u64, per_hour: u64) -> bool {
         let minute = self.epoch.elapsed().as_secs() / 60;
         let mut usage = self.lock();
         usage.rows.advance(minute);
+        if usage.rows.total() + rows > per_hour {
+            return false;
+        }
         usage.rows.add(rows);
+        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Usage> {
@@ -165,9 +170,32 @@ mod tests {
         let quotas = Quotas::default();
         let usage = quotas.usage("analyst");
         assert_eq!(usage.rows_left(100), 100);
-        usage.add_rows(60);
+        assert!(usage.try_take_rows(60, 100));
         assert_eq!(usage.rows_left(100), 40);
-        usage.add_rows(60);
+        assert!(!usage.try_take_rows(41, 100), "all or none");
+        assert_eq!(usage.rows_left(100), 40);
+        assert!(usage.try_take_rows(40, 100));
+        assert!(!usage.try_take_rows(1, 100));
         assert_eq!(usage.rows_left(100), 0);
+    }
+
+    #[test]
+    fn parallel_takers_never_spend_more_than_is_left() {
+        let quotas = Quotas::default();
+        let taken = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let usage = quotas.usage("analyst");
+                let taken = &taken;
+                s.spawn(move || {
+                    for _ in 0..1_000 {
+                        if usage.try_take_rows(1, 1_500) {
+                            taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(taken.into_inner(), 1_500);
     }
 }

@@ -54,6 +54,14 @@ pub mod backend_tag {
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
     pub const PORTAL_SUSPENDED: u8 = b's';
+    pub const PARSE_COMPLETE: u8 = b'1';
+    pub const BIND_COMPLETE: u8 = b'2';
+    pub const CLOSE_COMPLETE: u8 = b'3';
+    pub const PARAMETER_DESCRIPTION: u8 = b't';
+    pub const NO_DATA: u8 = b'n';
+    pub const COPY_DATA: u8 = b'd';
+    pub const COPY_DONE: u8 = b'c';
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
 }
 
 // The encoders below only fail when a message exceeds pgwire's size limits,

@@ -20,6 +20,17 @@ pub const PREFIX: &[u8] = b"_maskgate_";
 /// Statements kept prepared per session; beyond this, unnamed Parses go through as sent.
 const MAX_PREPARED: usize = 256;
 
+/// What became of a Parse of the unnamed statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unnamed {
+    /// Goes upstream as rewritten; nothing was written.
+    AsSent,
+    /// Stands for a statement the proxy prepared before; an empty Parse was written.
+    Reused,
+    /// Prepares the proxy's statement `n`; it exists once the server confirms the Parse.
+    Created(u32),
+}
+
 #[derive(Debug, Default)]
 pub struct AutoPrepare {
     /// Rewritten text → (parameter types as sent, statement number).
@@ -28,15 +39,12 @@ pub struct AutoPrepare {
     next: u32,
     /// The proxy's statement that the client's unnamed statement stands for.
     unnamed: Option<u32>,
-    /// Created since the last sync point: an error before it may have prevented them.
-    unconfirmed: Vec<(String, u32)>,
 }
 
 impl AutoPrepare {
     /// The client's Parse of the unnamed statement, allowed and rewritten to `text`.
-    /// Writes its replacement to `out` and returns true, or returns false (nothing
-    /// written) when the Parse should go upstream as rewritten.
-    pub fn parse_unnamed(&mut self, text: &str, param_types: &[u8], out: &mut BytesMut) -> bool {
+    /// Writes its replacement to `out` unless it goes upstream as rewritten.
+    pub fn parse_unnamed(&mut self, text: &str, param_types: &[u8], out: &mut BytesMut) -> Unnamed {
         let known = self
             .prepared
             .get(text)
@@ -46,6 +54,7 @@ impl AutoPrepare {
             Some(number) => {
                 protocol::write_parse(out, b"", "", &[0, 0]);
                 self.unnamed = Some(number);
+                Unnamed::Reused
             }
             None if self.count < MAX_PREPARED => {
                 let number = self.next;
@@ -56,15 +65,14 @@ impl AutoPrepare {
                     .entry(text.to_owned())
                     .or_default()
                     .push((param_types.to_vec(), number));
-                self.unconfirmed.push((text.to_owned(), number));
                 self.unnamed = Some(number);
+                Unnamed::Created(number)
             }
             None => {
                 self.unnamed = None;
-                return false;
+                Unnamed::AsSent
             }
         }
-        true
     }
 
     /// Any other Parse of the unnamed statement (denied, or not prepared by the proxy).
@@ -103,28 +111,29 @@ impl AutoPrepare {
         }
     }
 
-    /// The server reported an error: statements created since the sync point may not
-    /// exist, and the client will parse again.
-    pub fn error(&mut self) {
-        for (text, number) in self.unconfirmed.drain(..) {
-            if let Some(entries) = self.prepared.get_mut(&text) {
-                entries.retain(|(_, n)| *n != number);
-            }
+    /// The Parse that was to create statement `number` failed or was skipped by the
+    /// server: it does not exist, and the client's unnamed statement does not either.
+    pub fn lost(&mut self, number: u32) {
+        for entries in self.prepared.values_mut() {
+            entries.retain(|(_, n)| *n != number);
         }
-        self.unnamed = None;
-    }
-
-    pub fn ready(&mut self) {
-        self.unconfirmed.clear();
+        self.prepared.retain(|_, entries| !entries.is_empty());
+        if self.unnamed == Some(number) {
+            self.unnamed = None;
+        }
     }
 
     /// DISCARD or DEALLOCATE may have dropped the proxy's statements: prepare anew.
     pub fn forget_all(&mut self) {
         self.prepared.clear();
-        self.unconfirmed.clear();
         self.count = 0;
         self.unnamed = None;
     }
+}
+
+/// Whether a client-chosen statement or portal name is one of the proxy's.
+pub fn is_reserved(name: &[u8]) -> bool {
+    name.starts_with(PREFIX)
 }
 
 fn name(number: u32) -> Vec<u8> {
@@ -141,7 +150,10 @@ mod tests {
     fn a_text_is_prepared_once_and_reused() {
         let mut auto = AutoPrepare::default();
         let mut out = BytesMut::new();
-        assert!(auto.parse_unnamed("SELECT 1", &[0, 0], &mut out));
+        assert_eq!(
+            auto.parse_unnamed("SELECT 1", &[0, 0], &mut out),
+            Unnamed::Created(0)
+        );
         assert!(
             out.windows(10).any(|w| w == PREFIX),
             "prepared under the proxy's name"
@@ -151,8 +163,10 @@ mod tests {
         assert!(out.windows(PREFIX.len()).any(|w| w == PREFIX));
 
         out.clear();
-        auto.ready();
-        assert!(auto.parse_unnamed("SELECT 1", &[0, 0], &mut out));
+        assert_eq!(
+            auto.parse_unnamed("SELECT 1", &[0, 0], &mut out),
+            Unnamed::Reused
+        );
         assert!(
             !out.windows(8).any(|w| w == b"SELECT 1"),
             "an empty Parse stands in"
@@ -161,17 +175,27 @@ mod tests {
     }
 
     #[test]
-    fn an_error_forgets_what_the_batch_created() {
+    fn a_lost_parse_forgets_only_its_own_statement() {
         let mut auto = AutoPrepare::default();
         let mut out = BytesMut::new();
         auto.parse_unnamed("SELECT 1", &[0, 0], &mut out);
-        auto.error();
+        auto.parse_unnamed("SELECT 2", &[0, 0], &mut out);
+        auto.lost(0);
+        assert!(
+            auto.bind(b"\0\0\0\0\0\0\0\0", &mut out),
+            "2 is still mapped"
+        );
+        auto.lost(1);
         assert!(
             !auto.bind(b"\0\0\0\0\0\0\0\0", &mut out),
             "no longer mapped"
         );
         out.clear();
-        auto.parse_unnamed("SELECT 1", &[0, 0], &mut out);
-        assert!(out.windows(8).any(|w| w == b"SELECT 1"), "prepared again");
+        assert_eq!(
+            auto.parse_unnamed("SELECT 1", &[0, 0], &mut out),
+            Unnamed::Created(2),
+            "prepared again"
+        );
+        assert!(is_reserved(b"_maskgate_7") && !is_reserved(b"maskgate_7"));
     }
 }

@@ -5,8 +5,20 @@
 //! else (another value, the value written with other escapes, a wrong field count) is
 //! refused, and the proxy fails the whole COPY before the row is complete upstream,
 //! so PostgreSQL inserts none of it.
+//!
+//! Which COPY a CopyData belongs to is decided in the order the client sends, the
+//! order PostgreSQL reads: each `COPY … FROM STDIN` of a Query takes the copy
+//! messages that follow it up to a CopyDone or CopyFail, and any other message
+//! (Flush and Sync aside, which a COPY swallows) ends every COPY sent before it, since
+//! PostgreSQL reads it either after those COPYs or as the error that aborts them.
+//! Server answers play no part, so no ReadyForQuery of another statement can end a
+//! check early.
+
+use std::collections::VecDeque;
 
 use maskgate_sql::CopyIn;
+
+use crate::protocol::frontend_tag;
 
 /// A line longer than this is refused rather than buffered.
 const MAX_LINE: usize = 1 << 20;
@@ -94,6 +106,47 @@ impl CopyCheck {
     }
 }
 
+/// The checks of the COPY statements the client's copy messages go to, in order.
+#[derive(Debug, Default)]
+pub struct CopyChecks {
+    pending: VecDeque<CopyCheck>,
+    /// The front COPY was failed by the proxy: PostgreSQL ignores the rest of its data.
+    failed: bool,
+}
+
+impl CopyChecks {
+    /// A `COPY … FROM STDIN` in the Query being sent.
+    pub fn expect(&mut self, spec: CopyIn) {
+        self.pending.push_back(CopyCheck::new(spec));
+    }
+
+    /// A message other than a copy message, Flush or Sync.
+    pub fn other_message(&mut self) {
+        self.pending.clear();
+        self.failed = false;
+    }
+
+    /// A copy message (`tag`). `Err` with the reason when it must fail the COPY.
+    pub fn message(&mut self, tag: u8, body: &[u8]) -> Result<(), String> {
+        let Some(check) = self.pending.front_mut() else {
+            return Ok(());
+        };
+        let checked = match tag {
+            _ if self.failed => Ok(()),
+            frontend_tag::COPY_DATA => check.data(body),
+            frontend_tag::COPY_DONE => check.done(),
+            _ => Ok(()),
+        };
+        if tag != frontend_tag::COPY_DATA {
+            self.pending.pop_front();
+            self.failed = false;
+        } else if checked.is_err() {
+            self.failed = true;
+        }
+        checked
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +181,43 @@ mod tests {
         let mut c = check();
         c.data(b"1\tAn\t79\n\\.\n").unwrap();
         assert!(c.data(b"2\tB\t01\n").is_err());
+    }
+
+    fn spec(required: &str) -> CopyIn {
+        CopyIn {
+            columns: 3,
+            required: vec![(2, required.into())],
+        }
+    }
+
+    #[test]
+    fn each_copy_takes_the_data_up_to_its_copy_done() {
+        let mut c = CopyChecks::default();
+        c.expect(spec("79"));
+        c.expect(spec("01"));
+        assert!(c.message(b'd', b"1\tAn\t79\n").is_ok());
+        assert!(c.message(b'c', b"").is_ok());
+        assert!(
+            c.message(b'd', b"1\tAn\t79\n").is_err(),
+            "the second COPY's rule"
+        );
+        assert!(
+            c.message(b'd', b"1\tAn\t79\n").is_ok(),
+            "ignored after the failure"
+        );
+        assert!(c.message(b'c', b"").is_ok());
+        assert!(c.message(b'd', b"anything").is_ok(), "no COPY left");
+    }
+
+    #[test]
+    fn another_message_ends_every_copy_sent_before_it() {
+        let mut c = CopyChecks::default();
+        c.expect(spec("79"));
+        c.other_message();
+        c.expect(spec("01"));
+        assert!(
+            c.message(b'd', b"1\tAn\t79\n").is_err(),
+            "data after the next COPY is that COPY's"
+        );
     }
 }

@@ -9,12 +9,10 @@
 //! keeps the protocol bookkeeping every session needs (sync points, transaction
 //! status, idleness) and checks the account itself on every statement.
 
-use std::collections::VecDeque;
-use std::time::Instant;
-
 use bytes::BytesMut;
 
 use super::account_guard::AccountGuard;
+use super::pipeline::{Desync, Op, OpKind, Pipeline, RowVerdict, Step};
 use super::rules::SessionRules;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
@@ -26,7 +24,7 @@ use crate::upstream;
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientVerdict {
     Forward,
-    /// Send the message written to the scratch buffer instead.
+    /// Send the message written to the scratch buffer instead (nothing, if empty).
     Replace,
     /// The client said goodbye; nothing more is read from it.
     Terminate,
@@ -53,8 +51,8 @@ pub struct Intercept<'m> {
     account: Option<AccountGuard<'m>>,
     /// `None` in unit tests of the protocol bookkeeping.
     rules: Option<SessionRules<'m>>,
-    /// When each Query or Sync still waiting for its ReadyForQuery was sent.
-    sync_points: VecDeque<Instant>,
+    /// Every message sent upstream and not yet answered, in PostgreSQL's order.
+    pipeline: Pipeline,
     /// Extended-protocol messages were sent since the last Sync. The server
     /// may be running them (Flush asks for results without a Sync), so the
     /// session is not idle until the Sync's ReadyForQuery.
@@ -75,7 +73,7 @@ impl<'m> Intercept<'m> {
             metrics,
             account,
             rules,
-            sync_points: VecDeque::new(),
+            pipeline: Pipeline::default(),
             unsynced: false,
             tx_status: b'I',
             server_fatal: false,
@@ -96,62 +94,84 @@ impl<'m> Intercept<'m> {
                 return ClientVerdict::Reject(e);
             }
         }
+        if self.pipeline.client_skip && is_skipped_till_sync(tag) {
+            // The proxy failed an extended-protocol statement: like PostgreSQL after
+            // an error, nothing more is run before the client's Sync.
+            return ClientVerdict::Replace;
+        }
+        let pipe = &mut self.pipeline;
+        let metrics = self.metrics;
         match tag {
             frontend_tag::QUERY => {
-                self.metrics.statement();
-                self.sync_points.push_back(Instant::now());
+                metrics.statement();
                 match self.rules.as_mut() {
-                    Some(rules) => {
-                        let verdict = rules.query(self.metrics, body, out);
-                        rules.sync_point();
-                        verdict
-                    }
-                    None => ClientVerdict::Forward,
+                    Some(rules) => rules.query(metrics, pipe, body, out),
+                    None => forward(
+                        pipe,
+                        OpKind::Query {
+                            statements: None,
+                            cap: None,
+                        },
+                    ),
                 }
             }
             frontend_tag::SYNC => {
                 self.unsynced = false;
-                self.sync_points.push_back(Instant::now());
-                if let Some(rules) = self.rules.as_mut() {
-                    rules.sync_point();
+                pipe.client_skip = false;
+                match self.rules.as_mut() {
+                    Some(rules) => rules.sync(pipe),
+                    None => pipe.push(Op::new(OpKind::Sync)),
                 }
                 ClientVerdict::Forward
             }
             frontend_tag::EXECUTE => {
                 self.unsynced = true;
-                self.metrics.statement();
+                metrics.statement();
                 match self.rules.as_mut() {
-                    Some(rules) => rules.execute(self.metrics, body, out),
-                    None => ClientVerdict::Forward,
+                    Some(rules) => rules.execute(metrics, pipe, body, out),
+                    None => forward(
+                        pipe,
+                        OpKind::Execute {
+                            portal: String::new(),
+                            cap: None,
+                        },
+                    ),
                 }
             }
             frontend_tag::PARSE => {
                 self.unsynced = true;
                 match self.rules.as_mut() {
-                    Some(rules) => rules.parse(self.metrics, body, out),
-                    None => ClientVerdict::Forward,
+                    Some(rules) => rules.parse(metrics, pipe, body, out),
+                    None => forward(
+                        pipe,
+                        OpKind::Parse {
+                            name: String::new(),
+                            fetch_cursor: None,
+                            prepared: None,
+                        },
+                    ),
                 }
             }
             frontend_tag::BIND => {
                 self.unsynced = true;
                 match self.rules.as_mut() {
-                    Some(rules) => rules.bind(body, out),
-                    None => ClientVerdict::Forward,
+                    Some(rules) => rules.bind(metrics, pipe, body, out),
+                    None => forward(
+                        pipe,
+                        OpKind::Bind {
+                            portal: String::new(),
+                            statement: String::new(),
+                        },
+                    ),
                 }
             }
-            frontend_tag::DESCRIBE => {
+            frontend_tag::DESCRIBE | frontend_tag::CLOSE => {
                 self.unsynced = true;
-                match &self.rules {
-                    Some(rules) => rules.describe(body, out),
-                    None => ClientVerdict::Forward,
+                match self.rules.as_mut() {
+                    Some(rules) => rules.describe_or_close(metrics, pipe, tag, body, out),
+                    None if tag == frontend_tag::CLOSE => forward(pipe, OpKind::Close),
+                    None => forward(pipe, OpKind::Describe),
                 }
-            }
-            frontend_tag::CLOSE => {
-                self.unsynced = true;
-                if let Some(rules) = self.rules.as_mut() {
-                    rules.close(body);
-                }
-                ClientVerdict::Forward
             }
             frontend_tag::FLUSH => {
                 self.unsynced = true;
@@ -159,8 +179,8 @@ impl<'m> Intercept<'m> {
             }
             frontend_tag::COPY_DATA | frontend_tag::COPY_DONE | frontend_tag::COPY_FAIL => {
                 match self.rules.as_mut() {
-                    Some(rules) => rules.copy_message(self.metrics, tag, body, out),
-                    None => ClientVerdict::Forward,
+                    Some(rules) => rules.copy_message(metrics, pipe, tag, body, out),
+                    None => forward(pipe, copy_kind(tag)),
                 }
             }
             frontend_tag::TERMINATE => ClientVerdict::Terminate,
@@ -191,41 +211,102 @@ impl<'m> Intercept<'m> {
     /// Called for each complete server message, in order, before it is forwarded.
     #[inline]
     pub fn server_message(&mut self, tag: u8, body: &[u8], out: &mut BytesMut) -> ServerVerdict {
-        match tag {
-            backend_tag::READY_FOR_QUERY => {
-                self.tx_status = body.first().copied().unwrap_or(b'I');
-                if let Some(sent) = self.sync_points.pop_front() {
-                    self.metrics.observe_statement(sent.elapsed());
-                }
+        if tag == backend_tag::ERROR_RESPONSE {
+            if let Some(state) = fields::sqlstate(body) {
+                self.metrics.error(state);
             }
-            backend_tag::ERROR_RESPONSE => {
-                if let Some(state) = fields::sqlstate(body) {
-                    self.metrics.error(state);
-                }
-                self.server_fatal |= upstream::is_fatal(body);
+            if upstream::is_fatal(body) {
+                // The server closes the connection after it; nothing more is answered.
+                self.server_fatal = true;
+                return match &self.rules {
+                    Some(rules) => rules.fatal(body, out),
+                    None => ServerVerdict::Forward,
+                };
             }
-            _ => {}
+        }
+        let step = match self.pipeline.server(tag, body) {
+            Ok(step) => step,
+            Err(desync) => return ServerVerdict::Close(desync_error(desync)),
+        };
+        if let Step::Ready { sent } = &step {
+            self.tx_status = body.first().copied().unwrap_or(b'I');
+            self.metrics.observe_statement(sent.elapsed());
         }
         match self.rules.as_mut() {
-            Some(rules) => rules.server_message(self.metrics, tag, body, out),
-            None => ServerVerdict::Forward,
+            Some(rules) => {
+                rules.server_message(self.metrics, &mut self.pipeline, step, (tag, body), out)
+            }
+            None => match step {
+                Step::Drop => ServerVerdict::Drop,
+                Step::Row => match self.pipeline.count_row(|| true) {
+                    RowVerdict::Forward => ServerVerdict::Forward,
+                    RowVerdict::Drop => ServerVerdict::Drop,
+                },
+                _ => ServerVerdict::Forward,
+            },
         }
     }
 
     /// Between transactions with nothing in flight: the session may be ended or
     /// its upstream connection reused without losing anything.
     pub fn is_idle(&self) -> bool {
-        self.sync_points.is_empty() && !self.unsynced && self.tx_status == b'I'
+        self.pipeline.is_idle() && !self.unsynced && self.tx_status == b'I'
     }
 
     /// Statements sent and not yet answered.
     pub fn in_flight(&self) -> bool {
-        !self.sync_points.is_empty() || self.unsynced
+        !self.pipeline.is_idle() || self.unsynced
     }
 
     pub fn server_sent_fatal(&self) -> bool {
         self.server_fatal
     }
+}
+
+fn forward(pipe: &mut Pipeline, kind: OpKind) -> ClientVerdict {
+    pipe.push(Op::new(kind));
+    ClientVerdict::Forward
+}
+
+fn copy_kind(tag: u8) -> OpKind {
+    match tag {
+        frontend_tag::COPY_DATA => OpKind::CopyData,
+        frontend_tag::COPY_DONE => OpKind::CopyDone,
+        _ => OpKind::CopyFail,
+    }
+}
+
+/// Messages PostgreSQL discards while it skips to the next Sync.
+fn is_skipped_till_sync(tag: u8) -> bool {
+    matches!(
+        tag,
+        frontend_tag::QUERY
+            | frontend_tag::PARSE
+            | frontend_tag::BIND
+            | frontend_tag::DESCRIBE
+            | frontend_tag::EXECUTE
+            | frontend_tag::CLOSE
+            | frontend_tag::FLUSH
+            | frontend_tag::COPY_DATA
+            | frontend_tag::COPY_DONE
+            | frontend_tag::COPY_FAIL
+    )
+}
+
+/// The session cannot tell which statement the server is answering: it is closed
+/// rather than let counts, checks or denials follow the wrong statement.
+fn desync_error(desync: Desync) -> ClientError {
+    tracing::error!(
+        reason = desync.0,
+        "lost track of the server's protocol state"
+    );
+    ClientError::fatal(
+        SqlState::PROTOCOL_VIOLATION,
+        format!(
+            "maskgate lost track of the protocol state ({}); the session is closed",
+            desync.0
+        ),
+    )
 }
 
 fn describe_tag(tag: u8) -> String {
@@ -295,9 +376,17 @@ mod tests {
         assert!(i.in_flight());
         client(&mut i, b'S', b"");
         assert!(!i.is_idle());
+        for tag in *b"12C" {
+            assert_eq!(server(&mut i, tag, b""), ServerVerdict::Forward);
+        }
+        assert!(!i.is_idle(), "the Sync is not answered yet");
         server(&mut i, b'Z', b"I");
         assert!(i.is_idle());
         assert!(!i.in_flight());
+        let ServerVerdict::Close(e) = server(&mut i, b'Z', b"I") else {
+            panic!("a ReadyForQuery that answers nothing must close the session")
+        };
+        assert_eq!(e.sqlstate, SqlState::PROTOCOL_VIOLATION);
     }
 
     #[test]
@@ -445,6 +534,7 @@ roles = ["reader"]
         assert_eq!(server(&mut i, b'Z', b"I"), ServerVerdict::Forward);
 
         // An error of the statement's own making keeps severity, code and message only.
+        client(&mut i, b'Q', b"SELECT id FROM person\0");
         out.clear();
         assert_eq!(
             i.server_message(
@@ -456,6 +546,80 @@ roles = ["reader"]
         );
         assert!(contains(&out, b"duplicate key"));
         assert!(!contains(&out, b"Failing row"));
+    }
+
+    #[test]
+    fn a_query_skipped_after_an_extended_error_shifts_no_denial_or_count() {
+        let metrics = Metrics::new();
+        let enforcement = Enforcement::new(Default::default());
+        let policy = policy();
+        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let token = enforcement.denial_token().to_owned();
+        let syntax_error =
+            format!("SERROR\0VERROR\0C42601\0Msyntax error at or near \"{token}\"\0\0");
+        let mut out = BytesMut::new();
+        // Parse (denied), Bind, Execute, Query (denied), Sync in one batch: the server
+        // fails the Parse, skips the rest up to the Sync, and answers once.
+        client(&mut i, b'P', b"\0SELECT pg_read_file('x')\0\0\0");
+        client(&mut i, b'B', b"\0\0\0\0\0\0\0\0");
+        client(&mut i, b'E', b"\0\0\0\0\0");
+        client(&mut i, b'Q', b"SELECT pg_read_file('y')\0");
+        client(&mut i, b'S', b"");
+        assert_eq!(
+            i.server_message(b'E', syntax_error.as_bytes(), &mut out),
+            ServerVerdict::Replace
+        );
+        assert!(contains(&out, b"42501"));
+        assert_eq!(server(&mut i, b'Z', b"I"), ServerVerdict::Forward);
+        assert!(i.is_idle(), "nothing is owed for the skipped Query");
+
+        // The next denial is the next statement's, and its rows are capped at 2.
+        client(&mut i, b'Q', b"SELECT pg_read_file('z')\0");
+        out.clear();
+        assert_eq!(
+            i.server_message(b'E', syntax_error.as_bytes(), &mut out),
+            ServerVerdict::Replace
+        );
+        assert!(contains(&out, b"42501") && !contains(&out, token.as_bytes()));
+        server(&mut i, b'Z', b"I");
+        client(&mut i, b'Q', b"SELECT id FROM person\0");
+        let allowed = row_description(&[("id", 16400, 1)]);
+        assert_eq!(server(&mut i, b'T', &allowed), ServerVerdict::Forward);
+        let row = b"\0\x01\0\0\0\x011";
+        let verdicts: Vec<_> = (0..3).map(|_| server(&mut i, b'D', row)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                ServerVerdict::Forward,
+                ServerVerdict::Forward,
+                ServerVerdict::Drop
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_names_are_refused_in_every_extended_message() {
+        let metrics = Metrics::new();
+        let enforcement = Enforcement::new(Default::default());
+        let policy = policy();
+        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let token = enforcement.denial_token().to_owned();
+        for (tag, body) in [
+            (b'B', &b"_maskgate_p\0\0\0\0\0\0\0\0"[..]),
+            (b'B', &b"\0_maskgate_0\0\0\0\0\0\0\0"[..]),
+            (b'E', &b"_maskgate_p\0\0\0\0\0"[..]),
+            (b'D', &b"S_maskgate_0\0"[..]),
+            (b'D', &b"P_maskgate_p\0"[..]),
+            (b'C', &b"S_maskgate_0\0"[..]),
+        ] {
+            let mut out = BytesMut::new();
+            assert_eq!(
+                i.client_message(tag, body, &mut out),
+                ClientVerdict::Replace
+            );
+            assert_eq!(out[0], b'P', "a failing Parse goes in its place");
+            assert!(contains(&out, token.as_bytes()));
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@ mod copy_check;
 mod handshake;
 mod intercept;
 pub mod params;
+mod pipeline;
 mod relay;
-mod results;
 mod rules;
 
 use std::net::SocketAddr;

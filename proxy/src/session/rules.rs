@@ -14,40 +14,38 @@
 //! failing an open transaction block, as for any error), and its ErrorResponse is
 //! replaced by the denial on the way back.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use maskgate_policy::Policy;
 use maskgate_sql::{Denial, EnforcedStatement, StatementClass};
 
-use super::auto_prepare::{self, AutoPrepare};
-use super::copy_check::CopyCheck;
+use super::auto_prepare::{self, AutoPrepare, Unnamed};
+use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
-use super::results::{Completion, CountKey, Limit, Results, RowVerdict};
+use super::pipeline::{
+    Completion, CountKey, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step,
+};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::fields::Fields;
 use crate::protocol::{self, backend_tag, frontend_tag};
-use crate::upstream;
 
-/// The account's rules as one session applies them.
+/// The statement name of the Parse that stands upstream for a refused Bind, Describe,
+/// Close or Execute: a named Parse that fails leaves the unnamed statement alone.
+const DENIED_NAME: &[u8] = b"_maskgate_denied";
+
+/// The account's rules as one session applies them. Everything that belongs to one
+/// statement travels with its message in the [`Pipeline`]; what is kept here spans
+/// statements.
 pub struct SessionRules<'m> {
     enforcement: &'m Enforcement,
     account: Arc<AccountRules>,
     usage: AccountUsage,
-    results: Results,
-    /// Denials waiting for the server's error at their token, with the number of the
-    /// sync point they belong to.
-    denials: VecDeque<(u64, ClientError)>,
-    syncs_sent: u64,
-    syncs_answered: u64,
-    /// A statement was stopped: its remaining results are dropped until ReadyForQuery.
-    discarding: bool,
     auto_prepare: AutoPrepare,
-    /// The rows of a `COPY … FROM STDIN` in progress are checked as they stream.
-    copy: Option<CopyCheck>,
+    /// The rows of `COPY … FROM STDIN` statements are checked as the client sends them.
+    copy: CopyChecks,
 }
 
 impl<'m> SessionRules<'m> {
@@ -56,13 +54,8 @@ impl<'m> SessionRules<'m> {
             enforcement,
             usage: enforcement.quotas.usage(login),
             account,
-            results: Results::default(),
-            denials: VecDeque::new(),
-            syncs_sent: 0,
-            syncs_answered: 0,
-            discarding: false,
             auto_prepare: AutoPrepare::default(),
-            copy: None,
+            copy: CopyChecks::default(),
         }
     }
 
@@ -79,24 +72,38 @@ enum Refusal {
     RowQuota,
 }
 
-/// How a denied statement is replaced upstream.
+/// How a denied message is replaced upstream.
 enum Replaced<'a> {
     Query,
-    Parse { name: &'a [u8] },
-    Execute,
+    /// The client's Parse of `name`: it fails as PostgreSQL would fail it.
+    Parse {
+        name: &'a [u8],
+    },
+    /// Any other extended-protocol message: a Parse that fails without side effects.
+    Message,
 }
 
 impl SessionRules<'_> {
     /// A simple Query: replaced by its rewrite (restricted accounts), charged to the
-    /// quotas, and its results expected.
-    pub fn query(&mut self, metrics: &Metrics, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
+    /// quotas, and its results expected statement by statement.
+    pub fn query(
+        &mut self,
+        metrics: &Metrics,
+        pipe: &mut Pipeline,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        self.copy.other_message();
+        let cap = self.account.max_rows;
         if !self.restricted() {
             log_statement(body, "Query", "query");
             if let Err(refusal) = self.admit(1, false) {
-                return self.deny(metrics, Replaced::Query, refusal, "", out);
+                return self.deny(metrics, pipe, Replaced::Query, refusal, "", out);
             }
-            let (cap, hourly) = self.limits();
-            self.results.expect(CountKey::Statement, cap, hourly, true);
+            pipe.push(Op::new(OpKind::Query {
+                statements: None,
+                cap,
+            }));
             return ClientVerdict::Forward;
         }
         let Ok(sql) = Fields::new(body, "Query").str() else {
@@ -107,7 +114,7 @@ impl SessionRules<'_> {
             Ok(rewritten) => rewritten,
             Err(denial) => {
                 let refusal = (Refusal::Policy, denial_error(denial));
-                return self.deny(metrics, Replaced::Query, refusal, sql, out);
+                return self.deny(metrics, pipe, Replaced::Query, refusal, sql, out);
             }
         };
         let counted = rewritten
@@ -116,19 +123,22 @@ impl SessionRules<'_> {
             .filter(|s| s.kind != StatementClass::Transaction)
             .count();
         if let Err(refusal) = self.admit(counted as u64, counted == 0) {
-            return self.deny(metrics, Replaced::Query, refusal, sql, out);
+            return self.deny(metrics, pipe, Replaced::Query, refusal, sql, out);
         }
-        if let Some(copy_in) = rewritten.statements.iter().find_map(|s| s.copy_in.as_ref()) {
-            self.copy = Some(CopyCheck::new(copy_in.clone()));
-        }
-        let (cap, hourly) = self.limits();
+        let mut plans = std::collections::VecDeque::new();
         for statement in &rewritten.statements {
             if drops_prepared(&statement.sql) {
                 self.auto_prepare.forget_all();
             }
-            let key = count_key(statement, &mut self.results);
-            self.results.expect(key, cap, hourly, false);
+            if let Some(copy_in) = &statement.copy_in {
+                self.copy.expect(copy_in.clone());
+            }
+            plans.push_back(plan(statement));
         }
+        pipe.push(Op::new(OpKind::Query {
+            statements: Some(plans),
+            cap,
+        }));
         tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "query rewritten");
         protocol::write_query(out, &rewritten.text);
         ClientVerdict::Replace
@@ -136,53 +146,55 @@ impl SessionRules<'_> {
 
     /// A Parse: replaced by its rewrite (restricted accounts); an unnamed statement is
     /// prepared upstream once per text.
-    pub fn parse(&mut self, metrics: &Metrics, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
-        if !self.restricted() {
-            log_statement(body, "Parse", "parse");
-            return ClientVerdict::Forward;
-        }
+    pub fn parse(
+        &mut self,
+        metrics: &Metrics,
+        pipe: &mut Pipeline,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        self.copy.other_message();
         let mut f = Fields::new(body, "Parse");
         let (Ok(name), Ok(sql)) = (f.cstr(), f.str()) else {
             return ClientVerdict::Reject(malformed("Parse"));
         };
+        if !self.restricted() {
+            log_statement(body, "Parse", "parse");
+            pipe.push(Op::new(parse_op(name, None, None)));
+            return ClientVerdict::Forward;
+        }
         let param_types = f.rest();
-        if name.starts_with(auto_prepare::PREFIX) {
-            let e = ClientError::error(
-                SqlState::INSUFFICIENT_PRIVILEGE,
-                "prepared statement names starting with _maskgate_ are reserved",
-            );
-            let replaced = Replaced::Parse { name: b"" };
-            return self.deny(metrics, replaced, (Refusal::Policy, e), sql, out);
+        if auto_prepare::is_reserved(name) {
+            let refusal = (Refusal::Policy, reserved_error("prepared statement"));
+            return self.deny(metrics, pipe, Replaced::Message, refusal, sql, out);
         }
         if name.is_empty() {
             self.auto_prepare.unnamed_replaced();
         }
         let decision = self.account.decide(sql);
+        let refused = |e| Err((Refusal::Policy, e));
         let rewritten = match decision.as_ref() {
-            Ok(rewritten) if rewritten.statements.len() > 1 => {
-                let e = ClientError::error(
-                    SqlState::SYNTAX_ERROR,
-                    "cannot insert multiple commands into a prepared statement",
-                );
-                let replaced = Replaced::Parse { name };
-                return self.deny(metrics, replaced, (Refusal::Policy, e), sql, out);
-            }
+            Ok(rewritten) if rewritten.statements.len() > 1 => refused(ClientError::error(
+                SqlState::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement",
+            )),
             Ok(rewritten) if rewritten.statements.iter().any(|s| s.copy_in.is_some()) => {
-                let e = ClientError::error(
+                refused(ClientError::error(
                     SqlState::FEATURE_NOT_SUPPORTED,
                     "COPY … FROM STDIN is accepted from restricted accounts in a simple query only",
-                );
-                let replaced = Replaced::Parse { name };
-                return self.deny(metrics, replaced, (Refusal::Policy, e), sql, out);
+                ))
             }
+            Ok(rewritten) => Ok(rewritten),
+            Err(denial) => refused(denial_error(denial)),
+        };
+        let rewritten = match rewritten {
             Ok(rewritten) => rewritten,
-            Err(denial) => {
-                let refusal = (Refusal::Policy, denial_error(denial));
-                return self.deny(metrics, Replaced::Parse { name }, refusal, sql, out);
+            Err(refusal) => {
+                return self.deny(metrics, pipe, Replaced::Parse { name }, refusal, sql, out)
             }
         };
         let first = rewritten.statements.first();
-        self.results.prepared(name, first.and_then(fetch_cursor));
+        let fetch = first.and_then(fetch_cursor).map(str::to_owned);
         if drops_prepared(&rewritten.text) {
             self.auto_prepare.forget_all();
         }
@@ -190,40 +202,80 @@ impl SessionRules<'_> {
         let plannable = first.is_some_and(|s| {
             matches!(s.kind, StatementClass::Read | StatementClass::Write) && s.cursor.is_none()
         });
-        if name.is_empty()
-            && plannable
-            && self
-                .auto_prepare
+        let unnamed = if name.is_empty() && plannable {
+            self.auto_prepare
                 .parse_unnamed(&rewritten.text, param_types, out)
-        {
-            return ClientVerdict::Replace;
+        } else {
+            Unnamed::AsSent
+        };
+        let prepared = match unnamed {
+            Unnamed::Created(n) => Some(n),
+            Unnamed::Reused | Unnamed::AsSent => None,
+        };
+        pipe.push(Op::new(parse_op(name, fetch, prepared)));
+        if unnamed == Unnamed::AsSent {
+            protocol::write_parse(out, name, &rewritten.text, param_types);
         }
-        protocol::write_parse(out, name, &rewritten.text, param_types);
         ClientVerdict::Replace
     }
 
-    /// An Execute: charged to the quotas, its rows expected against the portal's count.
-    pub fn execute(&mut self, metrics: &Metrics, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
+    /// An Execute: charged to the quotas; its rows count against its portal.
+    pub fn execute(
+        &mut self,
+        metrics: &Metrics,
+        pipe: &mut Pipeline,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        self.copy.other_message();
         let Ok(portal) = Fields::new(body, "Execute").cstr() else {
             return ClientVerdict::Reject(malformed("Execute"));
         };
-        if let Err(refusal) = self.admit(1, false) {
-            return self.deny(metrics, Replaced::Execute, refusal, "", out);
+        if self.restricted() && auto_prepare::is_reserved(portal) {
+            let refusal = (Refusal::Policy, reserved_error("portal"));
+            return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
         }
-        let (cap, hourly) = self.limits();
-        let key = self.results.portal_key(portal);
-        self.results.expect(key, cap, hourly, false);
+        if let Err(refusal) = self.admit(1, false) {
+            return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
+        }
+        pipe.push(Op::new(OpKind::Execute {
+            portal: String::from_utf8_lossy(portal).into_owned(),
+            cap: self.account.max_rows,
+        }));
         ClientVerdict::Forward
     }
 
-    /// A Bind: the portal's row count starts again; the unnamed statement may stand
-    /// for one the proxy prepared.
-    pub fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
+    /// A Bind: the portal's row count starts again once bound; the unnamed statement
+    /// may stand for one the proxy prepared.
+    pub fn bind(
+        &mut self,
+        metrics: &Metrics,
+        pipe: &mut Pipeline,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        self.copy.other_message();
         let mut f = Fields::new(body, "Bind");
         let (Ok(portal), Ok(statement)) = (f.cstr(), f.cstr()) else {
             return ClientVerdict::Reject(malformed("Bind"));
         };
-        self.results.bound(portal, statement);
+        if self.restricted() {
+            let reserved = if auto_prepare::is_reserved(portal) {
+                Some("portal")
+            } else if auto_prepare::is_reserved(statement) {
+                Some("prepared statement")
+            } else {
+                None
+            };
+            if let Some(what) = reserved {
+                let refusal = (Refusal::Policy, reserved_error(what));
+                return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
+            }
+        }
+        pipe.push(Op::new(OpKind::Bind {
+            portal: String::from_utf8_lossy(portal).into_owned(),
+            statement: String::from_utf8_lossy(statement).into_owned(),
+        }));
         if self.auto_prepare.bind(body, out) {
             ClientVerdict::Replace
         } else {
@@ -231,16 +283,44 @@ impl SessionRules<'_> {
         }
     }
 
-    pub fn describe(&self, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
+    /// A Describe or Close (`tag`) of a statement or portal.
+    pub fn describe_or_close(
+        &mut self,
+        metrics: &Metrics,
+        pipe: &mut Pipeline,
+        tag: u8,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        self.copy.other_message();
+        let mut f = Fields::new(body, "Describe");
+        let (Ok(kind), Ok(name)) = (f.u8(), f.cstr()) else {
+            return ClientVerdict::Reject(malformed(if tag == frontend_tag::CLOSE {
+                "Close"
+            } else {
+                "Describe"
+            }));
+        };
+        if self.restricted() && auto_prepare::is_reserved(name) {
+            let what = if kind == b'P' {
+                "portal"
+            } else {
+                "prepared statement"
+            };
+            let refusal = (Refusal::Policy, reserved_error(what));
+            return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
+        }
+        if tag == frontend_tag::CLOSE {
+            pipe.push(Op::new(OpKind::Close));
+            self.auto_prepare.close(body);
+            return ClientVerdict::Forward;
+        }
+        pipe.push(Op::new(OpKind::Describe));
         if self.auto_prepare.describe(body, out) {
             ClientVerdict::Replace
         } else {
             ClientVerdict::Forward
         }
-    }
-
-    pub fn close(&mut self, body: &[u8]) {
-        self.auto_prepare.close(body);
     }
 
     /// CopyData, CopyDone or CopyFail. A row the account may not send fails the COPY
@@ -249,25 +329,20 @@ impl SessionRules<'_> {
     pub fn copy_message(
         &mut self,
         metrics: &Metrics,
+        pipe: &mut Pipeline,
         tag: u8,
         body: &[u8],
         out: &mut BytesMut,
     ) -> ClientVerdict {
-        let Some(check) = self.copy.as_mut() else {
+        let kind = match tag {
+            frontend_tag::COPY_DATA => OpKind::CopyData,
+            frontend_tag::COPY_DONE => OpKind::CopyDone,
+            _ => OpKind::CopyFail,
+        };
+        let Err(reason) = self.copy.message(tag, body) else {
+            pipe.push(Op::new(kind));
             return ClientVerdict::Forward;
         };
-        let checked = match tag {
-            frontend_tag::COPY_DATA => check.data(body),
-            frontend_tag::COPY_DONE => check.done(),
-            _ => Ok(()),
-        };
-        if tag != frontend_tag::COPY_DATA {
-            self.copy = None;
-        }
-        let Err(reason) = checked else {
-            return ClientVerdict::Forward;
-        };
-        self.copy = None;
         metrics.statement_denied();
         tracing::info!(reason = %reason, "COPY rows refused");
         let token = self.enforcement.denial_token();
@@ -276,15 +351,13 @@ impl SessionRules<'_> {
             SqlState::INSUFFICIENT_PRIVILEGE,
             format!("maskgate refused the copied rows: {reason}"),
         );
-        self.denials
-            .push_back((self.syncs_sent.saturating_sub(1), error));
+        pipe.push(Op::denied(OpKind::CopyFail, error));
         ClientVerdict::Replace
     }
 
-    /// A Sync or the end of a simple Query: a ReadyForQuery will answer it.
-    pub fn sync_point(&mut self) {
-        self.results.sync_point();
-        self.syncs_sent += 1;
+    /// A Sync: one ReadyForQuery will answer it.
+    pub fn sync(&mut self, pipe: &mut Pipeline) {
+        pipe.push(Op::new(OpKind::Sync));
     }
 
     /// Follows a policy change to the account's new rules; ends the session when they
@@ -309,19 +382,11 @@ impl SessionRules<'_> {
         Ok(())
     }
 
-    /// The cap and the hourly rows left for a statement starting now.
-    fn limits(&self) -> (Option<u64>, Option<u64>) {
-        let hourly = self
-            .account
-            .rows_per_hour
-            .map(|per_hour| self.usage.rows_left(per_hour));
-        (self.account.max_rows, hourly)
-    }
-
-    /// Charges rows sent to the client to the hourly quota, if the account has one.
-    fn charge_rows(&self, rows: u64) {
-        if self.account.rows_per_hour.is_some() {
-            self.usage.add_rows(rows);
+    /// Takes one row from the account's hourly quota, if it has one.
+    fn take_hourly_row(&self) -> bool {
+        match self.account.rows_per_hour {
+            Some(per_hour) => self.usage.try_take_rows(1, per_hour),
+            None => true,
         }
     }
 
@@ -352,10 +417,12 @@ impl SessionRules<'_> {
         Ok(())
     }
 
-    /// Replaces a refused statement by the denial token (see the module docs).
+    /// Replaces a refused message by the denial token (see the module docs); the
+    /// denial travels with the replacement in the pipeline.
     fn deny(
         &mut self,
         metrics: &Metrics,
+        pipe: &mut Pipeline,
         replaced: Replaced<'_>,
         (refusal, error): (Refusal, ClientError),
         sql: &str,
@@ -373,73 +440,73 @@ impl SessionRules<'_> {
             "statement denied"
         );
         let token = self.enforcement.denial_token();
-        match replaced {
-            Replaced::Query => protocol::write_query(out, token),
-            Replaced::Parse { name } => protocol::write_parse(out, name, token, &[0, 0]),
-            // The unnamed statement is replaced; drivers parse it again for each use.
-            Replaced::Execute => protocol::write_parse(out, b"", token, &[0, 0]),
-        }
-        self.denials.push_back((self.syncs_sent, error));
+        let kind = match replaced {
+            Replaced::Query => {
+                protocol::write_query(out, token);
+                OpKind::Query {
+                    statements: Some(Default::default()),
+                    cap: self.account.max_rows,
+                }
+            }
+            Replaced::Parse { name } => {
+                protocol::write_parse(out, name, token, &[0, 0]);
+                parse_op(name, None, None)
+            }
+            Replaced::Message => {
+                protocol::write_parse(out, DENIED_NAME, token, &[0, 0]);
+                parse_op(DENIED_NAME, None, None)
+            }
+        };
+        pipe.push(Op::denied(kind, error));
         ClientVerdict::Replace
     }
 
-    /// Called by the intercept for each server message, in order.
+    /// Called by the intercept for each server message but FATAL errors, with where
+    /// the pipeline placed it.
     pub fn server_message(
         &mut self,
         metrics: &Metrics,
-        tag: u8,
-        body: &[u8],
+        pipe: &mut Pipeline,
+        step: Step,
+        (tag, body): (u8, &[u8]),
         out: &mut BytesMut,
     ) -> ServerVerdict {
-        if self.discarding {
-            if tag == backend_tag::READY_FOR_QUERY {
-                self.discarding = false;
-            } else if !(tag == backend_tag::ERROR_RESPONSE && upstream::is_fatal(body)) {
-                return ServerVerdict::Drop;
-            }
+        for lost in pipe.take_lost() {
+            self.auto_prepare.lost(lost);
         }
-        match tag {
-            backend_tag::DATA_ROW => match self.results.data_row() {
+        match step {
+            Step::Drop => ServerVerdict::Drop,
+            Step::Row => match pipe.count_row(|| self.take_hourly_row()) {
                 RowVerdict::Forward => ServerVerdict::Forward,
                 RowVerdict::Drop => ServerVerdict::Drop,
             },
-            backend_tag::COMMAND_COMPLETE
-            | backend_tag::EMPTY_QUERY_RESPONSE
-            | backend_tag::PORTAL_SUSPENDED => {
+            Step::Complete(completion) => {
                 if drops_prepared_tag(body) {
                     self.auto_prepare.forget_all();
                 }
-                self.complete(metrics, body, out)
+                self.complete(metrics, pipe, completion, out)
             }
-            backend_tag::ROW_DESCRIPTION => {
-                if self.restricted() {
-                    if let Some(column) = self.hidden_column(body) {
-                        metrics.result_column_violation();
-                        tracing::error!(
-                            column = %self.account.describe_column(column),
-                            "a protected column reached a result as stored: the statement is stopped; this is a maskgate rewrite bug, please report it"
-                        );
-                        let error = ClientError::error(
-                            SqlState::INTERNAL_ERROR,
-                            "maskgate stopped this statement: its result would have shown a protected column as stored",
-                        );
-                        let more = self.results.more_after_current();
-                        return self.stop(error, more, out);
-                    }
-                }
-                self.results.row_description();
-                ServerVerdict::Forward
-            }
-            backend_tag::ERROR_RESPONSE => {
-                let rows = self.results.error();
-                self.charge_rows(rows);
-                self.auto_prepare.error();
-                if let Some(denial) = self.take_denial(body) {
+            Step::Description => self.description(metrics, pipe, body, out),
+            Step::Error(denial) => {
+                if let Some(denial) = denial.filter(|_| self.carries_token(body)) {
                     denial.encode(out);
                     return ServerVerdict::Replace;
                 }
                 self.without_detail(tag, body, out)
             }
+            Step::Ready { .. } => ServerVerdict::Forward,
+            Step::Pass => self.pass(tag, body, out),
+        }
+    }
+
+    /// A FATAL error: the server ends the session; it reaches the client without detail.
+    pub fn fatal(&self, body: &[u8], out: &mut BytesMut) -> ServerVerdict {
+        self.without_detail(backend_tag::ERROR_RESPONSE, body, out)
+    }
+
+    /// Messages not tied to a statement's results.
+    fn pass(&self, tag: u8, body: &[u8], out: &mut BytesMut) -> ServerVerdict {
+        match tag {
             backend_tag::NOTICE_RESPONSE => self.without_detail(tag, body, out),
             backend_tag::PARAMETER_STATUS if self.restricted() => {
                 let mut f = Fields::new(body, "ParameterStatus");
@@ -450,87 +517,68 @@ impl SessionRules<'_> {
                     _ => ServerVerdict::Forward,
                 }
             }
-            backend_tag::READY_FOR_QUERY => {
-                self.copy = None;
-                self.results.ready();
-                self.auto_prepare.ready();
-                self.syncs_answered += 1;
-                while self
-                    .denials
-                    .front()
-                    .is_some_and(|(sync, _)| *sync < self.syncs_answered)
-                {
-                    self.denials.pop_front();
-                }
-                ServerVerdict::Forward
-            }
             _ => ServerVerdict::Forward,
         }
     }
 
-    /// CommandComplete, EmptyQueryResponse or PortalSuspended: the statement at the
-    /// front is done; if it went past a limit, its end becomes the error.
-    fn complete(&mut self, metrics: &Metrics, body: &[u8], out: &mut BytesMut) -> ServerVerdict {
-        match self.results.complete(body) {
-            Completion::Done { rows } => {
-                self.charge_rows(rows);
-                ServerVerdict::Forward
-            }
-            Completion::Exceeded {
-                limit,
-                rows,
-                more_pending,
-            } => {
-                self.charge_rows(rows);
-                let error = match limit {
-                    Limit::PerStatement(cap) => {
-                        metrics.row_cap_exceeded();
-                        cap_error(cap)
-                    }
-                    Limit::Hourly(_) => {
-                        metrics.quota_exceeded(true);
-                        hourly_error(self.account.rows_per_hour.unwrap_or(0))
-                    }
-                };
-                self.stop(error, more_pending, out)
-            }
-        }
-    }
-
-    /// Ends the current statement with `error` in place of its next message. If more
-    /// statements were sent behind it before the next Sync, they have run although
-    /// the client will believe they were skipped after the error, so the session is
-    /// closed instead.
-    fn stop(
+    /// A RowDescription: a protected column that arrives as stored stops the statement.
+    fn description(
         &mut self,
-        error: ClientError,
-        more_pending: bool,
+        metrics: &Metrics,
+        pipe: &mut Pipeline,
+        body: &[u8],
         out: &mut BytesMut,
     ) -> ServerVerdict {
-        if more_pending {
-            let mut fatal = error;
-            fatal.severity = crate::error::Severity::Fatal;
-            fatal.hint = Some(
-                "statements sent after it in the same batch had already run; the session is closed so that none of their results is misread".into(),
-            );
-            return ServerVerdict::Close(fatal);
+        if !self.restricted() {
+            return ServerVerdict::Forward;
         }
-        self.discarding = true;
-        error.encode(out);
-        ServerVerdict::Replace
+        let Some(column) = self.hidden_column(body) else {
+            return ServerVerdict::Forward;
+        };
+        metrics.result_column_violation();
+        tracing::error!(
+            column = %self.account.describe_column(column),
+            "a protected column reached a result as stored: the statement is stopped; this is a maskgate rewrite bug, please report it"
+        );
+        let error = ClientError::error(
+            SqlState::INTERNAL_ERROR,
+            "maskgate stopped this statement: its result would have shown a protected column as stored",
+        );
+        stop(pipe, error, false, out)
     }
 
-    /// The denial whose token this error carries, if it belongs to the current batch.
-    fn take_denial(&mut self, body: &[u8]) -> Option<ClientError> {
-        let (sync, _) = self.denials.front()?;
-        if *sync != self.syncs_answered {
-            return None;
-        }
+    /// A statement ended; if it went past a limit, its end becomes the error.
+    fn complete(
+        &mut self,
+        metrics: &Metrics,
+        pipe: &mut Pipeline,
+        completion: Completion,
+        out: &mut BytesMut,
+    ) -> ServerVerdict {
+        let Completion::Exceeded {
+            limit,
+            more_pending,
+        } = completion
+        else {
+            return ServerVerdict::Forward;
+        };
+        let error = match limit {
+            Limit::PerStatement(cap) => {
+                metrics.row_cap_exceeded();
+                cap_error(cap)
+            }
+            Limit::Hourly => {
+                metrics.quota_exceeded(true);
+                hourly_error(self.account.rows_per_hour.unwrap_or(0))
+            }
+        };
+        stop(pipe, error, more_pending, out)
+    }
+
+    /// Whether a server error quotes this process's denial token.
+    fn carries_token(&self, body: &[u8]) -> bool {
         let token = self.enforcement.denial_token().as_bytes();
-        if !body.windows(token.len()).any(|w| w == token) {
-            return None;
-        }
-        self.denials.pop_front().map(|(_, error)| error)
+        body.windows(token.len()).any(|w| w == token)
     }
 
     /// Errors and notices reach restricted accounts with severity, SQLSTATE and
@@ -565,6 +613,42 @@ impl SessionRules<'_> {
     }
 }
 
+/// Ends the current statement with `error` in place of its next message. If more
+/// statements were sent behind it that the server will run although the client will
+/// believe them skipped after the error, the session is closed instead.
+fn stop(
+    pipe: &mut Pipeline,
+    error: ClientError,
+    more_pending: bool,
+    out: &mut BytesMut,
+) -> ServerVerdict {
+    if more_pending || !pipe.stop() {
+        let mut fatal = error;
+        fatal.severity = crate::error::Severity::Fatal;
+        fatal.hint = Some(
+            "statements sent after it in the same batch had already run; the session is closed so that none of their results is misread".into(),
+        );
+        return ServerVerdict::Close(fatal);
+    }
+    error.encode(out);
+    ServerVerdict::Replace
+}
+
+fn parse_op(name: &[u8], fetch_cursor: Option<String>, prepared: Option<u32>) -> OpKind {
+    OpKind::Parse {
+        name: String::from_utf8_lossy(name).into_owned(),
+        fetch_cursor,
+        prepared,
+    }
+}
+
+fn reserved_error(what: &str) -> ClientError {
+    ClientError::error(
+        SqlState::INSUFFICIENT_PRIVILEGE,
+        format!("{what} names starting with _maskgate_ are reserved"),
+    )
+}
+
 /// Whether a statement (as sent upstream) can drop the session's prepared statements.
 fn drops_prepared(sql: &str) -> bool {
     let head = sql.trim_start().as_bytes();
@@ -578,15 +662,22 @@ fn drops_prepared_tag(tag: &[u8]) -> bool {
     tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE")
 }
 
-/// Where a statement's rows are counted.
-fn count_key(statement: &EnforcedStatement, results: &mut Results) -> CountKey {
+/// How a statement's rows count: a DECLARE starts its cursor's count again, a
+/// FETCH or MOVE adds to it.
+fn plan(statement: &EnforcedStatement) -> StatementPlan {
     match &statement.cursor {
-        Some(cursor) if cursor.declare => {
-            results.declare_cursor(&cursor.name);
-            CountKey::Statement
-        }
-        Some(cursor) => CountKey::Cursor(cursor.name.clone()),
-        None => CountKey::Statement,
+        Some(cursor) if cursor.declare => StatementPlan {
+            key: CountKey::Statement,
+            declares: Some(cursor.name.clone()),
+        },
+        Some(cursor) => StatementPlan {
+            key: CountKey::Cursor(cursor.name.clone()),
+            declares: None,
+        },
+        None => StatementPlan {
+            key: CountKey::Statement,
+            declares: None,
+        },
     }
 }
 

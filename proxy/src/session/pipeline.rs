@@ -1,0 +1,687 @@
+//! PostgreSQL's backend protocol state machine, followed message by message.
+//!
+//! The server reads the client's messages in order and answers each in a fixed way:
+//! Parse, Bind and Close with one completion message, Describe with its
+//! descriptions, Execute with rows and one end, Sync and Query with one
+//! ReadyForQuery, Flush with nothing. After an error in an extended-protocol message
+//! it discards every message up to the next Sync (a simple Query included, which
+//! then gets no ReadyForQuery at all); a simple Query stops at its first error;
+//! during `COPY … FROM STDIN` it reads copy messages and swallows Flush and Sync, and
+//! outside one it ignores copy messages.
+//!
+//! The session queues every message it sends upstream as an [`Op`] carrying the state
+//! that belongs to it (how its rows count, its denial, the statement it prepares), and
+//! consumes the queue as the server answers, applying those rules. So per-statement
+//! state is applied to exactly the message the server answered, takes effect when the
+//! server confirms it, and is dropped with the messages the server skipped. A server
+//! message the model cannot place is a [`Desync`]: the session is closed rather than
+//! guessed at.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::error::ClientError;
+use crate::protocol::backend_tag;
+
+/// The server sent something the model of its state does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desync(pub &'static str);
+
+/// Where a statement's rows add up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountKey {
+    /// Only this statement's rows.
+    Statement,
+    /// Every Execute of a portal since it was bound.
+    Portal(String),
+    /// Every FETCH and MOVE of a cursor since it was declared.
+    Cursor(String),
+}
+
+/// How one statement of a simple Query counts its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementPlan {
+    pub key: CountKey,
+    /// The statement declares this cursor: its count starts again once it has run.
+    pub declares: Option<String>,
+}
+
+/// A client message as it went upstream, with the state that belongs to it.
+#[derive(Debug)]
+pub struct Op {
+    pub kind: OpKind,
+    /// The error the client gets in place of the server's answer to the denial token.
+    pub denial: Option<ClientError>,
+    pub sent: Instant,
+}
+
+#[derive(Debug)]
+pub enum OpKind {
+    /// A simple Query. `statements` is `None` when the text was not analyzed
+    /// (unrestricted accounts): each result set then counts alone.
+    Query {
+        statements: Option<VecDeque<StatementPlan>>,
+        cap: Option<u64>,
+    },
+    /// A Parse; `prepared` is the number of the proxy's statement it creates, if any.
+    Parse {
+        name: String,
+        fetch_cursor: Option<String>,
+        prepared: Option<u32>,
+    },
+    Bind {
+        portal: String,
+        statement: String,
+    },
+    Describe,
+    Execute {
+        portal: String,
+        cap: Option<u64>,
+    },
+    Close,
+    Sync,
+    /// One or more CopyData messages in a row.
+    CopyData,
+    CopyDone,
+    CopyFail,
+}
+
+impl Op {
+    pub fn new(kind: OpKind) -> Op {
+        Op {
+            kind,
+            denial: None,
+            sent: Instant::now(),
+        }
+    }
+
+    pub fn denied(kind: OpKind, denial: ClientError) -> Op {
+        Op {
+            denial: Some(denial),
+            ..Op::new(kind)
+        }
+    }
+
+    fn is_copy(&self) -> bool {
+        matches!(
+            self.kind,
+            OpKind::CopyData | OpKind::CopyDone | OpKind::CopyFail
+        )
+    }
+
+    /// The server answers it (Sync and copy messages aside).
+    fn answered(&self) -> bool {
+        !self.is_copy() && !matches!(self.kind, OpKind::Sync)
+    }
+}
+
+/// The limit a statement ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The roles' max_rows per statement (counted across the portal or cursor).
+    PerStatement(u64),
+    /// The account's hourly row quota is used up.
+    Hourly,
+}
+
+/// What to do with a DataRow.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RowVerdict {
+    Forward,
+    /// Over a limit: never forwarded.
+    Drop,
+}
+
+/// How a statement ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Completion {
+    Done,
+    /// A limit was reached and rows were held back; `more_pending` tells whether
+    /// messages the server will answer were sent behind it before the client could
+    /// have seen an error (they run although the client expects them skipped).
+    Exceeded {
+        limit: Limit,
+        more_pending: bool,
+    },
+}
+
+/// A server message, placed in the model.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Forward (asynchronous messages, completions, descriptions of parameters).
+    Pass,
+    /// A DataRow of the statement answering now; see [`Pipeline::count_row`].
+    Row,
+    /// A RowDescription, of a Query statement or a Describe.
+    Description,
+    /// A statement ended (CommandComplete, EmptyQueryResponse, PortalSuspended).
+    Complete(Completion),
+    /// The message being answered failed; its denial, if it was one.
+    Error(Option<ClientError>),
+    /// ReadyForQuery for a Sync or Query sent at `sent`.
+    Ready { sent: Instant },
+    /// Belongs to a statement the proxy stopped: not for the client.
+    Drop,
+}
+
+#[derive(Debug)]
+struct Counter {
+    key: CountKey,
+    rows: u64,
+    cap: Option<u64>,
+    exceeded: Option<Limit>,
+    declares: Option<String>,
+}
+
+impl Counter {
+    fn new(key: CountKey, cap: Option<u64>) -> Counter {
+        Counter {
+            key,
+            rows: 0,
+            cap,
+            exceeded: None,
+            declares: None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Copy {
+    None,
+    /// COPY FROM STDIN: the server reads the client's copy messages.
+    In,
+    /// COPY TO STDOUT: the server sends CopyData and CopyDone.
+    Out,
+}
+
+/// The message the server is answering.
+#[derive(Debug)]
+struct Active {
+    op: Op,
+    counter: Option<Counter>,
+    copy: Copy,
+    /// A Query's statement failed: only its ReadyForQuery follows.
+    failed: bool,
+    /// The proxy stopped it: what is left of it is dropped.
+    dropping: bool,
+}
+
+/// Counts and names the server has confirmed, for the statements still to come.
+#[derive(Debug, Default)]
+struct Confirmed {
+    portal_rows: HashMap<String, u64>,
+    cursor_rows: HashMap<String, u64>,
+    portal_keys: HashMap<String, CountKey>,
+    /// Prepared statements that FETCH from a cursor, by statement name.
+    fetches: HashMap<String, String>,
+}
+
+impl Confirmed {
+    fn before(&self, key: &CountKey) -> u64 {
+        match key {
+            CountKey::Statement => 0,
+            CountKey::Portal(p) => self.portal_rows.get(p).copied().unwrap_or(0),
+            CountKey::Cursor(c) => self.cursor_rows.get(c).copied().unwrap_or(0),
+        }
+    }
+
+    fn portal_key(&self, portal: &str) -> CountKey {
+        self.portal_keys
+            .get(portal)
+            .cloned()
+            .unwrap_or_else(|| CountKey::Portal(portal.to_owned()))
+    }
+}
+
+/// The queue of messages the server has yet to answer, and what it is doing now.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    ops: VecDeque<Op>,
+    active: Option<Active>,
+    /// After an extended-protocol error: the server discards messages up to a Sync.
+    skipping: bool,
+    /// The proxy ended an extended-protocol statement with its own error: the
+    /// client's messages up to its Sync are not sent, as PostgreSQL would skip them.
+    pub client_skip: bool,
+    confirmed: Confirmed,
+    /// Statements of the proxy whose Parse failed or was skipped: they do not exist.
+    lost: Vec<u32>,
+}
+
+impl Pipeline {
+    /// A message sent upstream. Copy messages reaching an idle server are ignored by
+    /// it and not queued.
+    pub fn push(&mut self, op: Op) {
+        if op.is_copy() && self.is_idle() {
+            return;
+        }
+        if matches!(op.kind, OpKind::CopyData)
+            && self
+                .ops
+                .back()
+                .is_some_and(|last| matches!(last.kind, OpKind::CopyData))
+        {
+            return;
+        }
+        self.ops.push_back(op);
+    }
+
+    /// Nothing sent is unanswered.
+    pub fn is_idle(&self) -> bool {
+        self.ops.is_empty() && self.active.is_none()
+    }
+
+    /// Proxy statements that will never exist upstream, since the last call.
+    pub fn take_lost(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Places one server message. Call for every message but FATAL errors.
+    pub fn server(&mut self, tag: u8, body: &[u8]) -> Result<Step, Desync> {
+        if matches!(
+            tag,
+            backend_tag::NOTICE_RESPONSE
+                | backend_tag::PARAMETER_STATUS
+                | backend_tag::NOTIFICATION_RESPONSE
+        ) {
+            return Ok(Step::Pass);
+        }
+        if self.active.is_none() {
+            self.begin()?;
+        }
+        let active = self.active.as_mut().expect("begin sets the active message");
+        if active.dropping && tag == backend_tag::COPY_IN_RESPONSE {
+            // Dropped, the server would wait for copy data the client never sends.
+            return Err(Desync("a COPY started in a batch maskgate had stopped"));
+        }
+        if active.dropping && tag != backend_tag::READY_FOR_QUERY {
+            return Ok(Step::Drop);
+        }
+        match active.copy {
+            Copy::In => return self.copy_in(tag),
+            Copy::Out if matches!(tag, backend_tag::COPY_DATA | backend_tag::COPY_DONE) => {
+                return Ok(Step::Pass)
+            }
+            _ => {}
+        }
+        match active.op.kind {
+            OpKind::Query { .. } => self.query(tag, body),
+            OpKind::Execute { .. } => self.execute(tag, body),
+            OpKind::Sync => match tag {
+                backend_tag::READY_FOR_QUERY => Ok(self.ready()),
+                _ => Err(Desync("a message other than ReadyForQuery answered a Sync")),
+            },
+            _ => self.simple_answer(tag),
+        }
+    }
+
+    /// Makes the next message the server will answer active, passing over what it
+    /// ignores (copy messages outside COPY) or skips (up to Sync after an error).
+    fn begin(&mut self) -> Result<(), Desync> {
+        loop {
+            let Some(op) = self.ops.pop_front() else {
+                return Err(Desync(
+                    "the server answered a message the client did not send",
+                ));
+            };
+            if self.skipping {
+                if matches!(op.kind, OpKind::Sync) {
+                    self.skipping = false;
+                } else {
+                    self.lose(op);
+                    continue;
+                }
+            } else if op.is_copy() {
+                continue;
+            }
+            let counter = match &op.kind {
+                OpKind::Execute { portal, cap } => {
+                    Some(Counter::new(self.confirmed.portal_key(portal), *cap))
+                }
+                _ => None,
+            };
+            self.active = Some(Active {
+                op,
+                counter,
+                copy: Copy::None,
+                failed: false,
+                dropping: false,
+            });
+            return Ok(());
+        }
+    }
+
+    /// A message that will not be answered: what it would have created does not exist.
+    fn lose(&mut self, op: Op) {
+        if let OpKind::Parse {
+            prepared: Some(n), ..
+        } = op.kind
+        {
+            self.lost.push(n);
+        }
+    }
+
+    fn active(&mut self) -> &mut Active {
+        self.active.as_mut().expect("a message is being answered")
+    }
+
+    fn ready(&mut self) -> Step {
+        let active = self.active.take().expect("a message is being answered");
+        Step::Ready {
+            sent: active.op.sent,
+        }
+    }
+
+    /// Parse, Bind, Describe and Close: their completion, descriptions or error.
+    fn simple_answer(&mut self, tag: u8) -> Result<Step, Desync> {
+        let active = self.active.as_ref().expect("a message is being answered");
+        let step = match (&active.op.kind, tag) {
+            (_, backend_tag::ERROR_RESPONSE) => return Ok(self.extended_error()),
+            (OpKind::Parse { .. }, backend_tag::PARSE_COMPLETE) => Step::Pass,
+            (OpKind::Bind { .. }, backend_tag::BIND_COMPLETE) => Step::Pass,
+            (OpKind::Close, backend_tag::CLOSE_COMPLETE) => Step::Pass,
+            (OpKind::Describe, backend_tag::PARAMETER_DESCRIPTION) => return Ok(Step::Pass),
+            (OpKind::Describe, backend_tag::NO_DATA) => Step::Pass,
+            (OpKind::Describe, backend_tag::ROW_DESCRIPTION) => Step::Description,
+            _ => return Err(Desync("unexpected answer to an extended-protocol message")),
+        };
+        let done = self.active.take().expect("a message is being answered");
+        match done.op.kind {
+            OpKind::Parse {
+                name, fetch_cursor, ..
+            } => match fetch_cursor {
+                Some(cursor) => {
+                    self.confirmed.fetches.insert(name, cursor);
+                }
+                None => {
+                    self.confirmed.fetches.remove(&name);
+                }
+            },
+            OpKind::Bind { portal, statement } => {
+                let key = match self.confirmed.fetches.get(&statement) {
+                    Some(cursor) => CountKey::Cursor(cursor.clone()),
+                    None => CountKey::Portal(portal.clone()),
+                };
+                self.confirmed.portal_rows.remove(&portal);
+                self.confirmed.portal_keys.insert(portal, key);
+            }
+            _ => {}
+        }
+        Ok(step)
+    }
+
+    /// An error answering an extended-protocol message: the server skips to Sync.
+    fn extended_error(&mut self) -> Step {
+        let mut done = self.active.take().expect("a message is being answered");
+        self.skipping = true;
+        let denial = done.op.denial.take();
+        self.lose(done.op);
+        Step::Error(denial)
+    }
+
+    fn execute(&mut self, tag: u8, body: &[u8]) -> Result<Step, Desync> {
+        match tag {
+            backend_tag::DATA_ROW => Ok(Step::Row),
+            backend_tag::COMMAND_COMPLETE
+            | backend_tag::EMPTY_QUERY_RESPONSE
+            | backend_tag::PORTAL_SUSPENDED => {
+                let completion = self.complete(body);
+                self.active = None;
+                Ok(Step::Complete(completion))
+            }
+            backend_tag::ERROR_RESPONSE => Ok(self.extended_error()),
+            backend_tag::COPY_IN_RESPONSE => {
+                self.active().copy = Copy::In;
+                Ok(Step::Pass)
+            }
+            backend_tag::COPY_OUT_RESPONSE => {
+                self.active().copy = Copy::Out;
+                Ok(Step::Pass)
+            }
+            _ => Err(Desync("unexpected answer to an Execute")),
+        }
+    }
+
+    fn query(&mut self, tag: u8, body: &[u8]) -> Result<Step, Desync> {
+        let active = self.active();
+        if active.failed && tag != backend_tag::READY_FOR_QUERY {
+            return Err(Desync("a failed Query went on answering"));
+        }
+        match tag {
+            backend_tag::ROW_DESCRIPTION => {
+                self.start_statement(true);
+                Ok(Step::Description)
+            }
+            backend_tag::DATA_ROW => {
+                self.start_statement(false);
+                Ok(Step::Row)
+            }
+            backend_tag::COPY_IN_RESPONSE | backend_tag::COPY_OUT_RESPONSE => {
+                self.start_statement(false);
+                self.active().copy = if tag == backend_tag::COPY_IN_RESPONSE {
+                    Copy::In
+                } else {
+                    Copy::Out
+                };
+                Ok(Step::Pass)
+            }
+            backend_tag::COMMAND_COMPLETE | backend_tag::EMPTY_QUERY_RESPONSE => {
+                self.start_statement(false);
+                Ok(Step::Complete(self.complete(body)))
+            }
+            backend_tag::ERROR_RESPONSE => {
+                let active = self.active();
+                active.failed = true;
+                active.counter = None;
+                Ok(Step::Error(active.op.denial.take()))
+            }
+            backend_tag::READY_FOR_QUERY => Ok(self.ready()),
+            _ => Err(Desync("unexpected answer to a simple Query")),
+        }
+    }
+
+    /// The statement of a Query whose results arrive now, counted under its plan. A
+    /// new RowDescription of an unanalyzed Query starts a new count.
+    fn start_statement(&mut self, described: bool) {
+        let active = self.active.as_mut().expect("a message is being answered");
+        let OpKind::Query { statements, cap } = &mut active.op.kind else {
+            return;
+        };
+        if active.counter.is_some() && !(described && statements.is_none()) {
+            return;
+        }
+        // More result sets than analyzed statements still count, each under the cap.
+        let plan = statements.as_mut().and_then(VecDeque::pop_front);
+        let mut counter = Counter::new(
+            plan.as_ref().map_or(CountKey::Statement, |p| p.key.clone()),
+            *cap,
+        );
+        counter.declares = plan.and_then(|p| p.declares);
+        active.counter = Some(counter);
+    }
+
+    /// Ends the statement answering now and adds its rows to its portal or cursor.
+    fn complete(&mut self, command_tag: &[u8]) -> Completion {
+        let more_pending = self.more_pending();
+        let Some(counter) = self.active().counter.take() else {
+            return Completion::Done;
+        };
+        match counter.key {
+            CountKey::Statement => {}
+            CountKey::Portal(p) => {
+                *self.confirmed.portal_rows.entry(p).or_default() += counter.rows
+            }
+            // MOVE passes over rows without sending them; they count all the same, or
+            // the row after the cap could be reached by moving up to it.
+            CountKey::Cursor(c) => {
+                *self.confirmed.cursor_rows.entry(c).or_default() +=
+                    counter.rows + moved_rows(command_tag)
+            }
+        }
+        if let Some(cursor) = counter.declares {
+            self.confirmed.cursor_rows.remove(&cursor);
+        }
+        match counter.exceeded {
+            None => Completion::Done,
+            Some(limit) => Completion::Exceeded {
+                limit,
+                more_pending,
+            },
+        }
+    }
+
+    /// Whether the server will run more statements before the client, told of an
+    /// error now, expects it to stop: later statements of the same Query, or
+    /// answered messages before the next Sync.
+    fn more_pending(&self) -> bool {
+        if let Some(Active {
+            op:
+                Op {
+                    kind: OpKind::Query { statements, .. },
+                    ..
+                },
+            ..
+        }) = &self.active
+        {
+            return statements.as_ref().is_some_and(|s| !s.is_empty());
+        }
+        self.ops
+            .iter()
+            .take_while(|op| !matches!(op.kind, OpKind::Sync))
+            .any(Op::answered)
+    }
+
+    /// A DataRow of the active statement: forwarded while under its cap and while
+    /// `take_hourly` grants the row from the account's hourly quota.
+    pub fn count_row(&mut self, take_hourly: impl FnOnce() -> bool) -> RowVerdict {
+        let Some(active) = self.active.as_mut() else {
+            return RowVerdict::Drop;
+        };
+        let Some(counter) = active.counter.as_mut() else {
+            return RowVerdict::Drop;
+        };
+        if counter.exceeded.is_some() {
+            return RowVerdict::Drop;
+        }
+        let before = self.confirmed.before(&counter.key);
+        if let Some(cap) = counter.cap.filter(|cap| before + counter.rows >= *cap) {
+            counter.exceeded = Some(Limit::PerStatement(cap));
+            return RowVerdict::Drop;
+        }
+        if !take_hourly() {
+            counter.exceeded = Some(Limit::Hourly);
+            return RowVerdict::Drop;
+        }
+        counter.rows += 1;
+        RowVerdict::Forward
+    }
+
+    /// The proxy ends the active statement with its own error (a limit, a protected
+    /// column). `false` when messages sent behind it will run although the client
+    /// expects them skipped: the session must then be closed.
+    pub fn stop(&mut self) -> bool {
+        if self.more_pending() {
+            return false;
+        }
+        // An extended-protocol statement: PostgreSQL would skip to the next Sync, so
+        // the client's messages are not sent until it sends one (unless it already has).
+        let sync_sent = self.ops.iter().any(|op| matches!(op.kind, OpKind::Sync));
+        match &mut self.active {
+            // The rest of the Query is dropped up to its ReadyForQuery.
+            Some(active) if matches!(active.op.kind, OpKind::Query { .. }) => {
+                active.dropping = true;
+            }
+            Some(active) => {
+                active.dropping = true;
+                self.client_skip = !sync_sent;
+            }
+            None => self.client_skip = !sync_sent,
+        }
+        true
+    }
+
+    /// The server's answer during COPY FROM STDIN: the copy's end, or its error.
+    fn copy_in(&mut self, tag: u8) -> Result<Step, Desync> {
+        match tag {
+            backend_tag::COMMAND_COMPLETE => {
+                // The server read every copy message up to CopyDone, swallowing Syncs.
+                loop {
+                    match self.ops.pop_front().map(|op| op.kind) {
+                        Some(OpKind::CopyData | OpKind::Sync) => {}
+                        Some(OpKind::CopyDone) => break,
+                        _ => return Err(Desync("COPY FROM STDIN ended without CopyDone")),
+                    }
+                }
+                self.active().copy = Copy::None;
+                let completion = self.complete(b"");
+                if !matches!(self.active().op.kind, OpKind::Query { .. }) {
+                    self.active = None;
+                }
+                Ok(Step::Complete(completion))
+            }
+            backend_tag::ERROR_RESPONSE => {
+                let denial = self.end_failed_copy()?;
+                self.active().copy = Copy::None;
+                if matches!(self.active().op.kind, OpKind::Query { .. }) {
+                    let mut step = self.query(tag, b"")?;
+                    if denial.is_some() {
+                        step = Step::Error(denial);
+                    }
+                    return Ok(step);
+                }
+                let step = self.extended_error();
+                Ok(if denial.is_some() {
+                    Step::Error(denial)
+                } else {
+                    step
+                })
+            }
+            _ => Err(Desync("unexpected message during COPY FROM STDIN")),
+        }
+    }
+
+    /// The copy messages a failed COPY read or leaves to be ignored. Syncs before the
+    /// first CopyData were swallowed when the COPY started; a Sync or another message
+    /// among the data may or may not have been read before the error, so the state
+    /// cannot be known. Returns the denial of the proxy's CopyFail, if it ended it.
+    fn end_failed_copy(&mut self) -> Result<Option<ClientError>, Desync> {
+        let mut data_seen = false;
+        loop {
+            let Some(op) = self.ops.front() else {
+                return Ok(None);
+            };
+            match op.kind {
+                OpKind::CopyData => data_seen = true,
+                OpKind::Sync if !data_seen => {}
+                OpKind::CopyDone => {}
+                OpKind::CopyFail => {
+                    let mut op = self.ops.pop_front().expect("the front was just seen");
+                    return Ok(op.denial.take());
+                }
+                _ => {
+                    return Err(Desync(
+                        "a COPY FROM STDIN failed with other messages pipelined among its data",
+                    ))
+                }
+            }
+            let op = self.ops.pop_front().expect("the front was just seen");
+            if matches!(op.kind, OpKind::CopyDone) {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The row count of a `MOVE n` command tag; 0 for any other tag.
+fn moved_rows(command_tag: &[u8]) -> u64 {
+    command_tag
+        .strip_prefix(b"MOVE ")
+        .map(|n| n.strip_suffix(b"\0").unwrap_or(n))
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
