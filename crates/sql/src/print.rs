@@ -99,6 +99,12 @@ impl Canonical {
     fn record_function(&mut self, expr: &Expr) -> Result<(), Denial> {
         let name = match expr {
             Expr::Function(function) => names::parts(&function.name)?,
+            // `substr(…)` and `substring(a, b)` are calls in PostgreSQL's grammar;
+            // sqlparser reads them as its SUBSTRING syntax.
+            Expr::Substring { .. } => {
+                self.facts.functions.push(vec!["substr".to_owned()]);
+                vec!["substring".to_owned()]
+            }
             Expr::Ceil { .. } => vec!["ceil".to_owned()],
             Expr::Floor { .. } => vec!["floor".to_owned()],
             _ => return Ok(()),

@@ -53,10 +53,10 @@ pub enum Mismatch {
     Statements { expected: usize, found: usize },
     #[error("its string constants differ")]
     Strings,
-    #[error("PostgreSQL reads a relation the analysis did not see")]
-    Relation,
-    #[error("PostgreSQL calls a function the analysis did not see")]
-    Function,
+    #[error("PostgreSQL reads a relation the analysis did not see: {0}")]
+    Relation(String),
+    #[error("PostgreSQL calls a function the analysis did not see: {0}")]
+    Function(String),
 }
 
 /// Functions PostgreSQL's grammar calls for SQL syntax (`EXTRACT`, `SUBSTRING … FROM`,
@@ -214,7 +214,7 @@ pub(crate) fn check(sql: &str, statements: usize, facts: &Facts) -> Result<(), M
     compare_strings(&facts.strings, &read.strings)?;
     for relation in &read.relations {
         if !facts.relations.iter().any(|r| same_name(r, relation)) {
-            return Err(Mismatch::Relation);
+            return Err(Mismatch::Relation(relation.join(".")));
         }
     }
     for function in &read.functions {
@@ -226,7 +226,7 @@ pub(crate) fn check(sql: &str, statements: usize, facts: &Facts) -> Result<(), M
             .chain(&facts.relations)
             .any(|f| same_name(f, function));
         if !grammar && !known {
-            return Err(Mismatch::Function);
+            return Err(Mismatch::Function(function.join(".")));
         }
     }
     Ok(())
@@ -449,14 +449,14 @@ mod tests {
     #[test]
     fn unseen_relations_and_functions_are_caught() {
         let f = facts(&[], &[&["t"]], &[]);
-        assert_eq!(check("SELECT * FROM u", 1, &f), Err(Mismatch::Relation));
+        assert_eq!(check("SELECT * FROM u", 1, &f), Err(Mismatch::Relation("u".to_owned())));
         assert_eq!(
             check(
                 "SELECT pg_read_file('x') FROM t",
                 1,
                 &facts(&["x"], &[&["t"]], &[])
             ),
-            Err(Mismatch::Function)
+            Err(Mismatch::Function("pg_read_file".to_owned()))
         );
         check(
             "SELECT EXTRACT(year FROM now()) FROM t",
