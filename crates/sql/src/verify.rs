@@ -449,7 +449,10 @@ mod tests {
     #[test]
     fn unseen_relations_and_functions_are_caught() {
         let f = facts(&[], &[&["t"]], &[]);
-        assert_eq!(check("SELECT * FROM u", 1, &f), Err(Mismatch::Relation("u".to_owned())));
+        assert_eq!(
+            check("SELECT * FROM u", 1, &f),
+            Err(Mismatch::Relation("u".to_owned()))
+        );
         assert_eq!(
             check(
                 "SELECT pg_read_file('x') FROM t",

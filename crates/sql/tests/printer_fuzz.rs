@@ -44,9 +44,35 @@ impl Rng {
 
 /// Pieces of literal content chosen to break quoting.
 const CONTENT: &[&str] = &[
-    "a", "Z", "'", "''", "\\", "\\'", "\n", "\r\n", "\t", "--", "/*", "*/", ";", "$$", "$q$",
-    "\"", "é", "ệ", "\u{1F600}", " DROP TABLE participant ", "0", "1", " OR 1=1 ", ")", "(",
-    "\\x41", "\\u0041", "E'", "N'",
+    "a",
+    "Z",
+    "'",
+    "''",
+    "\\",
+    "\\'",
+    "\n",
+    "\r\n",
+    "\t",
+    "--",
+    "/*",
+    "*/",
+    ";",
+    "$$",
+    "$q$",
+    "\"",
+    "é",
+    "ệ",
+    "\u{1F600}",
+    " DROP TABLE participant ",
+    "0",
+    "1",
+    " OR 1=1 ",
+    ")",
+    "(",
+    "\\x41",
+    "\\u0041",
+    "E'",
+    "N'",
 ];
 
 fn content(rng: &mut Rng) -> String {
@@ -64,7 +90,9 @@ fn literal(rng: &mut Rng) -> String {
         5 => format!("U&'{}'", text.replace('\'', "''").replace('\\', "\\\\")),
         6 if !text.contains("$q$") => format!("$q${text}$q$"),
         7 if !text.contains("$$") => format!("$${text}$$"),
-        8 => rng.pick(&["1", "1.5", ".5", "5.", "1e3", "0x1F", "1_000", "00", "1e-2"]).to_owned(),
+        8 => rng
+            .pick(&["1", "1.5", ".5", "5.", "1e3", "0x1F", "1_000", "00", "1e-2"])
+            .to_owned(),
         9 => rng.pick(&["TRUE", "NULL", "$1", "$2"]).to_owned(),
         10 => format!("'{}'", text), // possibly unbalanced on purpose
         _ => format!("'{}'", text.replace('\'', "''")),
@@ -73,21 +101,58 @@ fn literal(rng: &mut Rng) -> String {
 
 fn name(rng: &mut Rng) -> String {
     rng.pick(&[
-        "id", "full_name", "ID", "\"id\"", "p.id", "\"Full_Name\"", "\"a\"\"b\"", "\"a\\b\"",
-        "province_code", "select", "\"select\"", "birth_date",
+        "id",
+        "full_name",
+        "ID",
+        "\"id\"",
+        "p.id",
+        "\"Full_Name\"",
+        "\"a\"\"b\"",
+        "\"a\\b\"",
+        "province_code",
+        "select",
+        "\"select\"",
+        "birth_date",
     ])
     .to_owned()
 }
 
 const UNARY: &[&str] = &["-", "+", "~", "|/", "||/", "@", "NOT ", "- ", "-- "];
 const BINARY: &[&str] = &[
-    "+", "-", "*", "/", "%", "^", "||", "=", "<>", "<", ">=", " AND ", " OR ", " LIKE ",
-    " IS DISTINCT FROM ", "@>", "->>", "#", "&", "|", "<<", "*/", "/*", "+-", "@-",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "^",
+    "||",
+    "=",
+    "<>",
+    "<",
+    ">=",
+    " AND ",
+    " OR ",
+    " LIKE ",
+    " IS DISTINCT FROM ",
+    "@>",
+    "->>",
+    "#",
+    "&",
+    "|",
+    "<<",
+    "*/",
+    "/*",
+    "+-",
+    "@-",
 ];
 
 fn expr(rng: &mut Rng, depth: usize) -> String {
     let spacing = |rng: &mut Rng| if rng.below(2) == 0 { "" } else { " " };
-    match if depth == 0 { rng.below(2) } else { rng.below(7) } {
+    match if depth == 0 {
+        rng.below(2)
+    } else {
+        rng.below(7)
+    } {
         0 => literal(rng),
         1 => name(rng),
         2 => format!("{}{}", rng.pick(UNARY), expr(rng, depth - 1)),
@@ -265,5 +330,8 @@ fn generated_hostile_statements_reach_postgresql_as_analyzed() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(parsed > cases / 4 && allowed > cases / 10, "the generator must reach the printer");
+    assert!(
+        parsed > cases / 4 && allowed > cases / 10,
+        "the generator must reach the printer"
+    );
 }

@@ -49,10 +49,7 @@ impl Slots {
         {
             let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
             while *free == 0 {
-                free = self
-                    .released
-                    .wait(free)
-                    .unwrap_or_else(|e| e.into_inner());
+                free = self.released.wait(free).unwrap_or_else(|e| e.into_inner());
             }
             *free -= 1;
         }
