@@ -55,7 +55,30 @@ fn personas() -> Vec<Persona> {
             try_sql: "SELECT full_name, citizen_id, province_code FROM participant ORDER BY id LIMIT 5;"
                 .into(),
         },
+        Persona {
+            account: with_password("investigator_01", &["investigator"]),
+            who: "fraud investigator: identifiers and contacts unmasked, every province, under a quota",
+            try_sql: "SELECT full_name, citizen_id, phone FROM participant ORDER BY id LIMIT 5;"
+                .into(),
+        },
+        Persona {
+            account: with_password("officer_48", &["claims_officer"]).with("province", "48"),
+            who: "claims officer, province 48: reads and corrects its own province; identifiers masked",
+            try_sql: "SELECT id, full_name, citizen_id FROM participant ORDER BY id LIMIT 5;".into(),
+        },
     ]
+}
+
+/// The break-glass DBA of the example policy: held by an account that stays
+/// disabled, as in a real deployment, so it is listed but cannot log in.
+fn break_glass_account() -> (Account, &'static str) {
+    (
+        Account {
+            password: format!("demo-{:024x}", rand::random::<u128>() >> 32),
+            ..Account::new("dba_oncall", &["dba_breakglass"])
+        },
+        "disabled = true\n",
+    )
 }
 
 pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
@@ -70,12 +93,24 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
     register::load(&cluster).context("cannot load the sample register")?;
 
     let personas = personas();
-    let accounts: Vec<Account> = personas.iter().map(|p| p.account.clone()).collect();
+    let (break_glass, disabled) = break_glass_account();
+    let accounts: Vec<Account> = personas
+        .iter()
+        .map(|p| p.account.clone())
+        .chain(std::iter::once(break_glass.clone()))
+        .collect();
     let policy_files = POLICY_FILES
         .iter()
         .map(|(name, text)| (name.to_string(), text.to_string()))
         .collect();
     let mut options = register::proxy_options(&accounts, policy_files);
+    if let Some((_, lines)) = options
+        .account_settings
+        .iter_mut()
+        .find(|(login, _)| *login == break_glass.login)
+    {
+        lines.push_str(disabled);
+    }
     options.auth_failure_delay = Duration::from_millis(500);
     let proxy = TestProxy::start(&cluster, options)
         .await

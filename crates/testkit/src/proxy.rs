@@ -228,6 +228,19 @@ fn set_owner_only(path: &std::path::Path) -> Result<(), TestkitError> {
         .map_err(|e| io("restricting a key file", e))
 }
 
+/// Whether some account gets the harness's own `relay` role.
+fn uses_harness_role(options: &ProxyOptions) -> bool {
+    options.users.iter().any(|(login, _)| {
+        options
+            .user_roles
+            .iter()
+            .find(|(l, _)| l == login)
+            .map_or(&options.roles, |(_, roles)| roles)
+            .iter()
+            .any(|role| role == "relay")
+    })
+}
+
 fn write_files(
     dir: &tempfile::TempDir,
     cluster: &PgCluster,
@@ -240,10 +253,13 @@ fn write_files(
 
     std::fs::create_dir_all(path("policy")).map_err(|e| io("creating the policy directory", e))?;
     write("policy/accounts.toml", &accounts_toml(options))?;
-    write(
-        "policy/harness.toml",
-        "[roles.relay]\ndescription = \"Test harness: relays everything\"\nunrestricted = true\n",
-    )?;
+    // Only when an account holds it: an unused role is a policy warning.
+    if uses_harness_role(options) {
+        write(
+            "policy/harness.toml",
+            "[roles.relay]\ndescription = \"Test harness: relays everything\"\nunrestricted = true\n",
+        )?;
+    }
     for (name, text) in &options.policy_files {
         write(&format!("policy/{name}"), text)?;
     }
