@@ -21,12 +21,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pg_query::protobuf::{self, Token as PgToken};
-use serde_json::Value;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::denial::Denial;
 use crate::print::Facts;
+
+mod observe;
 
 static MISMATCHES: AtomicU64 = AtomicU64::new(0);
 
@@ -340,63 +341,8 @@ struct Read {
 }
 
 impl Read {
-    /// Walks the whole tree through its serialized form: pg_query's own node walker
-    /// skips node kinds (row constructors, SET arguments), and a check that misses a
-    /// node misses what a smuggled text could hide there. Iterative, so no tree depth
-    /// can overflow the stack here.
     fn collect(tree: &protobuf::ParseResult) -> Result<Read, Mismatch> {
-        let value = serde_json::to_value(tree)
-            .map_err(|_| Mismatch::Parse("its tree cannot be walked".to_owned()))?;
-        let mut read = Read::default();
-        let mut pending = vec![&value];
-        while let Some(value) = pending.pop() {
-            match value {
-                Value::Array(items) => pending.extend(items),
-                Value::Object(fields) => {
-                    read.note(fields);
-                    pending.extend(fields.values());
-                }
-                _ => {}
-            }
-        }
-        Ok(read)
-    }
-
-    /// Recognizes the node kinds the comparison needs by their fields, wherever
-    /// they sit (as a node or as a typed field of another node).
-    fn note(&mut self, fields: &serde_json::Map<String, Value>) {
-        if let Some(Value::Object(sval)) = fields.get("Sval") {
-            if let Some(Value::String(s)) = sval.get("sval") {
-                self.strings.push(s.clone());
-            }
-        }
-        if fields.contains_key("conditionname") {
-            if let Some(Value::String(payload)) = fields.get("payload") {
-                if !payload.is_empty() {
-                    self.strings.push(payload.clone());
-                }
-            }
-        }
-        if fields.contains_key("relname") && fields.contains_key("relpersistence") {
-            let name = ["catalogname", "schemaname", "relname"]
-                .iter()
-                .filter_map(|key| match fields.get(*key) {
-                    Some(Value::String(part)) if !part.is_empty() => Some(part.clone()),
-                    _ => None,
-                })
-                .collect();
-            self.relations.push(name);
-        }
-        if fields.contains_key("funcformat") {
-            if let Some(Value::Array(parts)) = fields.get("funcname") {
-                let name = parts
-                    .iter()
-                    .filter_map(|part| part.pointer("/node/String/sval")?.as_str())
-                    .map(str::to_owned)
-                    .collect();
-                self.functions.push(name);
-            }
-        }
+        observe::observe(tree).map_err(|_| Mismatch::Parse("its tree cannot be walked".to_owned()))
     }
 }
 
