@@ -18,29 +18,11 @@ mod common;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use common::enforce;
+use common::{enforce, Rng};
 use serde_json::Value as Json;
 use sqlparser::ast::{Statement, Value, Visit, Visitor};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-
-/// xorshift64*: deterministic, so a failure is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 /// Pieces of literal content chosen to break quoting.
 const CONTENT: &[&str] = &[

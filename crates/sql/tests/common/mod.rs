@@ -28,3 +28,21 @@ pub fn enforce(login: &str, sql: &str) -> Result<Enforced, Denial> {
     let masks = KeyedMasks::new(&keys);
     Enforcer::new(policy().clone(), rules, &masks).enforce(sql)
 }
+
+/// xorshift64*: deterministic, so a failure is reproducible from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
