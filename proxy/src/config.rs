@@ -391,8 +391,8 @@ impl Context<'_> {
             limits.max_tokens = limits.max_tokens.max(limits.max_statement_bytes / 4);
         }
         if let Some(n) = &raw.max_statement_depth {
-            if !(100..=20_000).contains(n.get_ref()) {
-                return Err(self.error(n, "max_statement_depth must be between 100 and 20000"));
+            if !(100..=10_000).contains(n.get_ref()) {
+                return Err(self.error(n, "max_statement_depth must be between 100 and 10000"));
             }
             limits.max_depth = *n.get_ref() as usize;
         }

@@ -42,6 +42,9 @@ fn chains_just_past_the_depth_limit_are_refused_by_depth() {
         denial.message.contains("stack depth limit exceeded"),
         "{denial}"
     );
+    // 16,000 terms overflowed the analysis stack when the bound was 20,000.
+    let denial = enforce("analyst_79", &chain("SELECT 1", "+1", 16_000)).unwrap_err();
+    assert_eq!(denial.sqlstate, "54001", "{denial}");
     let casts = chain("SELECT 1", "::int", 15_000);
     assert_eq!(enforce("analyst_79", &casts).unwrap_err().sqlstate, "54001");
 }
