@@ -466,3 +466,84 @@ async fn legitimate_depth_runs_for_a_restricted_account() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Answers a flood of costly statements may get: refused by a bound, by the
+/// time budget, or for want of an analysis slot.
+const FLOOD_ANSWERS: [&str; 4] = ["54000", "54001", "57014", "53000"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_costly_statements_does_not_stall_other_sessions_short_ones() {
+    let mut binary = Binary::start().await;
+    let mut attackers = Vec::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = Arc::new(Mutex::new(Vec::<String>::new()));
+    for attacker in 0..8 {
+        let client = binary.session(HOSTILE).await.expect("the attacker logs in");
+        let (stop, answers) = (stop.clone(), answers.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut round = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Each text new, so none is answered from the cache: 1,000
+                // references to a protected table, each a masking subquery.
+                let items = (0..1_000)
+                    .map(|i| format!("participant a{attacker}_{round}_{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                round += 1;
+                let answer =
+                    match run(&client, Protocol::Simple, &format!("SELECT 1 FROM {items}")).await {
+                        Ok(_) => "ran".to_string(),
+                        Err(e) => e,
+                    };
+                answers.lock().unwrap().push(answer);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bystander = binary
+        .session(BYSTANDER)
+        .await
+        .expect("the bystander logs in");
+    let mut latencies = Vec::new();
+    let mut failures = Vec::new();
+    for i in 0..20 {
+        // New texts too: each is analyzed cold.
+        let sql = format!("SELECT count(*) FROM participant WHERE citizen_id = '0790000{i:05}'");
+        let started = Instant::now();
+        match tokio::time::timeout(HANG, run(&bystander, Protocol::Simple, &sql)).await {
+            Ok(Ok(_)) => latencies.push(started.elapsed()),
+            Ok(Err(e)) => failures.push(format!("short statement {i}: {e}")),
+            Err(_) => failures.push(format!("short statement {i}: no answer (a hang)")),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for attacker in attackers {
+        let _ = tokio::time::timeout(HANG, attacker).await;
+    }
+    latencies.sort();
+    let answers = answers.lock().unwrap();
+    eprintln!(
+        "20 cold short statements beside 8 flooding sessions (each 1,000 tables): median {:?}, slowest {:?}; \
+         the flood got {} answers: {:?}",
+        latencies.get(latencies.len() / 2),
+        latencies.last(),
+        answers.len(),
+        answers
+            .iter()
+            .map(|a| a.chars().take(60).collect::<String>())
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    for answer in answers.iter() {
+        let expected = answer == "ran"
+            || FLOOD_ANSWERS
+                .iter()
+                .any(|c| answer.starts_with(&format!("SQLSTATE {c}")));
+        if !expected {
+            failures.push(format!("flood statement answered: {answer}"));
+        }
+    }
+    if let Some(death) = binary.died() {
+        failures.push(death);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -9,6 +9,9 @@
 //! a tree that the analysis threads' stacks are sized for, and one beyond it is refused
 //! with PostgreSQL's own `54001` before any tree exists.
 
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -26,8 +29,9 @@ pub struct Limits {
     pub max_tokens: usize,
     /// The nesting estimate of [`depth_estimate`].
     pub max_depth: usize,
-    /// Wall-clock time of one analysis, checked between its steps.
-    pub max_analysis_time: std::time::Duration,
+    /// Wall-clock time of one analysis, checked between its steps and as the rewrite
+    /// walks the tree.
+    pub max_analysis_time: Duration,
 }
 
 impl Default for Limits {
@@ -39,7 +43,7 @@ impl Default for Limits {
             // unoptimized build (about 17 KB per level in sqlparser's visitor), so
             // the bound keeps a margin of two over that.
             max_depth: 8_000,
-            max_analysis_time: std::time::Duration::from_secs(2),
+            max_analysis_time: Duration::from_secs(2),
         }
     }
 }
@@ -59,6 +63,44 @@ impl Limits {
             });
         }
         Ok(())
+    }
+
+    /// Refuses a statement whose tables' masking subqueries alone print to more than
+    /// [`Limits::max_printed_bytes`], before they are built.
+    ///
+    /// Each protected relation becomes a masking subquery, so a statement naming tens
+    /// of thousands of them prints to megabytes, which PostgreSQL's parser in the text
+    /// check (and PostgreSQL itself) would then have to take in whole.
+    pub(crate) fn check_growth(&self, subquery_bytes: usize) -> Result<(), Denial> {
+        self.refuse_longer(
+            subquery_bytes,
+            MAX_SUBQUERY_BYTES,
+            "its tables' masking subqueries print to",
+        )
+    }
+
+    /// Refuses a rewritten statement whose text is longer than
+    /// [`Limits::max_printed_bytes`].
+    pub(crate) fn check_printed(&self, printed: &str) -> Result<(), Denial> {
+        self.refuse_longer(printed.len(), self.max_printed_bytes(), "it prints to")
+    }
+
+    fn refuse_longer(&self, bytes: usize, most: usize, what: &str) -> Result<(), Denial> {
+        if bytes > most {
+            return Err(Denial {
+                sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                message: format!(
+                    "statement is too large once rewritten: {what} {bytes} bytes, more \
+                     than the {most} bytes maskgate sends for this account"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The statement limit plus what its masking subqueries may add.
+    pub fn max_printed_bytes(&self) -> usize {
+        self.max_statement_bytes.saturating_add(MAX_SUBQUERY_BYTES)
     }
 
     /// Refuses a token stream that is too long or nests too deep.
@@ -89,6 +131,61 @@ impl Limits {
             });
         }
         Ok(())
+    }
+}
+
+/// What the masking and filtering subqueries of one statement may print to, together.
+/// A report that joins a dozen tables adds tens of kilobytes; this allows a few
+/// thousand references to a table, while keeping PostgreSQL's parse of the text in the
+/// text check (which cannot be interrupted) around a second and a few hundred
+/// megabytes.
+const MAX_SUBQUERY_BYTES: usize = 1 << 20;
+
+/// The time budget of one analysis. Checked between its steps, and every few nodes
+/// as the rewrite walks the tree ([`Clock::tick`]), since a statement within the size
+/// limits can still name tens of thousands of tables.
+pub(crate) struct Clock {
+    started: Instant,
+    budget: Duration,
+    ticks: Cell<u32>,
+}
+
+/// Nodes walked between two readings of the clock: a reading costs tens of
+/// nanoseconds, a node of the rewrite a few microseconds.
+const TICKS_PER_READING: u32 = 64;
+
+impl Clock {
+    pub(crate) fn start(limits: &Limits) -> Clock {
+        Clock {
+            started: Instant::now(),
+            budget: limits.max_analysis_time,
+            ticks: Cell::new(0),
+        }
+    }
+
+    /// Refuses the statement once the budget is spent.
+    pub(crate) fn check(&self) -> Result<(), Denial> {
+        if self.started.elapsed() > self.budget {
+            return Err(Denial {
+                sqlstate: sqlstate::QUERY_CANCELED,
+                message: format!(
+                    "canceling statement: maskgate's analysis of it took longer than {} ms",
+                    self.budget.as_millis()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// One node walked: reads the clock every [`TICKS_PER_READING`] nodes.
+    pub(crate) fn tick(&self) -> Result<(), Denial> {
+        let ticks = self.ticks.get().wrapping_add(1);
+        self.ticks.set(ticks);
+        if ticks % TICKS_PER_READING == 0 {
+            self.check()
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -19,6 +19,12 @@ pub mod sqlstate {
     /// A statement nesting deeper than the analyzer's bound: PostgreSQL's own
     /// `stack depth limit exceeded`.
     pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+    /// An analysis that ran out of time, as PostgreSQL answers a statement that hits
+    /// `statement_timeout`. Depends on the load, so it is not remembered.
+    pub const QUERY_CANCELED: &str = "57014";
+    /// No analysis could start in time because others hold every slot. Depends on
+    /// the load, so it is not remembered.
+    pub const INSUFFICIENT_RESOURCES: &str = "53000";
 }
 
 /// A refused statement. The message names the construct, relation, column or function
@@ -32,6 +38,15 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// Whether the same statement may be allowed when tried again: a denial that
+    /// depends on the load, not on the statement, and must not be cached.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.sqlstate,
+            sqlstate::QUERY_CANCELED | sqlstate::INSUFFICIENT_RESOURCES
+        )
+    }
+
     pub(crate) fn privilege(message: impl Into<String>) -> Denial {
         Denial {
             sqlstate: sqlstate::INSUFFICIENT_PRIVILEGE,

@@ -38,6 +38,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use crate::budget::Clock;
 use crate::catalog;
 use crate::denial::Denial;
 use crate::enforce::Enforcer;
@@ -62,8 +63,12 @@ use scope::{Columns, Level, Scopes};
 pub(crate) use write::{rewrite_copy_in, rewrite_write};
 
 /// Rewrites a top-level query in place and caps it.
-pub(crate) fn rewrite_read(enforcer: &Enforcer, query: &mut Query) -> Result<(), Denial> {
-    let mut rewriter = Rewriter::new(enforcer, query)?;
+pub(crate) fn rewrite_read(
+    enforcer: &Enforcer,
+    query: &mut Query,
+    clock: &Clock,
+) -> Result<(), Denial> {
+    let mut rewriter = Rewriter::new(enforcer, query, clock)?;
     rewriter.open_block = query.with.is_none() && matches!(*query.body, SetExpr::Select(_));
     rewriter.query(query)?;
     if let Some(cap) = enforcer.rules.max_rows {
@@ -110,6 +115,9 @@ struct FencePlan {
 
 struct Rewriter<'e> {
     enforcer: &'e Enforcer,
+    /// The analysis' time budget, read as query blocks, FROM items and expressions
+    /// are walked.
+    clock: &'e Clock,
     /// Every column that some protected table of the statement denies, with that table.
     denied: BTreeMap<String, QualifiedName>,
     /// CTEs visible at this point with their columns, innermost last.
@@ -140,9 +148,14 @@ struct Target {
 }
 
 impl<'e> Rewriter<'e> {
-    fn new<T: sqlparser::ast::Visit>(enforcer: &'e Enforcer, node: &T) -> Result<Self, Denial> {
+    fn new<T: sqlparser::ast::Visit>(
+        enforcer: &'e Enforcer,
+        node: &T,
+        clock: &'e Clock,
+    ) -> Result<Self, Denial> {
         let mut rewriter = Rewriter {
             enforcer,
+            clock,
             denied: BTreeMap::new(),
             ctes: Vec::new(),
             scopes: Scopes::default(),
@@ -151,12 +164,25 @@ impl<'e> Rewriter<'e> {
             open_block: false,
         };
         let mut tables = Vec::new();
+        let mut growth = 0usize;
         let _ = sqlparser::ast::visit_relations(node, |name| {
-            if let Ok(Resolved::Protected(table)) = rewriter.resolve(name) {
-                tables.push(table);
+            match rewriter.resolve(name) {
+                Ok(Resolved::Protected(table)) => {
+                    growth = growth.saturating_add(enforcer.fence_bytes(&table));
+                    tables.push(table);
+                }
+                Ok(Resolved::Catalog(view)) => {
+                    growth = growth.saturating_add(enforcer.fence_bytes(&view));
+                }
+                _ => {}
             }
             ControlFlow::<()>::Continue(())
         });
+        // Refused before any subquery is built: the trees of tens of thousands of
+        // them would take gigabytes.
+        enforcer.limits.check_growth(growth)?;
+        tables.sort_unstable();
+        tables.dedup();
         for table in tables {
             let rules = &enforcer.rules.tables[&table];
             for column in enforcer.classification()[&table].columns.keys() {
@@ -223,6 +249,7 @@ impl<'e> Rewriter<'e> {
     // ---------------------------------------------------------------- queries
 
     fn query(&mut self, query: &mut Query) -> Result<(), Denial> {
+        self.clock.check()?;
         self.queries += 1;
         if !query.locks.is_empty() {
             return Err(Denial::unsupported("FOR UPDATE/FOR SHARE"));
@@ -591,7 +618,12 @@ impl VisitorMut for ExprCheck<'_, '_> {
         if self.skip > 0 {
             return ControlFlow::Continue(());
         }
-        match self.rewriter.check_expr(expr) {
+        match self
+            .rewriter
+            .clock
+            .tick()
+            .and_then(|()| self.rewriter.check_expr(expr))
+        {
             Ok(()) => ControlFlow::Continue(()),
             Err(denial) => ControlFlow::Break(denial),
         }

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::enforce;
+use common::{enforce, enforce_within};
+use maskgate_sql::Limits;
 
 fn chain(head: &str, link: &str, n: usize) -> String {
     let mut sql = String::with_capacity(head.len() + link.len() * n);
@@ -85,4 +86,44 @@ fn legitimate_depth_passes() {
     // allows what a server with the default 2 MB max_stack_depth allows).
     let sum = chain("SELECT 1", " + 1", 1_000);
     enforce("analyst_79", &sum).unwrap_or_else(|d| panic!("1,000 terms: {d}"));
+}
+
+#[test]
+fn thousands_of_table_references_are_refused_before_their_subqueries_are_built() {
+    // Within the size limit (about 0.4 MB), but each reference becomes a masking
+    // subquery: several megabytes of text and gigabytes of trees.
+    let items = (0..20_000)
+        .map(|i| format!("participant p{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let denial = enforce("analyst_79", &format!("SELECT 1 FROM {items}")).unwrap_err();
+    assert_eq!(denial.sqlstate, "54000", "{denial}");
+    assert!(denial.message.contains("masking subqueries"), "{denial}");
+    // A report joining a few dozen tables is far from the limit.
+    let items = (0..40)
+        .map(|i| format!("participant p{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    enforce("analyst_79", &format!("SELECT 1 FROM {items}")).unwrap();
+}
+
+#[test]
+fn an_analysis_over_its_time_budget_is_refused() {
+    // Every step is short for this statement, but the rewrite of its thousand
+    // subqueries is not: with a budget of a millisecond it must stop inside it.
+    let subqueries = (0..1_000)
+        .map(|i| format!("(SELECT id FROM participant WHERE id = {i})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let limits = Limits {
+        max_analysis_time: std::time::Duration::from_millis(1),
+        ..Limits::default()
+    };
+    let denial = enforce_within("analyst_79", &format!("SELECT {subqueries}"), limits).unwrap_err();
+    assert_eq!(denial.sqlstate, "57014", "{denial}");
+    assert!(denial.message.contains("longer than 1 ms"), "{denial}");
+    assert!(
+        denial.is_transient(),
+        "a timeout depends on the load: {denial}"
+    );
 }

@@ -1,68 +1,131 @@
-//! Cold analyses run off the async workers, a bounded number at a time.
+//! Cold analyses run off the async workers, a bounded number at a time, in two lanes.
 //!
 //! A decision from the cache costs well under a microsecond and stays on the
 //! session's worker. A cold one (parse, rewrite, print, PostgreSQL's parser check)
 //! costs tens of microseconds for ordinary statements and up to the analysis time
 //! budget for hostile ones, so it must not hold a worker that other sessions'
 //! statements wait for: the worker hands its other sessions to another thread while
-//! this one analyzes (`block_in_place`), and at most [`Slots::new`]'s number of
-//! analyses run at once, so they cannot take every core from sessions that are only
-//! relaying.
+//! this one analyzes (`block_in_place`).
+//!
+//! What an analysis can cost grows with the statement's text, so statements are
+//! gated by size: short ones (what applications send) have a lane of their own, and
+//! long ones share fewer slots than there are cores, so relaying always keeps a core.
+//! A flood of long hostile statements then only queues behind itself, and no wait is
+//! unbounded: whoever cannot start within the analysis time budget is answered
+//! `53000` and may retry.
 
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
+use maskgate_sql::{sqlstate, Denial};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-/// A counting gate for concurrent analyses.
+/// Statements up to this many bytes take the short lane. Generous for statements
+/// written by hand or by an ORM; what a short statement can cost is then bounded
+/// by the size (a few milliseconds even when it names a hundred tables).
+pub const SHORT_STATEMENT_BYTES: usize = 8 << 10;
+
+/// Two gates for concurrent analyses.
 pub struct Slots {
+    short: Gate,
+    long: Gate,
+    /// How long a statement may wait for a slot.
+    wait: Duration,
+}
+
+impl Slots {
+    /// `short` and `long` slots (at least one each); waits of at most `wait`.
+    pub fn new(short: usize, long: usize, wait: Duration) -> Slots {
+        Slots {
+            short: Gate::new(short),
+            long: Gate::new(long),
+            wait,
+        }
+    }
+
+    /// One short slot per core, and one long slot per core but one.
+    pub fn for_this_machine(wait: Duration) -> Slots {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Slots::new(cores, cores.saturating_sub(1), wait)
+    }
+
+    /// Runs the analysis of a statement of `bytes` off the async workers once a slot
+    /// of its lane is free, or refuses it if none frees in time.
+    pub fn run<R>(&self, bytes: usize, analyze: impl FnOnce() -> R) -> Result<R, Denial> {
+        let gate = if bytes <= SHORT_STATEMENT_BYTES {
+            &self.short
+        } else {
+            &self.long
+        };
+        let in_multi_thread_runtime = Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+        let run = || {
+            let _slot = gate
+                .enter(self.wait)
+                .ok_or_else(|| busy(bytes, self.wait))?;
+            Ok(analyze())
+        };
+        if in_multi_thread_runtime {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        }
+    }
+}
+
+fn busy(bytes: usize, wait: Duration) -> Denial {
+    Denial {
+        sqlstate: sqlstate::INSUFFICIENT_RESOURCES,
+        message: format!(
+            "maskgate is busy analyzing other {} statements and could not start this one \
+             within {} ms; try again",
+            if bytes <= SHORT_STATEMENT_BYTES {
+                "short"
+            } else {
+                "long"
+            },
+            wait.as_millis()
+        ),
+    }
+}
+
+/// A counting gate whose waits are bounded.
+struct Gate {
     free: Mutex<usize>,
     released: Condvar,
 }
 
-impl Slots {
-    /// At most `slots` analyses at once (at least one).
-    pub fn new(slots: usize) -> Slots {
-        Slots {
+/// A held slot, released when dropped (also when the analysis panics).
+struct Slot<'g>(&'g Gate);
+
+impl Gate {
+    fn new(slots: usize) -> Gate {
+        Gate {
             free: Mutex::new(slots.max(1)),
             released: Condvar::new(),
         }
     }
 
-    /// One slot per core but one, so relaying always keeps a core.
-    pub fn for_this_machine() -> Slots {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Slots::new(cores.saturating_sub(1))
+    fn enter(&self, wait: Duration) -> Option<Slot<'_>> {
+        let deadline = Instant::now() + wait;
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            free = self
+                .released
+                .wait_timeout(free, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *free -= 1;
+        Some(Slot(self))
     }
+}
 
-    /// Runs `analyze` off the async workers once a slot is free.
-    pub fn run<R>(&self, analyze: impl FnOnce() -> R) -> R {
-        let in_multi_thread_runtime = Handle::try_current()
-            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if in_multi_thread_runtime {
-            tokio::task::block_in_place(|| self.with_slot(analyze))
-        } else {
-            self.with_slot(analyze)
-        }
-    }
-
-    fn with_slot<R>(&self, analyze: impl FnOnce() -> R) -> R {
-        {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            while *free == 0 {
-                free = self.released.wait(free).unwrap_or_else(|e| e.into_inner());
-            }
-            *free -= 1;
-        }
-        // Released even if the analysis panics, so a slot is never lost.
-        struct Release<'a>(&'a Slots);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                self.0.released.notify_one();
-            }
-        }
-        let _release = Release(self);
-        analyze()
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.released.notify_one();
     }
 }
 
@@ -73,21 +136,25 @@ mod tests {
 
     use super::*;
 
+    const LONG: usize = SHORT_STATEMENT_BYTES + 1;
+
     #[test]
     fn no_more_than_the_slots_run_at_once() {
-        let slots = Arc::new(Slots::new(2));
+        let slots = Arc::new(Slots::new(1, 2, Duration::from_secs(60)));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (slots, running, most) = (slots.clone(), running.clone(), most.clone());
                 std::thread::spawn(move || {
-                    slots.run(|| {
-                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        running.fetch_sub(1, Ordering::SeqCst);
-                    })
+                    slots
+                        .run(LONG, || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .unwrap()
                 })
             })
             .collect();
@@ -97,8 +164,51 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
+    #[test]
+    fn short_statements_do_not_wait_behind_long_ones() {
+        let slots = Arc::new(Slots::new(1, 1, Duration::from_secs(60)));
+        let (started, release) = (Arc::new(Mutex::new(false)), Arc::new(Condvar::new()));
+        let long = {
+            let (slots, started, release) = (slots.clone(), started.clone(), release.clone());
+            std::thread::spawn(move || {
+                slots
+                    .run(LONG, || {
+                        let mut go = started.lock().unwrap();
+                        *go = true;
+                        release.notify_all();
+                        while *go {
+                            go = release.wait(go).unwrap();
+                        }
+                    })
+                    .unwrap()
+            })
+        };
+        let mut go = started.lock().unwrap();
+        while !*go {
+            go = release.wait(go).unwrap();
+        }
+        drop(go);
+        // The long lane is held; the short one is not.
+        assert_eq!(slots.run(10, || 7).unwrap(), 7);
+        *started.lock().unwrap() = false;
+        release.notify_all();
+        long.join().unwrap();
+    }
+
+    #[test]
+    fn a_wait_past_the_limit_is_refused_and_the_slot_comes_back() {
+        let slots = Slots::new(1, 1, Duration::from_millis(30));
+        let inner = slots
+            .run(LONG, || slots.run(LONG, || ()).unwrap_err())
+            .unwrap();
+        assert_eq!(inner.sqlstate, "53000", "{inner}");
+        assert!(inner.is_transient());
+        assert!(slots.run(LONG, || ()).is_ok());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_inside_a_multi_thread_runtime() {
-        assert_eq!(Slots::new(1).run(|| 7), 7);
+        let slots = Slots::new(1, 1, Duration::from_secs(1));
+        assert_eq!(slots.run(1, || 7).unwrap(), 7);
     }
 }

@@ -65,7 +65,7 @@ impl Enforcement {
     pub fn new(keys: Arc<PseudonymKeys>) -> Self {
         Enforcement {
             limits: Limits::default(),
-            slots: Arc::new(Slots::for_this_machine()),
+            slots: Arc::new(Slots::for_this_machine(Limits::default().max_analysis_time)),
             keys,
             accounts: moka::sync::Cache::new(ACCOUNT_CACHE_ENTRIES),
             columns: ArcSwapOption::empty(),
@@ -77,6 +77,8 @@ impl Enforcement {
     /// The same, with these analysis limits for restricted accounts' statements.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        // A statement waits for a slot no longer than it may be analyzed.
+        self.slots = Arc::new(Slots::for_this_machine(limits.max_analysis_time));
         self
     }
 
@@ -241,7 +243,11 @@ impl AccountRules {
         if let Some(decision) = restricted.decisions.get(sql) {
             return decision;
         }
-        let analyzed = restricted.slots.run(|| restricted.enforcer.enforce(sql));
+        let analyzed = restricted
+            .slots
+            .run(sql.len(), || restricted.enforcer.enforce(sql))
+            .and_then(|analyzed| analyzed);
+        let transient = analyzed.as_ref().is_err_and(Denial::is_transient);
         let decision = Arc::new(analyzed.map(|enforced| {
             let text = match enforced.statements.as_slice() {
                 [one] => one.sql.clone(),
@@ -256,9 +262,13 @@ impl AccountRules {
                 text,
             }
         }));
-        restricted
-            .decisions
-            .insert(sql.to_owned(), decision.clone());
+        // A denial that depends on the load (no slot in time, the time budget) is
+        // answered but not remembered: the same text may pass when tried again.
+        if !transient {
+            restricted
+                .decisions
+                .insert(sql.to_owned(), decision.clone());
+        }
         decision
     }
 

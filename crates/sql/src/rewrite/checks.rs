@@ -78,6 +78,7 @@ pub(super) fn check_sleep(function: &Function) -> Result<(), Denial> {
 pub(crate) fn check_execute_argument(
     enforcer: &Enforcer,
     argument: &mut Expr,
+    clock: &Clock,
 ) -> Result<(), Denial> {
     /// Stops at the first query or column reference.
     struct ReadsData;
@@ -107,7 +108,7 @@ pub(crate) fn check_execute_argument(
             "EXECUTE arguments must be literals, parameters or casts of them",
         ));
     }
-    let mut rewriter = Rewriter::new(enforcer, &*argument)?;
+    let mut rewriter = Rewriter::new(enforcer, &*argument, clock)?;
     rewriter.visit(argument)
 }
 

@@ -226,6 +226,7 @@ impl Rewriter<'_> {
         factor: &mut TableFactor,
         cursor: &mut Cursor<'_>,
     ) -> Result<(), Denial> {
+        self.clock.tick()?;
         match factor {
             TableFactor::Table {
                 name,

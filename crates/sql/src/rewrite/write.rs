@@ -49,6 +49,7 @@ use super::{
     comparison, denied_column, internal, is_safe_comparison, join_and, lookup_only, plain_wildcard,
     split_and, split_and_ref, strip, Cursor, FromItem, Resolved, Rewriter, Target,
 };
+use crate::budget::Clock;
 use crate::copy_in::{copy_text, CopyIn};
 use crate::denial::Denial;
 use crate::enforce::Enforcer;
@@ -69,6 +70,7 @@ use row_scope::{
 pub(crate) fn rewrite_write(
     enforcer: &Enforcer,
     statement: &mut Statement,
+    clock: &Clock,
 ) -> Result<bool, Denial> {
     let kind = match statement {
         Statement::Insert(_) => StatementKind::Insert,
@@ -77,7 +79,7 @@ pub(crate) fn rewrite_write(
         _ => return Err(internal()),
     };
     enforcer.require(kind)?;
-    let mut rewriter = Rewriter::new(enforcer, &*statement)?;
+    let mut rewriter = Rewriter::new(enforcer, &*statement, clock)?;
     let (returns, reads) = match statement {
         Statement::Insert(insert) => rewrite_insert(&mut rewriter, insert)?,
         Statement::Update {

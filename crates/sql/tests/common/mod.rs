@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use maskgate_mask::PseudonymKeys;
 use maskgate_policy::{Policy, PolicySettings};
-use maskgate_sql::{Denial, Enforced, Enforcer, KeyedMasks};
+use maskgate_sql::{Denial, Enforced, Enforcer, KeyedMasks, Limits};
 
 pub fn policy() -> &'static Arc<Policy> {
     static POLICY: OnceLock<Arc<Policy>> = OnceLock::new();
@@ -23,10 +23,17 @@ pub fn policy() -> &'static Arc<Policy> {
 }
 
 pub fn enforce(login: &str, sql: &str) -> Result<Enforced, Denial> {
+    enforce_within(login, sql, Limits::default())
+}
+
+/// [`enforce`] with other analysis limits.
+pub fn enforce_within(login: &str, sql: &str, limits: Limits) -> Result<Enforced, Denial> {
     let rules = policy().effective(login).expect("fixture account");
     let keys = PseudonymKeys::default();
     let masks = KeyedMasks::new(&keys);
-    Enforcer::new(policy().clone(), rules, &masks).enforce(sql)
+    Enforcer::new(policy().clone(), rules, &masks)
+        .with_limits(limits)
+        .enforce(sql)
 }
 
 /// xorshift64*: deterministic, so a failure is reproducible from its seed.

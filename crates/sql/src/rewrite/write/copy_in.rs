@@ -10,9 +10,10 @@ pub(crate) fn rewrite_copy_in(
     enforcer: &Enforcer,
     name: &ObjectName,
     columns: &[sqlparser::ast::Ident],
+    clock: &Clock,
 ) -> Result<(String, CopyIn), Denial> {
     enforcer.require(StatementKind::Insert)?;
-    let rewriter = Rewriter::new(enforcer, name)?;
+    let rewriter = Rewriter::new(enforcer, name, clock)?;
     let table = target_table(&rewriter, name)?;
     let mut listed = Vec::with_capacity(columns.len());
     for column in columns {
