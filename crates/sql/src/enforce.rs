@@ -100,13 +100,15 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::budget::Limits;
+use crate::budget::{Clock, Limits};
 use crate::catalog;
 use crate::classify;
 use crate::copy_in::{self, CopyIn};
 use crate::denial::{sqlstate, Denial};
+use crate::lexical;
 use crate::mask::MaskRenderer;
 use crate::names;
+use crate::precedence;
 use crate::print;
 use crate::rewrite;
 use crate::verify;
@@ -125,7 +127,10 @@ pub struct Enforcer {
     pub(crate) fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
     /// Filtering subquery per `information_schema` view that names tables or columns.
     pub(crate) catalog_fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
-    limits: Limits,
+    /// Printed bytes of each of those subqueries: what one reference to its relation
+    /// adds to the text sent upstream.
+    fence_bytes: BTreeMap<QualifiedName, usize>,
+    pub(crate) limits: Limits,
 }
 
 /// The statements to forward, in order, each one our own serialization.
@@ -225,11 +230,19 @@ impl Enforcer {
                 (QualifiedName::new("information_schema", *view), fence)
             })
             .collect();
+        let fence_bytes = fences
+            .iter()
+            .chain(&catalog_fences)
+            .filter_map(|(table, fence)| {
+                Some((table.clone(), fence.as_ref().ok()?.to_string().len()))
+            })
+            .collect();
         Enforcer {
             policy,
             rules,
             fences,
             catalog_fences,
+            fence_bytes,
             limits: Limits::default(),
         }
     }
@@ -238,6 +251,12 @@ impl Enforcer {
     pub fn with_limits(mut self, limits: Limits) -> Enforcer {
         self.limits = limits;
         self
+    }
+
+    /// What one reference to `relation` adds to the printed statement: its masking or
+    /// filtering subquery, if it has one.
+    pub(crate) fn fence_bytes(&self, relation: &QualifiedName) -> usize {
+        self.fence_bytes.get(relation).copied().unwrap_or(0)
     }
 
     /// The account's rules this enforcer applies.
@@ -272,7 +291,7 @@ impl Enforcer {
         }
         if let Some(copy) = copy_in::recognize(sql) {
             let (name, columns) = copy?;
-            let (sql, copy_in) = rewrite::rewrite_copy_in(self, &name, &columns)?;
+            let (sql, copy_in) = rewrite::rewrite_copy_in(self, &name, &columns, clock)?;
             return Ok(Enforced {
                 statements: vec![EnforcedStatement {
                     sql,
@@ -289,7 +308,7 @@ impl Enforcer {
         let mut out = Vec::with_capacity(count);
         for (index, (statement, is_move)) in statements.into_iter().enumerate() {
             match self
-                .enforce_statement(statement, is_move, sql)
+                .enforce_statement(statement, is_move, sql, clock)
                 .and_then(|enforced| clock.check().map(|()| enforced))
             {
                 Ok(enforced) => out.push(enforced),
@@ -310,9 +329,14 @@ impl Enforcer {
         mut statement: Statement,
         is_move: bool,
         original: &str,
+        clock: &Clock,
     ) -> Result<EnforcedStatement, Denial> {
-        let decision = self.rewrite_statement(&mut statement)?;
+        precedence::check(&statement)?;
+        let decision = self.rewrite_statement(&mut statement, clock)?;
+        clock.check()?;
         let printed = print::print(&mut statement)?;
+        self.limits.check_printed(&printed.sql)?;
+        clock.check()?;
         verify::verify(&printed.sql, 1, &printed.facts, original)?;
         let mut sql = printed.sql;
         if is_move {
@@ -334,16 +358,17 @@ impl Enforcer {
     fn rewrite_statement(
         &self,
         statement: &mut Statement,
+        clock: &Clock,
     ) -> Result<(StatementClass, Option<u64>, Option<CursorUse>), Denial> {
         let cap = self.rules.max_rows;
         match statement {
             Statement::Query(query) => {
                 self.require(StatementKind::Read)?;
-                rewrite::rewrite_read(self, query)?;
+                rewrite::rewrite_read(self, query, clock)?;
                 Ok((StatementClass::Read, cap, None))
             }
             Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_) => {
-                let returns = rewrite::rewrite_write(self, statement)?;
+                let returns = rewrite::rewrite_write(self, statement, clock)?;
                 Ok((
                     StatementClass::Write,
                     if returns { cap } else { None },
@@ -373,7 +398,7 @@ impl Enforcer {
                         classify::construct_name(inner)
                     )));
                 }
-                self.rewrite_statement(inner)?;
+                self.rewrite_statement(inner, clock)?;
                 Ok((StatementClass::Session, None, None))
             }
             Statement::Execute {
@@ -404,7 +429,7 @@ impl Enforcer {
                     return Err(reserved_denial());
                 }
                 for parameter in parameters.iter_mut() {
-                    rewrite::check_execute_argument(self, parameter)?;
+                    rewrite::check_execute_argument(self, parameter, clock)?;
                 }
                 Ok((StatementClass::Read, cap, None))
             }
@@ -426,7 +451,7 @@ impl Enforcer {
                     _ => return Err(Denial::unsupported("this form of DECLARE")),
                 };
                 self.require(StatementKind::Read)?;
-                rewrite::rewrite_read(self, query)?;
+                rewrite::rewrite_read(self, query, clock)?;
                 Ok((StatementClass::Cursor, cap, Some(cursor)))
             }
             Statement::Fetch {
@@ -445,10 +470,29 @@ impl Enforcer {
                 };
                 Ok((StatementClass::Cursor, cap, cursor))
             }
+            Statement::LISTEN { channel } | Statement::NOTIFY { channel, .. } => {
+                self.check_channel(channel)?;
+                Ok((StatementClass::Notification, None, None))
+            }
             other => {
                 let class = classify::classify(other)?;
                 Ok((class, None, None))
             }
+        }
+    }
+
+    /// LISTEN and NOTIFY only on a channel a role names: notification payloads come
+    /// from other sessions unmasked, and other applications trust what arrives on
+    /// their channels. UNLISTEN, which only stops deliveries, is always allowed.
+    fn check_channel(&self, channel: &Ident) -> Result<(), Denial> {
+        names::check_quote(channel)?;
+        let name = names::fold(channel);
+        if self.rules.channels.contains(&name) {
+            Ok(())
+        } else {
+            Err(Denial::privilege(format!(
+                "notification channel \"{name}\" is not available to this account"
+            )))
         }
     }
 
@@ -506,55 +550,11 @@ fn check_not_reserved(name: &Ident) -> Result<(), Denial> {
     Ok(())
 }
 
-/// A quoted name holding `"` or `\\` prints in a form that sqlparser's printer and
-/// PostgreSQL can read differently; such names are refused rather than risked.
-fn check_identifiers(tokens: &[TokenWithSpan]) -> Result<(), Denial> {
-    let ambiguous = tokens.iter().any(|t| {
-        matches!(&t.token, Token::Word(w)
-            if w.quote_style.is_some() && w.value.contains(['"', '\\', '\0']))
-    });
-    if ambiguous {
-        return Err(Denial::unsupported(
-            "a quoted name containing a double quote, a backslash or NUL",
-        ));
-    }
-    Ok(())
-}
-
 /// The stack an analysis runs on: the deepest tree within [`Limits::max_depth`],
 /// walked by sqlparser, the rewrite, the printer and libpg_query in an unoptimized
 /// build, fits with room to spare. Reserved, not committed: only what a statement
 /// touches is ever backed by memory.
 const ANALYSIS_STACK_BYTES: usize = 512 << 20;
-
-/// The time budget of one analysis, checked between its steps. Statement size and
-/// token limits keep each step short; this is the net under them.
-struct Clock {
-    started: std::time::Instant,
-    budget: std::time::Duration,
-}
-
-impl Clock {
-    fn start(limits: &Limits) -> Clock {
-        Clock {
-            started: std::time::Instant::now(),
-            budget: limits.max_analysis_time,
-        }
-    }
-
-    fn check(&self) -> Result<(), Denial> {
-        if self.started.elapsed() > self.budget {
-            return Err(Denial {
-                sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                message: format!(
-                    "statement took longer than {} ms to analyze, so it is refused",
-                    self.budget.as_millis()
-                ),
-            });
-        }
-        Ok(())
-    }
-}
 
 /// How deep sqlparser may recurse. Its own descent is bounded by this; the depth of
 /// the tree it returns is bounded by [`Limits::max_depth`] before it parses.
@@ -571,7 +571,7 @@ fn parse(sql: &str, limits: &Limits) -> Result<Vec<(Statement, bool)>, Denial> {
         .tokenize_with_location()
         .map_err(|error| parse_denial(error.into()))?;
     limits.check_tokens(&tokens)?;
-    check_identifiers(&tokens)?;
+    lexical::check(sql, &tokens)?;
     // The parser skips white space anyway; dropping it here halves what it holds.
     tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
     let (tokens, moves) = prepare_tokens(tokens)?;

@@ -81,6 +81,12 @@ const GRAMMAR_FUNCTIONS: &[&str] = &[
     "system_user",
 ];
 
+/// Whether libpg_query stopped for depth: its own stack check, or the depth limit of
+/// the protobuf form its tree is handed over in.
+fn is_depth_limit(message: &str) -> bool {
+    message.contains("stack depth limit exceeded") || message.contains("nested too deeply")
+}
+
 /// Checks `sql`, printed from `statements` statements with `facts`, against
 /// PostgreSQL's reading of it. Counts and logs a mismatch before returning it.
 ///
@@ -108,7 +114,7 @@ pub(crate) fn verify(
     };
     outcome.map_err(|mismatch| {
         if let Mismatch::Invalid(message) = &mismatch {
-            if !message.contains("stack depth limit exceeded") {
+            if !is_depth_limit(message) {
                 return Denial {
                     sqlstate: crate::denial::sqlstate::SYNTAX_ERROR,
                     message: format!(
@@ -118,6 +124,16 @@ pub(crate) fn verify(
             }
         }
         if let Mismatch::Parse(message) | Mismatch::Invalid(message) = &mismatch {
+            if message.contains("nested too deeply") {
+                // libpg_query hands its tree over as protobuf, which has a depth
+                // limit of its own: deeper than that, the text cannot be checked.
+                return Denial {
+                    sqlstate: crate::denial::sqlstate::STATEMENT_TOO_COMPLEX,
+                    message: "stack depth limit exceeded: statement nests deeper than \
+                              maskgate's check of the text it sends can read"
+                        .to_owned(),
+                };
+            }
             if message.contains("stack depth limit exceeded") {
                 // PostgreSQL itself would refuse this depth: not a printer bug.
                 return Denial {
