@@ -527,12 +527,12 @@ async fn listener(channel: &str) -> (Client, tokio::sync::mpsc::UnboundedReceive
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_denied_statement_in_a_simple_query_string_runs_none() {
     let proxy = proxy().await;
-    let (_listener, mut notifications) = listener("mg_multi").await;
+    let (_listener, mut notifications) = listener("report_ready").await;
     let analyst = login(&proxy, ANALYST).await;
 
     let outcome = simple(
         &analyst,
-        "SET application_name = 'mg_multi_set'; NOTIFY mg_multi, 'forwarded'; SELECT count(*) FROM employer; SELECT phone FROM participant",
+        "SET application_name = 'mg_multi_set'; NOTIFY report_ready, 'forwarded'; SELECT count(*) FROM employer; SELECT phone FROM participant",
     )
     .await;
     assert_code(&outcome, "42501", "the string with a denied statement");
@@ -551,7 +551,7 @@ async fn one_denied_statement_in_a_simple_query_string_runs_none() {
     // Notifications arrive in commit order: the sentinel comes after anything
     // the denied string might have sent.
     assert_ok(
-        &simple(&analyst, "NOTIFY mg_multi, 'sentinel'").await,
+        &simple(&analyst, "NOTIFY report_ready, 'sentinel'").await,
         "NOTIFY through the proxy",
     );
     loop {
@@ -889,4 +889,34 @@ async fn denials_row_caps_and_quotas_are_counted_in_metrics() {
         );
         assert!(a >= b + 1.0, "{series} did not count the event: {b} -> {a}");
     }
+}
+
+/// Notification payloads come from other sessions unmasked: a restricted
+/// account may LISTEN and NOTIFY only on the channels its roles name, and
+/// UNLISTEN (what connection pools send on reset) always works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_accounts_use_only_the_notification_channels_their_roles_name() {
+    let proxy = proxy().await;
+    let analyst = login(&proxy, ANALYST).await;
+    for sql in [
+        "LISTEN report_ready",
+        "NOTIFY report_ready, 'done'",
+        "UNLISTEN *",
+    ] {
+        assert_ok(&simple(&analyst, sql).await, sql);
+    }
+    for sql in [
+        "LISTEN participant_changes",
+        "NOTIFY participant_changes, 'x'",
+        "LISTEN \"Report_Ready\"",
+    ] {
+        assert_code(&simple(&analyst, sql).await, "42501", sql);
+    }
+    let clerk = login(&proxy, CLERK_79).await;
+    assert_code(
+        &simple(&clerk, "LISTEN report_ready").await,
+        "42501",
+        "a clerk's LISTEN",
+    );
+    assert_ok(&simple(&clerk, "UNLISTEN *").await, "a clerk's UNLISTEN *");
 }

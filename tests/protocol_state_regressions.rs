@@ -322,6 +322,46 @@ async fn pipelined_statements_cannot_each_spend_the_rest_of_the_hourly_quota() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// PostgreSQL keeps SQL cursors and protocol portals in one namespace, so an
+/// Execute message can read a `DECLARE`d cursor without any Bind: its rows
+/// count with the cursor's FETCHes against the one cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_read_by_a_protocol_execute_shares_the_cursors_cap() {
+    let proxy = proxy_with_quotas().await;
+    let mut failures = Vec::new();
+    for login in [CLERK_79, INVESTIGATOR, OFFICER, ANALYST] {
+        let Some(mut wire) = login_or_skip(&proxy, login, &mut failures).await else {
+            continue;
+        };
+        let cap = cap_of(login);
+        let mut received = 0;
+        for sql in [
+            "BEGIN".to_string(),
+            format!(
+                "DECLARE c CURSOR FOR SELECT g FROM generate_series(1, {}) g",
+                cap * 3
+            ),
+            "FETCH 1 FROM c".to_string(),
+        ] {
+            received += rows(&wire.until_ready_after(&query(&sql)).await);
+        }
+        let mut batch = execute("c", 0);
+        batch.extend(sync());
+        let seen = wire.until_ready_after(&batch).await;
+        received += rows(&seen);
+        eprintln!(
+            "{login}: {received} rows through FETCH and Execute, cap {cap}: {:?}",
+            codes(&seen)
+        );
+        if received > cap {
+            failures.push(format!(
+                "{login}: {received} rows of one cursor through FETCH and a protocol Execute, cap {cap}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// maskgate's own statement names (`_maskgate_<n>`) cannot be taken by a
 /// client through SQL `PREPARE`, `DECLARE` or a Bind portal name, and the
 /// driver's unnamed statements keep running what they were parsed from.

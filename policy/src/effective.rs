@@ -83,6 +83,10 @@ pub(crate) fn merge(
         max_rows: min_of(held.iter().map(|r| r.max_rows)),
         rows_per_hour: min_of(held.iter().map(|r| r.rows_per_hour)),
         statements_per_minute: min_of(held.iter().map(|r| r.statements_per_minute)),
+        channels: held
+            .iter()
+            .flat_map(|role| role.channels.iter().cloned())
+            .collect(),
         tables: BTreeMap::new(),
     };
 

@@ -1,6 +1,6 @@
 //! The validated policy: classification, roles, accounts and the rules they add up to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use maskgate_mask::MaskSpec;
@@ -241,6 +241,8 @@ pub struct Role {
     pub statements_per_minute: Option<u64>,
     /// Break-glass: statements pass unrewritten (still audited).
     pub unrestricted: bool,
+    /// Notification channels it may LISTEN on and NOTIFY; no others.
+    pub channels: BTreeSet<String>,
     /// The tables it may use; every other table is denied.
     pub tables: BTreeMap<QualifiedName, RoleTable>,
 }
@@ -319,6 +321,10 @@ pub struct EffectiveRules {
     pub rows_per_hour: Option<u64>,
     /// Minimum across roles.
     pub statements_per_minute: Option<u64>,
+    /// Union across roles: the notification channels it may LISTEN on and NOTIFY.
+    /// Payloads are whatever other sessions send, never masked, so a restricted
+    /// account gets only channels a role names.
+    pub channels: BTreeSet<String>,
     /// Union of the roles' tables; any other table is denied.
     pub tables: BTreeMap<QualifiedName, TableRules>,
 }

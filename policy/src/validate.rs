@@ -45,6 +45,7 @@ const ROLE_KEYS: &[&str] = &[
     "rows_per_hour",
     "statements_per_minute",
     "unrestricted",
+    "channels",
     "tables",
 ];
 const ROLE_TABLE_KEYS: &[&str] = &["row_filter", "lookup_keys", "labels", "columns"];

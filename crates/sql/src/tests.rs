@@ -236,6 +236,27 @@ fn statement_kinds() {
 }
 
 #[test]
+fn notifications_use_only_the_channels_a_role_names() {
+    for sql in [
+        "NOTIFY other",
+        "LISTEN other",
+        "LISTEN \"CH\"",
+        "NOTIFY other, 'x'",
+    ] {
+        assert_eq!(denied("clerk_01", sql).sqlstate, "42501", "{sql}");
+    }
+    for sql in [
+        "LISTEN CH",
+        "NOTIFY ch, 'x'",
+        "UNLISTEN other",
+        "UNLISTEN *",
+    ] {
+        enforce("clerk_01", sql).unwrap_or_else(|d| panic!("{sql}: {d}"));
+    }
+    assert_eq!(denied("analyst_79", "LISTEN ch").sqlstate, "42501");
+}
+
+#[test]
 fn writes_need_the_statement_kind() {
     let denial = denied("clerk_01", "UPDATE employer SET name = 'x' WHERE id = 1");
     assert_eq!(denial.sqlstate, "42501");

@@ -54,6 +54,29 @@ impl Checker<'_> {
         let max_rows = limit("max_rows");
         let rows_per_hour = limit("rows_per_hour");
         let statements_per_minute = limit("statements_per_minute");
+        let channels = match get(fields, "channels") {
+            None => BTreeSet::new(),
+            Some(c) => {
+                let mut channels = BTreeSet::new();
+                for (channel, pos) in self.strings(&c.value, "channels").unwrap_or_default() {
+                    if is_channel_name(channel) {
+                        channels.insert(channel.to_owned());
+                    } else {
+                        ok = false;
+                        self.error(
+                            pos,
+                            format!("channel {channel:?} of role {name:?} is not a plain name"),
+                            Some(
+                                "a channel is lower-case letters, digits and _, starting with a \
+                                 letter or _, at most 63 bytes: the name LISTEN folds it to"
+                                    .into(),
+                            ),
+                        );
+                    }
+                }
+                channels
+            }
+        };
 
         let mut role_tables = BTreeMap::new();
         if let Some(t) = get(fields, "tables") {
@@ -104,6 +127,7 @@ impl Checker<'_> {
             rows_per_hour,
             statements_per_minute,
             unrestricted,
+            channels,
             tables: role_tables,
         };
         (ok.then_some(role), needed)
@@ -350,4 +374,14 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A channel name as `LISTEN name` folds an unquoted name: what a policy may list.
+fn is_channel_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 63
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }

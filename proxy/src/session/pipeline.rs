@@ -225,11 +225,16 @@ impl Confirmed {
         }
     }
 
+    /// What an Execute of `portal` counts against. A named portal this session never
+    /// bound can only be a SQL cursor: PostgreSQL keeps cursors and protocol portals
+    /// in one namespace, so Execute reads a `DECLARE`d cursor directly, and its rows
+    /// count with the cursor's FETCHes.
     fn portal_key(&self, portal: &str) -> CountKey {
-        self.portal_keys
-            .get(portal)
-            .cloned()
-            .unwrap_or_else(|| CountKey::Portal(portal.to_owned()))
+        match self.portal_keys.get(portal) {
+            Some(key) => key.clone(),
+            None if portal.is_empty() => CountKey::Portal(String::new()),
+            None => CountKey::Cursor(portal.to_owned()),
+        }
     }
 }
 

@@ -170,6 +170,31 @@ fn rows_count_across_executes_of_a_portal_from_its_bind_complete() {
 }
 
 #[test]
+fn an_execute_of_a_declared_cursor_counts_with_its_fetches() {
+    let mut p = Pipeline::default();
+    p.push(op(OpKind::Query {
+        statements: Some(
+            [StatementPlan {
+                key: CountKey::Cursor("c".into()),
+                declares: None,
+            }]
+            .into(),
+        ),
+        cap: Some(5),
+    }));
+    feed(&mut p, b"T");
+    assert_eq!(rows(&mut p, 3), 3, "FETCH 3 FROM c");
+    feed(&mut p, b"CZ");
+    // No Bind made portal "c": it is the cursor, read by the protocol.
+    p.push(op(OpKind::Execute {
+        portal: "c".into(),
+        cap: Some(5),
+    }));
+    p.push(op(OpKind::Sync));
+    assert_eq!(rows(&mut p, 3), 2, "the cursor's count carries over");
+}
+
+#[test]
 fn a_copy_swallows_syncs_and_ends_at_copy_done() {
     let mut p = Pipeline::default();
     p.push(op(parse(None)));
