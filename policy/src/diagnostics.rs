@@ -1,7 +1,7 @@
 //! What `maskgate policy check` prints: every problem with its place in the files.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::Location;
 
@@ -92,6 +92,13 @@ impl Sources {
 
     pub fn len(&self) -> usize {
         self.files.len()
+    }
+
+    /// The files with their text, in the order they were read.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, &str)> {
+        self.files
+            .iter()
+            .map(|(path, text)| (path.as_path(), text.as_str()))
     }
 
     pub fn location(&self, pos: Pos) -> Location {

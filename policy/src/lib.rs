@@ -28,7 +28,7 @@ pub use model::{
     Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind, TableRules,
 };
 pub use net::{IpNet, NetError};
-pub use policy::{Loaded, Policy, Rejected};
+pub use policy::{Generation, Loaded, Policy, Rejected};
 
 pub use error::Location;
 pub use password::{check_password, WeakPassword};

@@ -16,6 +16,7 @@ pub mod error;
 pub mod logging;
 pub mod login;
 pub mod metrics;
+pub mod observe;
 pub mod protocol;
 pub mod reload;
 pub mod server;

@@ -139,6 +139,7 @@ pub struct Metrics {
     quota_statements_exceeded: Counter,
     quota_rows_exceeded: Counter,
     result_column_violations: Counter,
+    event_overflows: Counter,
 }
 
 impl Default for Metrics {
@@ -289,8 +290,15 @@ impl Metrics {
             "Results stopped because a protected column arrived as stored (a rewrite bug)",
             result_column_violations.clone(),
         );
+        let event_overflows = Counter::default();
+        registry.register(
+            "event_overflows",
+            "Events logged by the session itself because the log task's queue was full",
+            event_overflows.clone(),
+        );
 
         Metrics {
+            event_overflows,
             registry,
             statements_denied,
             row_cap_exceeded,
@@ -354,6 +362,11 @@ impl Metrics {
     /// A result column that should have been masked arrived as stored.
     pub fn result_column_violation(&self) {
         self.result_column_violations.inc();
+    }
+
+    /// An event found the log task's queue full and was logged inline.
+    pub fn event_overflow(&self) {
+        self.event_overflows.inc();
     }
 
     /// A session was ended because its account may no longer be used.

@@ -21,6 +21,7 @@ use crate::config::{ClientTlsMode, Config};
 use crate::enforcement::Enforcement;
 use crate::login::{Lockouts, SessionCounts};
 use crate::metrics::Metrics;
+use crate::observe::{Event, Events, PolicyReload};
 use crate::session;
 use crate::tls::{self, TlsError};
 use crate::upstream::pool::Pool;
@@ -56,6 +57,8 @@ pub struct Shared {
     pub(crate) pool: Arc<Pool>,
     pub(crate) cancel: CancelRegistry,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where every login, session end, refusal and reload is reported.
+    pub(crate) events: Events,
     pub(crate) health: Arc<HealthState>,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Keys the mock SCRAM exchange for unknown users.
@@ -92,12 +95,16 @@ impl ServerHandle {
     /// the policy they started with.
     pub fn reload_policy(&self) -> Result<(), PolicyErrors> {
         let shared = &self.shared;
+        let before = shared.policy.load().generation().clone();
         match load_policy(&shared.config) {
             Ok(policy) => {
+                let after = policy.generation().clone();
                 shared.policy.store(Arc::new(policy));
                 shared.health.clear_error();
-                shared.metrics.policy_reload(true);
-                tracing::info!(dir = %shared.config.policy.dir.display(), "policy reloaded");
+                shared.events.emit(Event::PolicyReload(PolicyReload {
+                    before,
+                    outcome: Ok(after),
+                }));
                 Ok(())
             }
             Err(errors) => {
@@ -110,11 +117,10 @@ impl ServerHandle {
                     "policy reload refused ({} errors; the previous policy stays in force): {first}",
                     errors.0.len()
                 ));
-                shared.metrics.policy_reload(false);
-                tracing::error!(
-                    dir = %shared.config.policy.dir.display(),
-                    "policy reload refused; the previous policy stays in force:\n{errors}"
-                );
+                shared.events.emit(Event::PolicyReload(PolicyReload {
+                    before,
+                    outcome: Err(errors.to_string()),
+                }));
                 Err(errors)
             }
         }
@@ -177,6 +183,7 @@ impl Server {
             sessions: Arc::new(SessionCounts::default()),
             pool,
             cancel: CancelRegistry::default(),
+            events: Events::start(metrics.clone()),
             metrics,
             health: Arc::new(HealthState::new()),
             tls,

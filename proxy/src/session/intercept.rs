@@ -105,7 +105,7 @@ impl<'m> Intercept<'m> {
             frontend_tag::QUERY => {
                 metrics.statement();
                 match self.rules.as_mut() {
-                    Some(rules) => rules.query(metrics, pipe, body, out),
+                    Some(rules) => rules.query(pipe, body, out),
                     None => forward(
                         pipe,
                         OpKind::Query {
@@ -128,7 +128,7 @@ impl<'m> Intercept<'m> {
                 self.unsynced = true;
                 metrics.statement();
                 match self.rules.as_mut() {
-                    Some(rules) => rules.execute(metrics, pipe, body, out),
+                    Some(rules) => rules.execute(pipe, body, out),
                     None => forward(
                         pipe,
                         OpKind::Execute {
@@ -141,7 +141,7 @@ impl<'m> Intercept<'m> {
             frontend_tag::PARSE => {
                 self.unsynced = true;
                 match self.rules.as_mut() {
-                    Some(rules) => rules.parse(metrics, pipe, body, out),
+                    Some(rules) => rules.parse(pipe, body, out),
                     None => forward(
                         pipe,
                         OpKind::Parse {
@@ -155,7 +155,7 @@ impl<'m> Intercept<'m> {
             frontend_tag::BIND => {
                 self.unsynced = true;
                 match self.rules.as_mut() {
-                    Some(rules) => rules.bind(metrics, pipe, body, out),
+                    Some(rules) => rules.bind(pipe, body, out),
                     None => forward(
                         pipe,
                         OpKind::Bind {
@@ -168,7 +168,7 @@ impl<'m> Intercept<'m> {
             frontend_tag::DESCRIBE | frontend_tag::CLOSE => {
                 self.unsynced = true;
                 match self.rules.as_mut() {
-                    Some(rules) => rules.describe_or_close(metrics, pipe, tag, body, out),
+                    Some(rules) => rules.describe_or_close(pipe, tag, body, out),
                     None if tag == frontend_tag::CLOSE => forward(pipe, OpKind::Close),
                     None => forward(pipe, OpKind::Describe),
                 }
@@ -179,7 +179,7 @@ impl<'m> Intercept<'m> {
             }
             frontend_tag::COPY_DATA | frontend_tag::COPY_DONE | frontend_tag::COPY_FAIL => {
                 match self.rules.as_mut() {
-                    Some(rules) => rules.copy_message(metrics, pipe, tag, body, out),
+                    Some(rules) => rules.copy_message(pipe, tag, body, out),
                     None => forward(pipe, copy_kind(tag)),
                 }
             }
@@ -233,9 +233,7 @@ impl<'m> Intercept<'m> {
             self.metrics.observe_statement(sent.elapsed());
         }
         match self.rules.as_mut() {
-            Some(rules) => {
-                rules.server_message(self.metrics, &mut self.pipeline, step, (tag, body), out)
-            }
+            Some(rules) => rules.server_message(&mut self.pipeline, step, (tag, body), out),
             None => match step {
                 Step::Drop => ServerVerdict::Drop,
                 Step::Row => match self.pipeline.count_row(|| true) {
@@ -323,6 +321,7 @@ mod tests {
 
     use super::*;
     use crate::enforcement::Enforcement;
+    use crate::observe::{Events, SessionContext, SessionId};
 
     fn client(i: &mut Intercept<'_>, tag: u8, body: &[u8]) -> ClientVerdict {
         i.client_message(tag, body, &mut BytesMut::new())
@@ -454,7 +453,7 @@ roles = ["reader"]
     }
 
     fn restricted_session<'m>(
-        metrics: &'m Metrics,
+        events: &'m Events,
         enforcement: &'m Enforcement,
         policy: &Arc<maskgate_policy::Policy>,
     ) -> Intercept<'m> {
@@ -468,19 +467,33 @@ roles = ["reader"]
             ]),
         );
         let account = enforcement.account(policy, "clerk").unwrap();
+        let session = Arc::new(SessionContext {
+            id: SessionId::next(),
+            login: "clerk".into(),
+            account_name: None,
+            roles: Vec::new(),
+            client: "127.0.0.1:5000".parse().unwrap(),
+            tls: None,
+            application_name: None,
+            database: "register".into(),
+            policy: policy.generation().clone(),
+            restricted: true,
+            started: std::time::Instant::now(),
+        });
         Intercept::new(
-            metrics,
+            events.metrics(),
             None,
-            Some(SessionRules::new(enforcement, account, "clerk")),
+            Some(SessionRules::new(enforcement, account, (events, session))),
         )
     }
 
     #[test]
     fn a_protected_column_arriving_as_stored_stops_the_statement() {
-        let metrics = Metrics::new();
+        let events = Events::inline(Arc::new(Metrics::new()));
+        let metrics = events.metrics();
         let enforcement = Enforcement::new(Default::default());
         let policy = policy();
-        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut i = restricted_session(&events, &enforcement, &policy);
         let mut out = BytesMut::new();
         assert_eq!(
             i.client_message(b'Q', b"SELECT id, citizen_id FROM person\0", &mut out),
@@ -509,10 +522,10 @@ roles = ["reader"]
 
     #[test]
     fn a_denied_statement_is_replaced_by_the_token_and_its_error_by_the_denial() {
-        let metrics = Metrics::new();
+        let events = Events::inline(Arc::new(Metrics::new()));
         let enforcement = Enforcement::new(Default::default());
         let policy = policy();
-        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut i = restricted_session(&events, &enforcement, &policy);
         let mut out = BytesMut::new();
         assert_eq!(
             i.client_message(b'Q', b"SELECT pg_read_file('x')\0", &mut out),
@@ -550,10 +563,10 @@ roles = ["reader"]
 
     #[test]
     fn a_query_skipped_after_an_extended_error_shifts_no_denial_or_count() {
-        let metrics = Metrics::new();
+        let events = Events::inline(Arc::new(Metrics::new()));
         let enforcement = Enforcement::new(Default::default());
         let policy = policy();
-        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut i = restricted_session(&events, &enforcement, &policy);
         let token = enforcement.denial_token().to_owned();
         let syntax_error =
             format!("SERROR\0VERROR\0C42601\0Msyntax error at or near \"{token}\"\0\0");
@@ -599,10 +612,10 @@ roles = ["reader"]
 
     #[test]
     fn reserved_names_are_refused_in_every_extended_message() {
-        let metrics = Metrics::new();
+        let events = Events::inline(Arc::new(Metrics::new()));
         let enforcement = Enforcement::new(Default::default());
         let policy = policy();
-        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut i = restricted_session(&events, &enforcement, &policy);
         let token = enforcement.denial_token().to_owned();
         for (tag, body) in [
             (b'B', &b"_maskgate_p\0\0\0\0\0\0\0\0"[..]),
@@ -658,10 +671,10 @@ roles = ["reader"]
             "CURSOR",
             "FOR",
         ];
-        let metrics = Metrics::new();
+        let events = Events::inline(Arc::new(Metrics::new()));
         let enforcement = Enforcement::new(Default::default());
         let policy = policy();
-        let mut i = restricted_session(&metrics, &enforcement, &policy);
+        let mut i = restricted_session(&events, &enforcement, &policy);
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut out = BytesMut::new();
         for _ in 0..2_000 {

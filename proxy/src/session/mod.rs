@@ -30,6 +30,10 @@ use crate::enforcement::AccountRules;
 use crate::error::{ClientError, SqlState, UserFacingError};
 use crate::login::SessionSlot;
 use crate::metrics::RejectReason;
+use crate::observe::{
+    Event, LoginAttempt, LoginOutcome, SessionContext, SessionEnd, SessionEnded, SessionId,
+    TlsFacts,
+};
 use crate::protocol;
 use crate::protocol::io::ReadError;
 use crate::server::Shared;
@@ -117,6 +121,7 @@ struct Attached {
     /// The policy the login was checked against.
     policy: Arc<Policy>,
     rules: Arc<AccountRules>,
+    context: Arc<SessionContext>,
     _slot: SessionSlot,
 }
 
@@ -126,13 +131,17 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     let _ = tcp.set_nodelay(true);
     let login_timeout = shared.config.server.login_timeout;
     let mut client: Option<Stream> = None;
+    let mut user: Option<String> = None;
     // A login still running when a shutdown starts would be closed right
     // after it completes anyway; ending it now keeps a silent client from
     // holding the shutdown up until its login timeout.
     let login = tokio::select! {
-        result = tokio::time::timeout(login_timeout, login(tcp, peer, &shared, admitted, &mut client)) => result,
+        result = tokio::time::timeout(
+            login_timeout,
+            login(tcp, peer, &shared, admitted, (&mut client, &mut user)),
+        ) => result,
         _ = shared.draining.cancelled() => {
-            shared.metrics.client_rejected(RejectReason::ShuttingDown);
+            refused(&shared, peer, None, RejectReason::ShuttingDown, String::new());
             let e = ClientError::fatal(
                 SqlState::ADMIN_SHUTDOWN,
                 "maskgate is shutting down and accepts no new sessions",
@@ -145,12 +154,17 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
         Ok(Ok(Some(attached))) => attached,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
-            reject(&shared, client.as_mut(), &e, peer).await;
+            reject(&shared, client.as_mut(), &e, peer, user.as_deref()).await;
             return;
         }
         Err(_) => {
-            shared.metrics.client_rejected(RejectReason::LoginTimeout);
-            tracing::info!(%peer, "login timed out");
+            refused(
+                &shared,
+                peer,
+                user.as_deref(),
+                RejectReason::LoginTimeout,
+                String::new(),
+            );
             let e = ClientError::fatal(
                 SqlState::PROTOCOL_VIOLATION,
                 "login did not complete in time",
@@ -159,9 +173,33 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
             return;
         }
     };
-    shared.metrics.client_connected();
-    run_session(attached, peer, &shared).await;
-    shared.metrics.client_disconnected();
+    let context = attached.context.clone();
+    shared.events.emit(Event::Login(LoginAttempt {
+        client: peer,
+        login: Some(context.login.clone()),
+        outcome: LoginOutcome::Admitted(context.clone()),
+    }));
+    let end = run_session(attached, &shared).await;
+    shared.events.emit(Event::SessionEnded(SessionEnded {
+        duration: context.started.elapsed(),
+        session: context,
+        end,
+    }));
+}
+
+/// Reports a refused login attempt.
+fn refused(
+    shared: &Shared,
+    client: SocketAddr,
+    login: Option<&str>,
+    reason: RejectReason,
+    detail: String,
+) {
+    shared.events.emit(Event::Login(LoginAttempt {
+        client,
+        login: login.map(str::to_owned),
+        outcome: LoginOutcome::Refused { reason, detail },
+    }));
 }
 
 fn denial_reason(denial: LoginDenial) -> RejectReason {
@@ -174,17 +212,21 @@ fn denial_reason(denial: LoginDenial) -> RejectReason {
     }
 }
 
-async fn reject(shared: &Shared, client: Option<&mut Stream>, e: &SessionError, peer: SocketAddr) {
-    shared.metrics.client_rejected(e.reject_reason());
-    match e {
-        SessionError::Auth(AuthError::Failed { user }) => {
-            tracing::info!(%peer, %user, "authentication failed");
-            // The same delay whatever failed, so timing does not reveal which accounts exist.
-            tokio::time::sleep(shared.config.server.auth_failure_delay).await;
-        }
-        SessionError::Upstream(e) => tracing::warn!(%peer, error = %e, "no upstream connection"),
-        SessionError::Closed => tracing::debug!(%peer, "client left during login"),
-        e => tracing::info!(%peer, error = %e, "login refused"),
+async fn reject(
+    shared: &Shared,
+    client: Option<&mut Stream>,
+    e: &SessionError,
+    peer: SocketAddr,
+    login: Option<&str>,
+) {
+    let detail = match e {
+        SessionError::Closed => String::new(),
+        e => e.to_string(),
+    };
+    refused(shared, peer, login, e.reject_reason(), detail);
+    if let SessionError::Auth(AuthError::Failed { .. }) = e {
+        // The same delay whatever failed, so timing does not reveal which accounts exist.
+        tokio::time::sleep(shared.config.server.auth_failure_delay).await;
     }
     if let Some(error) = e.client_error() {
         send_error(client, &error).await;
@@ -204,13 +246,14 @@ async fn send_error(client: Option<&mut Stream>, error: &ClientError) {
 
 /// TLS, startup, authentication and upstream attachment. Returns `None` for
 /// connections that were only a CancelRequest. `client` receives the stream
-/// as soon as there is one, so errors can be reported on it.
+/// as soon as there is one, so errors can be reported on it, and `user` the login
+/// name as soon as the client sent it, so refusals name it.
 async fn login(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
     admitted: bool,
-    client: &mut Option<Stream>,
+    (client, user): (&mut Option<Stream>, &mut Option<String>),
 ) -> Result<Option<Attached>, SessionError> {
     let (stream, request, mut pending) = match handshake::open(tcp, shared, client).await? {
         Opening::Cancel { pid, secret } => {
@@ -223,6 +266,7 @@ async fn login(
             pending,
         ),
     };
+    *user = Some(request.user.clone());
     if !admitted {
         return Err(ClientError::fatal(
             SqlState::TOO_MANY_CONNECTIONS,
@@ -276,8 +320,10 @@ async fn login(
         Ok(()) => {}
         Err(e @ AuthError::Failed { .. }) => {
             if shared.lockouts.record_failure(login, Instant::now()) {
-                shared.metrics.lockout();
-                tracing::warn!(%peer, user = %login, "login name locked after repeated failed logins");
+                shared.events.emit(Event::Lockout {
+                    client: peer,
+                    login: login.to_owned(),
+                });
             }
             return Err(e.into());
         }
@@ -291,7 +337,6 @@ async fn login(
     account
         .admit(policy.now(), peer.ip(), cert.as_ref())
         .map_err(|denial| {
-            tracing::info!(%peer, user = %login, reason = denial.as_str(), "login denied by policy");
             SessionError::Refused(
                 denial_reason(denial),
                 ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
@@ -327,6 +372,23 @@ async fn login(
     let stream = client
         .take()
         .expect("the client stream is set after the handshake");
+    let context = Arc::new(SessionContext {
+        id: SessionId::next(),
+        login: request.user.clone(),
+        account_name: Some(account.name.clone()),
+        roles: account.roles.clone(),
+        client: peer,
+        tls: tls_facts(&stream, cert),
+        application_name: request
+            .settings
+            .iter()
+            .find(|(name, _)| name == "application_name")
+            .map(|(_, value)| value.clone()),
+        database: shared.config.upstream.database.clone(),
+        policy: policy.generation().clone(),
+        restricted: rules.is_restricted(),
+        started: Instant::now(),
+    });
     Ok(Some(Attached {
         stream,
         pending,
@@ -334,8 +396,24 @@ async fn login(
         request,
         policy,
         rules,
+        context,
         _slot: slot,
     }))
+}
+
+/// The client leg's TLS, for the session's context.
+fn tls_facts(stream: &Stream, cert: Option<[u8; 32]>) -> Option<TlsFacts> {
+    let Stream::ServerTls(tls) = stream else {
+        return None;
+    };
+    Some(TlsFacts {
+        version: tls
+            .get_ref()
+            .1
+            .protocol_version()
+            .map_or_else(|| "unknown".to_owned(), |v| format!("{v:?}")),
+        client_certificate: cert.map(|c| c.iter().map(|b| format!("{b:02x}")).collect()),
+    })
 }
 
 /// The account's rules for this session. A restricted account needs the column
@@ -438,7 +516,8 @@ async fn forward_cancel(shared: &Shared, pid: i32, secret: i32) {
     }
 }
 
-async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
+/// Relays an admitted session until it ends; how it ended.
+async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
     let Attached {
         mut stream,
         pending,
@@ -446,11 +525,11 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
         request,
         policy,
         rules,
+        context,
         _slot,
     } = attached;
     let cancel_guard = shared.cancel.register(upstream.cancel_key());
     let client_key = cancel_guard.client_key();
-    tracing::info!(%peer, user = %request.user, "session started");
 
     let mut greeting = BytesMut::with_capacity(512);
     for (name, value) in upstream.server_params() {
@@ -460,7 +539,7 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
     protocol::ready_for_query(&mut greeting, b'I');
     if stream.write_all(&greeting).await.is_err() || stream.flush().await.is_err() {
         shared.pool.discard(upstream);
-        return;
+        return SessionEnd::Client;
     }
     shared.metrics.bytes_to_client(greeting.len());
 
@@ -471,7 +550,7 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
             pending,
             &shared.metrics,
             AccountGuard::new(&shared.policy, policy, &request.user),
-            SessionRules::new(&shared.enforcement, rules, &request.user),
+            SessionRules::new(&shared.enforcement, rules, (&shared.events, context)),
             shared.config.server.max_message_size,
         );
         let end = relay
@@ -485,17 +564,11 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
     };
     drop(cancel_guard);
 
-    match &end {
-        RelayEnd::ClientTerminated | RelayEnd::ClientGone => {
-            tracing::info!(%peer, user = %request.user, "session ended")
-        }
-        RelayEnd::UpstreamGone { .. } => {
-            tracing::warn!(%peer, user = %request.user, "database server closed the session's connection")
-        }
-        RelayEnd::Closed(e) => {
-            tracing::info!(%peer, user = %request.user, reason = %e, "session closed by maskgate")
-        }
-    }
+    let session_end = match &end {
+        RelayEnd::ClientTerminated | RelayEnd::ClientGone => SessionEnd::Client,
+        RelayEnd::UpstreamGone { .. } => SessionEnd::UpstreamGone,
+        RelayEnd::Closed(e) => SessionEnd::ClosedByMaskgate(e.to_string()),
+    };
     if let RelayEnd::UpstreamGone { fatal_sent: false } = end {
         let e = ClientError::fatal(
             SqlState::CONNECTION_FAILURE,
@@ -519,4 +592,5 @@ async fn run_session(attached: Attached, peer: SocketAddr, shared: &Shared) {
         }
         shared.pool.discard(upstream);
     }
+    session_end
 }

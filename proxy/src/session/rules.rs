@@ -28,7 +28,10 @@ use super::pipeline::{
 };
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
-use crate::metrics::Metrics;
+use crate::observe::{
+    Event, Events, Refusal as RefusalKind, SessionContext, StatementRefused, StatementStopped,
+    StopLimit,
+};
 use crate::protocol::fields::Fields;
 use crate::protocol::{self, backend_tag, frontend_tag};
 
@@ -41,6 +44,9 @@ const DENIED_NAME: &[u8] = b"_maskgate_denied";
 /// statements.
 pub struct SessionRules<'m> {
     enforcement: &'m Enforcement,
+    events: &'m Events,
+    /// Who the session is, for the events it reports.
+    session: Arc<SessionContext>,
     account: Arc<AccountRules>,
     usage: AccountUsage,
     auto_prepare: AutoPrepare,
@@ -49,10 +55,16 @@ pub struct SessionRules<'m> {
 }
 
 impl<'m> SessionRules<'m> {
-    pub fn new(enforcement: &'m Enforcement, account: Arc<AccountRules>, login: &str) -> Self {
+    pub fn new(
+        enforcement: &'m Enforcement,
+        account: Arc<AccountRules>,
+        (events, session): (&'m Events, Arc<SessionContext>),
+    ) -> Self {
         SessionRules {
             enforcement,
-            usage: enforcement.quotas.usage(login),
+            events,
+            usage: enforcement.quotas.usage(&session.login),
+            session,
             account,
             auto_prepare: AutoPrepare::default(),
             copy: CopyChecks::default(),
@@ -64,13 +76,8 @@ impl<'m> SessionRules<'m> {
     }
 }
 
-/// Why a statement is refused, for the metrics.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    Policy,
-    StatementQuota,
-    RowQuota,
-}
+/// Why a statement is refused: the event's kind.
+type Refusal = RefusalKind;
 
 /// How a denied message is replaced upstream.
 enum Replaced<'a> {
@@ -86,19 +93,13 @@ enum Replaced<'a> {
 impl SessionRules<'_> {
     /// A simple Query: replaced by its rewrite (restricted accounts), charged to the
     /// quotas, and its results expected statement by statement.
-    pub fn query(
-        &mut self,
-        metrics: &Metrics,
-        pipe: &mut Pipeline,
-        body: &[u8],
-        out: &mut BytesMut,
-    ) -> ClientVerdict {
+    pub fn query(&mut self, pipe: &mut Pipeline, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
         self.copy.other_message();
         let cap = self.account.max_rows;
         if !self.restricted() {
             log_statement(body, "Query", "query");
             if let Err(refusal) = self.admit(1, false) {
-                return self.deny(metrics, pipe, Replaced::Query, refusal, "", out);
+                return self.deny(pipe, Replaced::Query, refusal, "", out);
             }
             pipe.push(Op::new(OpKind::Query {
                 statements: None,
@@ -114,7 +115,7 @@ impl SessionRules<'_> {
             Ok(rewritten) => rewritten,
             Err(denial) => {
                 let refusal = (Refusal::Policy, denial_error(denial));
-                return self.deny(metrics, pipe, Replaced::Query, refusal, sql, out);
+                return self.deny(pipe, Replaced::Query, refusal, sql, out);
             }
         };
         let counted = rewritten
@@ -123,7 +124,7 @@ impl SessionRules<'_> {
             .filter(|s| s.kind != StatementClass::Transaction)
             .count();
         if let Err(refusal) = self.admit(counted as u64, counted == 0) {
-            return self.deny(metrics, pipe, Replaced::Query, refusal, sql, out);
+            return self.deny(pipe, Replaced::Query, refusal, sql, out);
         }
         let mut plans = std::collections::VecDeque::new();
         for statement in &rewritten.statements {
@@ -146,13 +147,7 @@ impl SessionRules<'_> {
 
     /// A Parse: replaced by its rewrite (restricted accounts); an unnamed statement is
     /// prepared upstream once per text.
-    pub fn parse(
-        &mut self,
-        metrics: &Metrics,
-        pipe: &mut Pipeline,
-        body: &[u8],
-        out: &mut BytesMut,
-    ) -> ClientVerdict {
+    pub fn parse(&mut self, pipe: &mut Pipeline, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
         self.copy.other_message();
         let mut f = Fields::new(body, "Parse");
         let (Ok(name), Ok(sql)) = (f.cstr(), f.str()) else {
@@ -166,7 +161,7 @@ impl SessionRules<'_> {
         let param_types = f.rest();
         if auto_prepare::is_reserved(name) {
             let refusal = (Refusal::Policy, reserved_error("prepared statement"));
-            return self.deny(metrics, pipe, Replaced::Message, refusal, sql, out);
+            return self.deny(pipe, Replaced::Message, refusal, sql, out);
         }
         if name.is_empty() {
             self.auto_prepare.unnamed_replaced();
@@ -189,9 +184,7 @@ impl SessionRules<'_> {
         };
         let rewritten = match rewritten {
             Ok(rewritten) => rewritten,
-            Err(refusal) => {
-                return self.deny(metrics, pipe, Replaced::Parse { name }, refusal, sql, out)
-            }
+            Err(refusal) => return self.deny(pipe, Replaced::Parse { name }, refusal, sql, out),
         };
         let first = rewritten.statements.first();
         let fetch = first.and_then(fetch_cursor).map(str::to_owned);
@@ -222,7 +215,6 @@ impl SessionRules<'_> {
     /// An Execute: charged to the quotas; its rows count against its portal.
     pub fn execute(
         &mut self,
-        metrics: &Metrics,
         pipe: &mut Pipeline,
         body: &[u8],
         out: &mut BytesMut,
@@ -233,10 +225,10 @@ impl SessionRules<'_> {
         };
         if self.restricted() && auto_prepare::is_reserved(portal) {
             let refusal = (Refusal::Policy, reserved_error("portal"));
-            return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
+            return self.deny(pipe, Replaced::Message, refusal, "", out);
         }
         if let Err(refusal) = self.admit(1, false) {
-            return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
+            return self.deny(pipe, Replaced::Message, refusal, "", out);
         }
         pipe.push(Op::new(OpKind::Execute {
             portal: String::from_utf8_lossy(portal).into_owned(),
@@ -247,13 +239,7 @@ impl SessionRules<'_> {
 
     /// A Bind: the portal's row count starts again once bound; the unnamed statement
     /// may stand for one the proxy prepared.
-    pub fn bind(
-        &mut self,
-        metrics: &Metrics,
-        pipe: &mut Pipeline,
-        body: &[u8],
-        out: &mut BytesMut,
-    ) -> ClientVerdict {
+    pub fn bind(&mut self, pipe: &mut Pipeline, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
         self.copy.other_message();
         let mut f = Fields::new(body, "Bind");
         let (Ok(portal), Ok(statement)) = (f.cstr(), f.cstr()) else {
@@ -269,7 +255,7 @@ impl SessionRules<'_> {
             };
             if let Some(what) = reserved {
                 let refusal = (Refusal::Policy, reserved_error(what));
-                return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
+                return self.deny(pipe, Replaced::Message, refusal, "", out);
             }
         }
         pipe.push(Op::new(OpKind::Bind {
@@ -286,7 +272,6 @@ impl SessionRules<'_> {
     /// A Describe or Close (`tag`) of a statement or portal.
     pub fn describe_or_close(
         &mut self,
-        metrics: &Metrics,
         pipe: &mut Pipeline,
         tag: u8,
         body: &[u8],
@@ -308,7 +293,7 @@ impl SessionRules<'_> {
                 "prepared statement"
             };
             let refusal = (Refusal::Policy, reserved_error(what));
-            return self.deny(metrics, pipe, Replaced::Message, refusal, "", out);
+            return self.deny(pipe, Replaced::Message, refusal, "", out);
         }
         if tag == frontend_tag::CLOSE {
             pipe.push(Op::new(OpKind::Close));
@@ -328,7 +313,6 @@ impl SessionRules<'_> {
     /// the denial token, and PostgreSQL's error for it by the denial.
     pub fn copy_message(
         &mut self,
-        metrics: &Metrics,
         pipe: &mut Pipeline,
         tag: u8,
         body: &[u8],
@@ -343,8 +327,13 @@ impl SessionRules<'_> {
             pipe.push(Op::new(kind));
             return ClientVerdict::Forward;
         };
-        metrics.statement_denied();
-        tracing::info!(reason = %reason, "COPY rows refused");
+        self.events.emit(Event::StatementRefused(StatementRefused {
+            session: self.session.clone(),
+            refusal: Refusal::CopyRow,
+            sqlstate: SqlState::INSUFFICIENT_PRIVILEGE,
+            reason: reason.to_string(),
+            statement: String::new(),
+        }));
         let token = self.enforcement.denial_token();
         protocol::write_message(out, frontend_tag::COPY_FAIL, &[token.as_bytes(), b"\0"]);
         let error = ClientError::error(
@@ -421,24 +410,19 @@ impl SessionRules<'_> {
     /// denial travels with the replacement in the pipeline.
     fn deny(
         &mut self,
-        metrics: &Metrics,
         pipe: &mut Pipeline,
         replaced: Replaced<'_>,
         (refusal, error): (Refusal, ClientError),
         sql: &str,
         out: &mut BytesMut,
     ) -> ClientVerdict {
-        match refusal {
-            Refusal::Policy => metrics.statement_denied(),
-            Refusal::StatementQuota => metrics.quota_exceeded(false),
-            Refusal::RowQuota => metrics.quota_exceeded(true),
-        }
-        tracing::info!(
-            sqlstate = %error.sqlstate,
-            reason = %error.message,
-            statement = %maskgate_sql::fingerprint(sql),
-            "statement denied"
-        );
+        self.events.emit(Event::StatementRefused(StatementRefused {
+            session: self.session.clone(),
+            refusal,
+            sqlstate: error.sqlstate,
+            reason: error.message.clone(),
+            statement: maskgate_sql::fingerprint(sql),
+        }));
         let token = self.enforcement.denial_token();
         let kind = match replaced {
             Replaced::Query => {
@@ -465,7 +449,6 @@ impl SessionRules<'_> {
     /// the pipeline placed it.
     pub fn server_message(
         &mut self,
-        metrics: &Metrics,
         pipe: &mut Pipeline,
         step: Step,
         (tag, body): (u8, &[u8]),
@@ -484,9 +467,9 @@ impl SessionRules<'_> {
                 if drops_prepared_tag(body) {
                     self.auto_prepare.forget_all();
                 }
-                self.complete(metrics, pipe, completion, out)
+                self.complete(pipe, completion, out)
             }
-            Step::Description => self.description(metrics, pipe, body, out),
+            Step::Description => self.description(pipe, body, out),
             Step::Error(denial) => {
                 if let Some(denial) = denial.filter(|_| self.carries_token(body)) {
                     denial.encode(out);
@@ -524,7 +507,6 @@ impl SessionRules<'_> {
     /// A RowDescription: a protected column that arrives as stored stops the statement.
     fn description(
         &mut self,
-        metrics: &Metrics,
         pipe: &mut Pipeline,
         body: &[u8],
         out: &mut BytesMut,
@@ -535,11 +517,11 @@ impl SessionRules<'_> {
         let Some(column) = self.hidden_column(body) else {
             return ServerVerdict::Forward;
         };
-        metrics.result_column_violation();
-        tracing::error!(
-            column = %self.account.describe_column(column),
-            "a protected column reached a result as stored: the statement is stopped; this is a maskgate rewrite bug, please report it"
-        );
+        self.events.emit(Event::StatementStopped(StatementStopped {
+            session: self.session.clone(),
+            limit: StopLimit::ProtectedColumn,
+            column: Some(self.account.describe_column(column)),
+        }));
         let error = ClientError::error(
             SqlState::INTERNAL_ERROR,
             "maskgate stopped this statement: its result would have shown a protected column as stored",
@@ -550,7 +532,6 @@ impl SessionRules<'_> {
     /// A statement ended; if it went past a limit, its end becomes the error.
     fn complete(
         &mut self,
-        metrics: &Metrics,
         pipe: &mut Pipeline,
         completion: Completion,
         out: &mut BytesMut,
@@ -562,16 +543,18 @@ impl SessionRules<'_> {
         else {
             return ServerVerdict::Forward;
         };
-        let error = match limit {
-            Limit::PerStatement(cap) => {
-                metrics.row_cap_exceeded();
-                cap_error(cap)
-            }
-            Limit::Hourly => {
-                metrics.quota_exceeded(true);
-                hourly_error(self.account.rows_per_hour.unwrap_or(0))
-            }
+        let (stopped, error) = match limit {
+            Limit::PerStatement(cap) => (StopLimit::RowCap(cap), cap_error(cap)),
+            Limit::Hourly => (
+                StopLimit::HourlyRows,
+                hourly_error(self.account.rows_per_hour.unwrap_or(0)),
+            ),
         };
+        self.events.emit(Event::StatementStopped(StatementStopped {
+            session: self.session.clone(),
+            limit: stopped,
+            column: None,
+        }));
         stop(pipe, error, more_pending, out)
     }
 

@@ -21,9 +21,14 @@ fn verified() -> &'static moka::sync::Cache<Box<str>, ()> {
     VERIFIED.get_or_init(|| {
         moka::sync::Cache::builder()
             .max_capacity(SHAPE_CACHE_BYTES)
-            .weigher(|shape: &Box<str>, _| u32::try_from(shape.len()).unwrap_or(u32::MAX))
+            .weigher(|shape, _: &()| weight(shape))
             .build()
     })
+}
+
+#[allow(clippy::borrowed_box)] // moka's weigher takes the key type by reference
+fn weight(shape: &Box<str>) -> u32 {
+    u32::try_from(shape.len()).unwrap_or(u32::MAX)
 }
 
 /// Memory for the shapes of every statement an application sends, and more.

@@ -1,0 +1,116 @@
+//! What the metrics and the log make of each event.
+
+use super::event::*;
+use crate::metrics::Metrics;
+
+/// Counts the event. Atomics only: runs inline where the event happens.
+pub(super) fn count(metrics: &Metrics, event: &Event) {
+    match event {
+        Event::Login(attempt) => match &attempt.outcome {
+            LoginOutcome::Admitted(_) => metrics.client_connected(),
+            LoginOutcome::Refused { reason, .. } => metrics.client_rejected(*reason),
+        },
+        Event::Lockout { .. } => metrics.lockout(),
+        Event::SessionEnded(_) => metrics.client_disconnected(),
+        Event::StatementRefused(refused) => match refused.refusal {
+            Refusal::Policy | Refusal::CopyRow => metrics.statement_denied(),
+            Refusal::StatementQuota => metrics.quota_exceeded(false),
+            Refusal::RowQuota => metrics.quota_exceeded(true),
+        },
+        Event::StatementStopped(stopped) => match stopped.limit {
+            StopLimit::RowCap(_) => metrics.row_cap_exceeded(),
+            StopLimit::HourlyRows => metrics.quota_exceeded(true),
+            StopLimit::ProtectedColumn => metrics.result_column_violation(),
+        },
+        Event::PolicyReload(reload) => metrics.policy_reload(reload.outcome.is_ok()),
+    }
+}
+
+/// Writes the event's log line. Every value a client chose is a tracing field, so
+/// the log format escapes it; statements appear only as fingerprints.
+pub(super) fn log(event: &Event) {
+    match event {
+        Event::Login(attempt) => log_login(attempt),
+        Event::Lockout { client, login } => tracing::warn!(
+            peer = %client,
+            user = %login,
+            "login name locked after repeated failed logins"
+        ),
+        Event::SessionEnded(ended) => {
+            let s = &ended.session;
+            match &ended.end {
+                SessionEnd::Client => tracing::info!(
+                    peer = %s.client, user = %s.login, session = %s.id,
+                    duration_ms = ended.duration.as_millis() as u64, "session ended"
+                ),
+                SessionEnd::UpstreamGone => tracing::warn!(
+                    peer = %s.client, user = %s.login, session = %s.id,
+                    "database server closed the session's connection"
+                ),
+                SessionEnd::ClosedByMaskgate(reason) => tracing::info!(
+                    peer = %s.client, user = %s.login, session = %s.id, reason = %reason,
+                    "session closed by maskgate"
+                ),
+            }
+        }
+        Event::StatementRefused(refused) => match refused.refusal {
+            Refusal::CopyRow => tracing::info!(
+                session = %refused.session.id,
+                reason = %refused.reason,
+                "COPY rows refused"
+            ),
+            _ => tracing::info!(
+                session = %refused.session.id,
+                sqlstate = %refused.sqlstate,
+                reason = %refused.reason,
+                statement = %refused.statement,
+                "statement denied"
+            ),
+        },
+        Event::StatementStopped(stopped) => match stopped.limit {
+            StopLimit::ProtectedColumn => tracing::error!(
+                session = %stopped.session.id,
+                column = stopped.column.as_deref().unwrap_or(""),
+                "a protected column reached a result as stored: the statement is stopped; \
+                 this is a maskgate rewrite bug, please report it"
+            ),
+            StopLimit::RowCap(cap) => tracing::info!(
+                session = %stopped.session.id, cap, "statement stopped at its row cap"
+            ),
+            StopLimit::HourlyRows => tracing::info!(
+                session = %stopped.session.id, "statement stopped: hourly rows used up"
+            ),
+        },
+        Event::PolicyReload(reload) => match &reload.outcome {
+            Ok(after) => tracing::info!(before = %reload.before, after = %after, "policy reloaded"),
+            Err(errors) => tracing::error!(
+                generation = %reload.before,
+                "policy reload refused; the previous policy stays in force:\n{errors}"
+            ),
+        },
+    }
+}
+
+fn log_login(attempt: &LoginAttempt) {
+    let peer = attempt.client;
+    let user = attempt.login.as_deref().unwrap_or("");
+    match &attempt.outcome {
+        LoginOutcome::Admitted(s) => tracing::info!(
+            %peer, %user, session = %s.id, policy = %s.policy, "session started"
+        ),
+        LoginOutcome::Refused { reason, detail } => {
+            use crate::metrics::RejectReason as R;
+            match reason {
+                R::AuthFailed => tracing::info!(%peer, %user, "authentication failed"),
+                R::Upstream => tracing::warn!(%peer, error = %detail, "no upstream connection"),
+                R::Protocol if detail.is_empty() => {
+                    tracing::debug!(%peer, "client left during login")
+                }
+                R::LoginTimeout => tracing::info!(%peer, "login timed out"),
+                _ => {
+                    tracing::info!(%peer, %user, reason = %reason, error = %detail, "login refused")
+                }
+            }
+        }
+    }
+}
