@@ -26,29 +26,31 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
     }
 }
 
-/// Writes the event's log line. Every value a client chose is a tracing field, so
-/// the log format escapes it; statements appear only as fingerprints.
+/// Writes the event's log line. Values a client chose (login names, error details that
+/// quote them) are logged with `?`, quoted and escaped, so a newline in a login name
+/// cannot forge a line of the human-format log; statements appear only as
+/// fingerprints.
 pub(super) fn log(event: &Event) {
     match event {
         Event::Login(attempt) => log_login(attempt),
         Event::Lockout { client, login } => tracing::warn!(
             peer = %client,
-            user = %login,
+            user = ?login,
             "login name locked after repeated failed logins"
         ),
         Event::SessionEnded(ended) => {
             let s = &ended.session;
             match &ended.end {
                 SessionEnd::Client => tracing::info!(
-                    peer = %s.client, user = %s.login, session = %s.id,
+                    peer = %s.client, user = ?s.login, session = %s.id,
                     duration_ms = ended.duration.as_millis() as u64, "session ended"
                 ),
                 SessionEnd::UpstreamGone => tracing::warn!(
-                    peer = %s.client, user = %s.login, session = %s.id,
+                    peer = %s.client, user = ?s.login, session = %s.id,
                     "database server closed the session's connection"
                 ),
                 SessionEnd::ClosedByMaskgate(reason) => tracing::info!(
-                    peer = %s.client, user = %s.login, session = %s.id, reason = %reason,
+                    peer = %s.client, user = ?s.login, session = %s.id, reason = %reason,
                     "session closed by maskgate"
                 ),
             }
@@ -96,19 +98,19 @@ fn log_login(attempt: &LoginAttempt) {
     let user = attempt.login.as_deref().unwrap_or("");
     match &attempt.outcome {
         LoginOutcome::Admitted(s) => tracing::info!(
-            %peer, %user, session = %s.id, policy = %s.policy, "session started"
+            %peer, user = ?user, session = %s.id, policy = %s.policy, "session started"
         ),
         LoginOutcome::Refused { reason, detail } => {
             use crate::metrics::RejectReason as R;
             match reason {
-                R::AuthFailed => tracing::info!(%peer, %user, "authentication failed"),
+                R::AuthFailed => tracing::info!(%peer, user = ?user, "authentication failed"),
                 R::Upstream => tracing::warn!(%peer, error = %detail, "no upstream connection"),
                 R::Protocol if detail.is_empty() => {
                     tracing::debug!(%peer, "client left during login")
                 }
                 R::LoginTimeout => tracing::info!(%peer, "login timed out"),
                 _ => {
-                    tracing::info!(%peer, %user, reason = %reason, error = %detail, "login refused")
+                    tracing::info!(%peer, user = ?user, reason = %reason, error = ?detail, "login refused")
                 }
             }
         }
