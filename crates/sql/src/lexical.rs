@@ -22,14 +22,12 @@ use crate::denial::{sqlstate, Denial};
 /// Refuses a token stream (white space included) with any of the readings above.
 pub(crate) fn check(sql: &str, tokens: &[TokenWithSpan]) -> Result<(), Denial> {
     let mut hex = false;
-    for pair in tokens.windows(2) {
-        if let (Token::Number(..), Token::Word(word)) = (&pair[0].token, &pair[1].token) {
-            if word.quote_style.is_none() {
-                return Err(trailing_junk());
-            }
-        }
-    }
+    let mut after_number = false;
     for token in tokens {
+        if after_number && matches!(&token.token, Token::Word(w) if w.quote_style.is_none()) {
+            return Err(trailing_junk());
+        }
+        after_number = matches!(token.token, Token::Number(..));
         match &token.token {
             Token::Word(word)
                 if word.quote_style.is_some() && word.value.contains(['"', '\\', '\0']) =>
@@ -97,33 +95,51 @@ fn trailing_junk() -> Denial {
 }
 
 /// Refuses `0x…`, which sqlparser reads as `X'…'`: the character a hex string token
-/// starts with tells the two apart. One cursor walks the text once, since tokens come
-/// in order (sqlparser gives lines and columns in characters, not bytes).
+/// starts with tells the two apart.
 fn check_hex_forms(sql: &str, tokens: &[TokenWithSpan]) -> Result<(), Denial> {
-    let mut chars = sql.chars().peekable();
-    let mut at = Location { line: 1, column: 1 };
-    for token in tokens {
-        if !matches!(token.token, Token::HexStringLiteral(_)) {
-            continue;
+    let starts = byte_offsets(sql, tokens, |t| matches!(t, Token::HexStringLiteral(_)));
+    match starts {
+        Some(starts)
+            if starts
+                .iter()
+                .all(|&at| !sql.as_bytes()[at].is_ascii_digit()) =>
+        {
+            Ok(())
         }
+        _ => Err(trailing_junk()),
+    }
+}
+
+/// Byte offsets where the tokens that `keep` selects start. sqlparser gives lines and
+/// columns in characters; one cursor walks the text once to turn them into bytes,
+/// since tokens come in order. `None` if a location is not in the text.
+pub(crate) fn byte_offsets(
+    sql: &str,
+    tokens: &[TokenWithSpan],
+    keep: impl Fn(&Token) -> bool,
+) -> Option<Vec<usize>> {
+    let mut offsets = Vec::new();
+    let mut chars = sql.char_indices().peekable();
+    let mut at = Location { line: 1, column: 1 };
+    for token in tokens.iter().filter(|t| keep(&t.token)) {
         let target = token.span.start;
         while (at.line, at.column) < (target.line, target.column) {
-            match chars.next() {
-                Some('\n') => {
+            match chars.next()?.1 {
+                '\n' => {
                     at = Location {
                         line: at.line + 1,
                         column: 1,
                     }
                 }
-                Some(_) => at.column += 1,
-                None => break,
+                _ => at.column += 1,
             }
         }
-        if chars.peek().is_some_and(char::is_ascii_digit) {
-            return Err(trailing_junk());
+        if (at.line, at.column) != (target.line, target.column) {
+            return None;
         }
+        offsets.push(chars.peek().map_or(sql.len(), |&(byte, _)| byte));
     }
-    Ok(())
+    Some(offsets)
 }
 
 #[cfg(test)]

@@ -289,36 +289,14 @@ fn check_tokens(sql: &str) -> Result<(), Mismatch> {
     }
 }
 
-/// Byte offsets where sqlparser's tokens (white space aside) start. sqlparser gives
-/// lines and columns in characters; one cursor walks the text once to turn them into
-/// bytes, since tokens come in order.
+/// Byte offsets where sqlparser's tokens (white space aside) start.
 fn token_starts(sql: &str) -> Option<Vec<usize>> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize_with_location()
         .ok()?;
-    let mut starts = Vec::with_capacity(tokens.len());
-    let mut chars = sql.char_indices().peekable();
-    let (mut line, mut column) = (1u64, 1u64);
-    for token in tokens {
-        if matches!(token.token, Token::Whitespace(_) | Token::EOF) {
-            continue;
-        }
-        let target = (token.span.start.line, token.span.start.column);
-        while (line, column) < target {
-            let (_, c) = chars.next()?;
-            if c == '\n' {
-                line += 1;
-                column = 1;
-            } else {
-                column += 1;
-            }
-        }
-        if (line, column) != target {
-            return None;
-        }
-        starts.push(chars.peek().map_or(sql.len(), |&(at, _)| at));
-    }
-    Some(starts)
+    crate::lexical::byte_offsets(sql, &tokens, |t| {
+        !matches!(t, Token::Whitespace(_) | Token::EOF)
+    })
 }
 
 /// Every printed string is read, with its value; PostgreSQL reads no other string

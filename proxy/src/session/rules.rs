@@ -29,8 +29,7 @@ use super::pipeline::{
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::observe::{
-    Event, Events, Refusal as RefusalKind, SessionContext, StatementRefused, StatementStopped,
-    StopLimit,
+    Event, Events, Refusal, SessionContext, StatementRefused, StatementStopped, StopLimit,
 };
 use crate::protocol::fields::Fields;
 use crate::protocol::{self, backend_tag, frontend_tag};
@@ -75,9 +74,6 @@ impl<'m> SessionRules<'m> {
         self.account.is_restricted()
     }
 }
-
-/// Why a statement is refused: the event's kind.
-type Refusal = RefusalKind;
 
 /// How a denied message is replaced upstream.
 enum Replaced<'a> {
