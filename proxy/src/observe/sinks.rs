@@ -116,3 +116,53 @@ fn log_login(attempt: &LoginAttempt) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::metrics::RejectReason;
+
+    /// The human-format log of `event`.
+    fn logged(event: &Event) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log(event));
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_login_name_cannot_forge_a_log_line() {
+        let forged = "clerk\n2026-12-02T00:00:00Z  INFO session started user=\"dba\"";
+        for reason in [RejectReason::AuthFailed, RejectReason::OutsideHours] {
+            let text = logged(&Event::Login(LoginAttempt {
+                client: "127.0.0.1:5000".parse().unwrap(),
+                login: Some(forged.into()),
+                outcome: LoginOutcome::Refused {
+                    reason,
+                    detail: format!("no account {forged}"),
+                },
+            }));
+            assert_eq!(text.lines().count(), 1, "{text}");
+            assert!(text.contains("clerk\\n2026"), "{text}");
+        }
+    }
+}
