@@ -106,8 +106,10 @@ struct Verifier<'k> {
     errors: u64,
     unsealed_findings: u64,
     seq: SeqTrack,
-    /// Segments after the last clean one, waiting for a recovery declaration.
-    pending: Vec<SegmentState>,
+    /// Segments after the last clean one, waiting for a recovery declaration,
+    /// each with whether its last line is a checkpoint that failed (already
+    /// reported, so its missing end is not reported again as a cut).
+    pending: Vec<(SegmentState, bool)>,
     /// How the last segment seen ended, if cleanly.
     last_end: Option<(String, SegmentEnd)>,
     segments: Vec<SegmentSummary>,
@@ -184,6 +186,7 @@ impl<'k> Verifier<'k> {
         let mut t = SegmentTracker::new(name, index);
         let mut resolved = false;
         let mut after_final_reported = false;
+        let mut last_line_bad_checkpoint = false;
         while let Some(item) = reader.next_item().map_err(io_err)? {
             let line_no = t.lines() + 1;
             match item {
@@ -194,7 +197,7 @@ impl<'k> Verifier<'k> {
                         prev_name,
                         line_no,
                     };
-                    self.line(
+                    last_line_bad_checkpoint = self.line(
                         &mut t,
                         bytes,
                         &ctx,
@@ -208,6 +211,7 @@ impl<'k> Verifier<'k> {
                         self.error(Some(name), Some(1), Problem::MissingSegmentStart);
                     }
                     t.too_long();
+                    last_line_bad_checkpoint = false;
                     self.seq.damaged(Digest::ZERO);
                     if line_no == 2 && !resolved {
                         self.resolve(Declaration::None, name);
@@ -247,9 +251,9 @@ impl<'k> Verifier<'k> {
         } else {
             self.last_end = None;
             if state.lines > 0 {
-                self.pending = vec![state];
+                self.pending = vec![(state, last_line_bad_checkpoint)];
             } else {
-                self.pending.push(state);
+                self.pending.push((state, false));
             }
         }
         Ok(())
@@ -262,7 +266,7 @@ impl<'k> Verifier<'k> {
         ctx: &LineCtx<'_>,
         resolved: &mut bool,
         after_final_reported: &mut bool,
-    ) {
+    ) -> bool {
         let digest = Digest::of_line(bytes);
         let (name, line_no) = (ctx.name, ctx.line_no);
         let env = match record::parse_envelope(bytes) {
@@ -278,7 +282,7 @@ impl<'k> Verifier<'k> {
                     self.resolve(Declaration::None, name);
                     *resolved = true;
                 }
-                return;
+                return false;
             }
         };
         if t.final_seen() && !*after_final_reported {
@@ -347,7 +351,9 @@ impl<'k> Verifier<'k> {
         if let Some(Err(fault)) = t.line(bytes, digest, Some((env.seq, kind)), self.key) {
             let problem = self.fault_problem(fault);
             self.error(Some(name), Some(line_no), problem);
+            return true;
         }
+        false
     }
 
     fn fault_problem(&self, fault: Fault) -> Problem {
@@ -459,7 +465,8 @@ impl<'k> Verifier<'k> {
                 true
             }
             Declaration::Recovery(body) => {
-                let expected = RecoveryBody::from_states(pending.clone());
+                let expected =
+                    RecoveryBody::from_states(pending.iter().map(|(s, _)| s.clone()).collect());
                 let field = if body.segments != expected.segments {
                     Some("segments")
                 } else if body.last_checkpoint_seq != expected.last_checkpoint_seq {
@@ -484,13 +491,13 @@ impl<'k> Verifier<'k> {
         } else {
             Severity::Error
         };
-        for state in &pending {
+        for (state, bad_end) in &pending {
             let at = Some(state.segment.as_str());
             if state.lines == 0 {
                 self.push(severity, at, None, Problem::EmptySegment { declared });
-            } else if state.closed {
-                // Closed, but with bytes after the final checkpoint: reported as
-                // BytesAfterFinal already.
+            } else if state.closed || *bad_end {
+                // Closed but with bytes after the final checkpoint, or ending
+                // with a checkpoint that failed: both are reported already.
             } else if declared {
                 self.push(Severity::Unsealed, at, None, Problem::Crashed);
             } else {
@@ -519,7 +526,7 @@ impl<'k> Verifier<'k> {
     }
 
     fn finish(mut self) -> Report {
-        for state in std::mem::take(&mut self.pending) {
+        for (state, _) in std::mem::take(&mut self.pending) {
             let at = Some(state.segment.as_str());
             if state.lines == 0 {
                 self.push(
