@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,7 +153,10 @@ pub fn relink(t: &Trail, forger: Option<&ed25519_dalek::SigningKey>) {
     for path in t.segments() {
         let mut out = Vec::new();
         let mut first = next_seq;
-        for (i, line) in read_lines(&path).iter().enumerate() {
+        let raw = fs::read_to_string(&path).unwrap();
+        let (complete, torn) = raw.split_at(raw.rfind('\n').map_or(0, |i| i + 1));
+        let lines: Vec<String> = complete.lines().map(str::to_owned).collect();
+        for (i, line) in lines.iter().enumerate() {
             let original = parse(line);
             let mut m = original.clone();
             m.insert("seq".into(), json!(next_seq));
@@ -199,6 +203,13 @@ pub fn relink(t: &Trail, forger: Option<&ed25519_dalek::SigningKey>) {
             out.push(text);
         }
         write_lines(&path, &out);
+        // A torn tail stays as it was.
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(torn.as_bytes())
+            .unwrap();
     }
 }
 
