@@ -63,6 +63,8 @@ pub enum KeyError {
     Permissions { path: PathBuf, mode: u32 },
     #[error("{}: {reason}", path.display())]
     Format { path: PathBuf, reason: String },
+    #[error("not {expected}")]
+    Pem { expected: &'static str },
     #[error("key id must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")]
     InvalidKeyId,
     #[error("key id {id:?} is already in {}", path.display())]
@@ -84,10 +86,12 @@ impl SigningKey {
     }
 
     /// Reads a PKCS#8 PEM private key.
-    pub fn from_pem(pem: &str) -> Result<SigningKey, String> {
+    pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
         ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
             .map(SigningKey)
-            .map_err(|_| "not an Ed25519 PKCS#8 PEM private key".to_owned())
+            .map_err(|_| KeyError::Pem {
+                expected: "an Ed25519 PKCS#8 PEM private key",
+            })
     }
 
     /// The PKCS#8 PEM form (wiped from memory when dropped).
@@ -116,10 +120,12 @@ pub struct PublicKey(ed25519_dalek::VerifyingKey);
 
 impl PublicKey {
     /// Reads a SubjectPublicKeyInfo PEM public key.
-    pub fn from_pem(pem: &str) -> Result<PublicKey, String> {
+    pub fn from_pem(pem: &str) -> Result<PublicKey, KeyError> {
         ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
             .map(PublicKey)
-            .map_err(|_| "not an Ed25519 PEM public key".to_owned())
+            .map_err(|_| KeyError::Pem {
+                expected: "an Ed25519 PEM public key",
+            })
     }
 
     /// The SubjectPublicKeyInfo PEM form.
@@ -178,18 +184,18 @@ pub fn generate_signing_key_files(
 /// Loads the signing key written by [`generate_signing_key_files`] (or openssl).
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     let text = read_key_file(path, true)?;
-    SigningKey::from_pem(&text).map_err(|reason| KeyError::Format {
+    SigningKey::from_pem(&text).map_err(|e| KeyError::Format {
         path: path.to_owned(),
-        reason,
+        reason: e.to_string(),
     })
 }
 
 /// Loads a public key file. Its permissions are not checked: it is public.
 pub fn load_public_key(path: &Path) -> Result<PublicKey, KeyError> {
     let text = read_key_file(path, false)?;
-    PublicKey::from_pem(&text).map_err(|reason| KeyError::Format {
+    PublicKey::from_pem(&text).map_err(|e| KeyError::Format {
         path: path.to_owned(),
-        reason,
+        reason: e.to_string(),
     })
 }
 

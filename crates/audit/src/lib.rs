@@ -39,6 +39,7 @@ pub mod recovery;
 mod report;
 pub mod seal;
 pub mod segment;
+mod sequence;
 mod verify;
 mod writer;
 

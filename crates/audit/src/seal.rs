@@ -82,7 +82,7 @@ impl Sealer {
         Ok(Sealer::from_keys(keys))
     }
 
-    fn from_keys(keys: Vec<(String, Zeroizing<[u8; 32]>)>) -> Sealer {
+    fn from_keys(keys: Vec<KeyLine>) -> Sealer {
         let keys = keys
             .into_iter()
             .map(|(id, bytes)| SealKey {
@@ -180,8 +180,11 @@ fn associated_data(key_id: &str, record_id: &[u8]) -> Vec<u8> {
     aad
 }
 
+/// One key of a seal key file: its id and its bytes (wiped when dropped).
+pub(crate) type KeyLine = (String, Zeroizing<[u8; 32]>);
+
 /// Parses a seal key file's text. Errors name the line number, never its contents.
-pub(crate) fn parse_key_lines(text: &str) -> Result<Vec<(String, Zeroizing<[u8; 32]>)>, String> {
+pub(crate) fn parse_key_lines(text: &str) -> Result<Vec<KeyLine>, String> {
     let mut lines = text
         .lines()
         .enumerate()
@@ -191,7 +194,7 @@ pub(crate) fn parse_key_lines(text: &str) -> Result<Vec<(String, Zeroizing<[u8; 
         Some((_, header)) if header == SEAL_KEYS_HEADER => {}
         _ => return Err(format!("first line must be {SEAL_KEYS_HEADER:?}")),
     }
-    let mut keys: Vec<(String, Zeroizing<[u8; 32]>)> = Vec::new();
+    let mut keys: Vec<KeyLine> = Vec::new();
     for (no, line) in lines {
         let mut fields = line.split_whitespace();
         let (Some(id), Some(hex_key), None) = (fields.next(), fields.next(), fields.next()) else {

@@ -17,7 +17,6 @@
 //! swap of two records reads as one reordering rather than a cascade of breaks.
 //! Memory stays bounded: hashes are remembered for a window of recent records.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -30,13 +29,11 @@ use crate::report::{
     quote_from_file, Finding, Problem, Report, SegmentSummary, SeqRange, Severity, Status,
 };
 use crate::segment::{segment_name, Item, LineReader, Listing, SegmentStartRecord};
+use crate::sequence::SeqTrack;
 
 /// Findings listed in a report; past this they are only counted (a thoroughly
 /// damaged trail should not produce a report larger than itself).
 const MAX_FINDINGS: usize = 10_000;
-
-/// Recent records whose hashes are kept for out-of-order link checks.
-const WINDOW: usize = 4096;
 
 /// The directory could not be read. Findings about its contents are not errors
 /// of this kind: they are in the [`Report`].
@@ -578,7 +575,7 @@ impl<'k> Verifier<'k> {
             segments: self.segments,
             records: self.records,
             first_seq: self.first_seq,
-            last_seq: (self.seq.max > 0).then_some(self.seq.max),
+            last_seq: self.seq.max_seen(),
             unsealed: self.unsealed,
             findings: self.findings,
             omitted_findings: self.omitted,
@@ -591,136 +588,4 @@ struct LineCtx<'a> {
     index: u64,
     prev_name: Option<&'a str>,
     line_no: u64,
-}
-
-/// Where a gap was first seen.
-type Location = Option<(String, u64)>;
-
-/// Sequence numbers and links across the whole trail.
-#[derive(Default)]
-struct SeqTrack {
-    /// Highest seq seen.
-    max: u64,
-    /// Seqs skipped so far: start -> (end, where the gap was seen).
-    missing: BTreeMap<u64, (u64, Location)>,
-    /// Hashes of recent records by seq, for links that are not positional.
-    recent: HashMap<u64, Digest>,
-    order: VecDeque<u64>,
-    /// seq -> (hash its successor expects, that successor's seq), for records
-    /// whose successor came first.
-    awaiting: HashMap<u64, (Digest, u64)>,
-    /// The previous line anywhere in the trail: its seq (if it parsed) and hash.
-    pos_prev: Option<(Option<u64>, Digest)>,
-    /// The previous line was damaged (it may have been the next record).
-    after_damage: bool,
-}
-
-impl SeqTrack {
-    fn damaged(&mut self, digest: Digest) {
-        self.pos_prev = Some((None, digest));
-        self.after_damage = true;
-    }
-
-    fn observe(
-        &mut self,
-        s: u64,
-        prev: Digest,
-        digest: Digest,
-        at: Option<(&str, u64)>,
-        out: &mut Vec<Problem>,
-    ) {
-        let mut skip_link = false;
-        let next = self.max.saturating_add(1);
-        if s == next {
-            self.max = s;
-        } else if s > next {
-            if self.after_damage && s == next.saturating_add(1) {
-                // The damaged line stood where record `next` belongs: its damage is
-                // already reported, and a link into it is necessarily broken.
-                self.max = s;
-                skip_link = true;
-            } else {
-                let loc = at.map(|(n, l)| (n.to_owned(), l));
-                self.missing.insert(next, (s - 1, loc));
-                self.max = s;
-            }
-        } else if self.take_missing(s) {
-            out.push(Problem::OutOfOrder {
-                seq: s,
-                after: self.pos_prev.and_then(|(p, _)| p),
-            });
-        } else {
-            out.push(Problem::Duplicate { seq: s });
-        }
-
-        if !skip_link {
-            let expected = if s == 1 {
-                Some(Digest::ZERO)
-            } else {
-                match self.pos_prev {
-                    Some((Some(p), d)) if p == s - 1 => Some(d),
-                    _ => self.recent.get(&(s - 1)).copied(),
-                }
-            };
-            match expected {
-                Some(d) if d != prev => out.push(Problem::BrokenLink { seq: s }),
-                Some(_) => {}
-                None if self.is_missing(s - 1) && self.awaiting.len() < WINDOW => {
-                    self.awaiting.insert(s - 1, (prev, s));
-                }
-                // The predecessor is out of reach: this only happens next to a
-                // disorder or damage that is reported on its own.
-                None => {}
-            }
-        }
-        if let Some((want, from)) = self.awaiting.remove(&s) {
-            if want != digest {
-                out.push(Problem::BrokenLink { seq: from });
-            }
-        }
-        if let std::collections::hash_map::Entry::Vacant(e) = self.recent.entry(s) {
-            e.insert(digest);
-            self.order.push_back(s);
-            if self.order.len() > WINDOW {
-                if let Some(old) = self.order.pop_front() {
-                    self.recent.remove(&old);
-                }
-            }
-        }
-        self.pos_prev = Some((Some(s), digest));
-        self.after_damage = false;
-    }
-
-    fn is_missing(&self, s: u64) -> bool {
-        self.missing
-            .range(..=s)
-            .next_back()
-            .is_some_and(|(_, (end, _))| *end >= s)
-    }
-
-    /// Removes `s` from the missing set; whether it was there.
-    fn take_missing(&mut self, s: u64) -> bool {
-        let Some((&start, (end, loc))) = self.missing.range(..=s).next_back() else {
-            return false;
-        };
-        let (end, loc) = (*end, loc.clone());
-        if end < s {
-            return false;
-        }
-        self.missing.remove(&start);
-        if start < s {
-            self.missing.insert(start, (s - 1, loc.clone()));
-        }
-        if s < end {
-            self.missing.insert(s + 1, (end, loc));
-        }
-        true
-    }
-
-    fn deleted(&mut self) -> Vec<(u64, u64, Location)> {
-        std::mem::take(&mut self.missing)
-            .into_iter()
-            .map(|(start, (end, loc))| (start, end, loc))
-            .collect()
-    }
 }

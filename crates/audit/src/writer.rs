@@ -38,6 +38,7 @@ use crate::checkpoint::{self, Cover, SegmentEnd};
 use crate::keys::SigningKey;
 use crate::record::{self, KeyCheck, RecordError, KIND_RECOVERY, KIND_SEGMENT_START};
 use crate::recovery::{scan_tail, RecoveryBody};
+use crate::seal::SealError;
 use crate::segment::{segment_name, Listing, SegmentStart, LOCK_FILE};
 
 /// Smallest accepted `max_segment_bytes`: below this a segment would hold little
@@ -87,6 +88,8 @@ pub enum WriteError {
     Config(&'static str),
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
     #[error(
         "the audit writer failed earlier and cannot know what reached the disk; open a new one"
     )]
@@ -205,23 +208,37 @@ impl Writer {
         kind: &str,
         payload: &P,
     ) -> Result<u64, WriteError> {
+        self.append_with(kind, |_| Ok(payload))
+    }
+
+    /// Like [`Writer::append`], but the payload is built from the seq the record
+    /// will get, after any rotation: the way to seal literals bound to their
+    /// record ([`crate::Sealer::seal`] with the seq as record id). If `build`
+    /// fails, nothing is appended and the seq is not used.
+    pub fn append_with<P, F>(&mut self, kind: &str, build: F) -> Result<u64, WriteError>
+    where
+        P: Serialize,
+        F: FnOnce(u64) -> Result<P, SealError>,
+    {
         self.healthy()?;
         record::validate_kind(kind)?;
         if self.rotation_due() {
             self.rotate()?;
         }
-        let seq = self.push(kind, payload, KeyCheck::Check)?;
+        let payload = build(self.take_seq()?)?;
+        let seq = self.push(kind, &payload, KeyCheck::Check)?;
         self.seg.caller_records += 1;
         if self.buf.len() >= AUTO_COMMIT_BYTES {
+            // The record is buffered; if this write fails the writer is poisoned
+            // and the error says so.
             self.commit()?;
         }
         Ok(seq)
     }
 
-    /// The seq the next record will get: lets a caller bind a sealed value to its
-    /// record ([`crate::Sealer::seal`]) before appending it. Rotation can insert
-    /// writer records first, so seal with a stable id of your own (a statement id
-    /// in the payload) unless nothing else runs between the two calls.
+    /// The seq the next record will get if no rotation comes first (a size or
+    /// age limit reached at the next append inserts writer records). To bind a
+    /// value to its record's seq, use [`Writer::append_with`].
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }

@@ -454,3 +454,34 @@ fn the_report_serializes_and_prints() {
         .iter()
         .all(|f| f.severity == Severity::Unsealed));
 }
+
+#[test]
+fn append_with_sees_the_seq_after_a_rotation() {
+    let t = Trail::new();
+    let mut w = t.open(4096);
+    let mut seen = Vec::new();
+    for i in 0..30 {
+        let before = w.next_seq();
+        let seq = w
+            .append_with("statement", |seq| {
+                seen.push(seq);
+                Ok(statement(i))
+            })
+            .unwrap();
+        assert_eq!(seen.last(), Some(&seq));
+        assert!(seq >= before);
+    }
+    assert!(
+        w.segment_name() != "audit-000001.jsonl",
+        "rotated at least once"
+    );
+    // A failing builder appends nothing.
+    let next = w.next_seq();
+    let err = w.append_with("statement", |_| {
+        Err::<serde_json::Value, _>(maskgate_audit::SealError::Encrypt)
+    });
+    assert!(matches!(err, Err(WriteError::Seal(_))));
+    assert_eq!(w.next_seq(), next);
+    w.close().unwrap();
+    assert_eq!(t.verify().status(), Status::Clean);
+}
