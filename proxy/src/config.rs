@@ -45,6 +45,8 @@ pub struct Config {
     /// Where `/health` and `/metrics` are served; `None` turns the endpoint off.
     pub admin_listen: Option<SocketAddr>,
     pub log: LogConfig,
+    /// The audit trail; `None` when the file has no `[audit]` section (warned at start).
+    pub audit: Option<AuditConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +292,11 @@ impl Context<'_> {
             policy,
             admin_listen,
             log,
+            audit: raw
+                .audit
+                .as_ref()
+                .map(|a| self.validate_audit(a))
+                .transpose()?,
         })
     }
 
@@ -599,6 +606,7 @@ struct RawConfig {
     masking: Option<RawMasking>,
     admin: Option<RawAdmin>,
     log: Option<RawLog>,
+    audit: Option<audit::RawAudit>,
 }
 
 #[derive(Deserialize)]
@@ -673,3 +681,7 @@ struct RawLog {
 
 #[cfg(test)]
 mod tests;
+
+#[path = "config/audit.rs"]
+mod audit;
+pub use audit::{AuditConfig, WhenUnavailable};

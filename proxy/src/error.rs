@@ -21,6 +21,7 @@ impl SqlState {
     pub const PROTOCOL_VIOLATION: SqlState = SqlState(*b"08P01");
     pub const CONNECTION_FAILURE: SqlState = SqlState(*b"08006");
     pub const CONNECTION_REJECTED: SqlState = SqlState(*b"08004");
+    pub const INSUFFICIENT_RESOURCES: SqlState = SqlState(*b"53000");
     pub const TOO_MANY_CONNECTIONS: SqlState = SqlState(*b"53300");
     pub const ADMIN_SHUTDOWN: SqlState = SqlState(*b"57P01");
     pub const IDLE_SESSION_TIMEOUT: SqlState = SqlState(*b"57P05");

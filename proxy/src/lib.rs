@@ -7,6 +7,7 @@
 //! `/health` and `/metrics` in [`admin`].
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cancel;
 pub mod catalog;

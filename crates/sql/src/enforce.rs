@@ -105,6 +105,7 @@ use crate::catalog;
 use crate::classify;
 use crate::copy_in::{self, CopyIn};
 use crate::denial::{sqlstate, Denial};
+use crate::facts::{self, TablesTouched};
 use crate::lexical;
 use crate::mask::MaskRenderer;
 use crate::names;
@@ -157,6 +158,8 @@ pub struct EnforcedStatement {
     /// For `COPY … FROM STDIN`: what every copied row must look like. The proxy checks
     /// the rows as they stream and fails the COPY at the first that does not.
     pub copy_in: Option<CopyIn>,
+    /// The policy tables it reads and writes, for its audit record.
+    pub tables: TablesTouched,
 }
 
 /// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
@@ -292,6 +295,10 @@ impl Enforcer {
         if let Some(copy) = copy_in::recognize(sql) {
             let (name, columns) = copy?;
             let (sql, copy_in) = rewrite::rewrite_copy_in(self, &name, &columns, clock)?;
+            let tables = TablesTouched {
+                read: Vec::new(),
+                written: facts::protected(self, &name),
+            };
             return Ok(Enforced {
                 statements: vec![EnforcedStatement {
                     sql,
@@ -299,6 +306,7 @@ impl Enforcer {
                     row_cap: None,
                     cursor: None,
                     copy_in: Some(copy_in),
+                    tables,
                 }],
             });
         }
@@ -332,6 +340,7 @@ impl Enforcer {
         clock: &Clock,
     ) -> Result<EnforcedStatement, Denial> {
         precedence::check(&statement)?;
+        let tables = facts::tables_touched(self, &statement);
         let decision = self.rewrite_statement(&mut statement, clock)?;
         clock.check()?;
         let printed = print::print(&mut statement)?;
@@ -351,6 +360,7 @@ impl Enforcer {
             row_cap: decision.1,
             cursor: decision.2,
             copy_in: None,
+            tables,
         })
     }
 

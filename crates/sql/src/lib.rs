@@ -16,11 +16,13 @@ mod classify;
 mod copy_in;
 mod denial;
 pub mod enforce;
+mod facts;
 mod fingerprint;
 mod functions;
 mod lexical;
 mod mask;
 mod names;
+mod normalize;
 mod precedence;
 mod print;
 mod rewrite;
@@ -33,8 +35,10 @@ pub use denial::{sqlstate, Denial};
 pub use enforce::{
     CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, RESERVED_NAME_PREFIX,
 };
+pub use facts::TablesTouched;
 pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
+pub use normalize::{normalize, Normalized};
 pub use verify::printer_mismatches;
 
 #[cfg(test)]

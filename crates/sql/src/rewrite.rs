@@ -211,39 +211,13 @@ impl<'e> Rewriter<'e> {
                 {
                     return Ok(Resolved::Cte(columns.clone()));
                 }
-                let path = self.enforcer.search_path();
-                let catalog_listed = path.iter().any(|s| s == "pg_catalog");
-                if !catalog_listed && relation.starts_with("pg_") {
-                    return self.resolve_qualified("pg_catalog", relation);
-                }
-                for schema in path {
-                    let candidate = QualifiedName::new(schema.as_str(), relation.as_str());
-                    if self.enforcer.classification().contains_key(&candidate)
-                        || (catalog::is_system_schema(schema)
-                            && catalog::is_allowed(schema, relation))
-                    {
-                        return self.resolve_qualified(schema, relation);
-                    }
-                }
-                Err(not_available(relation))
+                resolve_unqualified(self.enforcer, relation)
             }
-            [schema, relation] => self.resolve_qualified(schema, relation),
+            [schema, relation] => resolve_qualified(self.enforcer, schema, relation),
             _ => Err(Denial::unsupported(
                 "a relation name with more than two parts",
             )),
         }
-    }
-
-    fn resolve_qualified(&self, schema: &str, relation: &str) -> Result<Resolved, Denial> {
-        let name = QualifiedName::new(schema, relation);
-        if self.enforcer.classification().contains_key(&name) {
-            if self.enforcer.rules.tables.contains_key(&name) {
-                return Ok(Resolved::Protected(name));
-            }
-        } else if catalog::is_allowed(schema, relation) {
-            return Ok(Resolved::Catalog(name));
-        }
-        Err(not_available(&name.to_string()))
     }
 
     // ---------------------------------------------------------------- queries
@@ -638,6 +612,55 @@ struct Cursor<'i> {
 }
 
 // -------------------------------------------------------------------- helpers
+
+/// A relation named without a schema, looked up along the policy's search_path as
+/// PostgreSQL would (CTEs aside, which the caller looks at first).
+fn resolve_unqualified(enforcer: &Enforcer, relation: &str) -> Result<Resolved, Denial> {
+    let path = enforcer.search_path();
+    let catalog_listed = path.iter().any(|s| s == "pg_catalog");
+    if !catalog_listed && relation.starts_with("pg_") {
+        return resolve_qualified(enforcer, "pg_catalog", relation);
+    }
+    for schema in path {
+        let candidate = QualifiedName::new(schema.as_str(), relation);
+        if enforcer.classification().contains_key(&candidate)
+            || (catalog::is_system_schema(schema) && catalog::is_allowed(schema, relation))
+        {
+            return resolve_qualified(enforcer, schema, relation);
+        }
+    }
+    Err(not_available(relation))
+}
+
+fn resolve_qualified(
+    enforcer: &Enforcer,
+    schema: &str,
+    relation: &str,
+) -> Result<Resolved, Denial> {
+    let name = QualifiedName::new(schema, relation);
+    if enforcer.classification().contains_key(&name) {
+        if enforcer.rules.tables.contains_key(&name) {
+            return Ok(Resolved::Protected(name));
+        }
+    } else if catalog::is_allowed(schema, relation) {
+        return Ok(Resolved::Catalog(name));
+    }
+    Err(not_available(&name.to_string()))
+}
+
+/// The policy table `name` resolves to for this account, if it is one.
+pub(crate) fn protected_table(enforcer: &Enforcer, name: &ObjectName) -> Option<QualifiedName> {
+    let parts = names::parts(name).ok()?;
+    let resolved = match parts.as_slice() {
+        [relation] => resolve_unqualified(enforcer, relation),
+        [schema, relation] => resolve_qualified(enforcer, schema, relation),
+        _ => return None,
+    };
+    match resolved {
+        Ok(Resolved::Protected(table)) => Some(table),
+        _ => None,
+    }
+}
 
 fn not_available(relation: &str) -> Denial {
     Denial::privilege(format!(

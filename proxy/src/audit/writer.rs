@@ -1,0 +1,286 @@
+//! The writer thread: group commit, periodic signed checkpoints, strict-mode syncs,
+//! and recovery from a failed disk.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maskgate_audit::{Sealed, Sealer, WriteError, Writer, WriterConfig};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::{Entry, Payload, Pending, TrailState};
+use crate::config::AuditConfig;
+
+/// How often a failed trail is opened again.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// A payload with its sealed secret, as one JSON object.
+#[derive(Serialize)]
+struct WithSeal<'a> {
+    #[serde(flatten)]
+    payload: &'a Payload,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<Sealed>,
+}
+
+pub(super) struct WriterThread {
+    writer: Option<Writer>,
+    sealer: Sealer,
+    receiver: Receiver<Entry>,
+    state: Arc<TrailState>,
+    dir: PathBuf,
+    signing_key: PathBuf,
+    segment_bytes: u64,
+    segment_age: Duration,
+    commit_interval: Duration,
+    checkpoint_interval: Duration,
+    /// Strict-mode sessions waiting for records appended since the last sync.
+    waiting: Vec<oneshot::Sender<()>>,
+    /// Records appended since the last successful commit (lost if it fails).
+    uncommitted: u64,
+    last_checkpoint: Instant,
+    last_reopen: Option<Instant>,
+}
+
+impl WriterThread {
+    pub(super) fn new(
+        config: &AuditConfig,
+        writer: Writer,
+        sealer: Sealer,
+        receiver: Receiver<Entry>,
+        state: Arc<TrailState>,
+    ) -> WriterThread {
+        WriterThread {
+            writer: Some(writer),
+            sealer,
+            receiver,
+            state,
+            dir: config.dir.clone(),
+            signing_key: config.signing_key.clone(),
+            segment_bytes: config.segment_bytes,
+            segment_age: config.segment_age,
+            commit_interval: config.commit_interval,
+            checkpoint_interval: config.checkpoint_interval,
+            waiting: Vec::new(),
+            uncommitted: 0,
+            last_checkpoint: Instant::now(),
+            last_reopen: None,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        loop {
+            let wait = self
+                .checkpoint_interval
+                .saturating_sub(self.last_checkpoint.elapsed());
+            let first = match self.receiver.recv_timeout(wait) {
+                Ok(entry) => entry,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.checkpoint();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.close();
+                    return;
+                }
+            };
+            if self.handle(first) {
+                return;
+            }
+            // Group commit: what arrives within the interval goes in one write.
+            std::thread::sleep(self.commit_interval);
+            while let Ok(entry) = self.receiver.try_recv() {
+                if self.handle(entry) {
+                    return;
+                }
+            }
+            self.commit();
+            if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
+                self.checkpoint();
+            }
+        }
+    }
+
+    /// `true` when the thread is to stop.
+    fn handle(&mut self, entry: Entry) -> bool {
+        match entry {
+            Entry::Record(pending) => self.append(*pending),
+            Entry::Flush(done) => {
+                self.commit();
+                self.sync();
+                let _ = done.send(());
+            }
+            Entry::Close(done) => {
+                while let Ok(Entry::Record(pending)) = self.receiver.try_recv() {
+                    self.append(*pending);
+                }
+                self.close();
+                let _ = done.send(());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn append(&mut self, pending: Pending) {
+        if self.usable_writer().is_none() {
+            self.state.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                kind = pending.kind,
+                "an audit record is lost: the audit trail cannot be written"
+            );
+            return;
+        };
+        let Pending {
+            kind,
+            payload,
+            secret,
+            durable,
+        } = pending;
+        let (Some(writer), sealer) = (self.writer.as_mut(), &self.sealer) else {
+            return;
+        };
+        let result = writer.append_with(kind, |seq| {
+            let sealed = match secret.as_ref().filter(|s| !s.is_empty()) {
+                None => None,
+                Some(secret) => {
+                    let plain = serde_json::to_vec(secret)
+                        .map_err(|_| maskgate_audit::SealError::Encrypt)?;
+                    Some(sealer.seal(&plain, seq.to_string().as_bytes())?)
+                }
+            };
+            Ok(WithSeal {
+                payload: &payload,
+                sealed,
+            })
+        });
+        match result {
+            Ok(_) => {
+                self.uncommitted += 1;
+                if let Some(durable) = durable {
+                    self.waiting.push(durable);
+                }
+            }
+            Err(error) => self.failed(error, 1),
+        }
+    }
+
+    fn commit(&mut self) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        let result = writer.commit();
+        match result {
+            Ok(()) => {
+                self.state
+                    .written
+                    .fetch_add(self.uncommitted, Ordering::Relaxed);
+                self.uncommitted = 0;
+                if !self.waiting.is_empty() {
+                    self.sync();
+                }
+            }
+            Err(error) => {
+                let lost = self.uncommitted;
+                self.failed(error, lost);
+            }
+        }
+    }
+
+    fn sync(&mut self) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        match writer.sync() {
+            Ok(()) => {
+                for waiting in self.waiting.drain(..) {
+                    let _ = waiting.send(());
+                }
+            }
+            Err(error) => self.failed(error, 0),
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        self.commit();
+        self.last_checkpoint = Instant::now();
+        let Some(writer) = self.usable_writer() else {
+            return;
+        };
+        match writer.checkpoint() {
+            Ok(Some(_)) => {
+                self.state.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(error) => self.failed(error, 0),
+        }
+    }
+
+    fn close(&mut self) {
+        self.commit();
+        if let Some(writer) = self.writer.take() {
+            if let Err(error) = writer.close() {
+                tracing::error!(error = %error, "the audit trail could not be closed cleanly");
+            }
+        }
+        for waiting in self.waiting.drain(..) {
+            let _ = waiting.send(());
+        }
+    }
+
+    /// The writer, opened again if an earlier failure dropped it.
+    fn usable_writer(&mut self) -> Option<&mut Writer> {
+        if self.writer.is_none() {
+            self.reopen();
+        }
+        self.writer.as_mut()
+    }
+
+    fn reopen(&mut self) {
+        // Bounded: a failing disk is tried again at most once a second.
+        if self
+            .last_reopen
+            .is_some_and(|at| at.elapsed() < REOPEN_EVERY)
+        {
+            return;
+        }
+        self.last_reopen = Some(Instant::now());
+        let opened = maskgate_audit::keys::load_signing_key(&self.signing_key)
+            .map_err(|e| e.to_string())
+            .and_then(|key| {
+                let mut config = WriterConfig::new(key);
+                config.max_segment_bytes = self.segment_bytes;
+                config.max_segment_age = self.segment_age;
+                Writer::open(&self.dir, config).map_err(|e| e.to_string())
+            });
+        match opened {
+            Ok(writer) => {
+                tracing::warn!("the audit trail is written again");
+                self.writer = Some(writer);
+                self.state.healthy.store(true, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "the audit trail still cannot be written");
+            }
+        }
+    }
+
+    /// A write failed: what was not committed is lost (counted and logged), the
+    /// trail is marked unavailable so statements are refused, and strict-mode
+    /// waiters are released with an error (their sender is dropped).
+    fn failed(&mut self, error: WriteError, lost: u64) {
+        self.state.healthy.store(false, Ordering::Relaxed);
+        self.state.lost.fetch_add(lost, Ordering::Relaxed);
+        self.uncommitted = 0;
+        self.waiting.clear();
+        self.writer = None;
+        tracing::error!(
+            error = %error,
+            lost,
+            "the audit trail cannot be written; statements are refused until it can"
+        );
+    }
+}
