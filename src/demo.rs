@@ -132,6 +132,20 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
         println!("  metrics:    curl http://{admin}/metrics");
     }
     println!(
+        "  audit:      maskgate audit verify {} --public-key {}",
+        proxy.audit_dir().display(),
+        proxy.audit_public_key().display()
+    );
+    println!(
+        "              maskgate audit search {} --format table",
+        proxy.audit_dir().display()
+    );
+    println!(
+        "              maskgate audit show SEQ {} --decrypt --key-file {}",
+        proxy.audit_dir().display(),
+        proxy.audit_seal_key().display()
+    );
+    println!(
         "  explain:    what maskgate does with a statement is described in docs/enforcement.md"
     );
     println!();

@@ -36,6 +36,8 @@ pub enum ServerError {
     UpstreamTls(#[source] TlsError),
     #[error("the policy in {dir} is not valid:\n{errors}")]
     Policy { dir: PathBuf, errors: PolicyErrors },
+    #[error("audit trail: {0}")]
+    Audit(#[source] crate::audit::StartError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -170,6 +172,27 @@ impl Server {
             ),
             None => None,
         };
+        let audit = match &config.audit {
+            Some(audit) => Some(
+                crate::audit::Trail::start(
+                    audit,
+                    crate::audit::ProxyStart {
+                        instance: crate::audit::instance().to_owned(),
+                        version: env!("CARGO_PKG_VERSION"),
+                        policy: policy.generation().to_string(),
+                        strict: audit.strict,
+                    },
+                )
+                .map_err(ServerError::Audit)?,
+            ),
+            None => {
+                tracing::warn!(
+                    "no [audit] section in the configuration: statements and logins are not \
+                     recorded in an audit trail"
+                );
+                None
+            }
+        };
         let metrics = Arc::new(Metrics::new());
         let connector = Connector::new(Arc::new(config.upstream.clone()), upstream_tls)
             .with_pseudonym_keys(&config.policy.pseudonym_keys);
@@ -183,7 +206,7 @@ impl Server {
             sessions: Arc::new(SessionCounts::default()),
             pool,
             cancel: CancelRegistry::default(),
-            events: Events::start(metrics.clone()),
+            events: Events::start(metrics.clone(), audit),
             metrics,
             health: Arc::new(HealthState::new()),
             tls,
@@ -286,6 +309,14 @@ impl Server {
             let _ = task.await;
         }
         shared.pool.close_all();
+        if let Some(trail) = shared.events.audit().cloned() {
+            let closed = tokio::task::spawn_blocking(move || {
+                trail.close_blocking(crate::audit::ProxyStop {
+                    instance: crate::audit::instance().to_owned(),
+                })
+            });
+            let _ = closed.await;
+        }
         tracing::info!("maskgate stopped");
     }
 }

@@ -41,6 +41,10 @@ pub struct ProxyOptions {
     pub max_message_size: usize,
     pub pool_size: usize,
     pub admin: bool,
+    /// Write an audit trail (keys made fresh in the proxy directory).
+    pub audit: bool,
+    /// More lines for the `[audit]` section, e.g. `strict = true`.
+    pub audit_settings: String,
 }
 
 impl Default for ProxyOptions {
@@ -62,6 +66,8 @@ impl Default for ProxyOptions {
             max_message_size: 1 << 20,
             pool_size: 4,
             admin: true,
+            audit: true,
+            audit_settings: String::new(),
         }
     }
 }
@@ -128,6 +134,21 @@ impl TestProxy {
         self.dir.path().join("server.crt")
     }
 
+    /// The audit directory (when [`ProxyOptions::audit`] is on).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.path().join("audit")
+    }
+
+    /// The public key that verifies the audit trail's checkpoints.
+    pub fn audit_public_key(&self) -> PathBuf {
+        self.dir.path().join("audit-public.pem")
+    }
+
+    /// The key file that opens the trail's sealed values.
+    pub fn audit_seal_key(&self) -> PathBuf {
+        self.dir.path().join("audit-seal.keys")
+    }
+
     /// The directory holding the proxy's configuration files.
     pub fn config_dir(&self) -> &std::path::Path {
         self.dir.path()
@@ -160,6 +181,12 @@ impl TestProxy {
 
     /// Gracefully stops the proxy and waits until it has.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// Stops the server gracefully and waits for it, keeping its directory (the
+    /// audit trail, the configuration) for inspection.
+    pub async fn stop(&mut self) {
         self.handle.shutdown();
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -290,6 +317,21 @@ fn write_files(
     } else {
         ""
     };
+    let audit = if options.audit {
+        maskgate_audit::keys::generate_signing_key_files(
+            &path("audit-signing.pem"),
+            &path("audit-public.pem"),
+        )
+        .map_err(|e| TestkitError::Proxy(format!("audit signing key: {e}")))?;
+        maskgate_audit::keys::generate_seal_key_file(&path("audit-seal.keys"), "k1")
+            .map_err(|e| TestkitError::Proxy(format!("audit seal key: {e}")))?;
+        format!(
+            "[audit]\ndir = \"audit\"\nsigning_key = \"audit-signing.pem\"\nseal_key = \"audit-seal.keys\"\n{}\n",
+            options.audit_settings
+        )
+    } else {
+        String::new()
+    };
     let ms = |d: Duration| format!("{}ms", d.as_millis());
     let config = format!(
         r#"[server]
@@ -318,6 +360,7 @@ timezone = "{timezone}"
 
 {masking}
 {admin}
+{audit}
 [log]
 level = "warn"
 "#,

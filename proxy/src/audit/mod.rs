@@ -8,6 +8,7 @@
 //! checkpoint every `checkpoint_interval`, and in strict mode syncs before it
 //! tells the waiting sessions their records are durable.
 
+mod facts;
 mod records;
 mod writer;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+pub use facts::table_facts;
 pub use records::*;
 
 use crate::config::{AuditConfig, WhenUnavailable};

@@ -143,6 +143,9 @@ pub struct AccountRules {
     policy: Arc<Policy>,
     columns: Option<Arc<ColumnOids>>,
     rules: EffectiveRules,
+    /// What each table's rules do, for audit records.
+    table_facts:
+        std::collections::BTreeMap<maskgate_policy::QualifiedName, Arc<crate::audit::TableFacts>>,
     /// Rows one statement may return.
     pub max_rows: Option<u64>,
     pub rows_per_hour: Option<u64>,
@@ -195,9 +198,11 @@ impl AccountRules {
                 hidden,
             }
         });
+        let table_facts = crate::audit::table_facts(&policy, login, &rules);
         Some(AccountRules {
             policy,
             columns,
+            table_facts,
             rules,
             max_rows,
             rows_per_hour,
@@ -222,6 +227,14 @@ impl AccountRules {
         self.rules == other.rules
             && self.policy.tables() == other.policy.tables()
             && self.policy.settings().search_path == other.policy.settings().search_path
+    }
+
+    /// What the rules of `table` do, for its audit records.
+    pub fn table_facts(
+        &self,
+        table: &maskgate_policy::QualifiedName,
+    ) -> Option<&Arc<crate::audit::TableFacts>> {
+        self.table_facts.get(table)
     }
 
     /// The policy generation these rules were built from.

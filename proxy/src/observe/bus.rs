@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::event::Event;
-use super::sinks;
+use super::{audit_sink, sinks};
+use crate::audit::Trail;
 use crate::metrics::Metrics;
 
 /// Events waiting for the sinks that do I/O. A burst beyond this is logged inline
@@ -17,11 +18,13 @@ const QUEUE: usize = 8192;
 pub struct Events {
     metrics: Arc<Metrics>,
     background: Option<mpsc::Sender<Event>>,
+    /// The audit trail, when one is configured.
+    audit: Option<Trail>,
 }
 
 impl Events {
     /// Counts inline and logs on a task of its own (needs a tokio runtime).
-    pub fn start(metrics: Arc<Metrics>) -> Events {
+    pub fn start(metrics: Arc<Metrics>, audit: Option<Trail>) -> Events {
         let (sender, mut receiver) = mpsc::channel::<Event>(QUEUE);
         tokio::spawn(async move {
             while let Some(event) = receiver.recv().await {
@@ -31,6 +34,7 @@ impl Events {
         Events {
             metrics,
             background: Some(sender),
+            audit,
         }
     }
 
@@ -39,12 +43,16 @@ impl Events {
         Events {
             metrics,
             background: None,
+            audit: None,
         }
     }
 
     /// Hands the event to every sink.
     pub fn emit(&self, event: Event) {
         sinks::count(&self.metrics, &event);
+        if let Some(trail) = &self.audit {
+            audit_sink::record(trail, &event);
+        }
         let Some(background) = &self.background else {
             sinks::log(&event);
             return;
@@ -58,6 +66,11 @@ impl Events {
                 sinks::log(&event);
             }
         }
+    }
+
+    /// The audit trail, for the records sessions write themselves.
+    pub fn audit(&self) -> Option<&Trail> {
+        self.audit.as_ref()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -106,6 +119,7 @@ mod tests {
         let events = Events {
             metrics: metrics.clone(),
             background: Some(sender),
+            audit: None,
         };
         events.emit(refused_login());
         events.emit(refused_login());

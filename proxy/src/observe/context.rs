@@ -17,9 +17,10 @@ impl SessionId {
     }
 }
 
+/// `<instance>-<n>`: unique across restarts, since the instance prefix is random.
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s{}", self.0)
+        write!(f, "{}-{}", crate::audit::instance(), self.0)
     }
 }
 
@@ -33,7 +34,7 @@ pub struct TlsFacts {
 }
 
 /// One session, as observed. Read by sinks only: no decision may depend on it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SessionContext {
     pub id: SessionId,
     /// The login name the client gave.
@@ -51,4 +52,30 @@ pub struct SessionContext {
     /// Whether the account's statements are rewritten.
     pub restricted: bool,
     pub started: Instant,
+    /// What the session did so far, filled as its statements end.
+    pub totals: SessionTotals,
+}
+
+/// A session's running totals, for its end record.
+#[derive(Debug, Default)]
+pub struct SessionTotals {
+    pub statements: AtomicU64,
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl SessionTotals {
+    pub fn add(&self, rows: u64, bytes: u64) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.statements.load(Ordering::Relaxed),
+            self.rows.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
 }

@@ -72,6 +72,8 @@ pub enum Refusal {
     RowQuota,
     /// A row of `COPY … FROM STDIN` outside the account's scope.
     CopyRow,
+    /// The audit trail could not take the statement's record.
+    Unrecorded,
 }
 
 #[derive(Debug, Clone)]

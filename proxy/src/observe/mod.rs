@@ -8,13 +8,15 @@
 //! atomics (the metrics) run inline; sinks that do I/O (the log) run on a task of
 //! their own behind a bounded channel, so a slow sink never holds up a session.
 
+mod audit_sink;
 mod bus;
 mod context;
 mod event;
 mod sinks;
 
+pub use audit_sink::session_facts;
 pub use bus::Events;
-pub use context::{SessionContext, SessionId, TlsFacts};
+pub use context::{SessionContext, SessionId, SessionTotals, TlsFacts};
 pub use event::{
     Event, LoginAttempt, LoginOutcome, PolicyReload, Refusal, SessionEnd, SessionEnded,
     StatementRefused, StatementStopped, StopLimit,

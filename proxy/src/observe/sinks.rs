@@ -13,7 +13,7 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
         Event::Lockout { .. } => metrics.lockout(),
         Event::SessionEnded(_) => metrics.client_disconnected(),
         Event::StatementRefused(refused) => match refused.refusal {
-            Refusal::Policy | Refusal::CopyRow => metrics.statement_denied(),
+            Refusal::Policy | Refusal::CopyRow | Refusal::Unrecorded => metrics.statement_denied(),
             Refusal::StatementQuota => metrics.quota_exceeded(false),
             Refusal::RowQuota => metrics.quota_exceeded(true),
         },

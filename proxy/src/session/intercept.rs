@@ -259,6 +259,27 @@ impl<'m> Intercept<'m> {
     pub fn server_sent_fatal(&self) -> bool {
         self.server_fatal
     }
+
+    /// Strict audit mode: `Pending` while a statement's record is not yet durable;
+    /// the server's answers are not read until it is.
+    pub fn poll_durable(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ClientError>> {
+        match self.rules.as_mut() {
+            Some(rules) => rules.poll_durable(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// However the session ends, its statements still unanswered get their records.
+impl Drop for Intercept<'_> {
+    fn drop(&mut self) {
+        if let Some(rules) = self.rules.as_mut() {
+            rules.interrupted(&mut self.pipeline);
+        }
+    }
 }
 
 fn forward(pipe: &mut Pipeline, kind: OpKind) -> ClientVerdict {
@@ -479,6 +500,7 @@ roles = ["reader"]
             policy: policy.generation().clone(),
             restricted: true,
             started: std::time::Instant::now(),
+            totals: Default::default(),
         });
         Intercept::new(
             events.metrics(),

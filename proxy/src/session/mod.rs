@@ -6,6 +6,7 @@
 //! session can end sends the client a PostgreSQL error that says why.
 
 mod account_guard;
+mod audit;
 mod auto_prepare;
 mod copy_check;
 mod handshake;
@@ -388,6 +389,7 @@ async fn login(
         policy: policy.generation().clone(),
         restricted: rules.is_restricted(),
         started: Instant::now(),
+        totals: Default::default(),
     });
     Ok(Some(Attached {
         stream,

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use crate::error::ClientError;
+use crate::error::{ClientError, SqlState};
 use crate::protocol::backend_tag;
 
 /// The server sent something the model of its state does not allow.
@@ -53,6 +53,8 @@ pub struct Op {
     /// The error the client gets in place of the server's answer to the denial token.
     pub denial: Option<ClientError>,
     pub sent: Instant,
+    /// The number of the audit record this message's statement began, if it began one.
+    pub audit: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,7 @@ impl Op {
             kind,
             denial: None,
             sent: Instant::now(),
+            audit: None,
         }
     }
 
@@ -100,6 +103,12 @@ impl Op {
             denial: Some(denial),
             ..Op::new(kind)
         }
+    }
+
+    /// The same, with the audit record its statement began.
+    pub fn audited(mut self, stmt: Option<u64>) -> Op {
+        self.audit = stmt;
+        self
     }
 
     fn is_copy(&self) -> bool {
@@ -204,6 +213,51 @@ struct Active {
     failed: bool,
     /// The proxy stopped it: what is left of it is dropped.
     dropping: bool,
+    /// What the client got, for the statement's audit record.
+    seen: Seen,
+}
+
+/// What a statement sent to the client, as its audit record reports it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub rows: u64,
+    pub bytes: u64,
+    /// The SQLSTATE of the first error the client got.
+    pub sqlstate: Option<crate::error::SqlState>,
+    pub stopped_by: Option<&'static str>,
+}
+
+/// How an audited statement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Failed,
+    Stopped,
+    /// The server skipped it after an earlier error.
+    Skipped,
+    /// The session ended before it was answered.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::Stopped => "stopped",
+            Outcome::Skipped => "skipped",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// An audited statement that has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub stmt: u64,
+    pub outcome: Outcome,
+    pub seen: Seen,
+    pub duration: std::time::Duration,
 }
 
 /// Counts and names the server has confirmed, for the statements still to come.
@@ -251,6 +305,8 @@ pub struct Pipeline {
     confirmed: Confirmed,
     /// Statements of the proxy whose Parse failed or was skipped: they do not exist.
     lost: Vec<u32>,
+    /// Audited statements that ended, for their records.
+    finished: Vec<Finished>,
 }
 
 impl Pipeline {
@@ -303,7 +359,7 @@ impl Pipeline {
             return Ok(Step::Drop);
         }
         match active.copy {
-            Copy::In => return self.copy_in(tag),
+            Copy::In => return self.copy_in(tag, body),
             Copy::Out if matches!(tag, backend_tag::COPY_DATA | backend_tag::COPY_DONE) => {
                 return Ok(Step::Pass)
             }
@@ -316,7 +372,7 @@ impl Pipeline {
                 backend_tag::READY_FOR_QUERY => Ok(self.ready()),
                 _ => Err(Desync("a message other than ReadyForQuery answered a Sync")),
             },
-            _ => self.simple_answer(tag),
+            _ => self.simple_answer(tag, body),
         }
     }
 
@@ -351,6 +407,7 @@ impl Pipeline {
                 copy: Copy::None,
                 failed: false,
                 dropping: false,
+                seen: Seen::default(),
             });
             return Ok(());
         }
@@ -358,6 +415,14 @@ impl Pipeline {
 
     /// A message that will not be answered: what it would have created does not exist.
     fn lose(&mut self, op: Op) {
+        if let Some(stmt) = op.audit {
+            self.finished.push(Finished {
+                stmt,
+                outcome: Outcome::Skipped,
+                seen: Seen::default(),
+                duration: op.sent.elapsed(),
+            });
+        }
         if let OpKind::Parse {
             prepared: Some(n), ..
         } = op.kind
@@ -372,16 +437,92 @@ impl Pipeline {
 
     fn ready(&mut self) -> Step {
         let active = self.active.take().expect("a message is being answered");
-        Step::Ready {
-            sent: active.op.sent,
+        let sent = active.op.sent;
+        self.retire(active);
+        Step::Ready { sent }
+    }
+
+    /// An answered message is done: its audited statement, if any, has ended.
+    fn retire(&mut self, active: Active) {
+        let Some(stmt) = active.op.audit else {
+            return;
+        };
+        let outcome = if active.seen.stopped_by.is_some() {
+            Outcome::Stopped
+        } else if active.seen.sqlstate.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Completed
+        };
+        self.finished.push(Finished {
+            stmt,
+            outcome,
+            seen: active.seen,
+            duration: active.op.sent.elapsed(),
+        });
+    }
+
+    /// Audited statements that ended since the last call.
+    pub fn take_finished(&mut self) -> impl Iterator<Item = Finished> + '_ {
+        self.finished.drain(..)
+    }
+
+    /// Whether an audited statement ended since [`Pipeline::take_finished`].
+    pub fn has_finished(&self) -> bool {
+        !self.finished.is_empty()
+    }
+
+    /// The session ends: every audited statement still unanswered is interrupted.
+    pub fn interrupt(&mut self) -> impl Iterator<Item = Finished> + '_ {
+        let active = self.active.take();
+        let ops = std::mem::take(&mut self.ops);
+        let mut interrupted: Vec<Finished> = Vec::new();
+        let pending = active
+            .map(|a| (a.op, a.seen))
+            .into_iter()
+            .chain(ops.into_iter().map(|op| (op, Seen::default())));
+        for (op, seen) in pending {
+            if let Some(stmt) = op.audit {
+                interrupted.push(Finished {
+                    stmt,
+                    outcome: Outcome::Interrupted,
+                    seen,
+                    duration: op.sent.elapsed(),
+                });
+            }
+        }
+        self.finished.extend(interrupted);
+        self.finished.drain(..)
+    }
+
+    /// Counts a message sent to the client for the statement answering now (a
+    /// DataRow, or a CopyData of COPY TO), `bytes` long on the wire.
+    pub fn note_sent(&mut self, bytes: usize) {
+        if let Some(active) = self.active.as_mut() {
+            active.seen.rows += 1;
+            active.seen.bytes += bytes as u64;
+        }
+    }
+
+    /// The client gets `sqlstate` for the statement answering now; what stopped it.
+    pub fn note_error(
+        &mut self,
+        sqlstate: crate::error::SqlState,
+        stopped_by: Option<&'static str>,
+    ) {
+        if let Some(active) = self.active.as_mut() {
+            active.seen.sqlstate.get_or_insert(sqlstate);
+            if stopped_by.is_some() {
+                active.seen.stopped_by = stopped_by;
+            }
         }
     }
 
     /// Parse, Bind, Describe and Close: their completion, descriptions or error.
-    fn simple_answer(&mut self, tag: u8) -> Result<Step, Desync> {
+    fn simple_answer(&mut self, tag: u8, body: &[u8]) -> Result<Step, Desync> {
         let active = self.active.as_ref().expect("a message is being answered");
         let step = match (&active.op.kind, tag) {
-            (_, backend_tag::ERROR_RESPONSE) => return Ok(self.extended_error()),
+            (_, backend_tag::ERROR_RESPONSE) => return Ok(self.extended_error(body)),
             (OpKind::Parse { .. }, backend_tag::PARSE_COMPLETE) => Step::Pass,
             (OpKind::Bind { .. }, backend_tag::BIND_COMPLETE) => Step::Pass,
             (OpKind::Close, backend_tag::CLOSE_COMPLETE) => Step::Pass,
@@ -416,11 +557,20 @@ impl Pipeline {
     }
 
     /// An error answering an extended-protocol message: the server skips to Sync.
-    fn extended_error(&mut self) -> Step {
+    fn extended_error(&mut self, body: &[u8]) -> Step {
         let mut done = self.active.take().expect("a message is being answered");
         self.skipping = true;
         let denial = done.op.denial.take();
-        self.lose(done.op);
+        done.seen
+            .sqlstate
+            .get_or_insert_with(|| error_sqlstate(denial.as_ref(), body));
+        if let OpKind::Parse {
+            prepared: Some(n), ..
+        } = done.op.kind
+        {
+            self.lost.push(n);
+        }
+        self.retire(done);
         Step::Error(denial)
     }
 
@@ -431,10 +581,11 @@ impl Pipeline {
             | backend_tag::EMPTY_QUERY_RESPONSE
             | backend_tag::PORTAL_SUSPENDED => {
                 let completion = self.complete(body);
-                self.active = None;
+                let done = self.active.take().expect("a message is being answered");
+                self.retire(done);
                 Ok(Step::Complete(completion))
             }
-            backend_tag::ERROR_RESPONSE => Ok(self.extended_error()),
+            backend_tag::ERROR_RESPONSE => Ok(self.extended_error(body)),
             backend_tag::COPY_IN_RESPONSE => {
                 self.active().copy = Copy::In;
                 Ok(Step::Pass)
@@ -478,7 +629,12 @@ impl Pipeline {
                 let active = self.active();
                 active.failed = true;
                 active.counter = None;
-                Ok(Step::Error(active.op.denial.take()))
+                let denial = active.op.denial.take();
+                active
+                    .seen
+                    .sqlstate
+                    .get_or_insert_with(|| error_sqlstate(denial.as_ref(), body));
+                Ok(Step::Error(denial))
             }
             backend_tag::READY_FOR_QUERY => Ok(self.ready()),
             _ => Err(Desync("unexpected answer to a simple Query")),
@@ -528,10 +684,17 @@ impl Pipeline {
         }
         match counter.exceeded {
             None => Completion::Done,
-            Some(limit) => Completion::Exceeded {
-                limit,
-                more_pending,
-            },
+            Some(limit) => {
+                let (stopped_by, sqlstate) = match limit {
+                    Limit::PerStatement(_) => ("row_cap", SqlState::PROGRAM_LIMIT_EXCEEDED),
+                    Limit::Hourly => ("hourly_rows", SqlState::CONFIGURATION_LIMIT_EXCEEDED),
+                };
+                self.note_error(sqlstate, Some(stopped_by));
+                Completion::Exceeded {
+                    limit,
+                    more_pending,
+                }
+            }
         }
     }
 
@@ -606,7 +769,7 @@ impl Pipeline {
     }
 
     /// The server's answer during COPY FROM STDIN: the copy's end, or its error.
-    fn copy_in(&mut self, tag: u8) -> Result<Step, Desync> {
+    fn copy_in(&mut self, tag: u8, body: &[u8]) -> Result<Step, Desync> {
         match tag {
             backend_tag::COMMAND_COMPLETE => {
                 // The server read every copy message up to CopyDone, swallowing Syncs.
@@ -620,7 +783,8 @@ impl Pipeline {
                 self.active().copy = Copy::None;
                 let completion = self.complete(b"");
                 if !matches!(self.active().op.kind, OpKind::Query { .. }) {
-                    self.active = None;
+                    let done = self.active.take().expect("a message is being answered");
+                    self.retire(done);
                 }
                 Ok(Step::Complete(completion))
             }
@@ -628,13 +792,16 @@ impl Pipeline {
                 let denial = self.end_failed_copy()?;
                 self.active().copy = Copy::None;
                 if matches!(self.active().op.kind, OpKind::Query { .. }) {
-                    let mut step = self.query(tag, b"")?;
+                    let mut step = self.query(tag, body)?;
                     if denial.is_some() {
                         step = Step::Error(denial);
                     }
                     return Ok(step);
                 }
-                let step = self.extended_error();
+                if let (Some(denial), Some(active)) = (&denial, self.active.as_mut()) {
+                    active.seen.sqlstate.get_or_insert(denial.sqlstate);
+                }
+                let step = self.extended_error(body);
                 Ok(if denial.is_some() {
                     Step::Error(denial)
                 } else {
@@ -675,6 +842,30 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The SQLSTATE a client gets for an ErrorResponse: the denial's when the proxy
+/// replaces it, otherwise the server's `C` field.
+fn error_sqlstate(denial: Option<&ClientError>, body: &[u8]) -> SqlState {
+    if let Some(denial) = denial {
+        return denial.sqlstate;
+    }
+    let mut fields = body;
+    while let [kind, rest @ ..] = fields {
+        if *kind == 0 {
+            break;
+        }
+        let Some(end) = rest.iter().position(|b| *b == 0) else {
+            break;
+        };
+        if *kind == b'C' {
+            if let Some(state) = SqlState::from_bytes(&rest[..end]) {
+                return state;
+            }
+        }
+        fields = &rest[end + 1..];
+    }
+    SqlState::INTERNAL_ERROR
 }
 
 /// The row count of a `MOVE n` command tag; 0 for any other tag.

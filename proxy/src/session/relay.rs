@@ -232,7 +232,13 @@ impl<'a> Relay<'a> {
                 Poll::Pending => {}
             }
 
-            if self.client_out.len() < HIGH_WATER {
+            // Strict audit mode: no result is read before its record is on disk.
+            let durable = match self.intercept.poll_durable(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(e)) => return Poll::Ready(RelayEnd::Closed(e)),
+                Poll::Pending => false,
+            };
+            if durable && self.client_out.len() < HIGH_WATER {
                 let buf = &mut self.upstream.read_buf;
                 if buf.capacity() - buf.len() < READ_CHUNK / 2 {
                     buf.reserve(READ_CHUNK);

@@ -20,6 +20,7 @@ use bytes::BytesMut;
 use maskgate_policy::Policy;
 use maskgate_sql::{Denial, EnforcedStatement, StatementClass};
 
+use super::audit::{StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
 use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
@@ -51,6 +52,8 @@ pub struct SessionRules<'m> {
     auto_prepare: AutoPrepare,
     /// The rows of `COPY … FROM STDIN` statements are checked as the client sends them.
     copy: CopyChecks,
+    /// The session's statement records.
+    audit: StatementAudit,
 }
 
 impl<'m> SessionRules<'m> {
@@ -63,6 +66,7 @@ impl<'m> SessionRules<'m> {
             enforcement,
             events,
             usage: enforcement.quotas.usage(&session.login),
+            audit: StatementAudit::new(events.audit().cloned(), session.clone()),
             session,
             account,
             auto_prepare: AutoPrepare::default(),
@@ -92,20 +96,27 @@ impl SessionRules<'_> {
     pub fn query(&mut self, pipe: &mut Pipeline, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
         self.copy.other_message();
         let cap = self.account.max_rows;
-        if !self.restricted() {
-            log_statement(body, "Query", "query");
-            if let Err(refusal) = self.admit(1, false) {
-                return self.deny(pipe, Replaced::Query, refusal, "", out);
-            }
-            pipe.push(Op::new(OpKind::Query {
-                statements: None,
-                cap,
-            }));
-            return ClientVerdict::Forward;
-        }
         let Ok(sql) = Fields::new(body, "Query").str() else {
             return ClientVerdict::Reject(malformed("Query"));
         };
+        if !self.restricted() {
+            log_statement(body, "Query", "query");
+            if let Err(refusal) = self.admit(1, false) {
+                return self.deny(pipe, Replaced::Query, refusal, sql, out);
+            }
+            let stmt = match self.begin_unanalyzed("simple", sql) {
+                Ok(stmt) => stmt,
+                Err(e) => {
+                    return self.deny(pipe, Replaced::Query, (Refusal::Unrecorded, e), sql, out)
+                }
+            };
+            let op = Op::new(OpKind::Query {
+                statements: None,
+                cap,
+            });
+            pipe.push(op.audited(stmt));
+            return ClientVerdict::Forward;
+        }
         let decision = self.account.decide(sql);
         let rewritten = match decision.as_ref() {
             Ok(rewritten) => rewritten,
@@ -122,6 +133,17 @@ impl SessionRules<'_> {
         if let Err(refusal) = self.admit(counted as u64, counted == 0) {
             return self.deny(pipe, Replaced::Query, refusal, sql, out);
         }
+        let stmt = if self.audit.is_on() {
+            let text = Text::rewritten(sql, rewritten, &self.account);
+            match self.audit.begin("simple", &text, Vec::new()) {
+                Ok(stmt) => stmt,
+                Err(e) => {
+                    return self.deny(pipe, Replaced::Query, (Refusal::Unrecorded, e), sql, out)
+                }
+            }
+        } else {
+            None
+        };
         let mut plans = std::collections::VecDeque::new();
         for statement in &rewritten.statements {
             if drops_prepared(&statement.sql) {
@@ -132,10 +154,11 @@ impl SessionRules<'_> {
             }
             plans.push_back(plan(statement));
         }
-        pipe.push(Op::new(OpKind::Query {
+        let op = Op::new(OpKind::Query {
             statements: Some(plans),
             cap,
-        }));
+        });
+        pipe.push(op.audited(stmt));
         tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "query rewritten");
         protocol::write_query(out, &rewritten.text);
         ClientVerdict::Replace
@@ -151,6 +174,9 @@ impl SessionRules<'_> {
         };
         if !self.restricted() {
             log_statement(body, "Parse", "parse");
+            if self.audit.is_on() {
+                self.audit.parsed(name, Text::unanalyzed(sql));
+            }
             pipe.push(Op::new(parse_op(name, None, None)));
             return ClientVerdict::Forward;
         }
@@ -182,6 +208,10 @@ impl SessionRules<'_> {
             Ok(rewritten) => rewritten,
             Err(refusal) => return self.deny(pipe, Replaced::Parse { name }, refusal, sql, out),
         };
+        if self.audit.is_on() {
+            self.audit
+                .parsed(name, Text::rewritten(sql, rewritten, &self.account));
+        }
         let first = rewritten.statements.first();
         let fetch = first.and_then(fetch_cursor).map(str::to_owned);
         if drops_prepared(&rewritten.text) {
@@ -226,10 +256,15 @@ impl SessionRules<'_> {
         if let Err(refusal) = self.admit(1, false) {
             return self.deny(pipe, Replaced::Message, refusal, "", out);
         }
-        pipe.push(Op::new(OpKind::Execute {
+        let stmt = match self.audit.execute(portal) {
+            Ok(stmt) => stmt,
+            Err(e) => return self.deny(pipe, Replaced::Message, (Refusal::Unrecorded, e), "", out),
+        };
+        let op = Op::new(OpKind::Execute {
             portal: String::from_utf8_lossy(portal).into_owned(),
             cap: self.account.max_rows,
-        }));
+        });
+        pipe.push(op.audited(stmt));
         ClientVerdict::Forward
     }
 
@@ -254,6 +289,7 @@ impl SessionRules<'_> {
                 return self.deny(pipe, Replaced::Message, refusal, "", out);
             }
         }
+        self.audit.bound(portal, statement, body);
         pipe.push(Op::new(OpKind::Bind {
             portal: String::from_utf8_lossy(portal).into_owned(),
             statement: String::from_utf8_lossy(statement).into_owned(),
@@ -292,6 +328,7 @@ impl SessionRules<'_> {
             return self.deny(pipe, Replaced::Message, refusal, "", out);
         }
         if tag == frontend_tag::CLOSE {
+            self.audit.closed(kind, name);
             pipe.push(Op::new(OpKind::Close));
             self.auto_prepare.close(body);
             return ClientVerdict::Forward;
@@ -367,6 +404,34 @@ impl SessionRules<'_> {
         Ok(())
     }
 
+    /// Begins the record of an unrestricted account's statement.
+    fn begin_unanalyzed(
+        &mut self,
+        protocol: &'static str,
+        sql: &str,
+    ) -> Result<Option<u64>, ClientError> {
+        if !self.audit.is_on() {
+            return Ok(None);
+        }
+        self.audit
+            .begin(protocol, &Text::unanalyzed(sql), Vec::new())
+    }
+
+    /// The session ends: statements still unanswered are recorded as interrupted.
+    pub fn interrupted(&mut self, pipe: &mut Pipeline) {
+        for finished in pipe.interrupt() {
+            self.audit.ended(finished);
+        }
+    }
+
+    /// Strict mode: whether the results of every recorded statement may be read.
+    pub fn poll_durable(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ClientError>> {
+        self.audit.poll_durable(cx)
+    }
+
     /// Takes one row from the account's hourly quota, if it has one.
     fn take_hourly_row(&self) -> bool {
         match self.account.rows_per_hour {
@@ -419,6 +484,13 @@ impl SessionRules<'_> {
             reason: error.message.clone(),
             statement: maskgate_sql::fingerprint(sql),
         }));
+        if refusal != Refusal::Unrecorded {
+            let protocol = match replaced {
+                Replaced::Query => "simple",
+                _ => "extended",
+            };
+            self.audit.denied(protocol, sql, refusal, &error);
+        }
         let token = self.enforcement.denial_token();
         let kind = match replaced {
             Replaced::Query => {
@@ -453,10 +525,29 @@ impl SessionRules<'_> {
         for lost in pipe.take_lost() {
             self.auto_prepare.lost(lost);
         }
+        let verdict = self.answer(pipe, step, (tag, body), out);
+        if pipe.has_finished() {
+            for finished in pipe.take_finished() {
+                self.audit.ended(finished);
+            }
+        }
+        verdict
+    }
+
+    fn answer(
+        &mut self,
+        pipe: &mut Pipeline,
+        step: Step,
+        (tag, body): (u8, &[u8]),
+        out: &mut BytesMut,
+    ) -> ServerVerdict {
         match step {
             Step::Drop => ServerVerdict::Drop,
             Step::Row => match pipe.count_row(|| self.take_hourly_row()) {
-                RowVerdict::Forward => ServerVerdict::Forward,
+                RowVerdict::Forward => {
+                    pipe.note_sent(protocol::frame::HEADER_LEN + body.len());
+                    ServerVerdict::Forward
+                }
                 RowVerdict::Drop => ServerVerdict::Drop,
             },
             Step::Complete(completion) => {
@@ -474,6 +565,10 @@ impl SessionRules<'_> {
                 self.without_detail(tag, body, out)
             }
             Step::Ready { .. } => ServerVerdict::Forward,
+            Step::Pass if tag == backend_tag::COPY_DATA => {
+                pipe.note_sent(protocol::frame::HEADER_LEN + body.len());
+                ServerVerdict::Forward
+            }
             Step::Pass => self.pass(tag, body, out),
         }
     }
@@ -522,6 +617,7 @@ impl SessionRules<'_> {
             SqlState::INTERNAL_ERROR,
             "maskgate stopped this statement: its result would have shown a protected column as stored",
         );
+        pipe.note_error(error.sqlstate, Some("protected_column"));
         stop(pipe, error, false, out)
     }
 
