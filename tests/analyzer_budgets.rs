@@ -152,7 +152,9 @@ async fn spawn(
             "listen = \"127.0.0.1:0\"",
             &format!("listen = \"127.0.0.1:{port}\""),
             1,
-        );
+        )
+        // Its own audit directory: the in-process proxy holds a lock on the other.
+        .replacen("dir = \"audit\"", &format!("dir = \"audit-{port}\""), 1);
     std::fs::write(config_path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_maskgate"))
         .args(["serve", "--config"])

@@ -267,6 +267,12 @@ async fn statements_the_trail_cannot_take_are_refused() {
         }
     }
     assert!(refused > 0, "no statement was refused");
+    let admin = proxy.admin_addr().unwrap();
+    let (_, text) = maskgate_testkit::http_get(admin, "/metrics").await;
+    assert!(
+        maskgate_testkit::metric(&text, "maskgate_audit_records_refused_total") >= refused as f64,
+        "{text}"
+    );
     assert!(ran > 0, "no statement ran");
     // Every statement that ran has its record.
     let dir = proxy.audit_dir();

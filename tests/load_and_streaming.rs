@@ -152,11 +152,14 @@ fn spawn_binary(config_dir: &Path, port: u16) -> tokio::process::Child {
     let generated =
         std::fs::read_to_string(config_dir.join("maskgate.toml")).expect("generated config");
     assert!(generated.contains("listen = \"127.0.0.1:0\""));
-    let config = generated.replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-        1,
-    );
+    let config = generated
+        .replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        )
+        // Its own audit directory: the in-process proxy holds a lock on the other.
+        .replacen("dir = \"audit\"", &format!("dir = \"audit-{port}\""), 1);
     let path = config_dir.join("maskgate-binary.toml");
     std::fs::write(&path, config).expect("writing the config");
     tokio::process::Command::new(env!("CARGO_BIN_EXE_maskgate"))

@@ -19,7 +19,9 @@ async fn json_logs_carry_fingerprints_not_literals() {
             "listen = \"127.0.0.1:0\"",
             &format!("listen = \"127.0.0.1:{port}\""),
             1,
-        );
+        )
+        // Its own audit directory: the in-process proxy holds a lock on the other.
+        .replacen("dir = \"audit\"", &format!("dir = \"audit-{port}\""), 1);
     let config_path = template.config_dir().join("binary.toml");
     std::fs::write(&config_path, config).unwrap();
 

@@ -362,13 +362,18 @@ async fn sighup_reloads_the_policy_of_the_binary() {
     let from = harness.config_dir();
     let port = free_port();
     let config = std::fs::read_to_string(from.join("maskgate.toml")).expect("config");
-    let config = config.replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-        1,
-    );
+    let config = config
+        .replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        )
+        // Its own audit directory: the in-process proxy holds a lock on the other.
+        .replacen("dir = \"audit\"", &format!("dir = \"audit-{port}\""), 1);
     std::fs::write(dir.path().join("maskgate.toml"), config).expect("config copy");
-    std::fs::copy(from.join("upstream.pass"), dir.path().join("upstream.pass")).expect("copy");
+    for file in ["upstream.pass", "audit-signing.pem", "audit-seal.keys"] {
+        std::fs::copy(from.join(file), dir.path().join(file)).expect("copy");
+    }
     std::fs::create_dir(dir.path().join("policy")).expect("policy dir");
     std::fs::copy(
         from.join("policy/harness.toml"),

@@ -25,6 +25,7 @@ MG_BIN=""
 MG_PORT=""
 MG_ADMIN_PORT=""
 MG_PID=""
+MG_PIDS=()
 MG_CONFIG=""
 BENCH_CHILD_PIDS=""
 
@@ -118,15 +119,17 @@ bench_cleanup() {
         kill -TERM "$child" 2>/dev/null
         wait "$child" 2>/dev/null
     done
-    if [[ -n "$MG_PID" ]] && kill -0 "$MG_PID" 2>/dev/null; then
-        kill -TERM "$MG_PID" 2>/dev/null
+    local mg
+    for mg in "${MG_PIDS[@]}"; do
+        kill -0 "$mg" 2>/dev/null || continue
+        kill -TERM "$mg" 2>/dev/null
         for _ in $(seq 1 50); do
-            kill -0 "$MG_PID" 2>/dev/null || break
+            kill -0 "$mg" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$MG_PID" 2>/dev/null
-        wait "$MG_PID" 2>/dev/null
-    fi
+        kill -KILL "$mg" 2>/dev/null
+        wait "$mg" 2>/dev/null
+    done
     if [[ -n "$PGB_PIDFILE" && -s "$PGB_PIDFILE" ]]; then
         local pgb_pid
         pgb_pid="$(cat "$PGB_PIDFILE")"
@@ -274,10 +277,11 @@ mg_build() {
     MG_BIN="$BENCH_ROOT/target/release/maskgate"
 }
 
-# $1: max client connections, $2: upstream pool size.
+# $1: max client connections, $2: upstream pool size, $3: instance name (its
+# directory under the work dir), $4: more configuration text (e.g. an [audit] section).
 mg_start() {
-    local max_clients="${1:-1000}" pool="${2:-8}"
-    local dir="$BENCH_TMP/maskgate"
+    local max_clients="${1:-1000}" pool="${2:-8}" name="${3:-maskgate}" extra="${4:-}"
+    local dir="$BENCH_TMP/$name"
     mkdir -p "$dir"
     free_port MG_PORT
     free_port MG_ADMIN_PORT
@@ -327,6 +331,8 @@ listen = "127.0.0.1:$MG_ADMIN_PORT"
 [log]
 format = "human"
 level = "warn"
+
+$extra
 EOF
     MASKGATE_UPSTREAM_PASSWORD="$BENCH_PASSWORD" "$MG_BIN" serve --config "$MG_CONFIG" \
         >"$dir/maskgate.log" 2>&1 &
@@ -336,7 +342,21 @@ EOF
         tail -n 30 "$dir/maskgate.log" >&2
         die "maskgate did not accept a login on 127.0.0.1:$MG_PORT (rerun with --keep to inspect $MG_CONFIG and its log)"
     fi
-    log "maskgate on 127.0.0.1:$MG_PORT (pid $MG_PID)"
+    log "$name on 127.0.0.1:$MG_PORT (pid $MG_PID)"
+    MG_PIDS+=("$MG_PID")
+}
+
+# Writes audit keys into $1 with openssl (signing key, public key, seal keys) and
+# prints an [audit] section using them; $2: more lines for the section.
+mg_audit_section() {
+    local dir="$1" extra="${2:-}"
+    mkdir -p "$dir"
+    openssl genpkey -algorithm ed25519 -out "$dir/audit-signing.pem" 2>/dev/null || die "openssl genpkey failed"
+    openssl pkey -in "$dir/audit-signing.pem" -pubout -out "$dir/audit-public.pem" 2>/dev/null
+    printf 'maskgate-audit seal-keys v1\nk1 %s\n' "$(openssl rand -hex 32)" >"$dir/audit-seal.keys"
+    chmod 600 "$dir/audit-signing.pem" "$dir/audit-seal.keys"
+    printf '[audit]\ndir = "%s"\nsigning_key = "%s"\nseal_key = "%s"\n%s\n' \
+        "$dir/audit" "$dir/audit-signing.pem" "$dir/audit-seal.keys" "$extra"
 }
 
 # Polls until `SELECT 1` as the bench user works on 127.0.0.1:$1 (up to 20 s).

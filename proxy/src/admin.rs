@@ -66,12 +66,24 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Health reported by `/health`.
     pub health: Arc<HealthState>,
+    /// The audit trail's state, when there is a trail.
+    pub audit: Option<Arc<crate::audit::TrailState>>,
 }
 
 impl AdminState {
     /// Bundles the shared metrics and health handles.
     pub fn new(metrics: Arc<Metrics>, health: Arc<HealthState>) -> Self {
-        AdminState { metrics, health }
+        AdminState {
+            metrics,
+            health,
+            audit: None,
+        }
+    }
+
+    /// Reports the audit trail too: `/health` fails while it cannot be written.
+    pub fn with_audit(mut self, audit: Option<Arc<crate::audit::TrailState>>) -> Self {
+        self.audit = audit;
+        self
     }
 }
 
@@ -85,7 +97,13 @@ fn router(state: AdminState) -> Router {
 
 async fn health(State(state): State<AdminState>) -> Response {
     const TEXT: &str = "text/plain; charset=utf-8";
-    match state.health.error() {
+    let audit_down = state.audit.as_ref().is_some_and(|a| !a.is_healthy());
+    let error = state.health.error().or_else(|| {
+        audit_down.then(|| {
+            "the audit trail cannot be written; statements are refused until it can".to_owned()
+        })
+    });
+    match error {
         None => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "ok\n").into_response(),
         Some(message) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -97,12 +115,60 @@ async fn health(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        state.metrics.encode_text(),
-    )
-        .into_response()
+    let mut text = state.metrics.encode_text();
+    if let Some(audit) = &state.audit {
+        append_audit_metrics(&mut text, audit);
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+/// The trail's counters, in the same OpenMetrics text (before its `# EOF`). They
+/// live in the trail's atomics, which the writer thread updates without the registry.
+fn append_audit_metrics(text: &mut String, audit: &crate::audit::TrailState) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let had_eof = text.ends_with("# EOF\n");
+    if had_eof {
+        text.truncate(text.len() - "# EOF\n".len());
+    }
+    let counters = [
+        (
+            "maskgate_audit_records_written",
+            "Audit records written to the trail.",
+            &audit.written,
+        ),
+        (
+            "maskgate_audit_records_refused",
+            "Audit records the trail could not take (their statements were refused).",
+            &audit.refused,
+        ),
+        (
+            "maskgate_audit_records_lost",
+            "Audit records queued but lost with a failed write.",
+            &audit.lost,
+        ),
+        (
+            "maskgate_audit_checkpoints",
+            "Signed checkpoints written.",
+            &audit.checkpoints,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}_total {}\n",
+            value.load(Relaxed)
+        );
+    }
+    let _ = write!(
+        text,
+        "# HELP maskgate_audit_writable Whether the audit trail can be written.\n\
+         # TYPE maskgate_audit_writable gauge\nmaskgate_audit_writable {}\n",
+        u8::from(audit.is_healthy())
+    );
+    if had_eof {
+        text.push_str("# EOF\n");
+    }
 }
 
 /// Serves `/health` and `/metrics` on `listener` until `shutdown` is

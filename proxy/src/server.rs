@@ -247,7 +247,8 @@ impl Server {
         } = self;
         let stop_background = CancellationToken::new();
         let admin_task = admin.map(|listener| {
-            let state = AdminState::new(shared.metrics.clone(), shared.health.clone());
+            let state = AdminState::new(shared.metrics.clone(), shared.health.clone())
+                .with_audit(shared.events.audit().map(|t| t.state().clone()));
             tokio::spawn(admin::serve_admin(listener, state, stop_background.clone()))
         });
         let reaper = tokio::spawn(shared.pool.clone().reap_idle(stop_background.clone()));
