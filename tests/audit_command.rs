@@ -154,7 +154,12 @@ impl Trail {
                     pinned_by: Vec::new(),
                     roles: vec!["clerk".to_owned()],
                 })],
-                written: Vec::new(),
+                // A statement on public.orders also writes the archive.
+                written: if table == "public.orders" {
+                    vec!["public.orders_archive".to_owned()]
+                } else {
+                    Vec::new()
+                },
                 decision,
                 reason: denied.then_some("policy"),
                 sqlstate: denied.then(|| "42501".to_owned()),
@@ -366,6 +371,10 @@ fn keygen_verify_search_show_and_the_audit_of_the_audit() {
         vec![alice_stmt]
     );
     assert!(search(&dir, &["--table", "other.patients"]).is_empty());
+    assert_eq!(
+        seqs(&search(&dir, &["--table", "orders_archive"])),
+        vec![carol_stmt]
+    );
     assert_eq!(seqs(&search(&dir, &["--column", "ssn"])), vec![alice_stmt]);
     assert_eq!(
         seqs(&search(&dir, &["--column", "patients.ssn"])),

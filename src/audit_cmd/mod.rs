@@ -193,6 +193,7 @@ pub struct SearchArgs {
     /// Print at most this many records, oldest first (0: no limit).
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// An aligned table for people, or JSON (`{"results": [...], "more": bool}`).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     #[command(flatten)]

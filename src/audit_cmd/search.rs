@@ -134,6 +134,8 @@ struct Fields<'a> {
     reason: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tables: Vec<TableRef<'a>>,
+    #[serde(borrow, default)]
+    written: Vec<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -231,7 +233,8 @@ impl<'q> Compiled<'q> {
         if let Some(t) = &query.table {
             let quoted = json_string(t);
             if t.contains('.') {
-                needles.push(format!("\"table\":{quoted}"));
+                // In `tables[].table` or in `written`.
+                needles.push(quoted);
             } else {
                 // `patients` matches `public.patients`: the name and the closing quote.
                 needles.push(quoted[1..].to_owned());
@@ -325,7 +328,11 @@ impl<'q> Compiled<'q> {
                 });
                 table_ok && column_ok
             });
-            if !hit {
+            let written = q.column.is_none()
+                && q.table
+                    .as_deref()
+                    .is_some_and(|want| f.written.iter().any(|w| table_is(w, want)));
+            if !hit && !written {
                 return None;
             }
         }
