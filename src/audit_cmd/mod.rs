@@ -82,6 +82,8 @@ pub const SEAL_KEY_FILE: &str = "audit-seal.keys";
 /// The tool log in the audit directory.
 pub const TOOL_LOG_FILE: &str = "tool-uses.jsonl";
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Create DIR/audit-signing.pem (checkpoint signing key, 0600), DIR/audit-public.pem
