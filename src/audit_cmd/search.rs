@@ -200,6 +200,7 @@ struct Compiled<'q> {
     needles: Vec<Finder<'static>>,
     /// Whether only the envelope is needed (kind and time filters alone).
     envelope_only: bool,
+    client_key: Finder<'static>,
 }
 
 fn json_string(s: &str) -> String {
@@ -259,7 +260,22 @@ impl<'q> Compiled<'q> {
                 .map(|n| Finder::new(n.as_bytes()).into_owned())
                 .collect(),
             envelope_only,
+            client_key: Finder::new(b"\"client\":\"").into_owned(),
         }
+    }
+
+    /// Whether some `"client":"…"` in the line could match `--client`, without a
+    /// JSON parser. No record has a nested `client` key, and a value with an
+    /// escape is left to the parser, so this never rejects a match.
+    fn client_may_match(&self, client: &ClientFilter, line: &[u8]) -> bool {
+        self.client_key.find_iter(line).any(|at| {
+            let rest = &line[at + self.client_key.needle().len()..];
+            let Some(end) = memchr::memchr(b'"', rest) else {
+                return true;
+            };
+            let value = &rest[..end];
+            value.contains(&b'\\') || std::str::from_utf8(value).map_or(true, |v| client.matches(v))
+        })
     }
 
     /// Whether the line matches; `Some(join key)` for a matching statement.
@@ -275,6 +291,11 @@ impl<'q> Compiled<'q> {
         }
         if !self.needles.iter().all(|n| n.find(line).is_some()) {
             return None;
+        }
+        if let Some(client) = &self.query.client {
+            if !self.client_may_match(client, line) {
+                return None;
+            }
         }
         let is_statement = env.kind == b"statement";
         if self.envelope_only && !is_statement {
@@ -712,6 +733,21 @@ mod tests {
         );
         assert!(ClientFilter::parse("10.0.0.0/33").is_err());
         assert!(ClientFilter::parse("x/8").is_err());
+    }
+
+    #[test]
+    fn client_prefilter_never_rejects_a_match() {
+        let query = Query {
+            client: Some(ClientFilter::parse("10.1.0.0/16").unwrap()),
+            ..Query::default()
+        };
+        let c = Compiled::new(&query);
+        let filter = query.client.as_ref().unwrap();
+        assert!(c.client_may_match(filter, br#"{"client":"10.1.2.3:5","x":1}"#));
+        assert!(!c.client_may_match(filter, br#"{"client":"10.2.2.3:5"}"#));
+        assert!(!c.client_may_match(filter, br#"{"user":"a"}"#));
+        // Escaped: left to the parser.
+        assert!(c.client_may_match(filter, br#"{"client":"a\"b"}"#));
     }
 
     #[test]

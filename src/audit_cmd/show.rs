@@ -11,7 +11,7 @@ use super::search::{find_end, printable, record_value};
 use super::{os_user, record_use, ShowArgs, CANNOT_RUN, NOT_FOUND, OK};
 
 /// The order fields are printed in; others follow alphabetically.
-const FIELD_ORDER: [&str; 24] = [
+const FIELD_ORDER: [&str; 28] = [
     "seq",
     "time",
     "kind",
@@ -33,6 +33,10 @@ const FIELD_ORDER: [&str; 24] = [
     "reason",
     "sqlstate",
     "message",
+    "stopped_by",
+    "rows",
+    "bytes",
+    "duration_us",
     "sealed_values",
     "sealed",
     "prev",
