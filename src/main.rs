@@ -1,5 +1,6 @@
 //! The `maskgate` command.
 
+mod audit_cmd;
 mod demo;
 mod passwd;
 mod policy_cmd;
@@ -17,6 +18,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
@@ -46,19 +49,44 @@ enum Command {
         #[command(subcommand)]
         command: policy_cmd::PolicyCommand,
     },
+    /// Keys, verification and investigation of the audit trail.
+    #[command(after_help = audit_cmd::EXIT_CODES)]
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `audit` keeps exit status 2 for "unsealed tail": its usage errors exit 3.
+            let audit = std::env::args_os().nth(1).is_some_and(|a| a == "audit");
+            let code = if audit && e.use_stderr() {
+                audit_cmd::CANNOT_RUN
+            } else {
+                e.exit_code()
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let command = match cli.command {
+        // No async runtime needed.
+        Command::Audit { command } => std::process::exit(audit_cmd::run(command)),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match cli.command {
+    match command {
         Command::Serve { config, log_format } => runtime.block_on(serve(config, log_format)),
         Command::Demo { seconds } => runtime.block_on(demo::run(seconds)),
         Command::Passwd { user } => passwd::run(&user),
         Command::Policy { command } => std::process::exit(policy_cmd::run(command, &runtime)),
+        Command::Audit { .. } => unreachable!("handled above"),
     }
 }
 
