@@ -96,18 +96,18 @@ impl SessionRules<'_> {
     pub fn query(&mut self, pipe: &mut Pipeline, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
         self.copy.other_message();
         let cap = self.account.max_rows;
-        let Ok(sql) = Fields::new(body, "Query").str() else {
-            return ClientVerdict::Reject(malformed("Query"));
-        };
         if !self.restricted() {
             log_statement(body, "Query", "query");
+            // Sent as typed, in whatever client_encoding the session uses: its
+            // record keeps a lossy UTF-8 reading of the text.
+            let sql = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(body));
             if let Err(refusal) = self.admit(1, false) {
-                return self.deny(pipe, Replaced::Query, refusal, sql, out);
+                return self.deny(pipe, Replaced::Query, refusal, &sql, out);
             }
-            let stmt = match self.begin_unanalyzed("simple", sql) {
+            let stmt = match self.begin_unanalyzed("simple", &sql) {
                 Ok(stmt) => stmt,
                 Err(e) => {
-                    return self.deny(pipe, Replaced::Query, (Refusal::Unrecorded, e), sql, out)
+                    return self.deny(pipe, Replaced::Query, (Refusal::Unrecorded, e), &sql, out)
                 }
             };
             let op = Op::new(OpKind::Query {
@@ -117,6 +117,9 @@ impl SessionRules<'_> {
             pipe.push(op.audited(stmt));
             return ClientVerdict::Forward;
         }
+        let Ok(sql) = Fields::new(body, "Query").str() else {
+            return ClientVerdict::Reject(malformed("Query"));
+        };
         let decision = self.account.decide(sql);
         let rewritten = match decision.as_ref() {
             Ok(rewritten) => rewritten,
