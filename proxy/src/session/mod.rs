@@ -14,6 +14,7 @@ mod intercept;
 pub mod params;
 mod pipeline;
 mod relay;
+mod rule_errors;
 mod rules;
 
 use std::net::SocketAddr;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use maskgate_policy::Policy;
-use maskgate_sql::{Denial, EnforcedStatement, StatementClass};
+use maskgate_sql::{EnforcedStatement, StatementClass};
 
 use super::audit::{StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
@@ -27,6 +27,8 @@ use super::intercept::{ClientVerdict, ServerVerdict};
 use super::pipeline::{
     Completion, CountKey, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step,
 };
+use super::rule_errors::{cap_error, denial_error, hourly_error, reserved_error};
+pub(super) use super::rule_errors::{encoding_error, is_utf8, malformed};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::observe::{
@@ -720,13 +722,6 @@ fn parse_op(name: &[u8], fetch_cursor: Option<String>, prepared: Option<u32>) ->
     }
 }
 
-fn reserved_error(what: &str) -> ClientError {
-    ClientError::error(
-        SqlState::INSUFFICIENT_PRIVILEGE,
-        format!("{what} names starting with _maskgate_ are reserved"),
-    )
-}
-
 /// Whether a statement (as sent upstream) can drop the session's prepared statements.
 fn drops_prepared(sql: &str) -> bool {
     let head = sql.trim_start().as_bytes();
@@ -768,47 +763,6 @@ fn fetch_cursor(statement: &EnforcedStatement) -> Option<&str> {
         .map(|c| c.name.as_str())
 }
 
-fn denial_error(denial: &Denial) -> ClientError {
-    ClientError::error(
-        SqlState::from_bytes(denial.sqlstate.as_bytes())
-            .unwrap_or(SqlState::INSUFFICIENT_PRIVILEGE),
-        denial.message.clone(),
-    )
-}
-
-/// Statements are analyzed as UTF-8; PostgreSQL must read them the same way, or a
-/// multi-byte encoding could hide a quote from the analyzer.
-pub(super) fn is_utf8(encoding: &str) -> bool {
-    matches!(
-        encoding.to_ascii_lowercase().as_str(),
-        "utf8" | "utf-8" | "unicode"
-    )
-}
-
-pub(super) fn encoding_error() -> ClientError {
-    ClientError::fatal(
-        SqlState::FEATURE_NOT_SUPPORTED,
-        "restricted accounts must use client_encoding UTF8",
-    )
-    .with_hint("connect with client_encoding=UTF8; maskgate analyzes statements as UTF-8")
-}
-
-fn cap_error(cap: u64) -> ClientError {
-    ClientError::error(
-        SqlState::PROGRAM_LIMIT_EXCEEDED,
-        format!("the result has more than {cap} rows, the most this account's roles allow per statement"),
-    )
-    .with_hint("narrow the query: a more selective WHERE clause returns fewer rows")
-}
-
-fn hourly_error(per_hour: u64) -> ClientError {
-    ClientError::error(
-        SqlState::CONFIGURATION_LIMIT_EXCEEDED,
-        format!("this account has used its quota of {per_hour} rows per hour"),
-    )
-    .with_hint("wait before reading more rows, or ask your security officer")
-}
-
 /// Logs an unrestricted account's statement as its fingerprint, at debug level.
 fn log_statement(body: &[u8], message: &'static str, what: &'static str) {
     if tracing::enabled!(tracing::Level::DEBUG) {
@@ -820,11 +774,4 @@ fn log_statement(body: &[u8], message: &'static str, what: &'static str) {
             tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "{what}");
         }
     }
-}
-
-pub(super) fn malformed(what: &str) -> ClientError {
-    ClientError::fatal(
-        SqlState::PROTOCOL_VIOLATION,
-        format!("malformed {what} message"),
-    )
 }
