@@ -220,13 +220,42 @@ impl Writer {
         P: Serialize,
         F: FnOnce(u64) -> Result<P, SealError>,
     {
+        self.append_checked(kind, build, KeyCheck::Check)
+    }
+
+    /// Like [`Writer::append_with`] for payloads whose keys are fixed by their
+    /// type (structs, no maps): the scan of the serialized keys for reserved or
+    /// repeated names, a second JSON pass, is done only in debug builds.
+    pub fn append_typed_with<P, F>(&mut self, kind: &str, build: F) -> Result<u64, WriteError>
+    where
+        P: Serialize,
+        F: FnOnce(u64) -> Result<P, SealError>,
+    {
+        let check = if cfg!(debug_assertions) {
+            KeyCheck::Check
+        } else {
+            KeyCheck::Trusted
+        };
+        self.append_checked(kind, build, check)
+    }
+
+    fn append_checked<P, F>(
+        &mut self,
+        kind: &str,
+        build: F,
+        check: KeyCheck,
+    ) -> Result<u64, WriteError>
+    where
+        P: Serialize,
+        F: FnOnce(u64) -> Result<P, SealError>,
+    {
         self.healthy()?;
         record::validate_kind(kind)?;
         if self.rotation_due() {
             self.rotate()?;
         }
         let payload = build(self.take_seq()?)?;
-        let seq = self.push(kind, &payload, KeyCheck::Check)?;
+        let seq = self.push(kind, &payload, check)?;
         self.seg.caller_records += 1;
         if self.buf.len() >= AUTO_COMMIT_BYTES {
             // The record is buffered; if this write fails the writer is poisoned

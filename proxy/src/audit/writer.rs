@@ -143,7 +143,7 @@ impl WriterThread {
         let (Some(writer), sealer) = (self.writer.as_mut(), &self.sealer) else {
             return;
         };
-        let result = writer.append_with(kind, |seq| {
+        let result = writer.append_typed_with(kind, |seq| {
             let sealed = match secret.as_ref().filter(|s| !s.is_empty()) {
                 None => None,
                 Some(secret) => {

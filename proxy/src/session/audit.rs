@@ -319,6 +319,8 @@ impl StatementAudit {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The parameters of a Bind message: text as sent, binary as `\x` hex.
 fn bind_params(body: &[u8]) -> Option<Vec<Option<String>>> {
     let mut f = Fields::new(body, "Bind");
@@ -352,7 +354,8 @@ fn bind_params(body: &[u8]) -> Option<Vec<Option<String>>> {
             let mut hex = String::with_capacity(2 + value.len() * 2);
             hex.push_str("\\x");
             for b in value {
-                hex.push_str(&format!("{b:02x}"));
+                hex.push(HEX[usize::from(b >> 4)] as char);
+                hex.push(HEX[usize::from(b & 0xf)] as char);
             }
             hex
         } else {
