@@ -319,8 +319,6 @@ impl StatementAudit {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// The parameters of a Bind message: text as sent, binary as `\x` hex.
 fn bind_params(body: &[u8]) -> Option<Vec<Option<String>>> {
     let mut f = Fields::new(body, "Bind");
@@ -351,13 +349,7 @@ fn bind_params(body: &[u8]) -> Option<Vec<Option<String>>> {
             many => many.get(i).copied() == Some(1),
         };
         params.push(Some(if binary {
-            let mut hex = String::with_capacity(2 + value.len() * 2);
-            hex.push_str("\\x");
-            for b in value {
-                hex.push(HEX[usize::from(b >> 4)] as char);
-                hex.push(HEX[usize::from(b & 0xf)] as char);
-            }
-            hex
+            format!("\\x{}", hex::encode(value))
         } else {
             String::from_utf8_lossy(value).into_owned()
         }));
