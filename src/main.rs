@@ -99,8 +99,20 @@ async fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> 
         Some(other) => anyhow::bail!("--log-format {other} is unknown; use human or json"),
     }
     maskgate_proxy::logging::init(&config.log);
+    ignore_file_size_signal()?;
     let server = Server::bind(config).await?;
     run_until_signalled(server).await
+}
+
+/// A write past the file-size limit (RLIMIT_FSIZE) must fail like a full disk, which
+/// the audit trail handles (statements refused until it can write again), rather
+/// than kill the process and every session with it through SIGXFSZ.
+fn ignore_file_size_signal() -> anyhow::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: ignoring a signal installs no handler code, and nothing else in the
+    // process sets a disposition for SIGXFSZ.
+    unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) }.context("cannot ignore SIGXFSZ")?;
+    Ok(())
 }
 
 /// Runs the server; SIGTERM and Ctrl-C start a graceful shutdown, SIGHUP reloads the policy.

@@ -87,7 +87,9 @@ fn check(config_path: &Path, live: bool, runtime: &tokio::runtime::Runtime) -> i
                 let warnings = strings(&loaded.warnings);
                 (Some(loaded), Vec::new(), warnings)
             }
-            Err(Rejected { errors, warnings }) => (None, strings(&errors.0), strings(&warnings)),
+            Err(Rejected {
+                errors, warnings, ..
+            }) => (None, strings(&errors.0), strings(&warnings)),
         };
 
     let mut live_note = None;

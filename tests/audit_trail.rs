@@ -31,6 +31,15 @@ max_rows = 5
 row_filter = "province_code = :province"
 labels = { "pii.identifier" = { mask = "partial", keep_last = 4 } }
 columns = { id = "allow", province_code = "allow" }
+
+[roles.loader]
+description = "Loads rows of its province"
+statements = ["read", "insert"]
+max_rows = 5
+
+[roles.loader.tables."public.person"]
+row_filter = "province_code = :province"
+columns = { id = "allow", citizen_id = "allow", province_code = "allow", note = "allow" }
 "#;
 
 const SCHEMA: &str = "
@@ -48,9 +57,17 @@ async fn start(audit_settings: &str) -> (PgCluster, TestProxy) {
         .unwrap();
     cluster.psql(SCHEMA).unwrap();
     let options = ProxyOptions {
-        users: vec![("clerk".into(), PASSWORD.into())],
+        users: ["clerk", "loader", "auditor"]
+            .map(|u| (u.into(), PASSWORD.into()))
+            .into(),
         roles: vec!["reader".into()],
-        account_settings: vec![("clerk".into(), "attributes = { province = \"01\" }".into())],
+        user_roles: vec![
+            ("loader".into(), vec!["loader".into()]),
+            ("auditor".into(), vec!["relay".into()]),
+        ],
+        account_settings: ["clerk", "loader"]
+            .map(|u| (u.into(), "attributes = { province = \"01\" }".into()))
+            .into(),
         policy_files: vec![("register.toml".into(), POLICY.into())],
         audit_settings: audit_settings.into(),
         ..ProxyOptions::default()
@@ -60,10 +77,13 @@ async fn start(audit_settings: &str) -> (PgCluster, TestProxy) {
 }
 
 async fn connect(proxy: &TestProxy) -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.conn_string("clerk", PASSWORD), NoTls)
-            .await
-            .unwrap();
+    connect_as(proxy, "clerk").await
+}
+
+async fn connect_as(proxy: &TestProxy, user: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&proxy.conn_string(user, PASSWORD), NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
     client
 }
@@ -309,4 +329,121 @@ async fn in_strict_mode_results_arrive_only_after_their_record_is_on_disk() {
         .filter(|r| r["kind"] == "statement" && r["protocol"] == "extended")
         .count();
     assert_eq!(recorded, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_are_recorded_with_their_rows_and_bytes() {
+    let (_cluster, proxy) = start("").await;
+    let dir = proxy.audit_dir();
+
+    // COPY FROM STDIN of a restricted account (psql sends it in the simple
+    // protocol): a write of its table; rows counted are those sent to the client.
+    let rows = "101\t000000000101\t01\tloaded\n102\t000000000102\t01\tloaded\n";
+    let mut psql = std::process::Command::new("psql")
+        .arg(proxy.conn_string("loader", PASSWORD))
+        .args(["-v", "ON_ERROR_STOP=1", "-c"])
+        .arg("COPY person (id, citizen_id, province_code, note) FROM STDIN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    psql.stdin
+        .take()
+        .unwrap()
+        .write_all(rows.as_bytes())
+        .unwrap();
+    let out = psql.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = wait_for(
+        &dir,
+        statement_like("COPY person (id, citizen_id, province_code, note) FROM STDIN"),
+    )
+    .await;
+    assert_eq!(record["user"], "loader");
+    assert_eq!(record["class"], "write");
+    assert_eq!(record["decision"], "rewritten");
+    assert_eq!(record["written"][0], "public.person");
+    let end = wait_for(&dir, end_of(&record)).await;
+    assert_eq!(end["outcome"], "completed");
+    assert_eq!(end["rows"], 0, "nothing was sent to the client");
+
+    // COPY TO STDOUT of an unrestricted account: every row and byte on the wire.
+    let auditor = connect_as(&proxy, "auditor").await;
+    let copied = auditor
+        .copy_out("COPY person (id, province_code) TO STDOUT")
+        .await
+        .unwrap();
+    use futures_util::TryStreamExt;
+    let chunks: Vec<bytes::Bytes> = copied.try_collect().await.unwrap();
+    let sent: usize = chunks.iter().map(|c| c.len()).sum();
+    let record = wait_for(&dir, |r| {
+        r["kind"] == "statement"
+            && r["user"] == "auditor"
+            && r["statement"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("COPY person"))
+    })
+    .await;
+    assert_eq!(record["decision"], "allowed");
+    assert_eq!(record["class"], "unanalyzed");
+    let end = wait_for(&dir, end_of(&record)).await;
+    assert_eq!(end["outcome"], "completed");
+    assert_eq!(end["rows"], 42, "40 rows and the 2 loaded");
+    // Each CopyData message adds its 5-byte header to the data it carries.
+    assert_eq!(end["bytes"], sent as u64 + 5 * 42, "{end}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_reloads_name_the_files_that_changed() {
+    let (_cluster, proxy) = start("").await;
+    let dir = proxy.audit_dir();
+    let policy_dir = proxy.handle().policy_dir().to_owned();
+    let register = policy_dir.join("register.toml");
+    let text = std::fs::read_to_string(&register).unwrap();
+    std::fs::write(&register, format!("# reviewed\n{text}")).unwrap();
+    std::fs::write(
+        policy_dir.join("labels.toml"),
+        "[labels]\n\"pii.contact\" = \"Contact\"\n",
+    )
+    .unwrap();
+    proxy.handle().reload_policy().unwrap();
+    let accepted = wait_for(&dir, |r| {
+        r["kind"] == "policy_reload" && r["outcome"] == "accepted"
+    })
+    .await;
+    assert_ne!(accepted["before"], accepted["after"]);
+    assert_eq!(
+        accepted["files"],
+        serde_json::json!([
+            { "file": "labels.toml", "change": "added" },
+            { "file": "register.toml", "change": "modified" },
+        ])
+    );
+
+    std::fs::remove_file(policy_dir.join("labels.toml")).unwrap();
+    std::fs::write(policy_dir.join("broken.toml"), "[roles.x\n").unwrap();
+    assert!(proxy.handle().reload_policy().is_err());
+    let refused = wait_for(&dir, |r| {
+        r["kind"] == "policy_reload" && r["outcome"] == "refused"
+    })
+    .await;
+    assert_eq!(refused["before"], accepted["after"]);
+    assert!(refused.get("after").is_none(), "{refused}");
+    assert_eq!(
+        refused["files"],
+        serde_json::json!([
+            { "file": "broken.toml", "change": "added" },
+            { "file": "labels.toml", "change": "removed" },
+        ])
+    );
+    assert!(
+        refused["error"].as_str().unwrap().contains("broken.toml:1"),
+        "{refused}"
+    );
 }

@@ -13,6 +13,7 @@ mod effective;
 mod error;
 mod explain;
 mod filter;
+mod generation;
 mod load;
 mod model;
 mod net;
@@ -28,7 +29,7 @@ pub use model::{
     Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind, TableRules,
 };
 pub use net::{IpNet, NetError};
-pub use policy::{Generation, Loaded, Policy, Rejected};
+pub use policy::{FileChange, Generation, Loaded, Policy, Rejected};
 
 pub use error::Location;
 pub use password::{check_password, WeakPassword};

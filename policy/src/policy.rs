@@ -10,6 +10,8 @@ use crate::load;
 use crate::model::{Account, EffectiveRules, PolicySettings, QualifiedName, Role, TableClass};
 use crate::validate;
 
+pub use crate::generation::{FileChange, Generation};
+
 /// A validated policy. Built only when there is no error, so everything in it is
 /// consistent (every role exists, every filter parses, every mask fits its column).
 #[derive(Debug)]
@@ -38,6 +40,8 @@ pub struct Loaded {
 pub struct Rejected {
     /// Every error.
     pub errors: PolicyErrors,
+    /// The files that were read, so a refused reload can name what changed.
+    pub generation: Generation,
     /// Every warning.
     pub warnings: Vec<Diagnostic>,
 }
@@ -147,6 +151,7 @@ fn build(
     if !errors.is_empty() {
         return Err(Rejected {
             errors: PolicyErrors(errors),
+            generation,
             warnings,
         });
     }
@@ -162,104 +167,4 @@ fn build(
         },
         warnings,
     })
-}
-
-/// A policy generation: the SHA-256 of its files' names and texts (in name order) and
-/// of the settings it was loaded with, as lower-case hex. The same files under the same
-/// settings give the same generation on any machine, so an audit record names the
-/// policy it ran under and a reviewer can tell which files that was.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Generation(String);
-
-impl Generation {
-    fn of(sources: &Sources, settings: &PolicySettings) -> Generation {
-        use sha2::{Digest, Sha256};
-        let mut files: Vec<(&Path, &str)> = sources.files().collect();
-        files.sort();
-        let mut digest = Sha256::new();
-        for (path, text) in files {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            // Lengths first, so no two lists of files hash alike.
-            for part in [name.as_bytes(), text.as_bytes()] {
-                digest.update((part.len() as u64).to_be_bytes());
-                digest.update(part);
-            }
-        }
-        let settings = format!("{settings:?}");
-        digest.update((settings.len() as u64).to_be_bytes());
-        digest.update(settings.as_bytes());
-        Generation(
-            digest
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        )
-    }
-
-    /// The whole digest.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Its first 12 hex digits, for people and logs.
-    pub fn short(&self) -> &str {
-        &self.0[..12]
-    }
-}
-
-impl std::fmt::Display for Generation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.short())
-    }
-}
-
-#[cfg(test)]
-mod generation_tests {
-    use super::*;
-
-    fn generation(files: &[(&str, &str)], settings: PolicySettings) -> Generation {
-        let today = Date::from_calendar_date(2026, time::Month::March, 2).unwrap();
-        let files = files
-            .iter()
-            .map(|(p, t)| (PathBuf::from(p), t.to_string()))
-            .collect();
-        Policy::from_texts(files, settings, today)
-            .unwrap()
-            .policy
-            .generation()
-            .clone()
-    }
-
-    #[test]
-    fn the_same_files_and_settings_give_the_same_generation() {
-        let a = "[labels]\n\"pii.x\" = \"x\"\n";
-        let b = "[labels]\n\"pii.y\" = \"y\"\n";
-        let one = generation(
-            &[("/p/a.toml", a), ("/p/b.toml", b)],
-            PolicySettings::default(),
-        );
-        let again = generation(
-            &[("/q/b.toml", b), ("/q/a.toml", a)],
-            PolicySettings::default(),
-        );
-        assert_eq!(one, again, "order and directory do not matter");
-        assert_eq!(one.as_str().len(), 64);
-        let changed = generation(
-            &[("/p/a.toml", b), ("/p/b.toml", a)],
-            PolicySettings::default(),
-        );
-        assert_ne!(one, changed, "which file holds what matters");
-        let settings = PolicySettings {
-            search_path: vec!["other".into()],
-            ..PolicySettings::default()
-        };
-        assert_ne!(
-            one,
-            generation(&[("/p/a.toml", a), ("/p/b.toml", b)], settings)
-        );
-    }
 }

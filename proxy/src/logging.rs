@@ -13,7 +13,11 @@ pub fn init(config: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log that cannot be written (stderr on a full disk) must not take the
+        // process down: the fallback report of a failed write is an `eprintln!`,
+        // which panics when stderr fails too, ending the session that logged.
+        .log_internal_errors(false);
     let _ = match config.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use maskgate_policy::{Policy, PolicyErrors};
+use maskgate_policy::{Policy, PolicyErrors, Rejected};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -101,15 +101,18 @@ impl ServerHandle {
         match load_policy(&shared.config) {
             Ok(policy) => {
                 let after = policy.generation().clone();
+                let files = after.changes_since(&before);
                 shared.policy.store(Arc::new(policy));
                 shared.health.clear_error();
                 shared.events.emit(Event::PolicyReload(PolicyReload {
                     before,
+                    files,
                     outcome: Ok(after),
                 }));
                 Ok(())
             }
-            Err(errors) => {
+            Err(rejected) => {
+                let errors = rejected.errors;
                 let first = errors
                     .0
                     .first()
@@ -120,6 +123,7 @@ impl ServerHandle {
                     errors.0.len()
                 ));
                 shared.events.emit(Event::PolicyReload(PolicyReload {
+                    files: rejected.generation.changes_since(&before),
                     before,
                     outcome: Err(errors.to_string()),
                 }));
@@ -141,9 +145,9 @@ impl ServerHandle {
 impl Server {
     /// Loads the accounts and TLS material and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let policy = load_policy(&config).map_err(|errors| ServerError::Policy {
+        let policy = load_policy(&config).map_err(|rejected| ServerError::Policy {
             dir: config.policy.dir.clone(),
-            errors,
+            errors: rejected.errors,
         })?;
         let tls = match config.client_tls.mode {
             ClientTlsMode::Disable => None,
@@ -323,8 +327,8 @@ impl Server {
 }
 
 /// Loads the policy directory, logging its warnings.
-fn load_policy(config: &Config) -> Result<Policy, PolicyErrors> {
-    let loaded = Policy::load_dir(&config.policy.dir, config.policy.settings.clone())?;
+fn load_policy(config: &Config) -> Result<Policy, Rejected> {
+    let loaded = Policy::check_dir(&config.policy.dir, config.policy.settings.clone())?;
     for warning in &loaded.warnings {
         tracing::warn!("policy: {warning}");
     }

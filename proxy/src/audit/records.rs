@@ -186,6 +186,8 @@ pub struct PolicyReload {
     pub before: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// Policy files added, removed or modified since `before`.
+    pub files: Vec<maskgate_policy::FileChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

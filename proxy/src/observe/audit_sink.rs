@@ -9,6 +9,12 @@ use crate::audit::{self, kind, Payload, Trail};
 /// Queues the event's record, if it has one. Never blocks.
 pub(super) fn record(trail: &Trail, event: &Event) {
     let (kind, payload) = match event {
+        // An admitted login is recorded by the session before it starts (its
+        // record must be queued, or the session refused).
+        Event::Login(LoginAttempt {
+            outcome: LoginOutcome::Admitted(_),
+            ..
+        }) => return,
         Event::Login(attempt) => (kind::LOGIN, login(attempt)),
         Event::Lockout { client, login } => (
             kind::LOCKOUT,
@@ -28,6 +34,7 @@ pub(super) fn record(trail: &Trail, event: &Event) {
                 },
                 before: reload.before.to_string(),
                 after: reload.outcome.as_ref().ok().map(ToString::to_string),
+                files: reload.files.clone(),
                 error: reload.outcome.as_ref().err().cloned(),
             }),
         ),
@@ -52,28 +59,33 @@ pub fn session_facts(s: &SessionContext) -> audit::SessionFacts {
     }
 }
 
+/// The record of an admitted login.
+pub fn admitted_login(session: &SessionContext) -> Payload {
+    Payload::Login(audit::Login {
+        outcome: "admitted",
+        session: Some(session.id.to_string()),
+        client: session.client.to_string(),
+        user: Some(session.login.clone()),
+        reason: None,
+        detail: None,
+        facts: Some(session_facts(session)),
+    })
+}
+
 fn login(attempt: &LoginAttempt) -> Payload {
-    let mut record = audit::Login {
+    let (reason, detail) = match &attempt.outcome {
+        LoginOutcome::Admitted(session) => return admitted_login(session),
+        LoginOutcome::Refused { reason, detail } => (reason, detail),
+    };
+    Payload::Login(audit::Login {
         outcome: "refused",
         session: None,
         client: attempt.client.to_string(),
         user: attempt.login.clone(),
-        reason: None,
-        detail: None,
+        reason: Some(reason.as_str()),
+        detail: Some(detail.clone()),
         facts: None,
-    };
-    match &attempt.outcome {
-        LoginOutcome::Admitted(session) => {
-            record.outcome = "admitted";
-            record.session = Some(session.id.to_string());
-            record.facts = Some(session_facts(session));
-        }
-        LoginOutcome::Refused { reason, detail } => {
-            record.reason = Some(reason.as_str());
-            record.detail = Some(detail.clone());
-        }
-    }
-    Payload::Login(record)
+    })
 }
 
 fn session_end(ended: &SessionEnded) -> Payload {

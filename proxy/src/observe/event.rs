@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use maskgate_policy::Generation;
+use maskgate_policy::{FileChange, Generation};
 
 use super::SessionContext;
 use crate::error::SqlState;
@@ -110,6 +110,9 @@ pub struct StatementStopped {
 pub struct PolicyReload {
     /// The generation in force before.
     pub before: Generation,
+    /// The policy files added, removed or modified since `before` (of the refused
+    /// files, for a refused reload).
+    pub files: Vec<FileChange>,
     /// The new generation, or why the files were refused.
     pub outcome: Result<Generation, String>,
 }

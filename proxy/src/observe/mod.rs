@@ -14,7 +14,7 @@ mod context;
 mod event;
 mod sinks;
 
-pub use audit_sink::session_facts;
+pub use audit_sink::{admitted_login, session_facts};
 pub use bus::Events;
 pub use context::{SessionContext, SessionId, SessionTotals, TlsFacts};
 pub use event::{

@@ -372,7 +372,7 @@ async fn login(
         }
     };
     let stream = client
-        .take()
+        .as_ref()
         .expect("the client stream is set after the handshake");
     let context = Arc::new(SessionContext {
         id: SessionId::next(),
@@ -380,7 +380,7 @@ async fn login(
         account_name: Some(account.name.clone()),
         roles: account.roles.clone(),
         client: peer,
-        tls: tls_facts(&stream, cert),
+        tls: tls_facts(stream, cert),
         application_name: request
             .settings
             .iter()
@@ -392,6 +392,13 @@ async fn login(
         started: Instant::now(),
         totals: Default::default(),
     });
+    if let Err(e) = record_login(shared, &context) {
+        shared.pool.discard(upstream);
+        return Err(e);
+    }
+    let stream = client
+        .take()
+        .expect("the client stream is set after the handshake");
     Ok(Some(Attached {
         stream,
         pending,
@@ -402,6 +409,31 @@ async fn login(
         context,
         _slot: slot,
     }))
+}
+
+/// Queues the admitted login's audit record before the session starts. When the
+/// trail cannot take it, the session is refused like its statements would be: a
+/// session nobody could later attribute must not run.
+fn record_login(shared: &Shared, context: &Arc<SessionContext>) -> Result<(), SessionError> {
+    let Some(trail) = shared.events.audit() else {
+        return Ok(());
+    };
+    let payload = crate::observe::admitted_login(context);
+    match trail.record(crate::audit::kind::LOGIN, payload, None) {
+        Ok(()) => Ok(()),
+        Err(why) if trail.refuses_unrecorded(context.restricted) => Err(SessionError::Refused(
+            RejectReason::AuditUnavailable,
+            ClientError::fatal(
+                SqlState::INSUFFICIENT_RESOURCES,
+                format!("maskgate cannot record this login in its audit trail ({why}), so the session is not started"),
+            )
+            .with_hint("try again shortly; if it persists, tell your administrator"),
+        )),
+        Err(why) => {
+            tracing::error!(session = %context.id, error = %why, "a session starts without its login record");
+            Ok(())
+        }
+    }
 }
 
 /// The client leg's TLS, for the session's context.
