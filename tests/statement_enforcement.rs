@@ -371,6 +371,22 @@ async fn copy_from_stdin_takes_only_rows_in_the_accounts_scope() {
     );
     assert_eq!(count("103, 104"), "0");
 
+    // Rows split where PostgreSQL splits them: an escaped tab or newline is data.
+    // Read naively (a row per newline, a field per tab), these bytes are two rows
+    // with 01 in the province column; PostgreSQL reads one row of province 79:
+    // note "\t01", citizen_id "c\n0000000\t01", id "108\t" (bigint skips the tab).
+    let (ok, err) = psql_copy(
+        &cluster,
+        &proxy,
+        "loader",
+        "COPY person (note, province_code, citizen_id, id) FROM STDIN",
+        "\\\t01\t79\tc\\\n0000000\\\t01\t108\\\t\n",
+    )
+    .await;
+    assert!(!ok, "{err}");
+    assert!(err.contains("maskgate refused the copied rows"), "{err}");
+    assert_eq!(count("108"), "0");
+
     // The filter's column must be listed; other forms of COPY are refused.
     for refused in [
         "COPY person (id, citizen_id, note) FROM STDIN",

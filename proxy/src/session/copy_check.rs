@@ -1,10 +1,13 @@
 //! Checks the rows a restricted account sends with `COPY … FROM STDIN` as they stream.
 //!
-//! Text format: one row per line, fields separated by tabs. The fields the account's
-//! row filter compares with a literal must read exactly as that literal; anything
-//! else (another value, the value written with other escapes, a wrong field count) is
-//! refused, and the proxy fails the whole COPY before the row is complete upstream,
-//! so PostgreSQL inserts none of it.
+//! Text format, read as PostgreSQL reads it: a backslash escapes the byte after it
+//! (so an escaped newline or tab is data, not a row or field end), rows end at an
+//! unescaped newline (`\r\n` too; any other carriage return is refused), fields are
+//! separated by unescaped tabs. The fields the account's row filter compares with a
+//! literal must read exactly as that literal, with no escape at all; anything else
+//! (another value, the value written with escapes, a wrong field count) is refused,
+//! and the proxy fails the whole COPY before the row is complete upstream, so
+//! PostgreSQL inserts none of it.
 //!
 //! Which COPY a CopyData belongs to is decided in the order the client sends, the
 //! order PostgreSQL reads: each `COPY … FROM STDIN` of a Query takes the copy
@@ -26,8 +29,12 @@ const MAX_LINE: usize = 1 << 20;
 #[derive(Debug)]
 pub struct CopyCheck {
     spec: CopyIn,
-    /// The start of a line whose end has not arrived yet.
-    partial: Vec<u8>,
+    /// The row read so far (escapes kept as sent).
+    row: Vec<u8>,
+    /// The last byte read was an unescaped backslash: the next one is data.
+    escaping: bool,
+    /// The last byte read was an unescaped carriage return: only a newline may follow.
+    carriage_return: bool,
     line: u64,
     /// The end-of-data marker `\.` was seen; nothing may follow it.
     ended: bool,
@@ -37,54 +44,81 @@ impl CopyCheck {
     pub fn new(spec: CopyIn) -> Self {
         CopyCheck {
             spec,
-            partial: Vec::new(),
+            row: Vec::new(),
+            escaping: false,
+            carriage_return: false,
             line: 0,
             ended: false,
         }
     }
 
     /// One CopyData message. `Err` with the reason at the first row that may not be sent.
-    pub fn data(&mut self, mut data: &[u8]) -> Result<(), String> {
-        while let Some(end) = data.iter().position(|b| *b == b'\n') {
-            if self.partial.is_empty() {
-                self.check_line(&data[..end])?;
-            } else {
-                self.partial.extend_from_slice(&data[..end]);
-                let line = std::mem::take(&mut self.partial);
-                self.check_line(&line)?;
+    pub fn data(&mut self, data: &[u8]) -> Result<(), String> {
+        let mut start = 0;
+        for (at, &byte) in data.iter().enumerate() {
+            if self.carriage_return && byte != b'\n' {
+                return Err(format!(
+                    "row {} holds a carriage return that does not end it",
+                    self.line + 1
+                ));
             }
-            data = &data[end + 1..];
+            if self.escaping {
+                self.escaping = false;
+                continue;
+            }
+            match byte {
+                b'\\' => self.escaping = true,
+                b'\r' => self.carriage_return = true,
+                b'\n' => {
+                    self.extend(&data[start..at])?;
+                    start = at + 1;
+                    if std::mem::take(&mut self.carriage_return) {
+                        self.row.pop();
+                    }
+                    let row = std::mem::take(&mut self.row);
+                    self.check_row(&row)?;
+                    self.row = row;
+                    self.row.clear();
+                }
+                _ => {}
+            }
         }
-        if self.partial.len() + data.len() > MAX_LINE {
+        self.extend(&data[start..])
+    }
+
+    fn extend(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.row.len() + bytes.len() > MAX_LINE {
             return Err(format!(
                 "row {} is longer than {MAX_LINE} bytes",
                 self.line + 1
             ));
         }
-        self.partial.extend_from_slice(data);
+        self.row.extend_from_slice(bytes);
         Ok(())
     }
 
-    /// CopyDone: the last line may lack its newline.
+    /// CopyDone: the last row may lack its newline.
     pub fn done(&mut self) -> Result<(), String> {
-        if self.partial.is_empty() {
+        if self.escaping || self.carriage_return {
+            return Err(format!("row {} ends inside an escape", self.line + 1));
+        }
+        if self.row.is_empty() {
             return Ok(());
         }
-        let line = std::mem::take(&mut self.partial);
-        self.check_line(&line)
+        let row = std::mem::take(&mut self.row);
+        self.check_row(&row)
     }
 
-    fn check_line(&mut self, line: &[u8]) -> Result<(), String> {
+    fn check_row(&mut self, row: &[u8]) -> Result<(), String> {
         self.line += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if self.ended {
             return Err(format!("row {} follows the end-of-data marker", self.line));
         }
-        if line == b"\\." {
+        if row == b"\\." {
             self.ended = true;
             return Ok(());
         }
-        let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
+        let fields = fields(row);
         if fields.len() != self.spec.columns {
             return Err(format!(
                 "row {} has {} fields where {} columns were listed",
@@ -104,6 +138,24 @@ impl CopyCheck {
         }
         Ok(())
     }
+}
+
+/// A row's fields as sent: split at tabs that no backslash escapes.
+fn fields(row: &[u8]) -> Vec<&[u8]> {
+    let mut fields = Vec::new();
+    let (mut start, mut escaping) = (0, false);
+    for (at, &byte) in row.iter().enumerate() {
+        if escaping {
+            escaping = false;
+        } else if byte == b'\\' {
+            escaping = true;
+        } else if byte == b'\t' {
+            fields.push(&row[start..at]);
+            start = at + 1;
+        }
+    }
+    fields.push(&row[start..]);
+    fields
 }
 
 /// The checks of the COPY statements the client's copy messages go to, in order.
@@ -219,5 +271,34 @@ mod tests {
             c.message(b'd', b"1\tAn\t79\n").is_err(),
             "data after the next COPY is that COPY's"
         );
+    }
+
+    #[test]
+    fn escaped_tabs_and_newlines_are_data_as_postgresql_reads_them() {
+        // PostgreSQL reads one row here: `K\t48 | 01 | S\tx | 5\t\n…`; a reader that
+        // split at every tab and newline would see two rows with 48 in place.
+        let spec = CopyIn {
+            columns: 3,
+            required: vec![(1, "48".into())],
+        };
+        let mut c = CopyCheck::new(spec);
+        assert!(c.data(b"K\\\t48\t01\tx\\\n\t48\t1\n").is_err());
+        let mut c = check();
+        c.data(b"1\tA\\\tn\t79\n").unwrap();
+        c.data(b"2\tline\\").unwrap();
+        c.data(b"\nbreak\t79\n").unwrap();
+        c.data(b"3\tB\\\\\t79\r\n").unwrap();
+        c.done().unwrap();
+        assert_eq!(c.line, 3);
+    }
+
+    #[test]
+    fn carriage_returns_end_rows_only_before_a_newline() {
+        let mut c = check();
+        assert!(c.data(b"1\tA\r2\t79\n").is_err());
+        let mut c = check();
+        c.data(b"1\tA\t79\r").unwrap();
+        c.data(b"\n").unwrap();
+        c.done().unwrap();
     }
 }
