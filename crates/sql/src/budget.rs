@@ -79,6 +79,25 @@ impl Limits {
         )
     }
 
+    /// Refuses a statement that needs more than [`MAX_MASKING_SUBQUERIES`] masking
+    /// subqueries. Statements short enough for the fast analysis lane could otherwise
+    /// name a protected table hundreds of times (`FROM t a0, t a1, …`), each reference
+    /// a subquery for the printer, PostgreSQL's parser in the text check and the
+    /// planner: seconds of analysis from a few kilobytes of text.
+    pub(crate) fn check_masking_subqueries(&self, count: usize) -> Result<(), Denial> {
+        if count > MAX_MASKING_SUBQUERIES {
+            return Err(Denial {
+                sqlstate: sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                message: format!(
+                    "statement reads protected tables {count} times, more than the \
+                     {MAX_MASKING_SUBQUERIES} masking subqueries maskgate builds for one \
+                     statement"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Refuses a rewritten statement whose text is longer than
     /// [`Limits::max_printed_bytes`].
     pub(crate) fn check_printed(&self, printed: &str) -> Result<(), Denial> {
@@ -140,6 +159,10 @@ impl Limits {
 /// text check (which cannot be interrupted) around a second and a few hundred
 /// megabytes.
 const MAX_SUBQUERY_BYTES: usize = 1 << 20;
+
+/// How many masking subqueries one statement may need: a report joining a few dozen
+/// protected tables stays well within it.
+pub const MAX_MASKING_SUBQUERIES: usize = 64;
 
 /// The time budget of one analysis. Checked between its steps, and every few nodes
 /// as the rewrite walks the tree ([`Clock::tick`]), since a statement within the size

@@ -120,6 +120,12 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
             Ok(StatementClass::Session)
         }
         Set::SetNames { charset_name, .. } if !is_utf8(&charset_name.value) => Err(utf8_only()),
+        // sqlparser prints the collation as it was written, quotes gone; PostgreSQL
+        // has no COLLATE here anyway.
+        Set::SetNames {
+            collation_name: Some(_),
+            ..
+        } => Err(Denial::unsupported("SET NAMES … COLLATE")),
         Set::SetNames { .. } | Set::SetNamesDefault {} | Set::SetTransaction { .. } => {
             Ok(StatementClass::Session)
         }

@@ -411,6 +411,12 @@ impl Enforcer {
                 self.rewrite_statement(inner, clock)?;
                 Ok((StatementClass::Session, None, None))
             }
+            // `DEALLOCATE ALL` is read by sqlparser as a statement named `all`.
+            Statement::Deallocate { name, .. } => {
+                names::check_quote(name)?;
+                check_not_reserved(name)?;
+                Ok((StatementClass::Session, None, None))
+            }
             Statement::Execute {
                 name,
                 parameters,

@@ -47,6 +47,29 @@ pub(crate) struct Facts {
 /// Encodes the tree's leaves and parenthesizes its operands in place, then prints it.
 pub(crate) fn print(statement: &mut Statement) -> Result<Printed, Denial> {
     let mut printer = Canonical::default();
+    if let Statement::NOTIFY {
+        payload: Some(payload),
+        ..
+    } = statement
+    {
+        // sqlparser keeps a NOTIFY payload as a string and prints it between quotes
+        // as it is: only a payload that reads the same that way is sent.
+        if payload
+            .chars()
+            .any(|c| c == '\'' || c == '\\' || c.is_control())
+        {
+            return Err(Denial::unsupported(
+                "a NOTIFY payload with quotes, backslashes or control characters",
+            ));
+        }
+        printer.facts.strings.push(payload.clone());
+    }
+    if let Statement::Set(sqlparser::ast::Set::SetNames { charset_name, .. }) = statement {
+        // Printed as written; the analysis let only UTF-8's names through.
+        if charset_name.quote_style == Some('\'') {
+            printer.facts.strings.push(charset_name.value.clone());
+        }
+    }
     if let ControlFlow::Break(denial) = statement.visit(&mut printer) {
         return Err(denial);
     }

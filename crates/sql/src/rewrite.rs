@@ -165,14 +165,17 @@ impl<'e> Rewriter<'e> {
         };
         let mut tables = Vec::new();
         let mut growth = 0usize;
+        let mut subqueries = 0usize;
         let _ = sqlparser::ast::visit_relations(node, |name| {
             match rewriter.resolve(name) {
                 Ok(Resolved::Protected(table)) => {
                     growth = growth.saturating_add(enforcer.fence_bytes(&table));
+                    subqueries += 1;
                     tables.push(table);
                 }
                 Ok(Resolved::Catalog(view)) => {
                     growth = growth.saturating_add(enforcer.fence_bytes(&view));
+                    subqueries += 1;
                 }
                 _ => {}
             }
@@ -181,6 +184,7 @@ impl<'e> Rewriter<'e> {
         // Refused before any subquery is built: the trees of tens of thousands of
         // them would take gigabytes.
         enforcer.limits.check_growth(growth)?;
+        enforcer.limits.check_masking_subqueries(subqueries)?;
         tables.sort_unstable();
         tables.dedup();
         for table in tables {

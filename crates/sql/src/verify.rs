@@ -68,6 +68,7 @@ pub enum Mismatch {
 const GRAMMAR_FUNCTIONS: &[&str] = &[
     "extract",
     "date_part",
+    "like_escape",
     "substring",
     "overlay",
     "position",
@@ -229,7 +230,13 @@ mod parser_threads {
 
 /// The comparison itself, without the side effects.
 pub(crate) fn check(sql: &str, statements: usize, facts: &Facts) -> Result<(), Mismatch> {
-    check_tokens(sql)?;
+    let string_tokens = check_tokens(sql)?;
+    // Every string token PostgreSQL scans is one maskgate printed from a literal of
+    // the tree: a string sqlparser printed raw from some other node (a type's
+    // modifier, a dialect's option) could hide text the analysis never saw.
+    if string_tokens != facts.strings.len() {
+        return Err(Mismatch::Strings);
+    }
     let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT)
         .map_err(|error| Mismatch::Parse(without_values(&error.to_string())))?;
     let found = parsed.protobuf.stmts.len();
@@ -241,20 +248,41 @@ pub(crate) fn check(sql: &str, statements: usize, facts: &Facts) -> Result<(), M
     }
     let read = Read::collect(&parsed.protobuf)?;
     compare_strings(&facts.strings, &read.strings)?;
-    for relation in &read.relations {
-        if !facts.relations.iter().any(|r| same_name(r, relation)) {
+    compare_names(facts, &read)
+}
+
+/// Every relation PostgreSQL reads and every function it calls (its grammar's own
+/// functions aside) is one the analyzed tree names, *as many times*: a name the tree
+/// holds once (inside a masking subquery, say) cannot be read a second time by text
+/// the analysis never saw. Table functions are relations in sqlparser's tree and
+/// calls in PostgreSQL's, so the two lists are one pool.
+fn compare_names(facts: &Facts, read: &Read) -> Result<(), Mismatch> {
+    /// Takes a name of the tree that `name` reads as, written alike if there is one.
+    fn take(pool: &mut Vec<&Vec<String>>, name: &[String]) -> bool {
+        let alike = pool.iter().position(|n| n.as_slice() == name);
+        match alike.or_else(|| pool.iter().position(|n| same_name(n, name))) {
+            Some(at) => {
+                pool.swap_remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+    let mut relations: Vec<&Vec<String>> = facts.relations.iter().collect();
+    let mut functions: Vec<&Vec<String>> = facts.functions.iter().collect();
+    // Qualified names first: an unqualified one may stand for any of them.
+    let mut read_relations: Vec<&Vec<String>> = read.relations.iter().collect();
+    read_relations.sort_by_key(|name| std::cmp::Reverse(name.len()));
+    for relation in read_relations {
+        if !take(&mut relations, relation) {
             return Err(Mismatch::Relation(relation.join(".")));
         }
     }
     for function in &read.functions {
         let grammar = matches!(function.as_slice(), [schema, name]
             if schema == "pg_catalog" && GRAMMAR_FUNCTIONS.contains(&name.as_str()));
-        let known = facts
-            .functions
-            .iter()
-            .chain(&facts.relations)
-            .any(|f| same_name(f, function));
-        if !grammar && !known {
+        // What is left of the tree's relations are its table functions.
+        if !grammar && !take(&mut functions, function) && !take(&mut relations, function) {
             return Err(Mismatch::Function(function.join(".")));
         }
     }
@@ -262,8 +290,8 @@ pub(crate) fn check(sql: &str, statements: usize, facts: &Facts) -> Result<(), M
 }
 
 /// Both lexers must start every token at the same byte, and PostgreSQL's must see no
-/// comment.
-fn check_tokens(sql: &str) -> Result<(), Mismatch> {
+/// comment. Returns how many string constants PostgreSQL scanned.
+fn check_tokens(sql: &str) -> Result<usize, Mismatch> {
     // pg_query's scanner aborts the process on a text without tokens; a printed
     // statement always has some, but nothing here may depend on that.
     if sql.trim().is_empty() {
@@ -277,12 +305,25 @@ fn check_tokens(sql: &str) -> Result<(), Mismatch> {
     {
         return Err(Mismatch::Comment);
     }
+    let strings = theirs
+        .iter()
+        .filter(|t| {
+            [
+                PgToken::Sconst,
+                PgToken::Usconst,
+                PgToken::Bconst,
+                PgToken::Xconst,
+            ]
+            .iter()
+            .any(|kind| t.token == *kind as i32)
+        })
+        .count();
     let ours = token_starts(sql).ok_or(Mismatch::Scan("sqlparser".to_owned()))?;
     let mut theirs = theirs.iter().map(|t| t.start as usize);
     let mut ours = ours.into_iter();
     loop {
         match (ours.next(), theirs.next()) {
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(strings),
             (Some(a), Some(b)) if a == b => continue,
             (a, b) => return Err(Mismatch::Tokens(a.or(b).unwrap_or(0))),
         }
@@ -300,8 +341,10 @@ fn token_starts(sql: &str) -> Option<Vec<usize>> {
 }
 
 /// Every printed string is read, with its value; PostgreSQL reads no other string
-/// than the lower-case words its grammar makes (`EXTRACT(year …)`, `repeatable read`)
-/// or reads from a keyword-like name (`SET NAMES 'utf8'`).
+/// than the words its grammar makes (`EXTRACT(year …)`, `repeatable read`,
+/// `normalize(x, NFC)`) or reads from a keyword-like name (`SET NAMES utf8`). (No
+/// string token can be among those: their number is checked against the printed
+/// literals first.)
 fn compare_strings(printed: &[String], read: &[String]) -> Result<(), Mismatch> {
     let mut remaining: HashMap<&str, usize> = HashMap::new();
     for value in read {
@@ -317,7 +360,7 @@ fn compare_strings(printed: &[String], read: &[String]) -> Result<(), Mismatch> 
         !s.is_empty()
             && s.len() <= 24
             && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b" _-".contains(&b))
+                .all(|b| b.is_ascii_alphanumeric() || b" _-".contains(&b))
     };
     if remaining
         .iter()
@@ -419,6 +462,32 @@ mod tests {
             &facts(&[], &[&["t"]], &[&["now"]]),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_string_the_printer_did_not_print_is_caught() {
+        // sqlparser prints a type's time zone without escaping it.
+        let f = facts(&[], &[&["t"]], &[]);
+        assert_eq!(
+            check("SELECT CAST(1 AS DateTime64(3, 'x')) FROM t", 1, &f),
+            Err(Mismatch::Strings)
+        );
+    }
+
+    #[test]
+    fn a_name_is_read_no_more_often_than_the_tree_names_it() {
+        let f = facts(&[], &[&["public", "t"]], &[&["lower"]]);
+        assert_eq!(
+            check("SELECT lower(x), (SELECT y FROM t) FROM t", 1, &f),
+            Err(Mismatch::Relation("t".to_owned()))
+        );
+        assert_eq!(
+            check("SELECT lower(lower(x)) FROM t", 1, &f),
+            Err(Mismatch::Function("lower".to_owned()))
+        );
+        // A table function is a relation to sqlparser and a call to PostgreSQL.
+        let f = facts(&[], &[&["generate_series"]], &[]);
+        check("SELECT * FROM generate_series(1, 2)", 1, &f).unwrap();
     }
 
     #[test]

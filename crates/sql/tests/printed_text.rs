@@ -99,9 +99,41 @@ fn reserved_statement_and_cursor_names_are_refused() {
         "DECLARE _maskgate_c CURSOR FOR SELECT 1",
         "FETCH NEXT FROM _maskgate_c",
         "CLOSE _maskgate_c",
+        "DEALLOCATE _maskgate_1",
+        "DEALLOCATE PREPARE \"_maskgate_1\"",
     ] {
         let denial = enforce("analyst_79", sql).unwrap_err();
         assert_eq!(denial.sqlstate, "42501", "{sql}: {denial}");
         assert!(denial.message.contains("reserved"), "{sql}: {denial}");
+    }
+    for sql in [
+        "DEALLOCATE ALL",
+        "DEALLOCATE mine",
+        "DEALLOCATE PREPARE mine",
+    ] {
+        enforce("analyst_79", sql).unwrap_or_else(|d| panic!("{sql}: {d}"));
+    }
+}
+
+/// Nodes that sqlparser prints with a raw string of the client's: types of other
+/// dialects (`DateTime64(3, 'tz')`, `Enum`, `Set`, modifiers of a custom type), and
+/// COLLATE in SET NAMES. Each text, printed as sqlparser would, hides a second read
+/// of a protected table between two quotes.
+#[test]
+fn raw_strings_of_other_nodes_are_refused() {
+    let hidden = "(SELECT citizen_id FROM public.participant LIMIT 1) AS b";
+    for sql in [
+        format!(
+            "SELECT CAST(1 AS DateTime64(3, 'x'')) AS a, {hidden}, \
+             CAST(1 AS DateTime64(3, ''x')) AS c FROM participant"
+        ),
+        format!("SELECT CAST(1 AS ENUM('x'')) AS a, {hidden}, CAST(1 AS ENUM(''x')) AS c"),
+        format!("SELECT CAST(1 AS SET('x'')) AS a, {hidden}, CAST(1 AS SET(''x')) AS c"),
+        format!("SELECT CAST(1 AS int4('x'')) AS a, {hidden}, CAST(1 AS int4(''x')) AS c"),
+        "SET NAMES 'utf8' COLLATE 'x; CREATE TABLE t (a int)'".to_owned(),
+    ] {
+        for login in ["clerk_01", "analyst_79"] {
+            assert!(enforce(login, &sql).is_err(), "{login}: {sql}");
+        }
     }
 }

@@ -113,7 +113,17 @@ pub(crate) fn check_execute_argument(
 }
 
 pub(crate) fn check_type(data_type: &DataType) -> Result<(), Denial> {
-    match data_type {
+    use sqlparser::ast::{ArrayElemTypeDef, CharacterLength, ExactNumberInfo};
+    // An allowlist of PostgreSQL's types as sqlparser prints them. Other variants
+    // belong to other dialects, and some of them carry strings that sqlparser prints
+    // without escaping (`DateTime64(3, 'tz')`, `Enum8('a' = 1)`): text the analysis
+    // never saw would reach PostgreSQL.
+    let plain_length = |length: &Option<CharacterLength>| match length {
+        None => true,
+        Some(CharacterLength::IntegerLength { unit, .. }) => unit.is_none(),
+        Some(CharacterLength::Max) => false,
+    };
+    let allowed = match data_type {
         DataType::Custom(name, modifiers) => {
             let parts = names::parts(name)?;
             let type_name = match parts.as_slice() {
@@ -122,20 +132,53 @@ pub(crate) fn check_type(data_type: &DataType) -> Result<(), Denial> {
                 _ => "",
             };
             if modifiers.is_empty() && functions::custom_type_allowed(type_name) {
-                Ok(())
-            } else {
-                Err(Denial::privilege(format!(
-                    "type {} is not allowed for this account",
-                    names::display(&parts)
-                )))
+                return Ok(());
             }
+            return Err(Denial::privilege(format!(
+                "type {} is not allowed for this account",
+                names::display(&parts)
+            )));
         }
-        DataType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(inner))
-        | DataType::Array(sqlparser::ast::ArrayElemTypeDef::SquareBracket(inner, _))
-        | DataType::Array(sqlparser::ast::ArrayElemTypeDef::Parenthesis(inner)) => {
-            check_type(inner)
-        }
-        _ => Ok(()),
+        DataType::Array(ArrayElemTypeDef::SquareBracket(inner, _)) => return check_type(inner),
+        DataType::Character(length)
+        | DataType::Char(length)
+        | DataType::CharacterVarying(length)
+        | DataType::CharVarying(length)
+        | DataType::Varchar(length) => plain_length(length),
+        DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) => true,
+        DataType::Float(precision) => !matches!(precision, ExactNumberInfo::PrecisionAndScale(..)),
+        DataType::SmallInt(None)
+        | DataType::Int(None)
+        | DataType::Integer(None)
+        | DataType::BigInt(None)
+        | DataType::Int2(None)
+        | DataType::Int4(None)
+        | DataType::Int8(None) => true,
+        DataType::Real
+        | DataType::Float4
+        | DataType::Float8
+        | DataType::DoublePrecision
+        | DataType::Bool
+        | DataType::Boolean
+        | DataType::Date
+        | DataType::Time(..)
+        | DataType::Timestamp(..)
+        | DataType::Interval { .. }
+        | DataType::JSON
+        | DataType::JSONB
+        | DataType::Regclass
+        | DataType::Text
+        | DataType::Bytea
+        | DataType::Uuid
+        | DataType::Bit(_)
+        | DataType::BitVarying(_)
+        | DataType::VarBit(_) => true,
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Denial::unsupported("a type of another SQL dialect"))
     }
 }
 
