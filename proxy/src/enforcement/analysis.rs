@@ -12,9 +12,12 @@
 //! long ones share fewer slots than there are cores, so relaying always keeps a core.
 //! A flood of long hostile statements then only queues behind itself, and no wait is
 //! unbounded: whoever cannot start within the analysis time budget is answered
-//! `53000` and may retry.
+//! `53000` and may retry. Within a lane, one account holds at most half its slots
+//! (at least one), so a single account's costly statements never hold a whole lane
+//! and other accounts' first-seen statements keep being analyzed.
 
-use std::sync::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use maskgate_sql::{sqlstate, Denial};
@@ -49,9 +52,15 @@ impl Slots {
         Slots::new(cores, cores.saturating_sub(1), wait)
     }
 
-    /// Runs the analysis of a statement of `bytes` off the async workers once a slot
-    /// of its lane is free, or refuses it if none frees in time.
-    pub fn run<R>(&self, bytes: usize, analyze: impl FnOnce() -> R) -> Result<R, Denial> {
+    /// Runs the analysis of `account`'s statement of `bytes` off the async workers
+    /// once a slot of its lane is free for that account, or refuses it if none frees
+    /// in time.
+    pub fn run<R>(
+        &self,
+        account: &Arc<str>,
+        bytes: usize,
+        analyze: impl FnOnce() -> R,
+    ) -> Result<R, Denial> {
         let gate = if bytes <= SHORT_STATEMENT_BYTES {
             &self.short
         } else {
@@ -61,7 +70,7 @@ impl Slots {
             .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
         let run = || {
             let _slot = gate
-                .enter(self.wait)
+                .enter(account, self.wait)
                 .ok_or_else(|| busy(bytes, self.wait))?;
             Ok(analyze())
         };
@@ -89,43 +98,77 @@ fn busy(bytes: usize, wait: Duration) -> Denial {
     }
 }
 
-/// A counting gate whose waits are bounded.
+/// A counting gate whose waits are bounded, shared fairly between accounts.
 struct Gate {
-    free: Mutex<usize>,
+    state: Mutex<GateState>,
+    /// How many of the slots one account may hold at once.
+    per_account: usize,
     released: Condvar,
 }
 
+struct GateState {
+    free: usize,
+    /// Slots held, by account.
+    held: HashMap<Arc<str>, usize>,
+}
+
 /// A held slot, released when dropped (also when the analysis panics).
-struct Slot<'g>(&'g Gate);
+struct Slot<'g> {
+    gate: &'g Gate,
+    account: Arc<str>,
+}
 
 impl Gate {
     fn new(slots: usize) -> Gate {
+        let slots = slots.max(1);
         Gate {
-            free: Mutex::new(slots.max(1)),
+            state: Mutex::new(GateState {
+                free: slots,
+                held: HashMap::new(),
+            }),
+            per_account: slots.div_ceil(2),
             released: Condvar::new(),
         }
     }
 
-    fn enter(&self, wait: Duration) -> Option<Slot<'_>> {
+    fn enter(&self, account: &Arc<str>, wait: Duration) -> Option<Slot<'_>> {
         let deadline = Instant::now() + wait;
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let held = state.held.get(account).copied().unwrap_or(0);
+            if state.free > 0 && held < self.per_account {
+                break;
+            }
             let left = deadline.checked_duration_since(Instant::now())?;
-            free = self
+            state = self
                 .released
-                .wait_timeout(free, left)
+                .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        *free -= 1;
-        Some(Slot(self))
+        state.free -= 1;
+        *state.held.entry(account.clone()).or_default() += 1;
+        Some(Slot {
+            gate: self,
+            account: account.clone(),
+        })
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.released.notify_one();
+        let mut state = self.gate.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.free += 1;
+        if let Some(held) = state.held.get_mut(&self.account) {
+            *held -= 1;
+            if *held == 0 {
+                state.held.remove(&self.account);
+            }
+        }
+        drop(state);
+        // Waiters wait for different things (any slot, or one their account may
+        // take): wake them all to look.
+        self.gate.released.notify_all();
     }
 }
 
@@ -138,17 +181,21 @@ mod tests {
 
     const LONG: usize = SHORT_STATEMENT_BYTES + 1;
 
+    fn account(name: &str) -> Arc<str> {
+        name.into()
+    }
+
     #[test]
     fn no_more_than_the_slots_run_at_once() {
         let slots = Arc::new(Slots::new(1, 2, Duration::from_secs(60)));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
-            .map(|_| {
+            .map(|i| {
                 let (slots, running, most) = (slots.clone(), running.clone(), most.clone());
                 std::thread::spawn(move || {
                     slots
-                        .run(LONG, || {
+                        .run(&account(&format!("a{i}")), LONG, || {
                             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                             most.fetch_max(now, Ordering::SeqCst);
                             std::thread::sleep(Duration::from_millis(20));
@@ -172,7 +219,7 @@ mod tests {
             let (slots, started, release) = (slots.clone(), started.clone(), release.clone());
             std::thread::spawn(move || {
                 slots
-                    .run(LONG, || {
+                    .run(&account("a"), LONG, || {
                         let mut go = started.lock().unwrap();
                         *go = true;
                         release.notify_all();
@@ -189,7 +236,7 @@ mod tests {
         }
         drop(go);
         // The long lane is held; the short one is not.
-        assert_eq!(slots.run(10, || 7).unwrap(), 7);
+        assert_eq!(slots.run(&account("a"), 10, || 7).unwrap(), 7);
         *started.lock().unwrap() = false;
         release.notify_all();
         long.join().unwrap();
@@ -199,16 +246,34 @@ mod tests {
     fn a_wait_past_the_limit_is_refused_and_the_slot_comes_back() {
         let slots = Slots::new(1, 1, Duration::from_millis(30));
         let inner = slots
-            .run(LONG, || slots.run(LONG, || ()).unwrap_err())
+            .run(&account("a"), LONG, || {
+                slots.run(&account("b"), LONG, || ()).unwrap_err()
+            })
             .unwrap();
         assert_eq!(inner.sqlstate, "53000", "{inner}");
         assert!(inner.is_transient());
-        assert!(slots.run(LONG, || ()).is_ok());
+        assert!(slots.run(&account("b"), LONG, || ()).is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_inside_a_multi_thread_runtime() {
         let slots = Slots::new(1, 1, Duration::from_secs(1));
-        assert_eq!(slots.run(1, || 7).unwrap(), 7);
+        assert_eq!(slots.run(&account("a"), 1, || 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn one_account_never_holds_a_whole_lane() {
+        let slots = Slots::new(2, 1, Duration::from_millis(50));
+        let (a, b) = (account("a"), account("b"));
+        let (second_a, first_b) = slots
+            .run(&a, 10, || {
+                (
+                    slots.run(&a, 10, || ()).map_err(|d| d.sqlstate),
+                    slots.run(&b, 10, || 7),
+                )
+            })
+            .unwrap();
+        assert_eq!(second_a, Err("53000"), "a second slot for the same account");
+        assert_eq!(first_b.unwrap(), 7, "another account is not held up");
     }
 }

@@ -155,6 +155,8 @@ pub struct AccountRules {
 }
 
 struct Restricted {
+    /// The account's login: analyses are shared fairly between accounts.
+    login: Arc<str>,
     enforcer: Enforcer,
     slots: Arc<Slots>,
     decisions: moka::sync::Cache<String, Decision>,
@@ -183,6 +185,7 @@ impl AccountRules {
             let enforcer = Enforcer::new(policy.clone(), rules.clone(), &KeyedMasks::new(keys))
                 .with_limits(limits);
             Restricted {
+                login: login.into(),
                 enforcer,
                 slots,
                 decisions: moka::sync::Cache::builder()
@@ -258,7 +261,9 @@ impl AccountRules {
         }
         let analyzed = restricted
             .slots
-            .run(sql.len(), || restricted.enforcer.enforce(sql))
+            .run(&restricted.login, sql.len(), || {
+                restricted.enforcer.enforce(sql)
+            })
             .and_then(|analyzed| analyzed);
         let transient = analyzed.as_ref().is_err_and(Denial::is_transient);
         let decision = Arc::new(analyzed.map(|enforced| {
