@@ -136,6 +136,25 @@ fn smuggled_reads() -> Vec<(&'static str, String)> {
             format!("SELECT 'x' AS a WHERE - -1 = 1 OR '\ntrue UNION ALL SELECT {l} --' = ''"),
         ),
         (
+            "type-datetime64-timezone",
+            format!(
+                "SELECT CAST(1 AS DateTime64(3, 'x'')) AS a, {l} AS leak, \
+                 CAST(1 AS DateTime64(3, ''x')) AS c"
+            ),
+        ),
+        (
+            "type-enum-member",
+            format!("SELECT CAST(1 AS ENUM('x'')) AS a, {l} AS leak, CAST(1 AS ENUM(''x')) AS c"),
+        ),
+        (
+            "type-set-member",
+            format!("SELECT CAST(1 AS SET('x'')) AS a, {l} AS leak, CAST(1 AS SET(''x')) AS c"),
+        ),
+        (
+            "type-custom-modifier",
+            format!("SELECT CAST(1 AS int4('x'')) AS a, {l} AS leak, CAST(1 AS int4(''x')) AS c"),
+        ),
+        (
             "merge-negation-in-cast",
             format!("SELECT (- -1)::text AS a, '\n1 AS a, {l} AS leak --'::text AS b"),
         ),
