@@ -761,6 +761,31 @@ async fn the_statements_per_minute_quota_is_enforced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_statements_spend_the_statement_quota_and_are_not_analyzed_past_it() {
+    let proxy = proxy().await;
+    let investigator = login(&proxy, INVESTIGATOR).await;
+    // Each text is new, so each would be analyzed, and each is refused.
+    for i in 1..=30 {
+        assert_code(
+            &simple(&investigator, &format!("SELECT {i} FROM no_such_table")).await,
+            "42501",
+            &format!("refused statement {i} of 30"),
+        );
+    }
+    let e = assert_code(
+        &simple(&investigator, "SELECT 31 FROM no_such_table").await,
+        "53400",
+        "past the quota, without an analysis",
+    );
+    assert!(e.message.contains("minute"), "{}", e.message);
+    // A session can still end its transaction.
+    assert_ok(
+        &simple(&investigator, "ROLLBACK").await,
+        "transaction control",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rows_per_hour_quota_is_enforced() {
     let proxy = proxy().await;
     let investigator = login(&proxy, INVESTIGATOR).await;

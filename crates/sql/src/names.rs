@@ -7,11 +7,24 @@ use crate::denial::Denial;
 /// Unquoted identifiers fold to lower case (ASCII only, as PostgreSQL does in UTF-8
 /// databases); quoted ones are taken exactly.
 pub(crate) fn fold(ident: &Ident) -> String {
-    match ident.quote_style {
+    let mut name = match ident.quote_style {
         None => ident.value.to_ascii_lowercase(),
         Some(_) => ident.value.clone(),
+    };
+    // PostgreSQL cuts every identifier to NAMEDATALEN - 1 bytes, at a character
+    // boundary: two names that differ only after that are one name to it.
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        let mut end = MAX_IDENTIFIER_BYTES;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
     }
+    name
 }
+
+/// PostgreSQL's NAMEDATALEN - 1.
+const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// The folded parts of a dotted name; function-call parts (not PostgreSQL) are refused.
 pub(crate) fn parts(name: &ObjectName) -> Result<Vec<String>, Denial> {
@@ -61,5 +74,19 @@ mod tests {
     #[test]
     fn quotes_embedded_quotes() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_to_63_bytes_at_a_character_boundary() {
+        let long = format!("{}tail", "c".repeat(63));
+        assert_eq!(fold(&Ident::new(&long)), "c".repeat(63));
+        let quoted = Ident::with_quote('"', format!("{}é", "a".repeat(62)));
+        assert_eq!(fold(&quoted), "a".repeat(62), "é would end past byte 63");
+        assert_eq!(fold(&Ident::new("MiXed")), "mixed");
     }
 }

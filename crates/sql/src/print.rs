@@ -21,7 +21,10 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{BinaryOperator, Expr, ObjectName, Statement, Value, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    BinaryOperator, DateTimeField, Expr, ObjectName, Statement, TableFactor, Value, VisitMut,
+    VisitorMut,
+};
 
 use crate::denial::Denial;
 use crate::names;
@@ -106,6 +109,38 @@ impl VisitorMut for Canonical {
             }
             Err(denial) => ControlFlow::Break(denial),
         }
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Denial> {
+        // Calls in PostgreSQL's tree; sqlparser has FROM items of their own for them.
+        match factor {
+            TableFactor::UNNEST { .. } => self.facts.functions.push(vec!["unnest".to_owned()]),
+            TableFactor::Function { name, .. } => match names::parts(name) {
+                Ok(parts) => self.facts.functions.push(parts),
+                Err(denial) => return ControlFlow::Break(denial),
+            },
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {
+        // `EXTRACT('year' FROM …)`: sqlparser keeps the field as a name quoted with
+        // single quotes and prints it back as a string. Printed as the plain word,
+        // PostgreSQL reads the same field.
+        if let Expr::Extract {
+            field: DateTimeField::Custom(field),
+            ..
+        } = expr
+        {
+            if field.quote_style == Some('\'') {
+                if !field.value.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return ControlFlow::Break(Denial::unsupported("this EXTRACT field"));
+                }
+                field.quote_style = None;
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {

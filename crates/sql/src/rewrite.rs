@@ -174,8 +174,10 @@ impl<'e> Rewriter<'e> {
                     tables.push(table);
                 }
                 Ok(Resolved::Catalog(view)) => {
-                    growth = growth.saturating_add(enforcer.fence_bytes(&view));
-                    subqueries += 1;
+                    let bytes = enforcer.fence_bytes(&view);
+                    growth = growth.saturating_add(bytes);
+                    // Catalog relations read as they are get no subquery.
+                    subqueries += usize::from(bytes > 0);
                 }
                 _ => {}
             }

@@ -110,13 +110,15 @@ pub(crate) fn verify(
     }
     let outcome = {
         let (sql, facts, original) = (sql.to_owned(), facts.clone(), original.to_owned());
+        // Whatever the difference, a client text PostgreSQL cannot parse either is
+        // the client's syntax error (sqlparser is the more lenient), not a printer
+        // bug: it is refused all the same, but neither counted nor logged as one.
         parser_threads::run(move || match check(&sql, statements, &facts) {
-            Err(Mismatch::Parse(message))
-                if pg_query::parse(&original, pg_query::ParserOptions::DEFAULT).is_err() =>
-            {
-                Err(Mismatch::Invalid(message))
-            }
-            other => other,
+            Err(mismatch) => match pg_query::parse(&original, pg_query::ParserOptions::DEFAULT) {
+                Err(error) => Err(Mismatch::Invalid(without_values(&error.to_string()))),
+                Ok(_) => Err(mismatch),
+            },
+            Ok(()) => Ok(()),
         })
         .unwrap_or_else(|| Err(Mismatch::Parse("the parser threads are gone".to_owned())))
     };
@@ -158,17 +160,56 @@ pub(crate) fn verify(
             }
         }
         MISMATCHES.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(
-            statement = %crate::fingerprint(sql),
-            mismatch = %mismatch,
-            "maskgate's printed statement reads differently in PostgreSQL's grammar; \
-             the statement is refused (a printer bug)"
-        );
+        if let Some(suppressed) = mismatch_log_allowance() {
+            tracing::error!(
+                statement = %crate::fingerprint(sql),
+                mismatch = %mismatch,
+                suppressed,
+                "maskgate's printed statement reads differently in PostgreSQL's grammar; \
+                 the statement is refused (a printer bug)"
+            );
+        }
         Denial::privilege(format!(
             "maskgate could not verify the text it would send ({mismatch}), so the \
              statement is refused"
         ))
     })
+}
+
+/// At most this many mismatches are logged a minute; all are counted. A client
+/// that found a false alarm could otherwise write the log full with it.
+const LOGGED_MISMATCHES_PER_MINUTE: u64 = 20;
+
+/// Whether this mismatch may be logged: `Some(n)` with the number of mismatches not
+/// logged since the last one that was.
+fn mismatch_log_allowance() -> Option<u64> {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    struct Window {
+        start: Option<Instant>,
+        logged: u64,
+        suppressed: u64,
+    }
+    static WINDOW: Mutex<Window> = Mutex::new(Window {
+        start: None,
+        logged: 0,
+        suppressed: 0,
+    });
+    let mut window = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if window
+        .start
+        .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(60))
+    {
+        window.start = Some(now);
+        window.logged = 0;
+    }
+    if window.logged >= LOGGED_MISMATCHES_PER_MINUTE {
+        window.suppressed += 1;
+        return None;
+    }
+    window.logged += 1;
+    Some(std::mem::take(&mut window.suppressed))
 }
 
 /// libpg_query sizes its stack-depth check (like a server's `max_stack_depth`, at

@@ -137,3 +137,31 @@ fn raw_strings_of_other_nodes_are_refused() {
         }
     }
 }
+
+/// Ordinary statements whose printed form once tripped the text check: FROM items
+/// that are calls in PostgreSQL's tree, and EXTRACT with a quoted field.
+#[test]
+fn everyday_statements_pass_the_text_check() {
+    for sql in [
+        "SELECT x FROM unnest(ARRAY['a', 'b']) AS x",
+        "SELECT p.id, g FROM participant p, LATERAL generate_series(1, 2) g WHERE p.id = 1",
+        "SELECT EXTRACT('year' FROM registered_on) FROM participant WHERE id = 1",
+        "SELECT 'a' LIKE 'b' ESCAPE '!'",
+        "SELECT normalize('a', NFC)",
+    ] {
+        let sent = sent_as_analyzed("analyst_79", sql);
+        assert_eq!(sent.len(), 1, "refused: {sql}: {:?}", enforce("analyst_79", sql).err());
+    }
+}
+
+/// Text PostgreSQL cannot parse is the client's syntax error, whatever else the
+/// check found: `42601`, not a printer alarm.
+#[test]
+fn client_syntax_errors_are_not_printer_alarms() {
+    for sql in ["SELECT 1 AS 'x'", "SELECT id FROM participant AS 'p'"] {
+        let before = maskgate_sql::printer_mismatches();
+        let denial = enforce("analyst_79", sql).unwrap_err();
+        assert_eq!(denial.sqlstate, "42601", "{sql}: {denial}");
+        assert_eq!(maskgate_sql::printer_mismatches(), before, "{sql}");
+    }
+}

@@ -12,13 +12,23 @@
 //! long ones share fewer slots than there are cores, so relaying always keeps a core.
 //! A flood of long hostile statements then only queues behind itself, and no wait is
 //! unbounded: whoever cannot start within the analysis time budget is answered
-//! `53000` and may retry. Within a lane, one account holds at most half its slots
-//! (at least one), so a single account's costly statements never hold a whole lane
-//! and other accounts' first-seen statements keep being analyzed.
+//! `53000` and may retry.
+//!
+//! Between accounts, analyses are shared fairly: within a lane one account holds
+//! at most half the slots (at least one), a freed slot goes to the waiting account
+//! that holds the fewest, and each account has a budget of analysis time per
+//! minute ([`TimeBudget`]). A few accounts sending costly statements in a loop then
+//! spend only their own budget, and other accounts' first-seen statements wait at
+//! most for one analysis in progress.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+mod budget;
+mod gate;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use budget::TimeBudget;
+use gate::Gate;
 
 use maskgate_sql::{sqlstate, Denial};
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -28,12 +38,13 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 /// by the size (a few milliseconds even when it names a hundred tables).
 pub const SHORT_STATEMENT_BYTES: usize = 8 << 10;
 
-/// Two gates for concurrent analyses.
+/// Two gates for concurrent analyses, and the accounts' analysis time.
 pub struct Slots {
     short: Gate,
     long: Gate,
     /// How long a statement may wait for a slot.
     wait: Duration,
+    budget: TimeBudget,
 }
 
 impl Slots {
@@ -43,7 +54,14 @@ impl Slots {
             short: Gate::new(short),
             long: Gate::new(long),
             wait,
+            budget: TimeBudget::default(),
         }
+    }
+
+    /// With `budget` instead of the default analysis time per account.
+    pub fn with_budget(mut self, budget: TimeBudget) -> Slots {
+        self.budget = budget;
+        self
     }
 
     /// One short slot per core, and one long slot per core but one.
@@ -69,10 +87,14 @@ impl Slots {
         let in_multi_thread_runtime = Handle::try_current()
             .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
         let run = || {
+            self.budget.check(account)?;
             let _slot = gate
                 .enter(account, self.wait)
                 .ok_or_else(|| busy(bytes, self.wait))?;
-            Ok(analyze())
+            let started = Instant::now();
+            let result = analyze();
+            self.budget.charge(account, started.elapsed());
+            Ok(result)
         };
         if in_multi_thread_runtime {
             tokio::task::block_in_place(run)
@@ -98,84 +120,10 @@ fn busy(bytes: usize, wait: Duration) -> Denial {
     }
 }
 
-/// A counting gate whose waits are bounded, shared fairly between accounts.
-struct Gate {
-    state: Mutex<GateState>,
-    /// How many of the slots one account may hold at once.
-    per_account: usize,
-    released: Condvar,
-}
-
-struct GateState {
-    free: usize,
-    /// Slots held, by account.
-    held: HashMap<Arc<str>, usize>,
-}
-
-/// A held slot, released when dropped (also when the analysis panics).
-struct Slot<'g> {
-    gate: &'g Gate,
-    account: Arc<str>,
-}
-
-impl Gate {
-    fn new(slots: usize) -> Gate {
-        let slots = slots.max(1);
-        Gate {
-            state: Mutex::new(GateState {
-                free: slots,
-                held: HashMap::new(),
-            }),
-            per_account: slots.div_ceil(2),
-            released: Condvar::new(),
-        }
-    }
-
-    fn enter(&self, account: &Arc<str>, wait: Duration) -> Option<Slot<'_>> {
-        let deadline = Instant::now() + wait;
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let held = state.held.get(account).copied().unwrap_or(0);
-            if state.free > 0 && held < self.per_account {
-                break;
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            state = self
-                .released
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        state.free -= 1;
-        *state.held.entry(account.clone()).or_default() += 1;
-        Some(Slot {
-            gate: self,
-            account: account.clone(),
-        })
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut state = self.gate.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.free += 1;
-        if let Some(held) = state.held.get_mut(&self.account) {
-            *held -= 1;
-            if *held == 0 {
-                state.held.remove(&self.account);
-            }
-        }
-        drop(state);
-        // Waiters wait for different things (any slot, or one their account may
-        // take): wake them all to look.
-        self.gate.released.notify_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Condvar, Mutex};
 
     use super::*;
 

@@ -252,13 +252,18 @@ impl AccountRules {
     /// The decision for a statement text of a restricted account, from the cache
     /// when this text was seen under this policy generation.
     pub fn decide(&self, sql: &str) -> Decision {
-        let restricted = self
-            .restricted
-            .as_ref()
-            .expect("decide is only called for restricted accounts");
-        if let Some(decision) = restricted.decisions.get(sql) {
-            return decision;
-        }
+        self.cached(sql).unwrap_or_else(|| self.analyze(sql))
+    }
+
+    /// The cached decision for a statement text, if it was seen under this policy.
+    pub fn cached(&self, sql: &str) -> Option<Decision> {
+        self.restricted().decisions.get(sql)
+    }
+
+    /// Analyzes a statement text (a slot, the budget and the time it takes) and
+    /// caches the decision unless it depended on the load.
+    pub fn analyze(&self, sql: &str) -> Decision {
+        let restricted = self.restricted();
         let analyzed = restricted
             .slots
             .run(&restricted.login, sql.len(), || {
@@ -288,6 +293,12 @@ impl AccountRules {
                 .insert(sql.to_owned(), decision.clone());
         }
         decision
+    }
+
+    fn restricted(&self) -> &Restricted {
+        self.restricted
+            .as_ref()
+            .expect("decisions are only made for restricted accounts")
     }
 
     /// Whether a result column with this origin may not reach the account.

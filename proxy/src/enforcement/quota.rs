@@ -62,6 +62,14 @@ impl AccountUsage {
         true
     }
 
+    /// Whether one more statement fits in `per_minute` (nothing is charged).
+    pub fn has_statements_left(&self, per_minute: u64) -> bool {
+        let second = self.epoch.elapsed().as_secs();
+        let mut usage = self.lock();
+        usage.statements.advance(second);
+        usage.statements.total() < per_minute
+    }
+
     /// Rows still allowed in the current hour.
     pub fn rows_left(&self, per_hour: u64) -> u64 {
         let minute = self.epoch.elapsed().as_secs() / 60;

@@ -44,6 +44,8 @@ const DENIED_NAME: &[u8] = b"_maskgate_denied";
 /// The account's rules as one session applies them. Everything that belongs to one
 /// statement travels with its message in the [`Pipeline`]; what is kept here spans
 /// statements.
+mod admission;
+
 pub struct SessionRules<'m> {
     enforcement: &'m Enforcement,
     events: &'m Events,
@@ -122,7 +124,10 @@ impl SessionRules<'_> {
         let Ok(sql) = Fields::new(body, "Query").str() else {
             return ClientVerdict::Reject(malformed("Query"));
         };
-        let decision = self.account.decide(sql);
+        let decision = match self.decide(sql) {
+            Ok(decision) => decision,
+            Err(refusal) => return self.deny(pipe, Replaced::Query, refusal, sql, out),
+        };
         let rewritten = match decision.as_ref() {
             Ok(rewritten) => rewritten,
             Err(denial) => {
@@ -193,7 +198,10 @@ impl SessionRules<'_> {
         if name.is_empty() {
             self.auto_prepare.unnamed_replaced();
         }
-        let decision = self.account.decide(sql);
+        let decision = match self.decide(sql) {
+            Ok(decision) => decision,
+            Err(refusal) => return self.deny(pipe, Replaced::Message, refusal, sql, out),
+        };
         let refused = |e| Err((Refusal::Policy, e));
         let rewritten = match decision.as_ref() {
             Ok(rewritten) if rewritten.statements.len() > 1 => refused(ClientError::error(
@@ -435,41 +443,6 @@ impl SessionRules<'_> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), ClientError>> {
         self.audit.poll_durable(cx)
-    }
-
-    /// Takes one row from the account's hourly quota, if it has one.
-    fn take_hourly_row(&self) -> bool {
-        match self.account.rows_per_hour {
-            Some(per_hour) => self.usage.try_take_rows(1, per_hour),
-            None => true,
-        }
-    }
-
-    /// Charges `statements` to the per-minute quota; refuses when a quota is used up.
-    /// Transaction control is always let through, so a session can still end its
-    /// transaction.
-    fn admit(&self, statements: u64, transaction_only: bool) -> Result<(), (Refusal, ClientError)> {
-        if transaction_only {
-            return Ok(());
-        }
-        if let Some(per_minute) = self.account.statements_per_minute {
-            if !self.usage.try_statements(statements, per_minute) {
-                let error = ClientError::error(
-                    SqlState::CONFIGURATION_LIMIT_EXCEEDED,
-                    format!(
-                        "this account has used its quota of {per_minute} statements per minute"
-                    ),
-                )
-                .with_hint("wait a minute before the next statement");
-                return Err((Refusal::StatementQuota, error));
-            }
-        }
-        if let Some(per_hour) = self.account.rows_per_hour {
-            if self.usage.rows_left(per_hour) == 0 {
-                return Err((Refusal::RowQuota, hourly_error(per_hour)));
-            }
-        }
-        Ok(())
     }
 
     /// Replaces a refused message by the denial token (see the module docs); the
