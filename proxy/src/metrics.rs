@@ -15,8 +15,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+mod guards;
 mod kinds;
 
+pub use guards::Guards;
 use kinds::*;
 
 /// `Content-Type` of [`Metrics::encode_text`] output (Prometheus text 0.0.4).
@@ -57,12 +59,16 @@ pub enum RejectReason {
     /// A restricted account whose rules cannot be enforced right now (the
     /// protected tables' column identities could not be read upstream).
     EnforcementUnavailable,
+    /// Too many connections were logging in (in total or from the client's address).
+    PendingLogins,
+    /// The client's address failed to log in too often; refused for a while.
+    AddressLimited,
 }
 
 impl RejectReason {
     /// Every variant, in label order; the counters are pre-created from this
     /// so each reason is exported (as 0) before it first happens.
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::MaxConnections,
         RejectReason::TlsRequired,
         RejectReason::Tls,
@@ -78,6 +84,8 @@ impl RejectReason {
         RejectReason::OutsideHours,
         RejectReason::MaxSessions,
         RejectReason::EnforcementUnavailable,
+        RejectReason::PendingLogins,
+        RejectReason::AddressLimited,
     ];
 
     /// The `reason` label value.
@@ -98,6 +106,8 @@ impl RejectReason {
             RejectReason::OutsideHours => "outside_hours",
             RejectReason::MaxSessions => "max_sessions",
             RejectReason::EnforcementUnavailable => "enforcement_unavailable",
+            RejectReason::PendingLogins => "pending_logins",
+            RejectReason::AddressLimited => "address_limited",
         }
     }
 
@@ -140,6 +150,7 @@ pub struct Metrics {
     quota_rows_exceeded: Counter,
     result_column_violations: Counter,
     event_overflows: Counter,
+    guards: Guards,
 }
 
 impl Default for Metrics {
@@ -297,7 +308,9 @@ impl Metrics {
             event_overflows.clone(),
         );
 
+        let guards = Guards::register(&mut registry);
         Metrics {
+            guards,
             event_overflows,
             registry,
             statements_denied,
@@ -323,6 +336,11 @@ impl Metrics {
             bytes_to_client,
             statement_duration,
         }
+    }
+
+    /// The guards' counters.
+    pub fn guards(&self) -> &Guards {
+        &self.guards
     }
 
     /// A login name was locked after repeated failures.

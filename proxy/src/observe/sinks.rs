@@ -16,6 +16,8 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
             Refusal::Policy | Refusal::CopyRow | Refusal::Unrecorded => metrics.statement_denied(),
             Refusal::StatementQuota => metrics.quota_exceeded(false),
             Refusal::RowQuota => metrics.quota_exceeded(true),
+            // Counted by the session, which knows which cap it was.
+            Refusal::SessionLimit => {}
         },
         Event::StatementStopped(stopped) => match stopped.limit {
             StopLimit::RowCap(_) => metrics.row_cap_exceeded(),

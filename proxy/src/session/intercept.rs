@@ -12,8 +12,10 @@
 use bytes::BytesMut;
 
 use super::account_guard::AccountGuard;
+use super::pipeline::resources::{self, Cap, Resources};
 use super::pipeline::{Desync, Op, OpKind, Pipeline, RowVerdict, Step};
 use super::rules::SessionRules;
+use crate::config::SessionLimits;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::fields;
@@ -80,6 +82,41 @@ impl<'m> Intercept<'m> {
         }
     }
 
+    /// The same, with these caps on what the session holds upstream.
+    pub fn with_limits(mut self, limits: SessionLimits) -> Self {
+        self.pipeline.resources = Resources::new(limits);
+        self
+    }
+
+    /// The most prepared statements the session held at once.
+    pub fn prepared_high_water(&self) -> usize {
+        self.pipeline.resources.high_water()
+    }
+
+    /// A Query, Parse or Bind that would take the session past a cap is refused
+    /// as PostgreSQL refuses an exhausted resource.
+    fn over_cap(&mut self, tag: u8, body: &[u8], out: &mut BytesMut) -> Option<ClientVerdict> {
+        let held = &self.pipeline.resources;
+        let name = || {
+            fields::Fields::new(body, "message")
+                .cstr()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+        };
+        let cap = match tag {
+            frontend_tag::PARSE => held.may_parse(&name()).err(),
+            frontend_tag::BIND => held.may_bind(&name()).err(),
+            frontend_tag::QUERY if resources::prepares(body) => held.check_statements().err(),
+            _ => None,
+        }?;
+        self.metrics.guards().session_limit(cap == Cap::Portals);
+        let error = held.error(cap);
+        Some(match self.rules.as_mut() {
+            Some(rules) => rules.refuse_over_cap(&mut self.pipeline, tag, body, error, out),
+            None => ClientVerdict::Reject(error),
+        })
+    }
+
     /// Called for each complete client message, in order, before it is forwarded.
     #[inline]
     pub fn client_message(&mut self, tag: u8, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
@@ -104,6 +141,10 @@ impl<'m> Intercept<'m> {
         match tag {
             frontend_tag::QUERY => {
                 metrics.statement();
+                if let Some(refused) = self.over_cap(tag, body, out) {
+                    return refused;
+                }
+                let pipe = &mut self.pipeline;
                 match self.rules.as_mut() {
                     Some(rules) => rules.query(pipe, body, out),
                     None => forward(
@@ -140,6 +181,10 @@ impl<'m> Intercept<'m> {
             }
             frontend_tag::PARSE => {
                 self.unsynced = true;
+                if let Some(refused) = self.over_cap(tag, body, out) {
+                    return refused;
+                }
+                let pipe = &mut self.pipeline;
                 match self.rules.as_mut() {
                     Some(rules) => rules.parse(pipe, body, out),
                     None => forward(
@@ -154,6 +199,10 @@ impl<'m> Intercept<'m> {
             }
             frontend_tag::BIND => {
                 self.unsynced = true;
+                if let Some(refused) = self.over_cap(tag, body, out) {
+                    return refused;
+                }
+                let pipe = &mut self.pipeline;
                 match self.rules.as_mut() {
                     Some(rules) => rules.bind(pipe, body, out),
                     None => forward(
@@ -169,7 +218,13 @@ impl<'m> Intercept<'m> {
                 self.unsynced = true;
                 match self.rules.as_mut() {
                     Some(rules) => rules.describe_or_close(pipe, tag, body, out),
-                    None if tag == frontend_tag::CLOSE => forward(pipe, OpKind::Close),
+                    None if tag == frontend_tag::CLOSE => {
+                        let mut f = fields::Fields::new(body, "Close");
+                        let kind = f.u8().unwrap_or(b'S');
+                        let name = f.cstr().map(String::from_utf8_lossy).unwrap_or_default();
+                        let name = name.into_owned();
+                        forward(pipe, OpKind::Close { kind, name })
+                    }
                     None => forward(pipe, OpKind::Describe),
                 }
             }
@@ -188,10 +243,7 @@ impl<'m> Intercept<'m> {
                 SqlState::FEATURE_NOT_SUPPORTED,
                 "maskgate does not relay fast-path function calls (FunctionCall messages)",
             )),
-            other => ClientVerdict::Reject(ClientError::fatal(
-                SqlState::PROTOCOL_VIOLATION,
-                format!("invalid frontend message type {}", describe_tag(other)),
-            )),
+            other => ClientVerdict::Reject(invalid_type(other)),
         }
     }
 
@@ -228,6 +280,13 @@ impl<'m> Intercept<'m> {
             Ok(step) => step,
             Err(desync) => return ServerVerdict::Close(desync_error(desync)),
         };
+        if tag == backend_tag::COMMAND_COMPLETE && self.pipeline.resources.over_cap() {
+            // Several PREPAREs in one Query went past the cap: the session ends, and
+            // its connection with the backend's memory.
+            let mut fatal = self.pipeline.resources.error(Cap::Statements);
+            fatal.severity = crate::error::Severity::Fatal;
+            return ServerVerdict::Close(fatal);
+        }
         if let Step::Ready { sent } = &step {
             self.tx_status = body.first().copied().unwrap_or(b'I');
             self.metrics.observe_statement(sent.elapsed());
@@ -293,6 +352,36 @@ fn copy_kind(tag: u8) -> OpKind {
         frontend_tag::COPY_DONE => OpKind::CopyDone,
         _ => OpKind::CopyFail,
     }
+}
+
+/// Whether `tag` is a frontend message the relay knows; any other is refused from
+/// its header, before its body is read.
+pub fn known_tag(tag: u8) -> bool {
+    matches!(
+        tag,
+        frontend_tag::QUERY
+            | frontend_tag::PARSE
+            | frontend_tag::BIND
+            | frontend_tag::DESCRIBE
+            | frontend_tag::EXECUTE
+            | frontend_tag::CLOSE
+            | frontend_tag::FLUSH
+            | frontend_tag::SYNC
+            | frontend_tag::TERMINATE
+            | frontend_tag::COPY_DATA
+            | frontend_tag::COPY_DONE
+            | frontend_tag::COPY_FAIL
+            | frontend_tag::PASSWORD
+            | frontend_tag::FUNCTION_CALL
+    )
+}
+
+/// PostgreSQL's answer to a message type it does not know.
+pub fn invalid_type(tag: u8) -> ClientError {
+    ClientError::fatal(
+        SqlState::PROTOCOL_VIOLATION,
+        format!("invalid frontend message type {}", describe_tag(tag)),
+    )
 }
 
 /// Messages PostgreSQL discards while it skips to the next Sync.

@@ -23,9 +23,11 @@ use std::time::Instant;
 use crate::error::{ClientError, SqlState};
 
 mod outcome;
+pub mod resources;
 use crate::protocol::backend_tag;
 use outcome::error_sqlstate;
 pub use outcome::{Finished, Outcome, Seen};
+use resources::Resources;
 
 /// The server sent something the model of its state does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +86,11 @@ pub enum OpKind {
         portal: String,
         cap: Option<u64>,
     },
-    Close,
+    /// A Close of a statement (`S`) or portal (`P`).
+    Close {
+        kind: u8,
+        name: String,
+    },
     Sync,
     /// One or more CopyData messages in a row.
     CopyData,
@@ -268,6 +274,8 @@ pub struct Pipeline {
     lost: Vec<u32>,
     /// Audited statements that ended, for their records.
     finished: Vec<Finished>,
+    /// The named statements and portals the session holds upstream.
+    pub resources: Resources,
 }
 
 impl Pipeline {
@@ -276,6 +284,11 @@ impl Pipeline {
     pub fn push(&mut self, op: Op) {
         if op.is_copy() && self.is_idle() {
             return;
+        }
+        match &op.kind {
+            OpKind::Parse { name, .. } if !name.is_empty() => self.resources.sent(false),
+            OpKind::Bind { portal, .. } if !portal.is_empty() => self.resources.sent(true),
+            _ => {}
         }
         if matches!(op.kind, OpKind::CopyData)
             && self
@@ -307,6 +320,12 @@ impl Pipeline {
                 | backend_tag::NOTIFICATION_RESPONSE
         ) {
             return Ok(Step::Pass);
+        }
+        if tag == backend_tag::READY_FOR_QUERY && body.first() == Some(&b'I') {
+            // The transaction is over, and with it every portal.
+            self.resources.transaction_ended();
+            self.confirmed.portal_rows.clear();
+            self.confirmed.portal_keys.clear();
         }
         if self.active.is_none() {
             self.begin()?;
@@ -374,8 +393,22 @@ impl Pipeline {
         }
     }
 
+    /// A named Parse or Bind left the queue, `created` when the server confirmed it.
+    fn settle(&mut self, kind: &OpKind, created: bool) {
+        match kind {
+            OpKind::Parse { name, .. } if !name.is_empty() => {
+                self.resources.answered(false, name, created)
+            }
+            OpKind::Bind { portal, .. } if !portal.is_empty() => {
+                self.resources.answered(true, portal, created)
+            }
+            _ => {}
+        }
+    }
+
     /// A message that will not be answered: what it would have created does not exist.
     fn lose(&mut self, op: Op) {
+        self.settle(&op.kind, false);
         if let Some(stmt) = op.audit {
             self.finished.push(Finished {
                 stmt,
@@ -486,14 +519,16 @@ impl Pipeline {
             (_, backend_tag::ERROR_RESPONSE) => return Ok(self.extended_error(body)),
             (OpKind::Parse { .. }, backend_tag::PARSE_COMPLETE) => Step::Pass,
             (OpKind::Bind { .. }, backend_tag::BIND_COMPLETE) => Step::Pass,
-            (OpKind::Close, backend_tag::CLOSE_COMPLETE) => Step::Pass,
+            (OpKind::Close { .. }, backend_tag::CLOSE_COMPLETE) => Step::Pass,
             (OpKind::Describe, backend_tag::PARAMETER_DESCRIPTION) => return Ok(Step::Pass),
             (OpKind::Describe, backend_tag::NO_DATA) => Step::Pass,
             (OpKind::Describe, backend_tag::ROW_DESCRIPTION) => Step::Description,
             _ => return Err(Desync("unexpected answer to an extended-protocol message")),
         };
         let done = self.active.take().expect("a message is being answered");
+        self.settle(&done.op.kind, true);
         match done.op.kind {
+            OpKind::Close { kind, name } => self.resources.closed(kind, &name),
             OpKind::Parse {
                 name, fetch_cursor, ..
             } => match fetch_cursor {
@@ -520,6 +555,7 @@ impl Pipeline {
     /// An error answering an extended-protocol message: the server skips to Sync.
     fn extended_error(&mut self, body: &[u8]) -> Step {
         let mut done = self.active.take().expect("a message is being answered");
+        self.settle(&done.op.kind, false);
         self.skipping = true;
         let denial = done.op.denial.take();
         done.seen
@@ -624,6 +660,8 @@ impl Pipeline {
 
     /// Ends the statement answering now and adds its rows to its portal or cursor.
     fn complete(&mut self, command_tag: &[u8]) -> Completion {
+        self.resources
+            .command(command_tag.strip_suffix(b"\0").unwrap_or(command_tag));
         let more_pending = self.more_pending();
         let Some(counter) = self.active().counter.take() else {
             return Completion::Done;

@@ -19,8 +19,9 @@ use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use super::account_guard::AccountGuard;
-use super::intercept::{ClientVerdict, Intercept, ServerVerdict};
+use super::intercept::{self, ClientVerdict, Intercept, ServerVerdict};
 use super::rules::SessionRules;
+use crate::config::SessionLimits;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::backend_tag;
@@ -84,7 +85,7 @@ impl<'a> Relay<'a> {
         metrics: &'a Metrics,
         account: AccountGuard<'a>,
         rules: SessionRules<'a>,
-        max_client_message: usize,
+        (max_client_message, limits): (usize, SessionLimits),
     ) -> Self {
         Self {
             client,
@@ -94,7 +95,7 @@ impl<'a> Relay<'a> {
             upstream_out: BytesMut::new(),
             client_flush: false,
             upstream_flush: false,
-            intercept: Intercept::new(metrics, Some(account), Some(rules)),
+            intercept: Intercept::new(metrics, Some(account), Some(rules)).with_limits(limits),
             scratch: BytesMut::new(),
             metrics,
             max_client_message,
@@ -111,6 +112,11 @@ impl<'a> Relay<'a> {
             && self.upstream_out.is_empty()
             && self.upstream.read_buf.is_empty()
             && !self.intercept.server_sent_fatal()
+    }
+
+    /// The most prepared statements the session held at once.
+    pub fn prepared_high_water(&self) -> usize {
+        self.intercept.prepared_high_water()
     }
 
     /// Statements were sent upstream and are not answered yet.
@@ -361,6 +367,11 @@ impl<'a> Relay<'a> {
                     break;
                 }
             };
+            if !intercept::known_tag(h.tag) {
+                // Refused from its header: its body is never read or buffered.
+                end = Some(RelayEnd::Closed(intercept::invalid_type(h.tag)));
+                break;
+            }
             if self.client_in.len() - pos < h.total_len {
                 // Make room for the rest of a large message in one allocation.
                 self.client_in

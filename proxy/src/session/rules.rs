@@ -29,6 +29,7 @@ use super::pipeline::{
 };
 use super::rule_errors::{cap_error, denial_error, hourly_error, reserved_error};
 pub(super) use super::rule_errors::{encoding_error, is_utf8, malformed};
+use super::rule_errors::{invalid_encoding, statement_text};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::observe::{
@@ -119,8 +120,13 @@ impl SessionRules<'_> {
             pipe.push(op.audited(stmt));
             return ClientVerdict::Forward;
         }
-        let Ok(sql) = Fields::new(body, "Query").str() else {
-            return ClientVerdict::Reject(malformed("Query"));
+        let sql = match statement_text(body) {
+            Ok(sql) => sql,
+            Err(error) => {
+                // Answered as PostgreSQL answers it, and the session goes on.
+                let lossy = String::from_utf8_lossy(body);
+                return self.deny(pipe, Replaced::Query, (Refusal::Policy, error), &lossy, out);
+            }
         };
         let decision = self.account.decide(sql);
         let rewritten = match decision.as_ref() {
@@ -174,9 +180,20 @@ impl SessionRules<'_> {
     pub fn parse(&mut self, pipe: &mut Pipeline, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
         self.copy.other_message();
         let mut f = Fields::new(body, "Parse");
-        let (Ok(name), Ok(sql)) = (f.cstr(), f.str()) else {
+        let (Ok(name), Ok(text)) = (f.cstr(), f.cstr()) else {
             return ClientVerdict::Reject(malformed("Parse"));
         };
+        let sql: std::borrow::Cow<'_, str> = match std::str::from_utf8(text) {
+            Ok(sql) => sql.into(),
+            Err(e) if self.restricted() => {
+                let refusal = (Refusal::Policy, invalid_encoding(text, e));
+                let lossy = String::from_utf8_lossy(text);
+                return self.deny(pipe, Replaced::Parse { name }, refusal, &lossy, out);
+            }
+            // Unrestricted statements go as sent, in the session's client_encoding.
+            Err(_) => String::from_utf8_lossy(text),
+        };
+        let sql = &*sql;
         if !self.restricted() {
             log_statement(body, "Parse", "parse");
             if self.audit.is_on() {
@@ -334,7 +351,10 @@ impl SessionRules<'_> {
         }
         if tag == frontend_tag::CLOSE {
             self.audit.closed(kind, name);
-            pipe.push(Op::new(OpKind::Close));
+            pipe.push(Op::new(OpKind::Close {
+                kind,
+                name: String::from_utf8_lossy(name).into_owned(),
+            }));
             self.auto_prepare.close(body);
             return ClientVerdict::Forward;
         }
@@ -407,6 +427,30 @@ impl SessionRules<'_> {
         }
         self.account = account;
         Ok(())
+    }
+
+    /// Refuses a Query, Parse or Bind that would take the session past one of its
+    /// caps, as PostgreSQL answers an exhausted resource: an error, after which the
+    /// session goes on.
+    pub fn refuse_over_cap(
+        &mut self,
+        pipe: &mut Pipeline,
+        tag: u8,
+        body: &[u8],
+        error: ClientError,
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        let (replaced, sql) = match tag {
+            frontend_tag::QUERY => (Replaced::Query, String::from_utf8_lossy(body)),
+            frontend_tag::PARSE => {
+                let mut f = Fields::new(body, "Parse");
+                let name = f.cstr().unwrap_or_default();
+                let text = f.cstr().unwrap_or_default();
+                (Replaced::Parse { name }, String::from_utf8_lossy(text))
+            }
+            _ => (Replaced::Message, Default::default()),
+        };
+        self.deny(pipe, replaced, (Refusal::SessionLimit, error), &sql, out)
     }
 
     /// Begins the record of an unrestricted account's statement.
