@@ -359,6 +359,14 @@ impl<'a> Relay<'a> {
         let mut pos = 0;
         let mut end = None;
         loop {
+            // Like PostgreSQL, an unknown type is refused from its first byte: its
+            // length is not looked at and its body never read or buffered.
+            if let Some(&tag) = self.client_in.get(pos) {
+                if !intercept::known_tag(tag) {
+                    end = Some(RelayEnd::Closed(intercept::invalid_type(tag)));
+                    break;
+                }
+            }
             let h = match frame::header(&self.client_in[pos..], self.max_client_message) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
@@ -367,11 +375,6 @@ impl<'a> Relay<'a> {
                     break;
                 }
             };
-            if !intercept::known_tag(h.tag) {
-                // Refused from its header: its body is never read or buffered.
-                end = Some(RelayEnd::Closed(intercept::invalid_type(h.tag)));
-                break;
-            }
             if self.client_in.len() - pos < h.total_len {
                 // Make room for the rest of a large message in one allocation.
                 self.client_in
