@@ -288,6 +288,7 @@ impl Pipeline {
         match &op.kind {
             OpKind::Parse { name, .. } if !name.is_empty() => self.resources.sent(false),
             OpKind::Bind { portal, .. } if !portal.is_empty() => self.resources.sent(true),
+            OpKind::Close { kind, name } => self.resources.closing(*kind, name),
             _ => {}
         }
         if matches!(op.kind, OpKind::CopyData)
@@ -402,6 +403,7 @@ impl Pipeline {
             OpKind::Bind { portal, .. } if !portal.is_empty() => {
                 self.resources.answered(true, portal, created)
             }
+            OpKind::Close { kind, name } => self.resources.closed(*kind, name, created),
             _ => {}
         }
     }
@@ -528,7 +530,6 @@ impl Pipeline {
         let done = self.active.take().expect("a message is being answered");
         self.settle(&done.op.kind, true);
         match done.op.kind {
-            OpKind::Close { kind, name } => self.resources.closed(kind, &name),
             OpKind::Parse {
                 name, fetch_cursor, ..
             } => match fetch_cursor {

@@ -26,6 +26,10 @@ pub struct Resources {
     /// Statements made by SQL `PREPARE` (their names are not tracked).
     sql_prepared: usize,
     portals: HashSet<Box<str>>,
+    /// Held statements and portals a Close was sent for: free for the messages
+    /// behind it, as the server closes them first.
+    closing_statements: HashSet<Box<str>>,
+    closing_portals: HashSet<Box<str>>,
     /// Named Parse and Bind messages sent and not answered yet.
     pending_statements: usize,
     pending_portals: usize,
@@ -51,6 +55,11 @@ impl Resources {
         self.statements.len() + self.sql_prepared
     }
 
+    /// Held, less those being closed.
+    fn statements_kept(&self) -> usize {
+        self.statements_held() - self.closing_statements.len()
+    }
+
     /// Whether a Parse of `name` may be sent. A name already in use may: the server
     /// refuses it itself.
     pub fn may_parse(&self, name: &str) -> Result<(), Cap> {
@@ -62,7 +71,7 @@ impl Resources {
 
     /// Whether a statement may be prepared (a Parse of a new name, an SQL PREPARE).
     pub fn check_statements(&self) -> Result<(), Cap> {
-        if self.statements_held() + self.pending_statements >= self.limits.max_prepared_statements {
+        if self.statements_kept() + self.pending_statements >= self.limits.max_prepared_statements {
             return Err(Cap::Statements);
         }
         Ok(())
@@ -73,7 +82,9 @@ impl Resources {
         if name.is_empty() || self.portals.contains(name) {
             return Ok(());
         }
-        if self.portals.len() + self.pending_portals >= self.limits.max_portals {
+        if self.portals.len() - self.closing_portals.len() + self.pending_portals
+            >= self.limits.max_portals
+        {
             return Err(Cap::Portals);
         }
         Ok(())
@@ -104,14 +115,33 @@ impl Resources {
         }
     }
 
-    /// A Close of a statement (`S`) or portal (`P`) completed.
-    pub fn closed(&mut self, kind: u8, name: &str) {
+    /// A Close of a statement (`S`) or portal (`P`) was sent.
+    pub fn closing(&mut self, kind: u8, name: &str) {
+        match kind {
+            b'S' if self.statements.contains(name) => {
+                self.closing_statements.insert(name.into());
+            }
+            b'P' if self.portals.contains(name) => {
+                self.closing_portals.insert(name.into());
+            }
+            _ => {}
+        }
+    }
+
+    /// A Close completed (`done`), or was skipped after an error.
+    pub fn closed(&mut self, kind: u8, name: &str, done: bool) {
         match kind {
             b'S' => {
-                self.statements.remove(name);
+                self.closing_statements.remove(name);
+                if done {
+                    self.statements.remove(name);
+                }
             }
             b'P' => {
-                self.portals.remove(name);
+                self.closing_portals.remove(name);
+                if done {
+                    self.portals.remove(name);
+                }
             }
             _ => {}
         }
@@ -127,12 +157,14 @@ impl Resources {
             b"DEALLOCATE" => self.sql_prepared = self.sql_prepared.saturating_sub(1),
             b"DEALLOCATE ALL" => {
                 self.statements.clear();
+                self.closing_statements.clear();
                 self.sql_prepared = 0;
             }
             b"DISCARD ALL" => {
                 self.statements.clear();
+                self.closing_statements.clear();
                 self.sql_prepared = 0;
-                self.portals.clear();
+                self.transaction_ended();
             }
             _ => {}
         }
@@ -141,6 +173,7 @@ impl Resources {
     /// The transaction ended: its portals are gone.
     pub fn transaction_ended(&mut self) {
         self.portals.clear();
+        self.closing_portals.clear();
     }
 
     /// Statements held beyond the cap: a batch the proxy could not check ahead
@@ -221,8 +254,17 @@ mod tests {
         r.sent(false);
         r.answered(false, "c", true);
         assert_eq!(r.may_parse("d"), Err(Cap::Statements));
-        r.closed(b'S', "a");
+        // A Close sent frees its statement for the messages behind it, unless it
+        // is skipped after an error.
+        r.closing(b'S', "a");
         assert!(r.may_parse("d").is_ok());
+        r.closed(b'S', "a", false);
+        assert_eq!(r.may_parse("d"), Err(Cap::Statements));
+        r.closing(b'S', "a");
+        r.closed(b'S', "a", true);
+        assert!(r.may_parse("d").is_ok());
+        r.closing(b'S', "never-prepared");
+        assert!(r.may_parse("e").is_ok());
         assert_eq!(r.high_water(), 2);
     }
 
