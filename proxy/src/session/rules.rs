@@ -170,7 +170,7 @@ impl SessionRules<'_> {
             cap,
         });
         pipe.push(op.audited(stmt));
-        tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "query rewritten");
+        tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "query rewritten");
         protocol::write_query(out, &rewritten.text);
         ClientVerdict::Replace
     }
@@ -239,7 +239,7 @@ impl SessionRules<'_> {
         if drops_prepared(&rewritten.text) {
             self.auto_prepare.forget_all();
         }
-        tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "parse rewritten");
+        tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "parse rewritten");
         let plannable = first.is_some_and(|s| {
             matches!(s.kind, StatementClass::Read | StatementClass::Write) && s.cursor.is_none()
         });
@@ -815,7 +815,7 @@ fn log_statement(body: &[u8], message: &'static str, what: &'static str) {
             let _ = f.cstr();
         }
         if let Ok(sql) = f.str() {
-            tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "{what}");
+            tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "{what}");
         }
     }
 }
