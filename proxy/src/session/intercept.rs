@@ -12,6 +12,7 @@
 use bytes::BytesMut;
 
 use super::account_guard::AccountGuard;
+use super::message_types::{invalid_type, is_skipped_till_sync};
 use super::pipeline::resources::{self, Cap, Resources};
 use super::pipeline::{Desync, Op, OpKind, Pipeline, RowVerdict, Step};
 use super::rules::SessionRules;
@@ -354,53 +355,6 @@ fn copy_kind(tag: u8) -> OpKind {
     }
 }
 
-/// Whether `tag` is a frontend message the relay knows; any other is refused from
-/// its header, before its body is read.
-pub fn known_tag(tag: u8) -> bool {
-    matches!(
-        tag,
-        frontend_tag::QUERY
-            | frontend_tag::PARSE
-            | frontend_tag::BIND
-            | frontend_tag::DESCRIBE
-            | frontend_tag::EXECUTE
-            | frontend_tag::CLOSE
-            | frontend_tag::FLUSH
-            | frontend_tag::SYNC
-            | frontend_tag::TERMINATE
-            | frontend_tag::COPY_DATA
-            | frontend_tag::COPY_DONE
-            | frontend_tag::COPY_FAIL
-            | frontend_tag::PASSWORD
-            | frontend_tag::FUNCTION_CALL
-    )
-}
-
-/// PostgreSQL's answer to a message type it does not know.
-pub fn invalid_type(tag: u8) -> ClientError {
-    ClientError::fatal(
-        SqlState::PROTOCOL_VIOLATION,
-        format!("invalid frontend message type {}", describe_tag(tag)),
-    )
-}
-
-/// Messages PostgreSQL discards while it skips to the next Sync.
-fn is_skipped_till_sync(tag: u8) -> bool {
-    matches!(
-        tag,
-        frontend_tag::QUERY
-            | frontend_tag::PARSE
-            | frontend_tag::BIND
-            | frontend_tag::DESCRIBE
-            | frontend_tag::EXECUTE
-            | frontend_tag::CLOSE
-            | frontend_tag::FLUSH
-            | frontend_tag::COPY_DATA
-            | frontend_tag::COPY_DONE
-            | frontend_tag::COPY_FAIL
-    )
-}
-
 /// The session cannot tell which statement the server is answering: it is closed
 /// rather than let counts, checks or denials follow the wrong statement.
 fn desync_error(desync: Desync) -> ClientError {
@@ -415,14 +369,6 @@ fn desync_error(desync: Desync) -> ClientError {
             desync.0
         ),
     )
-}
-
-fn describe_tag(tag: u8) -> String {
-    if tag.is_ascii_graphic() {
-        format!("'{}'", tag as char)
-    } else {
-        format!("{tag:#04x}")
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use maskgate_policy::{Account, LoginDenial, Policy};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::handshake::{self, Opening};
 use super::params::StartupRequest;
@@ -16,7 +17,7 @@ use super::{rules, Attached, SessionError};
 use crate::auth;
 use crate::enforcement::AccountRules;
 use crate::error::{ClientError, SqlState};
-use crate::login::Refusal;
+use crate::login::{Refusal, SessionSlot};
 use crate::metrics::RejectReason;
 use crate::observe::{Event, SessionContext, SessionId, TlsFacts};
 use crate::server::Shared;
@@ -68,37 +69,13 @@ pub(super) async fn login(
         Stream::ServerTls(tls) => crate::tls::client_cert_fingerprint(tls),
         _ => None,
     };
-    account
-        .admit(policy.now(), peer.ip(), cert.as_ref())
-        .map_err(|denial| {
-            SessionError::Refused(
-                denial_reason(denial),
-                ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
-            )
-        })?;
-    let login = request.user.as_str();
-    let slot = shared
-        .sessions
-        .try_acquire(login, account.max_sessions)
-        .ok_or_else(|| {
-            SessionError::Refused(
-                RejectReason::MaxSessions,
-                ClientError::fatal(
-                    SqlState::INVALID_AUTHORIZATION,
-                    "this account already has its maximum number of open sessions",
-                )
-                .with_hint("close another session of this account first"),
-            )
-        })?;
-    // Authenticated clients have places of their own, which strangers logging in
-    // cannot take.
-    let place = shared.admission.session().ok_or_else(|| {
-        SessionError::from(ClientError::fatal(
-            SqlState::TOO_MANY_CONNECTIONS,
-            "sorry, too many clients already",
-        ))
-    })?;
-    shared.lockouts.record_success(login, Instant::now());
+    let (slot, place) = admit(
+        shared,
+        peer,
+        (&policy, account),
+        cert.as_ref(),
+        &request.user,
+    )?;
 
     let (upstream, rules) = attach(shared, &policy, &request).await?;
     let stream = client
@@ -133,6 +110,47 @@ pub(super) async fn login(
         _slot: slot,
         _place: place,
     }))
+}
+
+/// The account's login rules (machine, certificate, hours), its session cap, and a
+/// place among authenticated sessions, which strangers logging in cannot take.
+/// Clears the name's failed logins (unless it is locked) once all passed.
+fn admit(
+    shared: &Shared,
+    peer: SocketAddr,
+    (policy, account): (&Policy, &Account),
+    cert: Option<&[u8; 32]>,
+    login: &str,
+) -> Result<(SessionSlot, OwnedSemaphorePermit), SessionError> {
+    account
+        .admit(policy.now(), peer.ip(), cert)
+        .map_err(|denial| {
+            SessionError::Refused(
+                denial_reason(denial),
+                ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
+            )
+        })?;
+    let slot = shared
+        .sessions
+        .try_acquire(login, account.max_sessions)
+        .ok_or_else(|| {
+            SessionError::Refused(
+                RejectReason::MaxSessions,
+                ClientError::fatal(
+                    SqlState::INVALID_AUTHORIZATION,
+                    "this account already has its maximum number of open sessions",
+                )
+                .with_hint("close another session of this account first"),
+            )
+        })?;
+    let place = shared.admission.session().ok_or_else(|| {
+        SessionError::from(ClientError::fatal(
+            SqlState::TOO_MANY_CONNECTIONS,
+            "sorry, too many clients already",
+        ))
+    })?;
+    shared.lockouts.record_success(login, Instant::now());
+    Ok((slot, place))
 }
 
 /// The SCRAM exchange, with the lockout and the address limit checked before any

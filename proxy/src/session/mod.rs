@@ -12,11 +12,13 @@ mod copy_check;
 mod handshake;
 mod intercept;
 mod login;
+mod message_types;
 pub mod params;
 mod pipeline;
 mod relay;
 mod rule_errors;
 mod rules;
+mod statements;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

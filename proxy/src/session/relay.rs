@@ -19,7 +19,8 @@ use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use super::account_guard::AccountGuard;
-use super::intercept::{self, ClientVerdict, Intercept, ServerVerdict};
+use super::intercept::{ClientVerdict, Intercept, ServerVerdict};
+use super::message_types;
 use super::rules::SessionRules;
 use crate::config::SessionLimits;
 use crate::error::{ClientError, SqlState};
@@ -362,8 +363,8 @@ impl<'a> Relay<'a> {
             // Like PostgreSQL, an unknown type is refused from its first byte: its
             // length is not looked at and its body never read or buffered.
             if let Some(&tag) = self.client_in.get(pos) {
-                if !intercept::known_tag(tag) {
-                    end = Some(RelayEnd::Closed(intercept::invalid_type(tag)));
+                if !message_types::known_tag(tag) {
+                    end = Some(RelayEnd::Closed(message_types::invalid_type(tag)));
                     break;
                 }
             }

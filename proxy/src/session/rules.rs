@@ -18,18 +18,17 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use maskgate_policy::Policy;
-use maskgate_sql::{EnforcedStatement, StatementClass};
+use maskgate_sql::StatementClass;
 
 use super::audit::{StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
 use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
-use super::pipeline::{
-    Completion, CountKey, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step,
-};
+use super::pipeline::{Completion, Limit, Op, OpKind, Pipeline, RowVerdict, Step};
 use super::rule_errors::{cap_error, denial_error, hourly_error, reserved_error};
 pub(super) use super::rule_errors::{encoding_error, is_utf8, malformed};
 use super::rule_errors::{invalid_encoding, statement_text};
+use super::statements::{drops_prepared, drops_prepared_tag, fetch_cursor, log_statement, plan};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::observe::{
@@ -763,59 +762,5 @@ fn parse_op(name: &[u8], fetch_cursor: Option<String>, prepared: Option<u32>) ->
         name: String::from_utf8_lossy(name).into_owned(),
         fetch_cursor,
         prepared,
-    }
-}
-
-/// Whether a statement (as sent upstream) can drop the session's prepared statements.
-fn drops_prepared(sql: &str) -> bool {
-    let head = sql.trim_start().as_bytes();
-    let starts =
-        |word: &[u8]| head.len() >= word.len() && head[..word.len()].eq_ignore_ascii_case(word);
-    starts(b"DISCARD") || starts(b"DEALLOCATE")
-}
-
-/// The same, from a CommandComplete tag (a prepared DEALLOCATE runs at Execute).
-fn drops_prepared_tag(tag: &[u8]) -> bool {
-    tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE")
-}
-
-/// How a statement's rows count: a DECLARE starts its cursor's count again, a
-/// FETCH or MOVE adds to it.
-fn plan(statement: &EnforcedStatement) -> StatementPlan {
-    match &statement.cursor {
-        Some(cursor) if cursor.declare => StatementPlan {
-            key: CountKey::Statement,
-            declares: Some(cursor.name.clone()),
-        },
-        Some(cursor) => StatementPlan {
-            key: CountKey::Cursor(cursor.name.clone()),
-            declares: None,
-        },
-        None => StatementPlan {
-            key: CountKey::Statement,
-            declares: None,
-        },
-    }
-}
-
-/// The cursor a prepared FETCH reads.
-fn fetch_cursor(statement: &EnforcedStatement) -> Option<&str> {
-    statement
-        .cursor
-        .as_ref()
-        .filter(|c| !c.declare)
-        .map(|c| c.name.as_str())
-}
-
-/// Logs an unrestricted account's statement as its fingerprint, at debug level.
-fn log_statement(body: &[u8], message: &'static str, what: &'static str) {
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        let mut f = Fields::new(body, message);
-        if message == "Parse" {
-            let _ = f.cstr();
-        }
-        if let Ok(sql) = f.str() {
-            tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "{what}");
-        }
     }
 }
