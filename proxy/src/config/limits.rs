@@ -132,13 +132,13 @@ impl Context<'_> {
             &raw.max_pending_logins,
             "max_pending_logins",
             1..=1_000_000,
-            256,
+            512,
         )?;
         let per_address = self.count(
             &raw.max_pending_logins_per_address,
             "max_pending_logins_per_address",
             1..=1_000_000,
-            32,
+            64,
         )?;
         let defaults = SessionLimits::default();
         Ok(ServerLimits {
