@@ -164,7 +164,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
             return;
         }
     };
-    drop(pending);
+    // A refused connection keeps its pending place until it is told (after the
+    // failed-login delay): otherwise fast failures could pile up connections
+    // outside every budget.
     let attached = match login {
         Ok(Ok(Some(attached))) => attached,
         Ok(Ok(None)) => return,
@@ -188,6 +190,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
             return;
         }
     };
+    drop(pending);
     let context = attached.context.clone();
     shared.events.emit(Event::Login(LoginAttempt {
         client: peer,
@@ -215,9 +218,10 @@ pub async fn refuse_busy(tcp: TcpStream, permit: OwnedSemaphorePermit) {
     drop(permit);
 }
 
-/// Reports a refused login attempt. Connections that never said who they are,
-/// and refusals of an address that failed too often, are only counted: under a
-/// flood, a log line or audit record for each would be the flood's amplifier.
+/// Reports a refused login attempt. Connections that never said who they are
+/// (silent, garbage, a failed TLS handshake), and refusals of an address that
+/// failed too often, are only counted: under a flood, a log line or audit record
+/// for each would be the flood's amplifier.
 fn refused(
     shared: &Shared,
     client: SocketAddr,
@@ -225,8 +229,11 @@ fn refused(
     reason: RejectReason,
     detail: String,
 ) {
-    let anonymous =
-        login.is_none() && matches!(reason, RejectReason::LoginTimeout | RejectReason::Protocol);
+    let anonymous = login.is_none()
+        && matches!(
+            reason,
+            RejectReason::LoginTimeout | RejectReason::Protocol | RejectReason::Tls
+        );
     if anonymous || reason == RejectReason::AddressLimited {
         shared.metrics.client_rejected(reason);
         tracing::debug!(peer = %client, %reason, "connection refused before login");
