@@ -127,7 +127,7 @@ pub(crate) async fn run_until_signalled(server: Server) -> anyhow::Result<()> {
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
                 // reload_policy logs the outcome itself.
-                _ = hup.recv() => { let _ = handle.reload_policy(); }
+                _ = hup.recv() => { let _ = handle.reload_policy_settled().await; }
             }
         }
         tracing::info!("shutdown requested");

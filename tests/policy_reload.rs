@@ -246,6 +246,10 @@ async fn an_invalid_policy_changes_nothing() {
 async fn reloads_under_load_fail_no_statement() {
     let base = ProxyOptions {
         users: users(&["alice", "bob"]),
+        // Going from alice, bob and dave back to alice alone removes most of these
+        // few accounts: the share guard would refuse it (removing every account is
+        // refused whatever the share).
+        policy_settings: "max_account_removal_share = 1.0".into(),
         pool_size: 8,
         ..Default::default()
     };
@@ -431,4 +435,76 @@ async fn sighup_reloads_the_policy_of_the_binary() {
     login_at(addr, &database, "alice")
         .await
         .unwrap_or_else(|e| panic!("alice still works: {e}\n{}", log_text()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_removing_every_account_or_too_many_is_refused() {
+    let mut options = ProxyOptions {
+        users: users(&["alice", "bob", "carol", "dave"]),
+        ..Default::default()
+    };
+    let proxy = start(options.clone()).await;
+    let accounts = proxy.config_dir().join("policy/accounts.toml");
+    let session = login(&proxy, "alice").await.expect("alice");
+
+    // An operator's slip: the accounts file emptied (written and renamed, as a
+    // deployment tool would).
+    replace(&accounts, "");
+    let body = eventually("/health to report the refused policy", || async {
+        let (status, body) = health(&proxy).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("removes every account (4)"), "{body}");
+    assert!(body.contains("confirm_account_removal"), "{body}");
+    assert_eq!(metric(&proxy, "maskgate_policy_valid").await, 0.0);
+    assert!(metric(&proxy, RELOADS_REFUSED).await >= 1.0);
+    session
+        .simple_query("SELECT 1")
+        .await
+        .expect("the open session goes on under the last good policy");
+    login(&proxy, "bob").await.expect("logins still work");
+
+    // Three of four accounts gone is more than half: refused too.
+    options.users = users(&["alice"]);
+    rewrite_accounts(&proxy, &options).expect("rewrite accounts");
+    eventually("/health to report the second refusal", || async {
+        let (status, body) = health(&proxy).await;
+        (status == 503 && body.contains("removes 3 of 4")).then_some(())
+    })
+    .await;
+    login(&proxy, "dave").await.expect("dave is still in force");
+
+    // One of four is an ordinary change.
+    options.users = users(&["alice", "bob", "carol"]);
+    rewrite_accounts(&proxy, &options).expect("rewrite accounts");
+    eventually("/health to recover", || async {
+        (health(&proxy).await.0 == 200).then_some(())
+    })
+    .await;
+    let e = login(&proxy, "dave").await.expect_err("dave was removed");
+    assert_eq!(e.code(), Some(&SqlState::INVALID_PASSWORD), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_removal_of_every_account_is_applied_and_health_says_so() {
+    let proxy = start(ProxyOptions {
+        policy_settings: "confirm_account_removal = true".into(),
+        ..Default::default()
+    })
+    .await;
+    // The proxy serves (and so watches its policy directory) before the change.
+    login(&proxy, "alice").await.expect("alice");
+    replace(&proxy.config_dir().join("policy/accounts.toml"), "");
+    let body = eventually("/health to report a policy without accounts", || async {
+        let (status, body) = health(&proxy).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("no accounts"), "{body}");
+    assert_eq!(metric(&proxy, "maskgate_policy_accounts").await, 0.0);
+    let e = login(&proxy, "alice")
+        .await
+        .expect_err("no account is left");
+    assert_eq!(e.code(), Some(&SqlState::INVALID_PASSWORD), "{e}");
 }

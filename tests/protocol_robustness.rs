@@ -436,6 +436,72 @@ async fn unknown_message_types_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_message_type_is_refused_from_its_header() {
+    let proxy = proxy().await;
+    // The header announces 60 MB that never come: the answer comes anyway.
+    let mut header = vec![b'z'];
+    header.extend_from_slice(&(60_000_000i32).to_be_bytes());
+    let e = after_login_expect_fatal(&proxy, &header, "08P01").await;
+    assert!(
+        e.message().contains("invalid frontend message type"),
+        "{}",
+        e.message()
+    );
+}
+
+/// Sends `bytes` and reads up to ReadyForQuery: the error, and the status.
+async fn error_then_ready(raw: &mut Raw, bytes: &[u8]) -> (ErrorFields, u8) {
+    raw.send(bytes).await;
+    let e = raw.expect_error().await;
+    loop {
+        let msg = raw.expect_message("ReadyForQuery").await;
+        if msg.tag == b'Z' {
+            return (e, msg.body[0]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_texts_are_refused_as_postgresql_refuses_them_and_the_session_goes_on() {
+    let proxy = proxy().await;
+    let mut raw = Raw::login(&proxy).await;
+    let (e, status) = error_then_ready(&mut raw, &message(b'Q', b"SELECT 1\0SELECT 2\0")).await;
+    assert_eq!(
+        (e.code(), e.severity()),
+        ("08P01", "ERROR"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(status, b'I');
+    let (e, _) = error_then_ready(&mut raw, &message(b'Q', b"SELECT '\xff'\0")).await;
+    assert_eq!(
+        (e.code(), e.severity()),
+        ("22021", "ERROR"),
+        "{}",
+        e.message()
+    );
+    // In a transaction block, the error fails the transaction, as in PostgreSQL.
+    raw.send(&query("BEGIN")).await;
+    while raw.expect_message("ReadyForQuery").await.tag != b'Z' {}
+    let (e, status) = error_then_ready(&mut raw, &message(b'Q', b"SELECT '\xc3('\0")).await;
+    assert_eq!(e.code(), "22021", "{}", e.message());
+    assert_eq!(status, b'E');
+    raw.send(&query("ROLLBACK")).await;
+    while raw.expect_message("ReadyForQuery").await.tag != b'Z' {}
+    raw.send(&query("SELECT 1")).await;
+    let mut rows = 0;
+    loop {
+        match raw.expect_message("the answer").await.tag {
+            b'D' => rows += 1,
+            b'Z' => break,
+            b'E' => panic!("the session did not go on"),
+            _ => {}
+        }
+    }
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_message_after_login_is_refused() {
     let proxy = proxy().await;
     let mut out = BytesMut::new();

@@ -119,3 +119,150 @@ async fn upstream_restart_drops_dead_pooled_connections_and_ends_open_sessions_c
         "SQLSTATE {code:?}: {e}; connection ended with {connection_end:?}"
     );
 }
+
+/// Every process of a local cluster: the postmaster and its children.
+fn cluster_pids(pg: &PgCluster) -> Vec<String> {
+    let pidfile = pg
+        .data_dir()
+        .expect("a local cluster")
+        .join("postmaster.pid");
+    let postmaster = std::fs::read_to_string(pidfile)
+        .expect("postmaster.pid")
+        .lines()
+        .next()
+        .expect("the postmaster's pid")
+        .trim()
+        .to_string();
+    let mut pids = vec![postmaster.clone()];
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid …; comm may hold spaces, so read after the last ')'.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if parent == Some(postmaster.as_str()) {
+            pids.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    pids
+}
+
+/// A cluster stopped with SIGSTOP, continued when dropped (also when a test fails).
+struct Frozen(Vec<String>);
+
+impl Frozen {
+    fn freeze(pg: &PgCluster) -> Frozen {
+        let pids = cluster_pids(pg);
+        let status = std::process::Command::new("kill")
+            .arg("-STOP")
+            .args(&pids)
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .args(&self.0)
+            .status();
+    }
+}
+
+async fn health(proxy: &TestProxy) -> (u16, String) {
+    maskgate_testkit::http_get(proxy.admin_addr().expect("admin"), "/health").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_database_is_answered_within_the_configured_bounds() {
+    let pg = PgCluster::start().expect("cluster starts");
+    let proxy = TestProxy::start(
+        &pg,
+        ProxyOptions {
+            pool_size: 2,
+            upstream_settings: "checkout_timeout = \"1s\"\nreset_timeout = \"1s\"\n\
+                                health_check_interval = \"300ms\""
+                .into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("proxy starts");
+    let (client, driver) = connect(&proxy).await.expect("connects");
+    assert_eq!(select_one(&client).await.unwrap(), 1);
+    drop(client);
+    driver.await.unwrap().expect("the session ends cleanly");
+    wait_for_idle_upstreams(&proxy, 1).await;
+
+    let frozen = Frozen::freeze(&pg);
+    // A new session is refused once its pooled connection does not answer.
+    let e = match tokio::time::timeout(Duration::from_secs(10), connect(&proxy)).await {
+        Ok(Ok(_)) => panic!("a session started on a frozen database"),
+        Ok(Err(e)) => e,
+        Err(_) => panic!("the login hung on a frozen database"),
+    };
+    assert_eq!(sqlstate(&e).as_deref(), Some("08006"), "{e}");
+    let message = e.as_db_error().expect("a server error").message();
+    assert!(message.contains("not answering"), "{message}");
+    let mut seen = (0, String::new());
+    for _ in 0..100 {
+        seen = health(&proxy).await;
+        if seen.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.0, 503, "{}", seen.1);
+    assert!(seen.1.contains("did not answer"), "{}", seen.1);
+    let text = proxy.handle().metrics().encode_text();
+    assert!(metric(&text, "maskgate_upstream_checkout_timeouts_total") >= 1.0);
+
+    drop(frozen);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if health(&proxy).await.0 == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "/health recovers once the database answers");
+    let (client, _driver) = connect(&proxy).await.expect("connects again");
+    assert_eq!(select_one(&client).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_running_out_of_connections_reaches_the_client_as_53300() {
+    let mut pg = PgCluster::start().expect("cluster starts");
+    pg.psql("ALTER SYSTEM SET max_wal_senders = 0")
+        .expect("alter system");
+    pg.psql("ALTER SYSTEM SET max_connections = 5")
+        .expect("alter system");
+    tokio::task::block_in_place(|| pg.restart()).expect("cluster restarts");
+    let proxy = TestProxy::start(
+        &pg,
+        ProxyOptions {
+            pool_size: 0,
+            upstream_settings: "health_check_interval = \"0s\"".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("proxy starts");
+    let mut open = Vec::new();
+    let e = loop {
+        match connect(&proxy).await {
+            Ok(session) => open.push(session),
+            Err(e) => break e,
+        }
+        assert!(
+            open.len() <= 5,
+            "more sessions than the database has connections"
+        );
+    };
+    assert_eq!(open.len(), 5);
+    assert_eq!(sqlstate(&e).as_deref(), Some("53300"), "{e}");
+}

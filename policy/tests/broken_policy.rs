@@ -103,6 +103,12 @@ fn unknown_role() {
 }
 
 #[test]
+fn login_names_longer_than_postgresql_keeps() {
+    let e = assert_error("long_login", 1, 11, "at most 63 bytes");
+    assert!(e.hint.unwrap().contains("could never log in"));
+}
+
+#[test]
 fn unknown_label() {
     let e = assert_error("unknown_label", 3, 36, "unknown label \"pii.phone\"");
     assert!(e.hint.unwrap().contains("pii.contact"));

@@ -44,6 +44,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Where `/health` and `/metrics` are served; `None` turns the endpoint off.
     pub admin_listen: Option<SocketAddr>,
+    pub admin: AdminLimits,
     pub log: LogConfig,
     /// The audit trail; `None` when the file has no `[audit]` section (warned at start).
     pub audit: Option<AuditConfig>,
@@ -56,6 +57,8 @@ pub struct PolicyConfig {
     pub settings: maskgate_policy::PolicySettings,
     /// The pseudonym keys (`[masking] key_file`); empty when none is configured.
     pub pseudonym_keys: std::sync::Arc<maskgate_mask::PseudonymKeys>,
+    /// When a reload that removes accounts is refused.
+    pub removal_guard: RemovalGuard,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +79,17 @@ pub struct ServerConfig {
     pub analysis: maskgate_sql::Limits,
     /// When repeated failed logins lock an account.
     pub lockout: crate::login::LockoutPolicy,
+    /// Connections that have not finished logging in, at most (in total and per
+    /// client address); they do not take sessions' places.
+    pub max_pending_logins: usize,
+    pub max_pending_logins_per_address: usize,
+    /// The first bytes, the TLS handshake and each authentication message must
+    /// arrive within this time.
+    pub login_step_timeout: Duration,
+    /// What one session may hold upstream.
+    pub session_limits: SessionLimits,
+    /// The analyzer's decisions kept, for all accounts together, in bytes.
+    pub decision_cache_bytes: u64,
 }
 
 /// Whether clients must, may or may not use TLS.
@@ -116,6 +130,18 @@ pub struct UpstreamConfig {
     /// Idle, authenticated connections kept for reuse.
     pub pool_size: usize,
     pub pool_idle_timeout: Duration,
+    /// A session waits at most this long for its upstream connection to be ready
+    /// (taken from the pool or opened, then set up).
+    pub checkout_timeout: Duration,
+    /// A pooled connection's reset (`DISCARD ALL`) may take at most this long.
+    pub reset_timeout: Duration,
+    /// TCP keepalive idle time on upstream connections; `None` = off.
+    pub tcp_keepalive: Option<Duration>,
+    /// How often the database's responsiveness is probed for `/health`; `None` = never.
+    pub health_check_interval: Option<Duration>,
+    /// A connection whose sessions held more prepared statements than this at
+    /// once is closed rather than pooled: its backend's memory stays grown.
+    pub recycle_after_prepared: usize,
 }
 
 /// The largest `max_statement_size` accepted: 16 MiB of text is about four million
@@ -138,6 +164,11 @@ impl fmt::Debug for UpstreamConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("pool_size", &self.pool_size)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("reset_timeout", &self.reset_timeout)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("health_check_interval", &self.health_check_interval)
+            .field("recycle_after_prepared", &self.recycle_after_prepared)
             .finish()
     }
 }
@@ -262,6 +293,7 @@ impl Context<'_> {
             Some(addr) => Some(self.socket_addr(addr)?),
             None => None,
         };
+        let admin = self.validate_admin_limits(raw.admin.as_ref())?;
         let log = match &raw.log {
             None => LogConfig {
                 format: LogFormat::Human,
@@ -291,6 +323,7 @@ impl Context<'_> {
             upstream,
             policy,
             admin_listen,
+            admin,
             log,
             audit: raw
                 .audit
@@ -323,6 +356,7 @@ impl Context<'_> {
             dir: self.resolve_path(&raw.dir),
             settings,
             pseudonym_keys: std::sync::Arc::new(maskgate_mask::PseudonymKeys::empty()),
+            removal_guard: self.validate_removal_guard(raw)?,
         })
     }
 
@@ -367,10 +401,14 @@ impl Context<'_> {
                 ))
             }
         };
+        let limits = self.validate_server_limits(raw)?;
         let lockout = crate::login::LockoutPolicy {
             max_failures,
             window: self.duration_or(&raw.failed_login_window, Duration::from_secs(15 * 60))?,
             duration: self.duration_or(&raw.lockout_duration, Duration::from_secs(15 * 60))?,
+            max_failures_per_address: limits.max_failures_per_address,
+            max_tracked_names: limits.lockout_table_size,
+            max_tracked_addresses: limits.lockout_table_size,
         };
         Ok(ServerConfig {
             listen,
@@ -383,6 +421,11 @@ impl Context<'_> {
             max_message_size,
             analysis,
             lockout,
+            max_pending_logins: limits.max_pending_logins,
+            max_pending_logins_per_address: limits.max_pending_logins_per_address,
+            login_step_timeout: limits.login_step_timeout,
+            session_limits: limits.session,
+            decision_cache_bytes: limits.decision_cache_bytes,
         })
     }
 
@@ -546,6 +589,7 @@ impl Context<'_> {
             Some(n) if *n.get_ref() >= 0 => *n.get_ref() as usize,
             Some(n) => return Err(self.error(n, "pool_size must not be negative")),
         };
+        let liveness = self.validate_liveness(raw)?;
         Ok(UpstreamConfig {
             host: raw.host.clone(),
             port,
@@ -558,6 +602,11 @@ impl Context<'_> {
             pool_size,
             pool_idle_timeout: self
                 .duration_or(&raw.pool_idle_timeout, Duration::from_secs(300))?,
+            checkout_timeout: liveness.checkout_timeout,
+            reset_timeout: liveness.reset_timeout,
+            tcp_keepalive: liveness.tcp_keepalive,
+            health_check_interval: liveness.health_check_interval,
+            recycle_after_prepared: liveness.recycle_after_prepared,
         })
     }
 }
@@ -625,6 +674,14 @@ struct RawServer {
     max_failed_logins: Option<Spanned<i64>>,
     failed_login_window: Option<Spanned<String>>,
     lockout_duration: Option<Spanned<String>>,
+    max_failed_logins_per_address: Option<Spanned<i64>>,
+    lockout_table_size: Option<Spanned<i64>>,
+    max_pending_logins: Option<Spanned<i64>>,
+    max_pending_logins_per_address: Option<Spanned<i64>>,
+    login_step_timeout: Option<Spanned<String>>,
+    max_prepared_statements: Option<Spanned<i64>>,
+    max_portals: Option<Spanned<i64>>,
+    decision_cache_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -650,6 +707,11 @@ struct RawUpstream {
     connect_timeout: Option<Spanned<String>>,
     pool_size: Option<Spanned<i64>>,
     pool_idle_timeout: Option<Spanned<String>>,
+    checkout_timeout: Option<Spanned<String>>,
+    reset_timeout: Option<Spanned<String>>,
+    tcp_keepalive: Option<Spanned<String>>,
+    health_check_interval: Option<Spanned<String>>,
+    recycle_after_prepared: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -658,6 +720,8 @@ struct RawPolicy {
     dir: Spanned<String>,
     timezone: Option<Spanned<String>>,
     search_path: Option<Spanned<Vec<String>>>,
+    max_account_removal_share: Option<Spanned<f64>>,
+    confirm_account_removal: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -670,6 +734,9 @@ struct RawMasking {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
+    header_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -685,3 +752,7 @@ mod tests;
 #[path = "config/audit.rs"]
 mod audit;
 pub use audit::{AuditConfig, WhenUnavailable};
+
+#[path = "config/limits.rs"]
+mod limits;
+pub use limits::{AdminLimits, RemovalGuard, SessionLimits};

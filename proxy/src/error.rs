@@ -32,6 +32,8 @@ impl SqlState {
     pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = SqlState(*b"53400");
     pub const SYNTAX_ERROR: SqlState = SqlState(*b"42601");
     pub const INTERNAL_ERROR: SqlState = SqlState(*b"XX000");
+    pub const OUT_OF_MEMORY: SqlState = SqlState(*b"53200");
+    pub const CHARACTER_NOT_IN_REPERTOIRE: SqlState = SqlState(*b"22021");
 
     /// A SQLSTATE received from PostgreSQL; `None` unless five ASCII letters or digits.
     pub fn from_bytes(code: &[u8]) -> Option<SqlState> {

@@ -15,8 +15,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+mod guards;
 mod kinds;
 
+pub use guards::Guards;
 use kinds::*;
 
 /// `Content-Type` of [`Metrics::encode_text`] output (Prometheus text 0.0.4).
@@ -59,12 +61,16 @@ pub enum RejectReason {
     EnforcementUnavailable,
     /// The audit trail could not take the admitted login's record.
     AuditUnavailable,
+    /// Too many connections were logging in (in total or from the client's address).
+    PendingLogins,
+    /// The client's address failed to log in too often; refused for a while.
+    AddressLimited,
 }
 
 impl RejectReason {
     /// Every variant, in label order; the counters are pre-created from this
     /// so each reason is exported (as 0) before it first happens.
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 18] = [
         RejectReason::MaxConnections,
         RejectReason::TlsRequired,
         RejectReason::Tls,
@@ -81,6 +87,8 @@ impl RejectReason {
         RejectReason::MaxSessions,
         RejectReason::EnforcementUnavailable,
         RejectReason::AuditUnavailable,
+        RejectReason::PendingLogins,
+        RejectReason::AddressLimited,
     ];
 
     /// The `reason` label value.
@@ -102,6 +110,8 @@ impl RejectReason {
             RejectReason::MaxSessions => "max_sessions",
             RejectReason::EnforcementUnavailable => "enforcement_unavailable",
             RejectReason::AuditUnavailable => "audit_unavailable",
+            RejectReason::PendingLogins => "pending_logins",
+            RejectReason::AddressLimited => "address_limited",
         }
     }
 
@@ -144,6 +154,7 @@ pub struct Metrics {
     quota_rows_exceeded: Counter,
     result_column_violations: Counter,
     event_overflows: Counter,
+    guards: Guards,
 }
 
 impl Default for Metrics {
@@ -301,7 +312,9 @@ impl Metrics {
             event_overflows.clone(),
         );
 
+        let guards = Guards::register(&mut registry);
         Metrics {
+            guards,
             event_overflows,
             registry,
             statements_denied,
@@ -327,6 +340,11 @@ impl Metrics {
             bytes_to_client,
             statement_duration,
         }
+    }
+
+    /// The guards' counters.
+    pub fn guards(&self) -> &Guards {
+        &self.guards
     }
 
     /// A login name was locked after repeated failures.

@@ -1,28 +1,29 @@
-//! The listener: accepts clients, enforces the connection limit, and runs
-//! graceful shutdown.
+//! The listener: accepts clients into their budgets (see [`crate::admission`]),
+//! and runs graceful shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use maskgate_policy::{Policy, PolicyErrors, Rejected};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState, HealthState};
+use crate::admission::{Admission, Admit, Budgets, FdBudget};
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
 use crate::enforcement::Enforcement;
 use crate::login::{Lockouts, SessionCounts};
-use crate::metrics::Metrics;
-use crate::observe::{Event, Events, PolicyReload};
+use crate::metrics::{Metrics, RejectReason};
+use crate::observe::Events;
+use crate::reload::ReloadError;
 use crate::session;
+use crate::throttle::{AcceptBackoff, Throttled};
 use crate::tls::{self, TlsError};
 use crate::upstream::pool::Pool;
 use crate::upstream::Connector;
@@ -57,6 +58,10 @@ pub struct Shared {
     pub(crate) lockouts: Lockouts,
     pub(crate) sessions: Arc<SessionCounts>,
     pub(crate) pool: Arc<Pool>,
+    /// Places for connections logging in and for authenticated sessions.
+    pub(crate) admission: Admission,
+    /// The open-file limit and the budgets fitted to it.
+    pub(crate) fd: FdBudget,
     pub(crate) cancel: CancelRegistry,
     pub(crate) metrics: Arc<Metrics>,
     /// Where every login, session end, refusal and reload is reported.
@@ -88,48 +93,22 @@ impl ServerHandle {
     /// Starts a graceful shutdown: no new connections; sessions end when idle
     /// or, at the latest, when the grace period is over.
     pub fn shutdown(&self) {
+        self.shared.health.set_draining();
         self.shared.draining.cancel();
     }
 
-    /// Reads the policy directory again and puts it in force if it is valid.
-    /// An invalid policy changes nothing: the error is logged, returned, shown
-    /// by `/health` and counted in `/metrics`. Statements already running keep
-    /// the policy they started with.
-    pub fn reload_policy(&self) -> Result<(), PolicyErrors> {
-        let shared = &self.shared;
-        let before = shared.policy.load().generation().clone();
-        match load_policy(&shared.config) {
-            Ok(policy) => {
-                let after = policy.generation().clone();
-                let files = after.changes_since(&before);
-                shared.policy.store(Arc::new(policy));
-                shared.health.clear_error();
-                shared.events.emit(Event::PolicyReload(PolicyReload {
-                    before,
-                    files,
-                    outcome: Ok(after),
-                }));
-                Ok(())
-            }
-            Err(rejected) => {
-                let errors = rejected.errors;
-                let first = errors
-                    .0
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                shared.health.set_error(format!(
-                    "policy reload refused ({} errors; the previous policy stays in force): {first}",
-                    errors.0.len()
-                ));
-                shared.events.emit(Event::PolicyReload(PolicyReload {
-                    files: rejected.generation.changes_since(&before),
-                    before,
-                    outcome: Err(errors.to_string()),
-                }));
-                Err(errors)
-            }
-        }
+    /// Reads the policy directory again and puts it in force if it is valid and
+    /// removes no more accounts than the guard allows. A refused policy changes
+    /// nothing: the reason is logged, returned, shown by `/health` and counted in
+    /// `/metrics`. Statements already running keep the policy they started with.
+    pub fn reload_policy(&self) -> Result<(), ReloadError> {
+        crate::reload::reload(&self.shared)
+    }
+
+    /// [`ServerHandle::reload_policy`], read again after a pause while the files
+    /// are still being written.
+    pub async fn reload_policy_settled(&self) -> Result<(), ReloadError> {
+        crate::reload::reload_settled(&self.shared).await
     }
 
     /// The directory the policy is read from.
@@ -202,17 +181,26 @@ impl Server {
             .with_pseudonym_keys(&config.policy.pseudonym_keys);
         let pool = Arc::new(Pool::new(connector, metrics.clone()));
         let server_secret = mock_secret(&config);
+        let fd = fd_budget(&config);
+        let health = Arc::new(HealthState::new());
+        if policy.accounts().next().is_none() {
+            tracing::warn!("the policy has no accounts: no one can log in");
+            health.set(crate::reload::COMPONENT, crate::reload::NO_ACCOUNTS);
+        }
         let shared = Arc::new(Shared {
             policy: ArcSwap::from_pointee(policy),
             enforcement: Enforcement::new(config.policy.pseudonym_keys.clone())
-                .with_limits(config.server.analysis),
+                .with_limits(config.server.analysis)
+                .with_cache_bytes(config.server.decision_cache_bytes),
             lockouts: Lockouts::new(config.server.lockout),
             sessions: Arc::new(SessionCounts::default()),
             pool,
+            admission: Admission::new(fd.budgets),
+            fd,
             cancel: CancelRegistry::default(),
             events: Events::start(metrics.clone(), audit),
             metrics,
-            health: Arc::new(HealthState::new()),
+            health,
             tls,
             server_secret,
             draining: CancellationToken::new(),
@@ -252,10 +240,28 @@ impl Server {
         let stop_background = CancellationToken::new();
         let admin_task = admin.map(|listener| {
             let state = AdminState::new(shared.metrics.clone(), shared.health.clone())
-                .with_audit(shared.events.audit().map(|t| t.state().clone()));
-            tokio::spawn(admin::serve_admin(listener, state, stop_background.clone()))
+                .with_audit(shared.events.audit().map(|t| t.state().clone()))
+                .with_live(shared.clone());
+            let limits = crate::config::AdminLimits {
+                max_connections: shared.fd.budgets.admin,
+                ..shared.config.admin
+            };
+            tokio::spawn(admin::serve_admin(
+                listener,
+                state,
+                limits,
+                stop_background.clone(),
+            ))
         });
         let reaper = tokio::spawn(shared.pool.clone().reap_idle(stop_background.clone()));
+        let probe = shared.config.upstream.health_check_interval.map(|every| {
+            tokio::spawn(crate::upstream::probe::watch(
+                shared.pool.connector().clone(),
+                shared.health.clone(),
+                (every, shared.config.upstream.checkout_timeout),
+                stop_background.clone(),
+            ))
+        });
         let watcher = crate::reload::watch_policy_dir(
             ServerHandle {
                 shared: shared.clone(),
@@ -263,33 +269,12 @@ impl Server {
             stop_background.clone(),
         );
 
-        let limit = Arc::new(Semaphore::new(shared.config.server.max_client_connections));
         let sessions = TaskTracker::new();
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "maskgate accepting connections");
         }
-        loop {
-            let accepted = tokio::select! {
-                _ = shared.draining.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let permit = limit.clone().try_acquire_owned().ok();
-            let shared = shared.clone();
-            sessions.spawn(async move {
-                let admitted = permit.is_some();
-                session::serve(tcp, peer, shared, admitted).await;
-                drop(permit);
-            });
-        }
+        accept_loop(&listener, &shared, &sessions).await;
+        shared.health.set_draining();
         drop(listener);
         sessions.close();
 
@@ -310,6 +295,9 @@ impl Server {
         stop_background.cancel();
         let _ = reaper.await;
         let _ = watcher.await;
+        if let Some(probe) = probe {
+            let _ = probe.await;
+        }
         if let Some(task) = admin_task {
             let _ = task.await;
         }
@@ -326,8 +314,170 @@ impl Server {
     }
 }
 
+/// Accepts clients until the drain starts. Each connection gets a place among
+/// those logging in, or is told there is no room (53300), or, when even the
+/// refusals are all busy, is closed at once; refusals are logged once per ten
+/// seconds, with their count.
+async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, sessions: &TaskTracker) {
+    let mut backoff = AcceptBackoff::new("client listener");
+    let mut refusals = Throttled::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.draining.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(conn) => {
+                backoff.succeeded();
+                conn
+            }
+            Err(e) => {
+                shared.metrics.guards().accept_error();
+                backoff.failed(&e).await;
+                continue;
+            }
+        };
+        let admit = shared.admission.admit(peer.ip());
+        if !matches!(admit, Admit::Login(_)) {
+            shared.metrics.client_rejected(RejectReason::PendingLogins);
+            if let Some(refused) = refusals.note() {
+                tracing::warn!(
+                    refused,
+                    pending = shared.admission.pending(),
+                    "connections refused: too many are logging in (max_pending_logins, \
+                     max_pending_logins_per_address)"
+                );
+            }
+        }
+        match admit {
+            Admit::Login(pending) => {
+                sessions.spawn(session::serve(tcp, peer, shared.clone(), pending));
+            }
+            Admit::Refuse(permit) => {
+                sessions.spawn(session::refuse_busy(tcp, permit));
+            }
+            Admit::Close => drop(tcp),
+        }
+    }
+}
+
+/// The gauges of the budgets and bounded tables, read at each scrape.
+impl admin::LiveMetrics for Shared {
+    fn append(&self, text: &mut String) {
+        let gauge = |text: &mut String, name: &str, help: &str, value: usize| {
+            admin::append_gauge(text, name, help, value as f64)
+        };
+        let budgets = self.fd.budgets;
+        gauge(
+            text,
+            "maskgate_pending_logins",
+            "Connections logging in now",
+            self.admission.pending(),
+        );
+        gauge(
+            text,
+            "maskgate_pending_logins_limit",
+            "Connections that may be logging in at once (max_pending_logins, fitted to the open-file limit)",
+            budgets.pending,
+        );
+        gauge(
+            text,
+            "maskgate_client_sessions_limit",
+            "Authenticated sessions that may be open at once (max_client_connections, fitted to the open-file limit)",
+            budgets.sessions,
+        );
+        gauge(
+            text,
+            "maskgate_open_files_limit",
+            "The process's soft limit of open files",
+            self.fd.limit as usize,
+        );
+        if let Ok(open) = std::fs::read_dir("/proc/self/fd") {
+            gauge(
+                text,
+                "maskgate_open_files",
+                "Files the process has open",
+                open.count(),
+            );
+        }
+        let (names, addresses) = self.lockouts.tracked();
+        gauge(
+            text,
+            "maskgate_login_names_tracked",
+            "Login names with recent failed logins (bounded by lockout_table_size for names not in the policy)",
+            names,
+        );
+        gauge(
+            text,
+            "maskgate_client_addresses_tracked",
+            "Client addresses with recent failed logins (bounded by lockout_table_size)",
+            addresses,
+        );
+        gauge(
+            text,
+            "maskgate_decision_cache_bytes",
+            "Bytes the analyzer's decision cache holds, by its estimate (bounded by decision_cache_bytes)",
+            self.enforcement.cached_bytes() as usize,
+        );
+        gauge(
+            text,
+            "maskgate_upstream_responsive",
+            "1 while the database server answers the health probe in time",
+            usize::from(!self.health.has(crate::upstream::probe::COMPONENT)),
+        );
+        gauge(
+            text,
+            "maskgate_policy_accounts",
+            "Accounts in the policy in force",
+            self.policy.load().accounts().count(),
+        );
+    }
+}
+
+/// Raises the open-file limit and fits the connection budgets to it, warning when
+/// the limit is too low for the configuration.
+fn fd_budget(config: &Config) -> FdBudget {
+    let wanted = Budgets {
+        sessions: config.server.max_client_connections,
+        pending: config.server.max_pending_logins,
+        pending_per_address: config.server.max_pending_logins_per_address,
+        refusing: REFUSAL_SLOTS.min(config.server.max_pending_logins),
+        admin: config
+            .admin_listen
+            .map_or(0, |_| config.admin.max_connections),
+    };
+    let limit = crate::admission::raise_fd_limit().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the open-file limit; assuming 1024");
+        1024
+    });
+    // Idle pooled connections and the health probe hold upstream descriptors too.
+    let plan = FdBudget::plan(wanted, config.upstream.pool_size + 1, limit);
+    if plan.budgets != wanted {
+        let b = plan.budgets;
+        tracing::warn!(
+            limit,
+            needed = plan.needed,
+            sessions = b.sessions,
+            pending_logins = b.pending,
+            admin_connections = b.admin,
+            "the open-file limit is too low for the configured connection limits; they \
+             are lowered to fit (raise the limit, e.g. LimitNOFILE= in the systemd unit)"
+        );
+    } else if limit < 2 * plan.needed {
+        tracing::info!(
+            limit,
+            needed = plan.needed,
+            "the open-file limit leaves little room above the configured connection limits"
+        );
+    }
+    plan
+}
+
+/// Connections told at once that there is no room for them.
+const REFUSAL_SLOTS: usize = 32;
+
 /// Loads the policy directory, logging its warnings.
-fn load_policy(config: &Config) -> Result<Policy, Rejected> {
+pub(crate) fn load_policy(config: &Config) -> Result<Policy, Rejected> {
     let loaded = Policy::check_dir(&config.policy.dir, config.policy.settings.clone())?;
     for warning in &loaded.warnings {
         tracing::warn!("policy: {warning}");

@@ -16,7 +16,8 @@
 //! [`TestProxy`] runs maskgate itself in-process, on an ephemeral port, in
 //! front of a cluster, configured through a real configuration file.
 //! [`register`] fills a cluster with a synthetic social-insurance register
-//! and starts maskgate in front of it with the example policy.
+//! and starts maskgate in front of it with the example policy. [`ServedBinary`]
+//! runs the `maskgate` binary itself from a [`TestProxy`]'s configuration.
 //!
 //! When run as root, the cluster directories belong to and the server runs
 //! as the OS user `postgres`, because PostgreSQL refuses to run as root.
@@ -29,6 +30,7 @@ mod http;
 mod process;
 mod proxy;
 pub mod register;
+mod served;
 mod template;
 mod url;
 
@@ -37,4 +39,5 @@ pub use cluster::{PgCluster, EXTERNAL_URL_ENV};
 pub use error::TestkitError;
 pub use http::{free_port, http_get, metric, metric_sum};
 pub use proxy::{accounts_toml, rewrite_accounts, ProxyOptions, TestProxy};
+pub use served::{ServeOptions, ServedBinary};
 pub use template::TMPDIR_ENV;

@@ -45,6 +45,14 @@ pub struct ProxyOptions {
     pub audit: bool,
     /// More lines for the `[audit]` section, e.g. `strict = true`.
     pub audit_settings: String,
+    /// More lines for the `[server]` section, e.g. `max_pending_logins = 10`.
+    pub server_settings: String,
+    /// More lines for the `[upstream]` section, e.g. `checkout_timeout = "1s"`.
+    pub upstream_settings: String,
+    /// More lines for the `[policy]` section.
+    pub policy_settings: String,
+    /// More lines for the `[admin]` section (when `admin` is on).
+    pub admin_settings: String,
 }
 
 impl Default for ProxyOptions {
@@ -68,6 +76,10 @@ impl Default for ProxyOptions {
             admin: true,
             audit: true,
             audit_settings: String::new(),
+            server_settings: String::new(),
+            upstream_settings: String::new(),
+            policy_settings: String::new(),
+            admin_settings: String::new(),
         }
     }
 }
@@ -313,9 +325,12 @@ fn write_files(
         None => "",
     };
     let admin = if options.admin {
-        "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n{}\n",
+            options.admin_settings
+        )
     } else {
-        ""
+        String::new()
     };
     let audit = if options.audit {
         maskgate_audit::keys::generate_signing_key_files(
@@ -342,6 +357,7 @@ client_idle_timeout = "{idle}"
 shutdown_grace = "{grace}"
 auth_failure_delay = "{delay}"
 max_message_size = {max_msg}
+{server_settings}
 
 [tls]
 {tls}
@@ -353,10 +369,12 @@ user = "{user}"
 password_file = "upstream.pass"
 connect_timeout = "5s"
 pool_size = {pool}
+{upstream_settings}
 
 [policy]
 dir = "policy"
 timezone = "{timezone}"
+{policy_settings}
 
 {masking}
 {admin}
@@ -376,6 +394,9 @@ level = "warn"
         user = cluster.user(),
         pool = options.pool_size,
         timezone = options.timezone,
+        server_settings = options.server_settings,
+        upstream_settings = options.upstream_settings,
+        policy_settings = options.policy_settings,
     );
     write("maskgate.toml", &config)?;
     Ok(path("maskgate.toml"))

@@ -31,6 +31,17 @@ impl Checker<'_> {
                 None,
             );
         }
+        if login.len() > 63 {
+            ok = false;
+            self.error(
+                entry.key_pos,
+                format!(
+                    "account name {login:?} is {} bytes long; login names are at most 63 bytes, as in PostgreSQL",
+                    login.len()
+                ),
+                Some("clients' longer names are cut to 63 bytes, so this account could never log in".into()),
+            );
+        }
 
         let required = |c: &mut Self, key: &str, hint: String| -> Option<&Node> {
             let found = get(fields, key).map(|e| &e.value);

@@ -3,6 +3,8 @@
 
 pub mod scram;
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use maskgate_policy::ScramVerifier;
 use tokio::io::AsyncWriteExt;
@@ -28,6 +30,9 @@ pub enum AuthError {
     Protocol(&'static str),
     #[error("connection closed during authentication")]
     Closed,
+    /// A client message did not arrive within the login step timeout.
+    #[error("authentication step timed out")]
+    TimedOut,
     #[error("i/o error during authentication: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -53,6 +58,10 @@ impl UserFacingError for AuthError {
                 SqlState::PROTOCOL_VIOLATION,
                 format!("authentication protocol violation: {what}"),
             ),
+            AuthError::TimedOut => ClientError::fatal(
+                SqlState::PROTOCOL_VIOLATION,
+                "authentication step did not complete in time",
+            ),
             AuthError::Closed | AuthError::Io(_) => ClientError::fatal(
                 SqlState::CONNECTION_FAILURE,
                 "connection lost during authentication",
@@ -61,23 +70,33 @@ impl UserFacingError for AuthError {
     }
 }
 
-/// Runs the SCRAM-SHA-256 exchange and sends AuthenticationOk on success.
+/// A client's SCRAM exchange up to its proof, which is not checked yet: the caller
+/// counts the attempt first (see `login::Lockouts::begin`), so parallel exchanges
+/// cannot all have their proofs checked.
+pub struct PendingProof {
+    exchange: ScramExchange,
+    message: BytesMut,
+    user: String,
+}
+
+/// Runs the SCRAM-SHA-256 exchange up to the client's proof.
 ///
 /// An unknown user goes through the same exchange as a known one and fails at
-/// the same step, so the answer does not tell whether the account exists.
-pub async fn authenticate(
+/// the same step, so the answer does not tell whether the account exists. Each
+/// client message must arrive within `step`.
+pub async fn read_proof(
     stream: &mut Stream,
     buf: &mut BytesMut,
-    user: &str,
-    verifier: Option<&ScramVerifier>,
+    (user, verifier): (&str, Option<&ScramVerifier>),
     server_secret: &[u8; 32],
-) -> Result<(), AuthError> {
+    step: Duration,
+) -> Result<PendingProof, AuthError> {
     let mut exchange = ScramExchange::new(user, verifier, server_secret);
     let mut out = BytesMut::new();
     protocol::auth_sasl(&mut out, &[MECHANISM]);
     send(stream, &mut out).await?;
 
-    let msg = read_password_message(stream, buf).await?;
+    let msg = read_password_message(stream, buf, step).await?;
     let mut f = Fields::new(&msg, "SASLInitialResponse");
     let mechanism = f
         .str()
@@ -98,10 +117,26 @@ pub async fn authenticate(
     protocol::auth_sasl_continue(&mut out, server_first);
     send(stream, &mut out).await?;
 
-    let msg = read_password_message(stream, buf).await?;
-    let server_final = exchange
-        .client_final(&msg)
-        .map_err(|e| scram_error(e, user))?;
+    let message = read_password_message(stream, buf, step).await?;
+    Ok(PendingProof {
+        exchange,
+        message,
+        user: user.to_owned(),
+    })
+}
+
+impl PendingProof {
+    /// Checks the proof; the server-final message when it verifies.
+    pub fn check(mut self) -> Result<Vec<u8>, AuthError> {
+        self.exchange
+            .client_final(&self.message)
+            .map_err(|e| scram_error(e, &self.user))
+    }
+}
+
+/// Sends the server's final SCRAM message and AuthenticationOk.
+pub async fn accept(stream: &mut Stream, server_final: Vec<u8>) -> Result<(), AuthError> {
+    let mut out = BytesMut::new();
     protocol::auth_sasl_final(&mut out, server_final);
     protocol::auth_ok(&mut out);
     send(stream, &mut out).await
@@ -119,8 +154,11 @@ fn scram_error(e: ScramError, user: &str) -> AuthError {
 async fn read_password_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
+    step: Duration,
 ) -> Result<BytesMut, AuthError> {
-    let msg = read_message(stream, buf, MAX_SASL_MESSAGE).await?;
+    let msg = tokio::time::timeout(step, read_message(stream, buf, MAX_SASL_MESSAGE))
+        .await
+        .map_err(|_| AuthError::TimedOut)??;
     if msg.tag != frontend_tag::PASSWORD {
         return Err(AuthError::Protocol("expected a SASL response message"));
     }

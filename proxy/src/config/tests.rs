@@ -41,6 +41,73 @@ fn minimal_config_gets_sane_defaults() {
     );
     assert_eq!(c.policy.settings.search_path, vec!["public"]);
     assert!(c.admin_listen.is_none());
+    // The limits that keep the service up.
+    assert_eq!(c.server.max_pending_logins, 512);
+    assert_eq!(c.server.max_pending_logins_per_address, 64);
+    assert_eq!(c.server.login_step_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.lockout.max_failures_per_address, 50);
+    assert_eq!(c.server.session_limits, SessionLimits::default());
+    assert_eq!(c.server.decision_cache_bytes, 64 << 20);
+    assert_eq!(c.upstream.checkout_timeout, Duration::from_secs(5));
+    assert_eq!(c.upstream.tcp_keepalive, Some(Duration::from_secs(60)));
+    assert_eq!(
+        c.upstream.health_check_interval,
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(c.admin, AdminLimits::default());
+    assert_eq!(c.policy.removal_guard, RemovalGuard::default());
+}
+
+#[test]
+fn limits_are_read_and_checked() {
+    let text = GOOD
+        .replace(
+            "[server]\n",
+            "[server]\nmax_pending_logins = 10\nmax_pending_logins_per_address = 50\n\
+             max_prepared_statements = 7\n",
+        )
+        .replace(
+            "[policy]\n",
+            "[policy]\nmax_account_removal_share = 0.25\nconfirm_account_removal = true\n",
+        )
+        .replace(
+            "user = \"maskgate\"\n",
+            "user = \"maskgate\"\nhealth_check_interval = \"0s\"\n",
+        );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.server.max_pending_logins, 10);
+    assert_eq!(
+        c.server.max_pending_logins_per_address, 10,
+        "never more than the total"
+    );
+    assert_eq!(c.server.session_limits.max_prepared_statements, 7);
+    assert_eq!(c.upstream.health_check_interval, None);
+    assert_eq!(
+        c.policy.removal_guard,
+        RemovalGuard {
+            max_share: 0.25,
+            confirmed: true
+        }
+    );
+    for (bad, message) in [
+        (
+            "max_pending_logins = 0",
+            "max_pending_logins must be between 1",
+        ),
+        (
+            "login_step_timeout = \"0s\"",
+            "login_step_timeout must be longer than 0s",
+        ),
+        (
+            "decision_cache_bytes = 1000",
+            "decision_cache_bytes must be between",
+        ),
+    ] {
+        let e = error_text(&GOOD.replace("[server]\n", &format!("[server]\n{bad}\n")));
+        assert!(e.contains(message), "{bad}: {e}");
+    }
+    let e = error_text(&GOOD.replace("[policy]\n", "[policy]\nmax_account_removal_share = 1.5\n"));
+    assert!(e.contains("max_account_removal_share"), "{e}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! What the proxy enforces for an account, shared by all of its sessions: the
-//! analyzer's decisions (cached per policy generation, account and statement text),
+//! analyzer's decisions (one cache for all accounts, keyed by an account's rules of
+//! one policy generation and the statement text),
 //! the result columns the account may not receive as stored, and rolling quotas.
 //!
 //! The wire side (rewriting messages, counting rows, replacing errors) lives in
@@ -7,6 +8,7 @@
 
 mod analysis;
 mod columns;
+mod decisions;
 mod quota;
 
 use std::collections::HashSet;
@@ -19,12 +21,13 @@ use maskgate_sql::{Denial, EnforcedStatement, Enforcer, KeyedMasks, Limits};
 
 pub use analysis::Slots;
 pub use columns::{ColumnId, ColumnOids};
+pub use decisions::Decisions;
 pub use quota::{AccountUsage, Quotas};
 
 use crate::upstream::{UpstreamConn, UpstreamError};
 
-/// Decisions kept per account; a statement's entry weighs its text and rewrite.
-const DECISION_CACHE_BYTES: u64 = 16 << 20;
+/// Decisions kept for all accounts together, unless configured otherwise.
+const DECISION_CACHE_BYTES: u64 = 64 << 20;
 /// Accounts whose rules are kept built; others are rebuilt on their next session.
 const ACCOUNT_CACHE_ENTRIES: u64 = 10_000;
 
@@ -59,6 +62,8 @@ pub struct Enforcement {
     limits: Limits,
     /// Cold analyses run a bounded number at a time, off the async workers.
     slots: Arc<Slots>,
+    /// Every account's decisions, under one byte budget.
+    decisions: Arc<Decisions>,
 }
 
 impl Enforcement {
@@ -71,7 +76,19 @@ impl Enforcement {
             columns: ArcSwapOption::empty(),
             quotas: Quotas::default(),
             denial_token: format!("maskgate_denied_{:016x}", rand::random::<u64>()),
+            decisions: Arc::new(Decisions::new(DECISION_CACHE_BYTES)),
         }
+    }
+
+    /// The same, with a decision cache of `bytes` for all accounts together.
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.decisions = Arc::new(Decisions::new(bytes));
+        self
+    }
+
+    /// The decision cache's size by its weigher (for the metrics).
+    pub fn cached_bytes(&self) -> u64 {
+        self.decisions.weighted_bytes()
     }
 
     /// The same, with these analysis limits for restricted accounts' statements.
@@ -131,7 +148,7 @@ impl Enforcement {
             login,
             columns,
             &self.keys,
-            (self.limits, self.slots.clone()),
+            (self.limits, self.slots.clone(), self.decisions.clone()),
         )?);
         self.accounts.insert(login.to_owned(), rules.clone());
         Some(rules)
@@ -159,9 +176,16 @@ struct Restricted {
     login: Arc<str>,
     enforcer: Enforcer,
     slots: Arc<Slots>,
-    decisions: moka::sync::Cache<String, Decision>,
+    decisions: Arc<Decisions>,
+    /// Numbers these rules in the shared cache (rules are rebuilt per policy generation).
+    id: u64,
+    /// What these rules hold in the shared cache.
+    share: Arc<decisions::Share>,
     hidden: HashSet<ColumnId>,
 }
+
+/// Numbers each built [`AccountRules`] for the decision cache's keys.
+static NEXT_RULES_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl AccountRules {
     fn build(
@@ -169,7 +193,7 @@ impl AccountRules {
         login: &str,
         columns: Option<Arc<ColumnOids>>,
         keys: &PseudonymKeys,
-        (limits, slots): (Limits, Arc<Slots>),
+        (limits, slots, decisions): (Limits, Arc<Slots>, Arc<Decisions>),
     ) -> Option<AccountRules> {
         let rules = policy.effective(login)?;
         let (max_rows, rows_per_hour, statements_per_minute) = (
@@ -188,16 +212,9 @@ impl AccountRules {
                 login: login.into(),
                 enforcer,
                 slots,
-                decisions: moka::sync::Cache::builder()
-                    .max_capacity(DECISION_CACHE_BYTES)
-                    .weigher(|text: &String, decision: &Decision| {
-                        let rewritten = match decision.as_ref() {
-                            Ok(r) => r.text.len(),
-                            Err(d) => d.message.len(),
-                        };
-                        u32::try_from(text.len() + rewritten).unwrap_or(u32::MAX)
-                    })
-                    .build(),
+                decisions,
+                id: NEXT_RULES_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                share: Arc::default(),
                 hidden,
             }
         });
@@ -257,7 +274,8 @@ impl AccountRules {
 
     /// The cached decision for a statement text, if it was seen under this policy.
     pub fn cached(&self, sql: &str) -> Option<Decision> {
-        self.restricted().decisions.get(sql)
+        let restricted = self.restricted();
+        restricted.decisions.get(restricted.id, sql)
     }
 
     /// Analyzes a statement text (a slot, the budget and the time it takes) and
@@ -290,7 +308,7 @@ impl AccountRules {
         if !transient {
             restricted
                 .decisions
-                .insert(sql.to_owned(), decision.clone());
+                .insert((restricted.id, &restricted.share), sql, decision.clone());
         }
         decision
     }

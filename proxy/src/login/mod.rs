@@ -5,5 +5,5 @@
 pub mod lockout;
 pub mod sessions;
 
-pub use lockout::{LockoutPolicy, Lockouts};
+pub use lockout::{Attempt, Failed, LockoutPolicy, Lockouts, Refusal};
 pub use sessions::{SessionCounts, SessionSlot};

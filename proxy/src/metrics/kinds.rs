@@ -31,6 +31,15 @@ impl EncodeLabelSet for QuotaLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct LimitLabel(pub(super) &'static str);
+
+impl EncodeLabelSet for LimitLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        [("limit", self.0)].encode(encoder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct ReasonLabel(pub(super) RejectReason);
 
 impl EncodeLabelSet for ReasonLabel {

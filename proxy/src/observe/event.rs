@@ -74,6 +74,8 @@ pub enum Refusal {
     CopyRow,
     /// The audit trail could not take the statement's record.
     Unrecorded,
+    /// The session holds its maximum of prepared statements or portals.
+    SessionLimit,
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,8 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
             Refusal::Policy | Refusal::CopyRow | Refusal::Unrecorded => metrics.statement_denied(),
             Refusal::StatementQuota => metrics.quota_exceeded(false),
             Refusal::RowQuota => metrics.quota_exceeded(true),
+            // Counted by the session, which knows which cap it was.
+            Refusal::SessionLimit => {}
         },
         Event::StatementStopped(stopped) => match stopped.limit {
             StopLimit::RowCap(_) => metrics.row_cap_exceeded(),
@@ -26,10 +28,12 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
     }
 }
 
-/// Writes the event's log line. Values a client chose (login names, error details that
-/// quote them) are logged with `?`, quoted and escaped, so a newline in a login name
-/// cannot forge a line of the human-format log; statements appear only as
-/// fingerprints.
+/// Writes the event's log line. Every value a client chose or that can quote one
+/// (login names, error details, denial reasons naming its identifiers, statement
+/// fingerprints, which keep quoted identifiers) is logged with `?`, quoted and
+/// escaped, so a newline or an escape sequence cannot forge a line of the
+/// human-format log; the JSON format escapes them as JSON. Statements appear only
+/// as fingerprints.
 pub(super) fn log(event: &Event) {
     match event {
         Event::Login(attempt) => log_login(attempt),
@@ -50,7 +54,7 @@ pub(super) fn log(event: &Event) {
                     "database server closed the session's connection"
                 ),
                 SessionEnd::ClosedByMaskgate(reason) => tracing::info!(
-                    peer = %s.client, user = ?s.login, session = %s.id, reason = %reason,
+                    peer = %s.client, user = ?s.login, session = %s.id, reason = ?reason,
                     "session closed by maskgate"
                 ),
             }
@@ -58,14 +62,14 @@ pub(super) fn log(event: &Event) {
         Event::StatementRefused(refused) => match refused.refusal {
             Refusal::CopyRow => tracing::info!(
                 session = %refused.session.id,
-                reason = %refused.reason,
+                reason = ?refused.reason,
                 "COPY rows refused"
             ),
             _ => tracing::info!(
                 session = %refused.session.id,
                 sqlstate = %refused.sqlstate,
-                reason = %refused.reason,
-                statement = %refused.statement,
+                reason = ?refused.reason,
+                statement = ?refused.statement,
                 "statement denied"
             ),
         },
@@ -104,7 +108,7 @@ fn log_login(attempt: &LoginAttempt) {
             use crate::metrics::RejectReason as R;
             match reason {
                 R::AuthFailed => tracing::info!(%peer, user = ?user, "authentication failed"),
-                R::Upstream => tracing::warn!(%peer, error = %detail, "no upstream connection"),
+                R::Upstream => tracing::warn!(%peer, error = ?detail, "no upstream connection"),
                 R::Protocol if detail.is_empty() => {
                     tracing::debug!(%peer, "client left during login")
                 }
@@ -163,6 +167,42 @@ mod tests {
             }));
             assert_eq!(text.lines().count(), 1, "{text}");
             assert!(text.contains("clerk\\n2026"), "{text}");
+        }
+    }
+
+    #[test]
+    fn denial_reasons_and_fingerprints_cannot_forge_a_log_line() {
+        let policy = maskgate_policy::Policy::from_texts(
+            vec![("p.toml".into(), String::new())],
+            Default::default(),
+            time::macros::date!(2026 - 01 - 01),
+        )
+        .expect("an empty policy loads")
+        .policy;
+        let session = std::sync::Arc::new(crate::observe::SessionContext {
+            id: crate::observe::SessionId::next(),
+            login: "clerk".into(),
+            account_name: None,
+            roles: Vec::new(),
+            client: "127.0.0.1:5000".parse().unwrap(),
+            tls: None,
+            application_name: None,
+            database: "register".into(),
+            policy: policy.generation().clone(),
+            restricted: true,
+            started: std::time::Instant::now(),
+            totals: Default::default(),
+        });
+        let forged = "a\n2026-12-02T00:00:00Z  INFO session started user=\"dba\"";
+        for refusal in [Refusal::Policy, Refusal::CopyRow] {
+            let text = logged(&Event::StatementRefused(StatementRefused {
+                session: session.clone(),
+                refusal,
+                sqlstate: crate::error::SqlState::INSUFFICIENT_PRIVILEGE,
+                reason: format!("relation \"{forged}\" is not in the policy"),
+                statement: format!("SELECT * FROM \"{forged}\""),
+            }));
+            assert_eq!(text.lines().count(), 1, "{text}");
         }
     }
 }

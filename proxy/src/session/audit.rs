@@ -104,6 +104,7 @@ fn refusal_name(refusal: Refusal) -> &'static str {
         Refusal::RowQuota => "row_quota",
         Refusal::CopyRow => "copy_row",
         Refusal::Unrecorded => "unrecorded",
+        Refusal::SessionLimit => "session_limit",
     }
 }
 

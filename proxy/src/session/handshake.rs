@@ -1,6 +1,9 @@
 //! The first packets of a client connection: TLS negotiation and the
 //! StartupMessage, or a CancelRequest.
 
+use std::future::Future;
+use std::time::Duration;
+
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -32,22 +35,33 @@ pub enum Opening {
     Cancel { pid: i32, secret: i32 },
 }
 
+/// One login step: it must be over within `step`.
+async fn within<T>(
+    step: Duration,
+    work: impl Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    tokio::time::timeout(step, work)
+        .await
+        .unwrap_or(Err(SessionError::StepTimeout))
+}
+
 /// Negotiates TLS and reads the StartupMessage. The connection is kept in
 /// `slot` throughout (plain, then TLS), so the caller can report errors on it.
+/// The first bytes, the TLS handshake and each packet must arrive within `step`.
 pub async fn open(
     tcp: TcpStream,
     shared: &Shared,
     slot: &mut Option<Stream>,
+    step: Duration,
 ) -> Result<Opening, SessionError> {
     let mode = shared.config.client_tls.mode;
     let mut buf = BytesMut::with_capacity(512);
 
     let mut first = [0u8; 1];
-    let direct_tls = shared.tls.is_some()
-        && tcp.peek(&mut first).await? == 1
-        && first[0] == TLS_HANDSHAKE_RECORD;
+    let peeked = within(step, async { Ok(tcp.peek(&mut first).await?) }).await?;
+    let direct_tls = shared.tls.is_some() && peeked == 1 && first[0] == TLS_HANDSHAKE_RECORD;
     *slot = Some(if direct_tls {
-        accept_tls(tcp, shared).await?
+        within(step, accept_tls(tcp, shared)).await?
     } else {
         Stream::Plain(tcp)
     });
@@ -57,7 +71,10 @@ pub async fn open(
     let (mut ssl_answered, mut gss_answered) = (false, false);
     loop {
         let stream = slot.as_mut().expect("the slot holds the connection");
-        let packet = read_startup_packet(stream, &mut buf).await?;
+        let packet = within(step, async {
+            Ok(read_startup_packet(stream, &mut buf).await?)
+        })
+        .await?;
         let mut f = Fields::new(&packet[4..], "startup packet");
         let code = f.i32().map_err(|_| protocol("malformed startup packet"))?;
         match code {
@@ -79,7 +96,7 @@ pub async fn open(
                         let Some(Stream::Plain(tcp)) = slot.take() else {
                             unreachable!("checked above that the connection is not TLS yet");
                         };
-                        *slot = Some(accept_tls(tcp, shared).await?);
+                        *slot = Some(within(step, accept_tls(tcp, shared)).await?);
                     }
                     None => stream.write_all(b"N").await?,
                 }
@@ -134,6 +151,38 @@ pub async fn open(
             }
         }
     }
+}
+
+/// Answers a connection there is no room for with `error`, as PostgreSQL answers
+/// one beyond `max_connections`: after its startup packet (an SSLRequest or
+/// GSSENCRequest is declined first), all within `limit`. A client opening with
+/// TLS directly is just closed.
+pub async fn refuse(mut tcp: TcpStream, error: &ClientError, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        let mut buf = BytesMut::with_capacity(64);
+        for _ in 0..3 {
+            let Ok(packet) = read_startup_packet(&mut tcp, &mut buf).await else {
+                return;
+            };
+            let code = Fields::new(&packet[4..], "startup packet")
+                .i32()
+                .unwrap_or(0);
+            if code == SSL_REQUEST || code == GSSENC_REQUEST {
+                if tcp.write_all(b"N").await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if code != CANCEL_REQUEST {
+                let mut out = BytesMut::new();
+                error.encode(&mut out);
+                let _ = tcp.write_all(&out).await;
+                let _ = tcp.shutdown().await;
+            }
+            return;
+        }
+    })
+    .await;
 }
 
 async fn accept_tls(tcp: TcpStream, shared: &Shared) -> Result<Stream, SessionError> {

@@ -12,8 +12,11 @@
 use bytes::BytesMut;
 
 use super::account_guard::AccountGuard;
+use super::message_types::{invalid_type, is_skipped_till_sync};
+use super::pipeline::resources::{self, Cap, Resources};
 use super::pipeline::{Desync, Op, OpKind, Pipeline, RowVerdict, Step};
 use super::rules::SessionRules;
+use crate::config::SessionLimits;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::fields;
@@ -80,6 +83,41 @@ impl<'m> Intercept<'m> {
         }
     }
 
+    /// The same, with these caps on what the session holds upstream.
+    pub fn with_limits(mut self, limits: SessionLimits) -> Self {
+        self.pipeline.resources = Resources::new(limits);
+        self
+    }
+
+    /// The most prepared statements the session held at once.
+    pub fn prepared_high_water(&self) -> usize {
+        self.pipeline.resources.high_water()
+    }
+
+    /// A Query, Parse or Bind that would take the session past a cap is refused
+    /// as PostgreSQL refuses an exhausted resource.
+    fn over_cap(&mut self, tag: u8, body: &[u8], out: &mut BytesMut) -> Option<ClientVerdict> {
+        let held = &self.pipeline.resources;
+        let name = || {
+            fields::Fields::new(body, "message")
+                .cstr()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+        };
+        let cap = match tag {
+            frontend_tag::PARSE => held.may_parse(&name()).err(),
+            frontend_tag::BIND => held.may_bind(&name()).err(),
+            frontend_tag::QUERY if resources::prepares(body) => held.check_statements().err(),
+            _ => None,
+        }?;
+        self.metrics.guards().session_limit(cap == Cap::Portals);
+        let error = held.error(cap);
+        Some(match self.rules.as_mut() {
+            Some(rules) => rules.refuse_over_cap(&mut self.pipeline, tag, body, error, out),
+            None => ClientVerdict::Reject(error),
+        })
+    }
+
     /// Called for each complete client message, in order, before it is forwarded.
     #[inline]
     pub fn client_message(&mut self, tag: u8, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
@@ -104,6 +142,10 @@ impl<'m> Intercept<'m> {
         match tag {
             frontend_tag::QUERY => {
                 metrics.statement();
+                if let Some(refused) = self.over_cap(tag, body, out) {
+                    return refused;
+                }
+                let pipe = &mut self.pipeline;
                 match self.rules.as_mut() {
                     Some(rules) => rules.query(pipe, body, out),
                     None => forward(
@@ -140,6 +182,10 @@ impl<'m> Intercept<'m> {
             }
             frontend_tag::PARSE => {
                 self.unsynced = true;
+                if let Some(refused) = self.over_cap(tag, body, out) {
+                    return refused;
+                }
+                let pipe = &mut self.pipeline;
                 match self.rules.as_mut() {
                     Some(rules) => rules.parse(pipe, body, out),
                     None => forward(
@@ -154,6 +200,10 @@ impl<'m> Intercept<'m> {
             }
             frontend_tag::BIND => {
                 self.unsynced = true;
+                if let Some(refused) = self.over_cap(tag, body, out) {
+                    return refused;
+                }
+                let pipe = &mut self.pipeline;
                 match self.rules.as_mut() {
                     Some(rules) => rules.bind(pipe, body, out),
                     None => forward(
@@ -169,7 +219,13 @@ impl<'m> Intercept<'m> {
                 self.unsynced = true;
                 match self.rules.as_mut() {
                     Some(rules) => rules.describe_or_close(pipe, tag, body, out),
-                    None if tag == frontend_tag::CLOSE => forward(pipe, OpKind::Close),
+                    None if tag == frontend_tag::CLOSE => {
+                        let mut f = fields::Fields::new(body, "Close");
+                        let kind = f.u8().unwrap_or(b'S');
+                        let name = f.cstr().map(String::from_utf8_lossy).unwrap_or_default();
+                        let name = name.into_owned();
+                        forward(pipe, OpKind::Close { kind, name })
+                    }
                     None => forward(pipe, OpKind::Describe),
                 }
             }
@@ -188,10 +244,7 @@ impl<'m> Intercept<'m> {
                 SqlState::FEATURE_NOT_SUPPORTED,
                 "maskgate does not relay fast-path function calls (FunctionCall messages)",
             )),
-            other => ClientVerdict::Reject(ClientError::fatal(
-                SqlState::PROTOCOL_VIOLATION,
-                format!("invalid frontend message type {}", describe_tag(other)),
-            )),
+            other => ClientVerdict::Reject(invalid_type(other)),
         }
     }
 
@@ -228,6 +281,13 @@ impl<'m> Intercept<'m> {
             Ok(step) => step,
             Err(desync) => return ServerVerdict::Close(desync_error(desync)),
         };
+        if tag == backend_tag::COMMAND_COMPLETE && self.pipeline.resources.over_cap() {
+            // Several PREPAREs in one Query went past the cap: the session ends, and
+            // its connection with the backend's memory.
+            let mut fatal = self.pipeline.resources.error(Cap::Statements);
+            fatal.severity = crate::error::Severity::Fatal;
+            return ServerVerdict::Close(fatal);
+        }
         if let Step::Ready { sent } = &step {
             self.tx_status = body.first().copied().unwrap_or(b'I');
             self.metrics.observe_statement(sent.elapsed());
@@ -295,23 +355,6 @@ fn copy_kind(tag: u8) -> OpKind {
     }
 }
 
-/// Messages PostgreSQL discards while it skips to the next Sync.
-fn is_skipped_till_sync(tag: u8) -> bool {
-    matches!(
-        tag,
-        frontend_tag::QUERY
-            | frontend_tag::PARSE
-            | frontend_tag::BIND
-            | frontend_tag::DESCRIBE
-            | frontend_tag::EXECUTE
-            | frontend_tag::CLOSE
-            | frontend_tag::FLUSH
-            | frontend_tag::COPY_DATA
-            | frontend_tag::COPY_DONE
-            | frontend_tag::COPY_FAIL
-    )
-}
-
 /// The session cannot tell which statement the server is answering: it is closed
 /// rather than let counts, checks or denials follow the wrong statement.
 fn desync_error(desync: Desync) -> ClientError {
@@ -326,14 +369,6 @@ fn desync_error(desync: Desync) -> ClientError {
             desync.0
         ),
     )
-}
-
-fn describe_tag(tag: u8) -> String {
-    if tag.is_ascii_graphic() {
-        format!("'{}'", tag as char)
-    } else {
-        format!("{tag:#04x}")
-    }
 }
 
 #[cfg(test)]

@@ -11,38 +11,38 @@ mod auto_prepare;
 mod copy_check;
 mod handshake;
 mod intercept;
+mod login;
+mod message_types;
 pub mod params;
 mod pipeline;
 mod relay;
 mod rule_errors;
 mod rules;
+mod statements;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
-use maskgate_policy::{LoginDenial, Policy};
+use maskgate_policy::Policy;
 
-use crate::auth::{self, AuthError};
+use crate::admission::PendingPermit;
+use crate::auth::AuthError;
 use crate::enforcement::AccountRules;
 use crate::error::{ClientError, SqlState, UserFacingError};
 use crate::login::SessionSlot;
 use crate::metrics::RejectReason;
-use crate::observe::{
-    Event, LoginAttempt, LoginOutcome, SessionContext, SessionEnd, SessionEnded, SessionId,
-    TlsFacts,
-};
+use crate::observe::{Event, LoginAttempt, LoginOutcome, SessionContext, SessionEnd, SessionEnded};
 use crate::protocol;
 use crate::protocol::io::ReadError;
 use crate::server::Shared;
 use crate::stream::Stream;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use account_guard::AccountGuard;
-use handshake::Opening;
 use params::StartupRequest;
 use relay::{Controls, Relay, RelayEnd};
 use rules::SessionRules;
@@ -63,6 +63,9 @@ pub enum SessionError {
     Refused(RejectReason, ClientError),
     #[error("connection closed by the client")]
     Closed,
+    /// A login step (the first bytes, the TLS handshake) took too long.
+    #[error("login step timed out")]
+    StepTimeout,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -95,6 +98,9 @@ impl SessionError {
                 RejectReason::ShuttingDown
             }
             SessionError::Auth(AuthError::Failed { .. }) => RejectReason::AuthFailed,
+            SessionError::StepTimeout | SessionError::Auth(AuthError::TimedOut) => {
+                RejectReason::LoginTimeout
+            }
             SessionError::Upstream(_) => RejectReason::Upstream,
             SessionError::Refused(reason, _) => *reason,
             SessionError::Tls(_) => RejectReason::Tls,
@@ -109,6 +115,10 @@ impl SessionError {
             SessionError::Auth(AuthError::Closed | AuthError::Io(_)) => None,
             SessionError::Auth(e) => Some(e.to_client_error()),
             SessionError::Upstream(e) => Some(e.to_client_error()),
+            SessionError::StepTimeout => Some(ClientError::fatal(
+                SqlState::PROTOCOL_VIOLATION,
+                "login step did not complete in time",
+            )),
             SessionError::Tls(_) | SessionError::Closed | SessionError::Io(_) => None,
         }
     }
@@ -125,11 +135,13 @@ struct Attached {
     rules: Arc<AccountRules>,
     context: Arc<SessionContext>,
     _slot: SessionSlot,
+    /// The session's place among authenticated sessions.
+    _place: OwnedSemaphorePermit,
 }
 
-/// Serves one client connection. `admitted` is false when the connection
-/// limit is reached: the client then gets a 53300 error after its startup packet.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitted: bool) {
+/// Serves one client connection, which holds `pending` (its place among the
+/// connections logging in) until its login is over.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pending: PendingPermit) {
     let _ = tcp.set_nodelay(true);
     let login_timeout = shared.config.server.login_timeout;
     let mut client: Option<Stream> = None;
@@ -140,7 +152,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     let login = tokio::select! {
         result = tokio::time::timeout(
             login_timeout,
-            login(tcp, peer, &shared, admitted, (&mut client, &mut user)),
+            login::login(tcp, peer, &shared, (&mut client, &mut user)),
         ) => result,
         _ = shared.draining.cancelled() => {
             refused(&shared, peer, None, RejectReason::ShuttingDown, String::new());
@@ -152,6 +164,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
             return;
         }
     };
+    // A refused connection keeps its pending place until it is told (after the
+    // failed-login delay): otherwise fast failures could pile up connections
+    // outside every budget.
     let attached = match login {
         Ok(Ok(Some(attached))) => attached,
         Ok(Ok(None)) => return,
@@ -175,6 +190,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
             return;
         }
     };
+    drop(pending);
     let context = attached.context.clone();
     shared.events.emit(Event::Login(LoginAttempt {
         client: peer,
@@ -189,7 +205,23 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admitt
     }));
 }
 
-/// Reports a refused login attempt.
+/// Tells a connection that came when too many were logging in that there is no
+/// room (`53300`), as PostgreSQL would, then closes it; `permit` bounds how many
+/// such refusals run at once, and each takes at most a second.
+pub async fn refuse_busy(tcp: TcpStream, permit: OwnedSemaphorePermit) {
+    let error = ClientError::fatal(
+        SqlState::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients are logging in already",
+    )
+    .with_hint("try again in a moment");
+    handshake::refuse(tcp, &error, std::time::Duration::from_secs(1)).await;
+    drop(permit);
+}
+
+/// Reports a refused login attempt. Connections that never said who they are
+/// (silent, garbage, a failed TLS handshake), and refusals of an address that
+/// failed too often, are only counted: under a flood, a log line or audit record
+/// for each would be the flood's amplifier.
 fn refused(
     shared: &Shared,
     client: SocketAddr,
@@ -197,21 +229,21 @@ fn refused(
     reason: RejectReason,
     detail: String,
 ) {
+    let anonymous = login.is_none()
+        && matches!(
+            reason,
+            RejectReason::LoginTimeout | RejectReason::Protocol | RejectReason::Tls
+        );
+    if anonymous || reason == RejectReason::AddressLimited {
+        shared.metrics.client_rejected(reason);
+        tracing::debug!(peer = %client, %reason, "connection refused before login");
+        return;
+    }
     shared.events.emit(Event::Login(LoginAttempt {
         client,
         login: login.map(str::to_owned),
         outcome: LoginOutcome::Refused { reason, detail },
     }));
-}
-
-fn denial_reason(denial: LoginDenial) -> RejectReason {
-    match denial {
-        LoginDenial::Disabled | LoginDenial::NotYetValid | LoginDenial::Expired => {
-            RejectReason::AccountInactive
-        }
-        LoginDenial::Address | LoginDenial::Certificate => RejectReason::UnregisteredMachine,
-        LoginDenial::OutsideHours => RejectReason::OutsideHours,
-    }
 }
 
 async fn reject(
@@ -246,311 +278,6 @@ async fn send_error(client: Option<&mut Stream>, error: &ClientError) {
     .await;
 }
 
-/// TLS, startup, authentication and upstream attachment. Returns `None` for
-/// connections that were only a CancelRequest. `client` receives the stream
-/// as soon as there is one, so errors can be reported on it, and `user` the login
-/// name as soon as the client sent it, so refusals name it.
-async fn login(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    shared: &Shared,
-    admitted: bool,
-    (client, user): (&mut Option<Stream>, &mut Option<String>),
-) -> Result<Option<Attached>, SessionError> {
-    let (stream, request, mut pending) = match handshake::open(tcp, shared, client).await? {
-        Opening::Cancel { pid, secret } => {
-            forward_cancel(shared, pid, secret).await;
-            return Ok(None);
-        }
-        Opening::Session { request, pending } => (
-            client.as_mut().expect("handshake stored the stream"),
-            request,
-            pending,
-        ),
-    };
-    *user = Some(request.user.clone());
-    if !admitted {
-        return Err(ClientError::fatal(
-            SqlState::TOO_MANY_CONNECTIONS,
-            "sorry, too many clients already",
-        )
-        .into());
-    }
-    if shared.draining.is_cancelled() {
-        return Err(ClientError::fatal(
-            SqlState::ADMIN_SHUTDOWN,
-            "maskgate is shutting down and accepts no new sessions",
-        )
-        .into());
-    }
-    let database = &shared.config.upstream.database;
-    if let Some(requested) = &request.database {
-        if requested != database {
-            return Err(ClientError::fatal(
-                SqlState::INVALID_CATALOG_NAME,
-                format!("database \"{requested}\" is not served by maskgate"),
-            )
-            .with_hint(format!("connect to database \"{database}\""))
-            .into());
-        }
-    }
-
-    let login = request.user.as_str();
-    if shared.lockouts.check(login, Instant::now()).is_err() {
-        return Err(SessionError::Refused(
-            RejectReason::LockedOut,
-            ClientError::fatal(
-                SqlState::INVALID_AUTHORIZATION,
-                "this account is temporarily locked after repeated failed logins",
-            )
-            .with_hint("try again later, or ask your security officer"),
-        ));
-    }
-    let policy = shared.policy.load_full();
-    let account = policy.account(login);
-    let authenticated = auth::authenticate(
-        stream,
-        &mut pending,
-        login,
-        account.map(|a| &a.verifier),
-        &shared.server_secret,
-    )
-    .await;
-    match authenticated {
-        // The failure count is cleared only once the login is admitted below:
-        // a right password from an unregistered machine must not wipe it.
-        Ok(()) => {}
-        Err(e @ AuthError::Failed { .. }) => {
-            if shared.lockouts.record_failure(login, Instant::now()) {
-                shared.events.emit(Event::Lockout {
-                    client: peer,
-                    login: login.to_owned(),
-                });
-            }
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let account = account.expect("authentication succeeds only for accounts in the policy");
-    let cert = match &*stream {
-        Stream::ServerTls(tls) => crate::tls::client_cert_fingerprint(tls),
-        _ => None,
-    };
-    account
-        .admit(policy.now(), peer.ip(), cert.as_ref())
-        .map_err(|denial| {
-            SessionError::Refused(
-                denial_reason(denial),
-                ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
-            )
-        })?;
-    let slot = shared
-        .sessions
-        .try_acquire(login, account.max_sessions)
-        .ok_or_else(|| {
-            SessionError::Refused(
-                RejectReason::MaxSessions,
-                ClientError::fatal(
-                    SqlState::INVALID_AUTHORIZATION,
-                    "this account already has its maximum number of open sessions",
-                )
-                .with_hint("close another session of this account first"),
-            )
-        })?;
-    shared.lockouts.record_success(login);
-
-    let mut upstream = shared.pool.get().await?;
-    if let Err(e) = apply_settings(&mut upstream, &request).await {
-        shared.pool.discard(upstream);
-        return Err(e);
-    }
-    let rules = match account_rules(shared, &policy, &request, &mut upstream).await {
-        Ok(rules) => rules,
-        Err(e) => {
-            shared.pool.discard(upstream);
-            return Err(e);
-        }
-    };
-    let stream = client
-        .as_ref()
-        .expect("the client stream is set after the handshake");
-    let context = Arc::new(SessionContext {
-        id: SessionId::next(),
-        login: request.user.clone(),
-        account_name: Some(account.name.clone()),
-        roles: account.roles.clone(),
-        client: peer,
-        tls: tls_facts(stream, cert),
-        application_name: request
-            .settings
-            .iter()
-            .find(|(name, _)| name == "application_name")
-            .map(|(_, value)| value.clone()),
-        database: shared.config.upstream.database.clone(),
-        policy: policy.generation().clone(),
-        restricted: rules.is_restricted(),
-        started: Instant::now(),
-        totals: Default::default(),
-    });
-    if let Err(e) = record_login(shared, &context) {
-        shared.pool.discard(upstream);
-        return Err(e);
-    }
-    let stream = client
-        .take()
-        .expect("the client stream is set after the handshake");
-    Ok(Some(Attached {
-        stream,
-        pending,
-        upstream,
-        request,
-        policy,
-        rules,
-        context,
-        _slot: slot,
-    }))
-}
-
-/// Queues the admitted login's audit record before the session starts. When the
-/// trail cannot take it, the session is refused like its statements would be: a
-/// session nobody could later attribute must not run.
-fn record_login(shared: &Shared, context: &Arc<SessionContext>) -> Result<(), SessionError> {
-    let Some(trail) = shared.events.audit() else {
-        return Ok(());
-    };
-    let payload = crate::observe::admitted_login(context);
-    match trail.record(crate::audit::kind::LOGIN, payload, None) {
-        Ok(()) => Ok(()),
-        Err(why) if trail.refuses_unrecorded(context.restricted) => Err(SessionError::Refused(
-            RejectReason::AuditUnavailable,
-            ClientError::fatal(
-                SqlState::INSUFFICIENT_RESOURCES,
-                format!("maskgate cannot record this login in its audit trail ({why}), so the session is not started"),
-            )
-            .with_hint("try again shortly; if it persists, tell your administrator"),
-        )),
-        Err(why) => {
-            tracing::error!(session = %context.id, error = %why, "a session starts without its login record");
-            Ok(())
-        }
-    }
-}
-
-/// The client leg's TLS, for the session's context.
-fn tls_facts(stream: &Stream, cert: Option<[u8; 32]>) -> Option<TlsFacts> {
-    let Stream::ServerTls(tls) = stream else {
-        return None;
-    };
-    Some(TlsFacts {
-        version: tls
-            .get_ref()
-            .1
-            .protocol_version()
-            .map_or_else(|| "unknown".to_owned(), |v| format!("{v:?}")),
-        client_certificate: cert.map(|c| c.iter().map(|b| format!("{b:02x}")).collect()),
-    })
-}
-
-/// The account's rules for this session. A restricted account needs the column
-/// identities of the protected tables for the result check; if they cannot be read,
-/// the session is refused rather than run without it.
-async fn account_rules(
-    shared: &Shared,
-    policy: &Arc<Policy>,
-    request: &StartupRequest,
-    upstream: &mut UpstreamConn,
-) -> Result<Arc<AccountRules>, SessionError> {
-    let login = request.user.as_str();
-    let unavailable = || {
-        SessionError::Refused(
-            RejectReason::EnforcementUnavailable,
-            ClientError::fatal(
-                SqlState::CONNECTION_FAILURE,
-                "maskgate cannot enforce this account's rules right now",
-            )
-            .with_hint("try again shortly; if it persists, tell the database administrators"),
-        )
-    };
-    let restricted = policy
-        .effective(login)
-        .is_some_and(|rules| !rules.unrestricted);
-    if restricted {
-        let encoding = request_encoding(request);
-        if encoding.is_some_and(|e| !rules::is_utf8(e)) {
-            return Err(SessionError::Refused(
-                RejectReason::StartupParameter,
-                rules::encoding_error(),
-            ));
-        }
-        if let Err(e) = shared.enforcement.load_columns(policy, upstream).await {
-            tracing::error!(error = %e, "cannot read the column identities of the protected tables");
-            return Err(unavailable());
-        }
-    }
-    shared
-        .enforcement
-        .account(policy, login)
-        .ok_or_else(unavailable)
-}
-
-/// The client_encoding the client asked for at startup, if any.
-fn request_encoding(request: &StartupRequest) -> Option<&str> {
-    request
-        .settings
-        .iter()
-        .find(|(name, _)| name == "client_encoding")
-        .map(|(_, value)| value.as_str())
-}
-
-/// Applies the client's startup settings to the upstream session.
-async fn apply_settings(
-    upstream: &mut UpstreamConn,
-    request: &StartupRequest,
-) -> Result<(), SessionError> {
-    if request.settings.is_empty() {
-        return Ok(());
-    }
-    let mut sql = String::new();
-    for (name, value) in &request.settings {
-        // Names come from the allowlist in `params`, values from the client: both go
-        // through the workspace's quoting functions (`params` already refused NUL).
-        let (Ok(name), Ok(value)) = (
-            maskgate_mask::quote_ident(name),
-            maskgate_mask::quote_literal(value),
-        ) else {
-            return Err(ClientError::fatal(
-                SqlState::PROTOCOL_VIOLATION,
-                format!("startup parameter \"{name}\" has an invalid value"),
-            )
-            .into());
-        };
-        sql.push_str(&format!("SET {name} = {value};"));
-    }
-    match upstream.run_internal(&sql).await {
-        Ok(_) => Ok(()),
-        Err(UpstreamError::Server { sqlstate, message }) => Err(ClientError {
-            sqlstate: SqlState::from_bytes(sqlstate.as_bytes())
-                .unwrap_or(SqlState::PROTOCOL_VIOLATION),
-            ..ClientError::fatal(SqlState::PROTOCOL_VIOLATION, message)
-        }
-        .into()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn forward_cancel(shared: &Shared, pid: i32, secret: i32) {
-    match shared.cancel.lookup(pid, secret) {
-        Some(key) => {
-            if let Err(e) = shared.pool.connector().cancel(key).await {
-                tracing::warn!(error = %e, "could not forward a cancel request");
-            } else {
-                tracing::debug!("cancel request forwarded");
-            }
-        }
-        None => tracing::debug!("cancel request for no live session ignored"),
-    }
-}
-
 /// Relays an admitted session until it ends; how it ended.
 async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
     let Attached {
@@ -562,6 +289,7 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
         rules,
         context,
         _slot,
+        _place,
     } = attached;
     let cancel_guard = shared.cancel.register(upstream.cancel_key());
     let client_key = cancel_guard.client_key();
@@ -578,7 +306,7 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
     }
     shared.metrics.bytes_to_client(greeting.len());
 
-    let (end, reusable, in_flight) = {
+    let (end, reusable, in_flight, held) = {
         let mut relay = Relay::new(
             &mut stream,
             &mut upstream,
@@ -586,7 +314,10 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
             &shared.metrics,
             AccountGuard::new(&shared.policy, policy, &request.user),
             SessionRules::new(&shared.enforcement, rules, (&shared.events, context)),
-            shared.config.server.max_message_size,
+            (
+                shared.config.server.max_message_size,
+                shared.config.server.session_limits,
+            ),
         );
         let end = relay
             .run(Controls {
@@ -595,8 +326,10 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
                 idle_timeout: shared.config.server.client_idle_timeout,
             })
             .await;
-        (end, relay.upstream_reusable(), relay.in_flight())
+        let held = relay.prepared_high_water();
+        (end, relay.upstream_reusable(), relay.in_flight(), held)
     };
+    upstream.prepared_high_water = upstream.prepared_high_water.max(held);
     drop(cancel_guard);
 
     let session_end = match &end {

@@ -54,8 +54,10 @@ pub fn parse_startup<'a>(
             continue;
         }
         match key {
-            "user" => user = Some(value.to_string()),
-            "database" => req.database = Some(value.to_string()).filter(|d| !d.is_empty()),
+            "user" => user = Some(clip_name(value).to_string()),
+            "database" => {
+                req.database = Some(clip_name(value).to_string()).filter(|d| !d.is_empty())
+            }
             "options" => {
                 for (name, value) in parse_options(value)? {
                     add_setting(&mut req.settings, &name, value)?;
@@ -71,6 +73,22 @@ pub fn parse_startup<'a>(
         )
     })?;
     Ok(req)
+}
+
+/// The longest name PostgreSQL keeps (NAMEDATALEN - 1).
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// A user or database name cut to 63 bytes at a character boundary, as PostgreSQL
+/// cuts them: a client cannot make the proxy keep, log or count a longer one.
+pub fn clip_name(name: &str) -> &str {
+    if name.len() <= MAX_NAME_BYTES {
+        return name;
+    }
+    let mut end = MAX_NAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 fn add_setting(
@@ -270,5 +288,17 @@ mod tests {
     fn protocol_options_are_collected_for_negotiation() {
         let req = parse(&[("user", "a"), ("_pq_.compression", "on")]).unwrap();
         assert_eq!(req.unsupported_protocol_options, vec!["_pq_.compression"]);
+    }
+
+    #[test]
+    fn names_are_cut_to_63_bytes_like_postgresql() {
+        let long = "x".repeat(10_000);
+        let req = parse(&[("user", &long), ("database", &long)]).unwrap();
+        assert_eq!(req.user.len(), 63);
+        assert_eq!(req.database.as_deref().map(str::len), Some(63));
+        // Never inside a character: 31 two-byte letters, then a cut before the 32nd.
+        let accented = "é".repeat(40);
+        assert_eq!(clip_name(&accented).len(), 62);
+        assert_eq!(clip_name("alice"), "alice");
     }
 }

@@ -17,15 +17,20 @@
 //! message the model cannot place is a [`Desync`]: the session is closed rather than
 //! guessed at.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::error::{ClientError, SqlState};
 
+mod confirmed;
+mod copy_in;
 mod outcome;
+pub mod resources;
 use crate::protocol::backend_tag;
+use confirmed::Confirmed;
 use outcome::error_sqlstate;
 pub use outcome::{Finished, Outcome, Seen};
+use resources::Resources;
 
 /// The server sent something the model of its state does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +89,11 @@ pub enum OpKind {
         portal: String,
         cap: Option<u64>,
     },
-    Close,
+    /// A Close of a statement (`S`) or portal (`P`).
+    Close {
+        kind: u8,
+        name: String,
+    },
     Sync,
     /// One or more CopyData messages in a row.
     CopyData,
@@ -221,38 +230,6 @@ struct Active {
     seen: Seen,
 }
 
-/// Counts and names the server has confirmed, for the statements still to come.
-#[derive(Debug, Default)]
-struct Confirmed {
-    portal_rows: HashMap<String, u64>,
-    cursor_rows: HashMap<String, u64>,
-    portal_keys: HashMap<String, CountKey>,
-    /// Prepared statements that FETCH from a cursor, by statement name.
-    fetches: HashMap<String, String>,
-}
-
-impl Confirmed {
-    fn before(&self, key: &CountKey) -> u64 {
-        match key {
-            CountKey::Statement => 0,
-            CountKey::Portal(p) => self.portal_rows.get(p).copied().unwrap_or(0),
-            CountKey::Cursor(c) => self.cursor_rows.get(c).copied().unwrap_or(0),
-        }
-    }
-
-    /// What an Execute of `portal` counts against. A named portal this session never
-    /// bound can only be a SQL cursor: PostgreSQL keeps cursors and protocol portals
-    /// in one namespace, so Execute reads a `DECLARE`d cursor directly, and its rows
-    /// count with the cursor's FETCHes.
-    fn portal_key(&self, portal: &str) -> CountKey {
-        match self.portal_keys.get(portal) {
-            Some(key) => key.clone(),
-            None if portal.is_empty() => CountKey::Portal(String::new()),
-            None => CountKey::Cursor(portal.to_owned()),
-        }
-    }
-}
-
 /// The queue of messages the server has yet to answer, and what it is doing now.
 #[derive(Debug, Default)]
 pub struct Pipeline {
@@ -268,6 +245,8 @@ pub struct Pipeline {
     lost: Vec<u32>,
     /// Audited statements that ended, for their records.
     finished: Vec<Finished>,
+    /// The named statements and portals the session holds upstream.
+    pub resources: Resources,
 }
 
 impl Pipeline {
@@ -276,6 +255,12 @@ impl Pipeline {
     pub fn push(&mut self, op: Op) {
         if op.is_copy() && self.is_idle() {
             return;
+        }
+        match &op.kind {
+            OpKind::Parse { name, .. } if !name.is_empty() => self.resources.sent(false),
+            OpKind::Bind { portal, .. } if !portal.is_empty() => self.resources.sent(true),
+            OpKind::Close { kind, name } => self.resources.closing(*kind, name),
+            _ => {}
         }
         if matches!(op.kind, OpKind::CopyData)
             && self
@@ -307,6 +292,11 @@ impl Pipeline {
                 | backend_tag::NOTIFICATION_RESPONSE
         ) {
             return Ok(Step::Pass);
+        }
+        if tag == backend_tag::READY_FOR_QUERY && body.first() == Some(&b'I') {
+            // The transaction is over, and with it every portal.
+            self.resources.transaction_ended();
+            self.confirmed.transaction_ended();
         }
         if self.active.is_none() {
             self.begin()?;
@@ -374,8 +364,23 @@ impl Pipeline {
         }
     }
 
+    /// A named Parse or Bind left the queue, `created` when the server confirmed it.
+    fn settle(&mut self, kind: &OpKind, created: bool) {
+        match kind {
+            OpKind::Parse { name, .. } if !name.is_empty() => {
+                self.resources.answered(false, name, created)
+            }
+            OpKind::Bind { portal, .. } if !portal.is_empty() => {
+                self.resources.answered(true, portal, created)
+            }
+            OpKind::Close { kind, name } => self.resources.closed(*kind, name, created),
+            _ => {}
+        }
+    }
+
     /// A message that will not be answered: what it would have created does not exist.
     fn lose(&mut self, op: Op) {
+        self.settle(&op.kind, false);
         if let Some(stmt) = op.audit {
             self.finished.push(Finished {
                 stmt,
@@ -486,13 +491,14 @@ impl Pipeline {
             (_, backend_tag::ERROR_RESPONSE) => return Ok(self.extended_error(body)),
             (OpKind::Parse { .. }, backend_tag::PARSE_COMPLETE) => Step::Pass,
             (OpKind::Bind { .. }, backend_tag::BIND_COMPLETE) => Step::Pass,
-            (OpKind::Close, backend_tag::CLOSE_COMPLETE) => Step::Pass,
+            (OpKind::Close { .. }, backend_tag::CLOSE_COMPLETE) => Step::Pass,
             (OpKind::Describe, backend_tag::PARAMETER_DESCRIPTION) => return Ok(Step::Pass),
             (OpKind::Describe, backend_tag::NO_DATA) => Step::Pass,
             (OpKind::Describe, backend_tag::ROW_DESCRIPTION) => Step::Description,
             _ => return Err(Desync("unexpected answer to an extended-protocol message")),
         };
         let done = self.active.take().expect("a message is being answered");
+        self.settle(&done.op.kind, true);
         match done.op.kind {
             OpKind::Parse {
                 name, fetch_cursor, ..
@@ -520,6 +526,7 @@ impl Pipeline {
     /// An error answering an extended-protocol message: the server skips to Sync.
     fn extended_error(&mut self, body: &[u8]) -> Step {
         let mut done = self.active.take().expect("a message is being answered");
+        self.settle(&done.op.kind, false);
         self.skipping = true;
         let denial = done.op.denial.take();
         done.seen
@@ -624,6 +631,8 @@ impl Pipeline {
 
     /// Ends the statement answering now and adds its rows to its portal or cursor.
     fn complete(&mut self, command_tag: &[u8]) -> Completion {
+        self.resources
+            .command(command_tag.strip_suffix(b"\0").unwrap_or(command_tag));
         let more_pending = self.more_pending();
         let Some(counter) = self.active().counter.take() else {
             return Completion::Done;
@@ -727,81 +736,6 @@ impl Pipeline {
             None => self.client_skip = !sync_sent,
         }
         true
-    }
-
-    /// The server's answer during COPY FROM STDIN: the copy's end, or its error.
-    fn copy_in(&mut self, tag: u8, body: &[u8]) -> Result<Step, Desync> {
-        match tag {
-            backend_tag::COMMAND_COMPLETE => {
-                // The server read every copy message up to CopyDone, swallowing Syncs.
-                loop {
-                    match self.ops.pop_front().map(|op| op.kind) {
-                        Some(OpKind::CopyData | OpKind::Sync) => {}
-                        Some(OpKind::CopyDone) => break,
-                        _ => return Err(Desync("COPY FROM STDIN ended without CopyDone")),
-                    }
-                }
-                self.active().copy = Copy::None;
-                let completion = self.complete(b"");
-                if !matches!(self.active().op.kind, OpKind::Query { .. }) {
-                    let done = self.active.take().expect("a message is being answered");
-                    self.retire(done);
-                }
-                Ok(Step::Complete(completion))
-            }
-            backend_tag::ERROR_RESPONSE => {
-                let denial = self.end_failed_copy()?;
-                self.active().copy = Copy::None;
-                if matches!(self.active().op.kind, OpKind::Query { .. }) {
-                    let mut step = self.query(tag, body)?;
-                    if denial.is_some() {
-                        step = Step::Error(denial);
-                    }
-                    return Ok(step);
-                }
-                if let (Some(denial), Some(active)) = (&denial, self.active.as_mut()) {
-                    active.seen.sqlstate.get_or_insert(denial.sqlstate);
-                }
-                let step = self.extended_error(body);
-                Ok(if denial.is_some() {
-                    Step::Error(denial)
-                } else {
-                    step
-                })
-            }
-            _ => Err(Desync("unexpected message during COPY FROM STDIN")),
-        }
-    }
-
-    /// The copy messages a failed COPY read or leaves to be ignored. Syncs before the
-    /// first CopyData were swallowed when the COPY started; a Sync or another message
-    /// among the data may or may not have been read before the error, so the state
-    /// cannot be known. Returns the denial of the proxy's CopyFail, if it ended it.
-    fn end_failed_copy(&mut self) -> Result<Option<ClientError>, Desync> {
-        let mut data_seen = false;
-        loop {
-            let Some(op) = self.ops.front() else {
-                return Ok(None);
-            };
-            match op.kind {
-                OpKind::CopyData => data_seen = true,
-                OpKind::Sync if !data_seen => {}
-                OpKind::CopyDone => {}
-                OpKind::CopyFail => {
-                    let mut op = self.ops.pop_front().expect("the front was just seen");
-                    return Ok(op.denial.take());
-                }
-                _ => {
-                    return Err(Desync(
-                        "a COPY FROM STDIN failed with other messages pipelined among its data",
-                    ))
-                }
-            }
-            let op = self.ops.pop_front().expect("the front was just seen");
-            if matches!(op.kind, OpKind::CopyDone) {
-                return Ok(None);
-            }
-        }
     }
 }
 

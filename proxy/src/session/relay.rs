@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::account_guard::AccountGuard;
 use super::intercept::{ClientVerdict, Intercept, ServerVerdict};
+use super::message_types;
 use super::rules::SessionRules;
+use crate::config::SessionLimits;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::backend_tag;
@@ -84,7 +86,7 @@ impl<'a> Relay<'a> {
         metrics: &'a Metrics,
         account: AccountGuard<'a>,
         rules: SessionRules<'a>,
-        max_client_message: usize,
+        (max_client_message, limits): (usize, SessionLimits),
     ) -> Self {
         Self {
             client,
@@ -94,7 +96,7 @@ impl<'a> Relay<'a> {
             upstream_out: BytesMut::new(),
             client_flush: false,
             upstream_flush: false,
-            intercept: Intercept::new(metrics, Some(account), Some(rules)),
+            intercept: Intercept::new(metrics, Some(account), Some(rules)).with_limits(limits),
             scratch: BytesMut::new(),
             metrics,
             max_client_message,
@@ -111,6 +113,11 @@ impl<'a> Relay<'a> {
             && self.upstream_out.is_empty()
             && self.upstream.read_buf.is_empty()
             && !self.intercept.server_sent_fatal()
+    }
+
+    /// The most prepared statements the session held at once.
+    pub fn prepared_high_water(&self) -> usize {
+        self.intercept.prepared_high_water()
     }
 
     /// Statements were sent upstream and are not answered yet.
@@ -353,6 +360,14 @@ impl<'a> Relay<'a> {
         let mut pos = 0;
         let mut end = None;
         loop {
+            // Like PostgreSQL, an unknown type is refused from its first byte: its
+            // length is not looked at and its body never read or buffered.
+            if let Some(&tag) = self.client_in.get(pos) {
+                if !message_types::known_tag(tag) {
+                    end = Some(RelayEnd::Closed(message_types::invalid_type(tag)));
+                    break;
+                }
+            }
             let h = match frame::header(&self.client_in[pos..], self.max_client_message) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,

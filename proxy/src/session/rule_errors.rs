@@ -52,9 +52,80 @@ pub(super) fn hourly_error(per_hour: u64) -> ClientError {
     .with_hint("wait before reading more rows, or ask your security officer")
 }
 
+/// The text of a Query body as PostgreSQL reads it: UTF-8 up to a NUL that ends the
+/// message. Otherwise the error PostgreSQL answers (an ERROR: the session goes on).
+pub(super) fn statement_text(body: &[u8]) -> Result<&str, ClientError> {
+    let Some(end) = body.iter().position(|&b| b == 0) else {
+        return Err(ClientError::error(
+            SqlState::PROTOCOL_VIOLATION,
+            "invalid string in message",
+        ));
+    };
+    if end + 1 != body.len() {
+        return Err(ClientError::error(
+            SqlState::PROTOCOL_VIOLATION,
+            "invalid message format",
+        ));
+    }
+    let text = &body[..end];
+    std::str::from_utf8(text).map_err(|e| invalid_encoding(text, e))
+}
+
+/// PostgreSQL's error for bytes that are not UTF-8: the offending character's bytes,
+/// as many as its first byte announces.
+pub(super) fn invalid_encoding(text: &[u8], error: std::str::Utf8Error) -> ClientError {
+    let bad = &text[error.valid_up_to()..];
+    let announced = match bad.first().copied().unwrap_or(0) {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    };
+    let bytes: Vec<String> = bad
+        .iter()
+        .take(announced)
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    ClientError::error(
+        SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+        format!(
+            "invalid byte sequence for encoding \"UTF8\": {}",
+            bytes.join(" ")
+        ),
+    )
+}
+
 pub(super) fn malformed(what: &str) -> ClientError {
     ClientError::fatal(
         SqlState::PROTOCOL_VIOLATION,
         format!("malformed {what} message"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_texts_are_read_as_postgresql_reads_them() {
+        assert_eq!(statement_text(b"SELECT 1\0").unwrap(), "SELECT 1");
+        let e = statement_text(b"SELECT 1\0garbage").unwrap_err();
+        assert_eq!(
+            (e.sqlstate, e.message.as_str()),
+            (SqlState::PROTOCOL_VIOLATION, "invalid message format")
+        );
+        assert_eq!(
+            statement_text(b"SELECT 1").unwrap_err().message,
+            "invalid string in message"
+        );
+        let e = statement_text(b"SELECT '\xe2\x82'\0").unwrap_err();
+        assert_eq!(e.sqlstate, SqlState::CHARACTER_NOT_IN_REPERTOIRE);
+        assert_eq!(
+            e.message,
+            "invalid byte sequence for encoding \"UTF8\": 0xe2 0x82 0x27"
+        );
+        let e = statement_text(b"\xff\0").unwrap_err();
+        assert!(e.message.ends_with(": 0xff"), "{}", e.message);
+        assert!(matches!(e.severity, crate::error::Severity::Error));
+    }
 }

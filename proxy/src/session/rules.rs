@@ -18,17 +18,17 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use maskgate_policy::Policy;
-use maskgate_sql::{EnforcedStatement, StatementClass};
+use maskgate_sql::StatementClass;
 
 use super::audit::{StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
 use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
-use super::pipeline::{
-    Completion, CountKey, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step,
-};
+use super::pipeline::{Completion, Limit, Op, OpKind, Pipeline, RowVerdict, Step};
 use super::rule_errors::{cap_error, denial_error, hourly_error, reserved_error};
 pub(super) use super::rule_errors::{encoding_error, is_utf8, malformed};
+use super::rule_errors::{invalid_encoding, statement_text};
+use super::statements::{drops_prepared, drops_prepared_tag, fetch_cursor, log_statement, plan};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::observe::{
@@ -121,8 +121,13 @@ impl SessionRules<'_> {
             pipe.push(op.audited(stmt));
             return ClientVerdict::Forward;
         }
-        let Ok(sql) = Fields::new(body, "Query").str() else {
-            return ClientVerdict::Reject(malformed("Query"));
+        let sql = match statement_text(body) {
+            Ok(sql) => sql,
+            Err(error) => {
+                // Answered as PostgreSQL answers it, and the session goes on.
+                let lossy = String::from_utf8_lossy(body);
+                return self.deny(pipe, Replaced::Query, (Refusal::Policy, error), &lossy, out);
+            }
         };
         let decision = match self.decide(sql) {
             Ok(decision) => decision,
@@ -169,7 +174,7 @@ impl SessionRules<'_> {
             cap,
         });
         pipe.push(op.audited(stmt));
-        tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "query rewritten");
+        tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "query rewritten");
         protocol::write_query(out, &rewritten.text);
         ClientVerdict::Replace
     }
@@ -179,9 +184,20 @@ impl SessionRules<'_> {
     pub fn parse(&mut self, pipe: &mut Pipeline, body: &[u8], out: &mut BytesMut) -> ClientVerdict {
         self.copy.other_message();
         let mut f = Fields::new(body, "Parse");
-        let (Ok(name), Ok(sql)) = (f.cstr(), f.str()) else {
+        let (Ok(name), Ok(text)) = (f.cstr(), f.cstr()) else {
             return ClientVerdict::Reject(malformed("Parse"));
         };
+        let sql: std::borrow::Cow<'_, str> = match std::str::from_utf8(text) {
+            Ok(sql) => sql.into(),
+            Err(e) if self.restricted() => {
+                let refusal = (Refusal::Policy, invalid_encoding(text, e));
+                let lossy = String::from_utf8_lossy(text);
+                return self.deny(pipe, Replaced::Parse { name }, refusal, &lossy, out);
+            }
+            // Unrestricted statements go as sent, in the session's client_encoding.
+            Err(_) => String::from_utf8_lossy(text),
+        };
+        let sql = &*sql;
         if !self.restricted() {
             log_statement(body, "Parse", "parse");
             if self.audit.is_on() {
@@ -230,7 +246,7 @@ impl SessionRules<'_> {
         if drops_prepared(&rewritten.text) {
             self.auto_prepare.forget_all();
         }
-        tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "parse rewritten");
+        tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "parse rewritten");
         let plannable = first.is_some_and(|s| {
             matches!(s.kind, StatementClass::Read | StatementClass::Write) && s.cursor.is_none()
         });
@@ -342,7 +358,10 @@ impl SessionRules<'_> {
         }
         if tag == frontend_tag::CLOSE {
             self.audit.closed(kind, name);
-            pipe.push(Op::new(OpKind::Close));
+            pipe.push(Op::new(OpKind::Close {
+                kind,
+                name: String::from_utf8_lossy(name).into_owned(),
+            }));
             self.auto_prepare.close(body);
             return ClientVerdict::Forward;
         }
@@ -415,6 +434,30 @@ impl SessionRules<'_> {
         }
         self.account = account;
         Ok(())
+    }
+
+    /// Refuses a Query, Parse or Bind that would take the session past one of its
+    /// caps, as PostgreSQL answers an exhausted resource: an error, after which the
+    /// session goes on.
+    pub fn refuse_over_cap(
+        &mut self,
+        pipe: &mut Pipeline,
+        tag: u8,
+        body: &[u8],
+        error: ClientError,
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        let (replaced, sql) = match tag {
+            frontend_tag::QUERY => (Replaced::Query, String::from_utf8_lossy(body)),
+            frontend_tag::PARSE => {
+                let mut f = Fields::new(body, "Parse");
+                let name = f.cstr().unwrap_or_default();
+                let text = f.cstr().unwrap_or_default();
+                (Replaced::Parse { name }, String::from_utf8_lossy(text))
+            }
+            _ => (Replaced::Message, Default::default()),
+        };
+        self.deny(pipe, replaced, (Refusal::SessionLimit, error), &sql, out)
     }
 
     /// Begins the record of an unrestricted account's statement.
@@ -692,59 +735,5 @@ fn parse_op(name: &[u8], fetch_cursor: Option<String>, prepared: Option<u32>) ->
         name: String::from_utf8_lossy(name).into_owned(),
         fetch_cursor,
         prepared,
-    }
-}
-
-/// Whether a statement (as sent upstream) can drop the session's prepared statements.
-fn drops_prepared(sql: &str) -> bool {
-    let head = sql.trim_start().as_bytes();
-    let starts =
-        |word: &[u8]| head.len() >= word.len() && head[..word.len()].eq_ignore_ascii_case(word);
-    starts(b"DISCARD") || starts(b"DEALLOCATE")
-}
-
-/// The same, from a CommandComplete tag (a prepared DEALLOCATE runs at Execute).
-fn drops_prepared_tag(tag: &[u8]) -> bool {
-    tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE")
-}
-
-/// How a statement's rows count: a DECLARE starts its cursor's count again, a
-/// FETCH or MOVE adds to it.
-fn plan(statement: &EnforcedStatement) -> StatementPlan {
-    match &statement.cursor {
-        Some(cursor) if cursor.declare => StatementPlan {
-            key: CountKey::Statement,
-            declares: Some(cursor.name.clone()),
-        },
-        Some(cursor) => StatementPlan {
-            key: CountKey::Cursor(cursor.name.clone()),
-            declares: None,
-        },
-        None => StatementPlan {
-            key: CountKey::Statement,
-            declares: None,
-        },
-    }
-}
-
-/// The cursor a prepared FETCH reads.
-fn fetch_cursor(statement: &EnforcedStatement) -> Option<&str> {
-    statement
-        .cursor
-        .as_ref()
-        .filter(|c| !c.declare)
-        .map(|c| c.name.as_str())
-}
-
-/// Logs an unrestricted account's statement as its fingerprint, at debug level.
-fn log_statement(body: &[u8], message: &'static str, what: &'static str) {
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        let mut f = Fields::new(body, message);
-        if message == "Parse" {
-            let _ = f.cstr();
-        }
-        if let Ok(sql) = f.str() {
-            tracing::debug!(statement = %maskgate_sql::fingerprint(sql), "{what}");
-        }
     }
 }

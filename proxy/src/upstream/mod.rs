@@ -6,6 +6,7 @@
 
 mod auth;
 pub mod pool;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::future::Future as _;
@@ -61,6 +62,12 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("connection to the database server lost: {0}")]
     Io(#[from] io::Error),
+    /// No upstream connection was ready within `checkout_timeout`: the database
+    /// does not answer (frozen, overloaded, or the network is).
+    #[error(
+        "no upstream connection was ready within {after:?}: the database server is not answering"
+    )]
+    NotReady { after: Duration },
 }
 
 impl From<ReadError> for UpstreamError {
@@ -76,12 +83,30 @@ impl From<ReadError> for UpstreamError {
 impl UserFacingError for UpstreamError {
     fn to_client_error(&self) -> ClientError {
         match self {
-            // Errors PostgreSQL raised at connection time (too many connections,
-            // starting up, shutting down) keep their SQLSTATE; they name no data.
+            // Out of connections (class 53) or starting up (57P03): the client gets
+            // PostgreSQL's own SQLSTATE, so applications retry as they would against
+            // PostgreSQL. The messages name no data.
+            UpstreamError::Server { sqlstate, message }
+                if sqlstate.starts_with("53") || sqlstate == "57P03" =>
+            {
+                ClientError::fatal(
+                    SqlState::from_bytes(sqlstate.as_bytes())
+                        .unwrap_or(SqlState::CONNECTION_FAILURE),
+                    format!("the database server refused a connection: {message}"),
+                )
+            }
+            // Other errors at connection time (shutting down, authentication of the
+            // service account) are the proxy's connection failure; the message keeps
+            // PostgreSQL's code for the operator reading the client's report.
             UpstreamError::Server { sqlstate, message } => ClientError::fatal(
                 SqlState::CONNECTION_FAILURE,
                 format!("the database server refused a connection ({sqlstate}): {message}"),
             ),
+            UpstreamError::NotReady { .. } => ClientError::fatal(
+                SqlState::CONNECTION_FAILURE,
+                "the database server is not answering",
+            )
+            .with_hint("try again later; maskgate gave up waiting for it"),
             _ => ClientError::fatal(
                 SqlState::CONNECTION_FAILURE,
                 "maskgate could not connect to the database server",
@@ -99,6 +124,9 @@ pub struct UpstreamConn {
     /// ParameterStatus values the server has reported, kept current by the relay.
     pub(crate) params: BTreeMap<String, String>,
     pub(crate) cancel_key: CancelKey,
+    /// The most prepared statements its sessions held at once: the backend's memory
+    /// stays grown after `DISCARD ALL`, so a connection past the bound is not pooled.
+    pub(crate) prepared_high_water: usize,
 }
 
 /// What PostgreSQL needs to cancel this connection's running statement.
@@ -293,6 +321,9 @@ impl Connector {
                 source,
             })?;
         tcp.set_nodelay(true)?;
+        if let Some(idle) = self.config.tcp_keepalive {
+            set_keepalive(&tcp, idle)?;
+        }
         let Some(tls) = &self.tls else {
             return Ok(Stream::Plain(tcp));
         };
@@ -379,6 +410,7 @@ impl Connector {
             read_buf,
             params,
             cancel_key,
+            prepared_high_water: 0,
         })
     }
 
@@ -406,6 +438,20 @@ impl Connector {
             })
         })
     }
+}
+
+/// TCP keepalives on an upstream connection: a database host that vanished (power
+/// loss, a network partition) is noticed after `idle` plus a few probes, and data
+/// left unacknowledged as long ends the connection too.
+fn set_keepalive(tcp: &TcpStream, idle: Duration) -> io::Result<()> {
+    let interval = (idle / 4).max(Duration::from_secs(1));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(interval)
+        .with_retries(4);
+    let socket = socket2::SockRef::from(tcp);
+    socket.set_tcp_keepalive(&keepalive)?;
+    socket.set_tcp_user_timeout(Some(idle + 4 * interval))
 }
 
 /// Whether an ErrorResponse body is FATAL or PANIC (the server closes the connection after it).

@@ -3,7 +3,10 @@
 //! Opening a PostgreSQL connection costs a process fork and a SCRAM exchange;
 //! reusing one costs a `DISCARD ALL`. A connection returns to the pool only
 //! when its session ended cleanly between transactions, and only after the
-//! reset succeeded, so no state of one session reaches the next.
+//! reset succeeded within `reset_timeout`, so no state of one session reaches the
+//! next and a database that stopped answering holds no session for long. A
+//! connection whose sessions held many prepared statements at once is closed
+//! instead: its backend keeps the memory they took.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +22,8 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
+    reset_timeout: Duration,
+    recycle_after_prepared: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -33,6 +38,8 @@ impl Pool {
         Self {
             max_idle: config.pool_size,
             idle_timeout: config.pool_idle_timeout,
+            reset_timeout: config.reset_timeout,
+            recycle_after_prepared: config.recycle_after_prepared,
             connector,
             idle: Mutex::new(Vec::new()),
             metrics,
@@ -79,8 +86,14 @@ impl Pool {
             self.discard(conn);
             return;
         }
-        match conn.run_internal("DISCARD ALL").await {
-            Ok(b'I') => {}
+        if conn.prepared_high_water > self.recycle_after_prepared {
+            self.metrics.guards().upstream_recycled();
+            self.discard(conn);
+            return;
+        }
+        let reset = tokio::time::timeout(self.reset_timeout, conn.run_internal("DISCARD ALL"));
+        match reset.await {
+            Ok(Ok(b'I')) => {}
             _ => {
                 self.discard(conn);
                 return;

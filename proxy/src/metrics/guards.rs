@@ -1,0 +1,78 @@
+//! Counters of the guards that keep clients and slips from taking the proxy down:
+//! failed accepts, upstream connections recycled or not ready in time, session
+//! caps reached.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::kinds::LimitLabel;
+
+#[derive(Debug)]
+pub struct Guards {
+    accept_errors: Counter,
+    upstream_recycled: Counter,
+    checkout_timeouts: Counter,
+    prepared_limit: Counter,
+    portal_limit: Counter,
+}
+
+impl Guards {
+    pub(super) fn register(registry: &mut Registry) -> Guards {
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts on the client or admin listener (out of file descriptors and the like)",
+            accept_errors.clone(),
+        );
+        let upstream_recycled = Counter::default();
+        registry.register(
+            "upstream_recycled",
+            "Upstream connections closed instead of pooled because their backend grew \
+             (too many prepared statements held at once)",
+            upstream_recycled.clone(),
+        );
+        let checkout_timeouts = Counter::default();
+        registry.register(
+            "upstream_checkout_timeouts",
+            "Sessions refused because their upstream connection was not ready within checkout_timeout",
+            checkout_timeouts.clone(),
+        );
+        let limits = Family::<LimitLabel, Counter>::default();
+        let prepared_limit = limits.get_or_create_owned(&LimitLabel("prepared_statements"));
+        let portal_limit = limits.get_or_create_owned(&LimitLabel("portals"));
+        registry.register(
+            "session_limit_reached",
+            "Statements refused because the session holds its maximum of prepared statements or portals",
+            limits,
+        );
+        Guards {
+            accept_errors,
+            upstream_recycled,
+            checkout_timeouts,
+            prepared_limit,
+            portal_limit,
+        }
+    }
+
+    pub fn accept_error(&self) {
+        self.accept_errors.inc();
+    }
+
+    pub fn upstream_recycled(&self) {
+        self.upstream_recycled.inc();
+    }
+
+    pub fn checkout_timeout(&self) {
+        self.checkout_timeouts.inc();
+    }
+
+    /// A session reached its cap of prepared statements (or of portals).
+    pub fn session_limit(&self, portals: bool) {
+        if portals {
+            self.portal_limit.inc();
+        } else {
+            self.prepared_limit.inc();
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! What the rules read from a statement: whether it drops the session's prepared
+//! statements, how its rows count, the cursor a prepared FETCH reads, and its
+//! fingerprint in the debug log.
+
+use maskgate_sql::EnforcedStatement;
+
+use super::pipeline::{CountKey, StatementPlan};
+use crate::protocol::fields::Fields;
+
+/// Whether a statement (as sent upstream) can drop the session's prepared statements.
+pub(super) fn drops_prepared(sql: &str) -> bool {
+    let head = sql.trim_start().as_bytes();
+    let starts =
+        |word: &[u8]| head.len() >= word.len() && head[..word.len()].eq_ignore_ascii_case(word);
+    starts(b"DISCARD") || starts(b"DEALLOCATE")
+}
+
+/// The same, from a CommandComplete tag (a prepared DEALLOCATE runs at Execute).
+pub(super) fn drops_prepared_tag(tag: &[u8]) -> bool {
+    tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE")
+}
+
+/// How a statement's rows count: a DECLARE starts its cursor's count again, a
+/// FETCH or MOVE adds to it.
+pub(super) fn plan(statement: &EnforcedStatement) -> StatementPlan {
+    match &statement.cursor {
+        Some(cursor) if cursor.declare => StatementPlan {
+            key: CountKey::Statement,
+            declares: Some(cursor.name.clone()),
+        },
+        Some(cursor) => StatementPlan {
+            key: CountKey::Cursor(cursor.name.clone()),
+            declares: None,
+        },
+        None => StatementPlan {
+            key: CountKey::Statement,
+            declares: None,
+        },
+    }
+}
+
+/// The cursor a prepared FETCH reads.
+pub(super) fn fetch_cursor(statement: &EnforcedStatement) -> Option<&str> {
+    statement
+        .cursor
+        .as_ref()
+        .filter(|c| !c.declare)
+        .map(|c| c.name.as_str())
+}
+
+/// Logs an unrestricted account's statement as its fingerprint, at debug level.
+pub(super) fn log_statement(body: &[u8], message: &'static str, what: &'static str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let mut f = Fields::new(body, message);
+        if message == "Parse" {
+            let _ = f.cstr();
+        }
+        if let Ok(sql) = f.str() {
+            tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "{what}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! End to end against the real binary: the analyzer's decisions of every account
+//! share one cache bounded in bytes, so many restricted accounts sending many
+//! distinct statements leave the process's memory bounded.
+
+use std::path::Path;
+
+use futures_util::future::join_all;
+use maskgate_testkit::register::{self, Account, PASSWORD};
+use maskgate_testkit::{http_get, metric, ServeOptions, ServedBinary, TestProxy};
+use tokio_postgres::NoTls;
+
+const ACCOUNTS: usize = 4;
+const BUDGET: u64 = 2 << 20;
+
+async fn run(served: &ServedBinary, login: &str, statements: std::ops::Range<usize>) {
+    let (client, connection) = tokio_postgres::connect(&served.conn_string(login, PASSWORD), NoTls)
+        .await
+        .expect("a restricted account logs in");
+    tokio::spawn(connection);
+    for i in statements {
+        // Distinct texts, each a cold analysis and an entry of its own.
+        client
+            .simple_query(&format!(
+                "SELECT {i} AS n, 'padding to make the text longer' AS p"
+            ))
+            .await
+            .expect("allowed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_of_many_accounts_stay_within_one_byte_budget() {
+    let cluster = register::shared();
+    let accounts: Vec<Account> = (0..ACCOUNTS)
+        .map(|i| Account::new(&format!("clerk_cache_{i}"), &["clerk"]).with("province", "01"))
+        .collect();
+    let files = register::without_quotas(register::example_policy_files().unwrap());
+    let mut options = register::proxy_options(&accounts, files);
+    options.server_settings = format!("decision_cache_bytes = {BUDGET}");
+    let template = TestProxy::start(cluster, options)
+        .await
+        .expect("proxy starts");
+    let served = ServedBinary::start(
+        Path::new(env!("CARGO_BIN_EXE_maskgate")),
+        template,
+        ServeOptions::default(),
+    )
+    .await
+    .expect("maskgate runs");
+
+    let round = |range: std::ops::Range<usize>| {
+        join_all(
+            accounts
+                .iter()
+                .map(|a| run(&served, &a.login, range.clone())),
+        )
+    };
+    round(0..300).await;
+    let before = served.rss_bytes();
+    round(300..3000).await;
+    let after = served.rss_bytes();
+    let (_, text) = http_get(served.admin_addr().unwrap(), "/metrics").await;
+    let cached = metric(&text, "maskgate_decision_cache_bytes");
+    eprintln!(
+        "{} distinct statements over {ACCOUNTS} accounts: RSS {before} -> {after} bytes, \
+         cache {cached} bytes (budget {BUDGET})",
+        ACCOUNTS * 2700
+    );
+    assert!(cached <= BUDGET as f64, "{cached} bytes cached");
+    let growth = after.saturating_sub(before);
+    // Without a budget these entries took 13 MB; with it the cache holds at most
+    // 2 MiB and the rest is the sessions' and the allocator's (about 2.5 MB).
+    assert!(growth < 8 << 20, "memory grew by {growth} bytes");
+}

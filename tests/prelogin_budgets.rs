@@ -1,0 +1,217 @@
+//! End to end against the real binary: connections that never log in have a
+//! budget of their own (in total and per client address) and a deadline for each
+//! login step, so silent and slow floods leave real logins and `/health` served;
+//! at a lowered open-file limit the process refuses cleanly and recovers.
+
+#[path = "common/raw_login.rs"]
+mod raw_login;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use maskgate_testkit::{
+    http_get, metric, PgCluster, ProxyOptions, ServeOptions, ServedBinary, TestProxy,
+};
+use raw_login::{connect_from, login, Outcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse battery";
+const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const SLOW: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const REAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+async fn serve(server_settings: &str, options: ServeOptions) -> ServedBinary {
+    let template = TestProxy::start(
+        PgCluster::shared(),
+        ProxyOptions {
+            server_settings: server_settings.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("proxy starts");
+    ServedBinary::start(Path::new(env!("CARGO_BIN_EXE_maskgate")), template, options)
+        .await
+        .expect("maskgate runs")
+}
+
+/// `n` connections from `source` that send nothing.
+async fn silent(served: &ServedBinary, source: Ipv4Addr, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        if let Ok(tcp) = connect_from(served.addr(), source).await {
+            held.push(tcp);
+        }
+    }
+    held
+}
+
+/// Whether the server closed `tcp` within `within` (what it sent before is ignored).
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn metrics(served: &ServedBinary) -> String {
+    http_get(served.admin_addr().expect("admin endpoint"), "/metrics")
+        .await
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_floods_leave_real_logins_served() {
+    let served = serve(
+        "max_pending_logins = 64\nmax_pending_logins_per_address = 16\nlogin_step_timeout = \"1s\"",
+        ServeOptions::default(),
+    )
+    .await;
+    let db = served.database().to_string();
+    let mut flood = silent(&served, FLOODER, 300).await;
+    // Slowloris: a startup packet trickled a byte at a time.
+    let mut slow = silent(&served, SLOW, 20).await;
+    let trickle = async {
+        for _ in 0..4 {
+            for tcp in slow.iter_mut() {
+                let _ = tcp.write_all(&[0]).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let real = async {
+        let mut outcomes = Vec::new();
+        for _ in 0..10 {
+            outcomes.push(login(served.addr(), REAL, (USER, &db), Some(PASSWORD)).await);
+        }
+        outcomes
+    };
+    let ((), outcomes) = tokio::join!(trickle, real);
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Admitted),
+        "{outcomes:?}"
+    );
+    let (status, _) = http_get(served.admin_addr().unwrap(), "/health").await;
+    assert_eq!(status, 200);
+    let text = metrics(&served).await;
+    assert!(
+        metric(
+            &text,
+            "maskgate_client_connections_rejected_total{reason=\"pending_logins\"}"
+        ) >= 200.0,
+        "{text}"
+    );
+    assert!(metric(&text, "maskgate_pending_logins") <= 64.0);
+    // Every flooding connection is closed: refused at once, or at its step deadline.
+    for tcp in flood.iter_mut().chain(slow.iter_mut()) {
+        assert!(closed_within(tcp, Duration::from_secs(5)).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_connection_costs_little_memory() {
+    let served = serve(
+        "max_pending_logins = 400\nmax_pending_logins_per_address = 400\nlogin_step_timeout = \"30s\"",
+        ServeOptions::default(),
+    )
+    .await;
+    // Warm up the runtime with a first batch.
+    let warm = silent(&served, FLOODER, 50).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = served.rss_bytes();
+    let held = silent(&served, FLOODER, 400).await;
+    let mut pending = 0.0;
+    for _ in 0..50 {
+        pending = metric(&metrics(&served).await, "maskgate_pending_logins");
+        if pending >= 400.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending, 400.0);
+    let after = served.rss_bytes();
+    let each = after.saturating_sub(before) / 400;
+    eprintln!("RSS {before} -> {after} bytes for 400 pending connections: {each} bytes each");
+    assert!(each < 64 << 10, "{each} bytes per pending connection");
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_lowered_open_file_limit_logins_and_health_are_served_or_refused_cleanly() {
+    let served = serve(
+        "login_step_timeout = \"1s\"",
+        ServeOptions {
+            nofile: Some(160),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = served.database().to_string();
+    let admin = served.admin_addr().unwrap();
+    assert!(
+        served.log().contains("open-file limit is too low"),
+        "{}",
+        served.log()
+    );
+    eprintln!("{} files open at rest", served.open_files());
+    let _flood = silent(&served, FLOODER, 400).await;
+    assert_eq!(http_get(admin, "/health").await.0, 200);
+
+    // Sessions up to the budget the limit allows; beyond it a clean 53300.
+    let mut sessions = Vec::new();
+    let mut refusals = Vec::new();
+    for _ in 0..60 {
+        match raw_login::Exchange::start(served.addr(), REAL, (USER, &db), Some(PASSWORD)).await {
+            Ok(ex) => match ex.prove().await {
+                (Outcome::Admitted, Some(tcp)) => sessions.push(tcp),
+                (outcome, _) => refusals.push(outcome),
+            },
+            Err(outcome) => refusals.push(outcome),
+        }
+    }
+    eprintln!(
+        "open-file limit 160: {} sessions admitted, {} refused, {} files open",
+        sessions.len(),
+        refusals.len(),
+        served.open_files()
+    );
+    assert!(
+        sessions.len() >= 20,
+        "{} sessions, {refusals:?}",
+        sessions.len()
+    );
+    assert!(
+        refusals
+            .iter()
+            .all(|o| *o == Outcome::Refused("53300".into())),
+        "{refusals:?}"
+    );
+    assert!(!refusals.is_empty(), "the budget was not reached");
+    assert_eq!(http_get(admin, "/health").await.0, 200);
+    assert!(served.open_files() <= 160);
+
+    // Room again once sessions end.
+    drop(sessions);
+    let mut again = Outcome::Closed;
+    for _ in 0..40 {
+        again = login(served.addr(), REAL, (USER, &db), Some(PASSWORD)).await;
+        if again == Outcome::Admitted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, Outcome::Admitted);
+    let log = served.log();
+    let accept_failures = log.matches("accept failed").count();
+    assert!(accept_failures <= 3, "{log}");
+}
