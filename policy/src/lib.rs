@@ -24,6 +24,7 @@ mod verifier;
 pub use account::LoginDenial;
 pub use diagnostics::{Diagnostic, PolicyErrors, Severity};
 pub use model::{
+    Canary,
     Account, Assignment, ColumnClass, ColumnRule, EffectiveRules, PolicySettings, QualifiedName,
     Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind, TableRules,
 };

@@ -47,6 +47,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The audit trail; `None` when the file has no `[audit]` section (warned at start).
     pub audit: Option<AuditConfig>,
+    /// Detection, alerts and suspensions; `None` without a `[detection]` section.
+    pub detection: Option<DetectionConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +298,11 @@ impl Context<'_> {
                 .audit
                 .as_ref()
                 .map(|a| self.validate_audit(a))
+                .transpose()?,
+            detection: raw
+                .detection
+                .as_ref()
+                .map(|d| self.validate_detection(d, raw.audit.is_some()))
                 .transpose()?,
         })
     }
@@ -607,6 +614,7 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     log: Option<RawLog>,
     audit: Option<audit::RawAudit>,
+    detection: Option<Spanned<maskgate_detect::RawSettings>>,
 }
 
 #[derive(Deserialize)]
@@ -685,3 +693,6 @@ mod tests;
 #[path = "config/audit.rs"]
 mod audit;
 pub use audit::{AuditConfig, WhenUnavailable};
+#[path = "config/detection.rs"]
+mod detection;
+pub use detection::DetectionConfig;

@@ -57,12 +57,14 @@ pub enum RejectReason {
     /// A restricted account whose rules cannot be enforced right now (the
     /// protected tables' column identities could not be read upstream).
     EnforcementUnavailable,
+    /// Suspended by detection until an officer unlocks it.
+    Suspended,
 }
 
 impl RejectReason {
     /// Every variant, in label order; the counters are pre-created from this
     /// so each reason is exported (as 0) before it first happens.
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 16] = [
         RejectReason::MaxConnections,
         RejectReason::TlsRequired,
         RejectReason::Tls,
@@ -78,6 +80,7 @@ impl RejectReason {
         RejectReason::OutsideHours,
         RejectReason::MaxSessions,
         RejectReason::EnforcementUnavailable,
+        RejectReason::Suspended,
     ];
 
     /// The `reason` label value.
@@ -98,6 +101,7 @@ impl RejectReason {
             RejectReason::OutsideHours => "outside_hours",
             RejectReason::MaxSessions => "max_sessions",
             RejectReason::EnforcementUnavailable => "enforcement_unavailable",
+            RejectReason::Suspended => "suspended",
         }
     }
 

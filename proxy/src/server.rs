@@ -38,6 +38,8 @@ pub enum ServerError {
     Policy { dir: PathBuf, errors: PolicyErrors },
     #[error("audit trail: {0}")]
     Audit(#[source] crate::audit::StartError),
+    #[error("detection: {0}")]
+    Detection(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -61,6 +63,8 @@ pub struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// Where every login, session end, refusal and reload is reported.
     pub(crate) events: Events,
+    /// Accounts suspended by detection: refused at login, ended at their next message.
+    pub(crate) suspended: Arc<crate::detection::Suspended>,
     pub(crate) health: Arc<HealthState>,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Keys the mock SCRAM exchange for unknown users.
@@ -172,9 +176,11 @@ impl Server {
             ),
             None => None,
         };
+        let detection = crate::detection::prepare(config.detection.as_ref())
+            .map_err(|e| ServerError::Detection(e.to_string()))?;
         let audit = match &config.audit {
             Some(audit) => Some(
-                crate::audit::Trail::start(
+                crate::audit::Trail::start_with_feed(
                     audit,
                     crate::audit::ProxyStart {
                         instance: crate::audit::instance().to_owned(),
@@ -182,6 +188,7 @@ impl Server {
                         policy: policy.generation().to_string(),
                         strict: audit.strict,
                     },
+                    detection.feed.clone(),
                 )
                 .map_err(ServerError::Audit)?,
             ),
@@ -207,6 +214,7 @@ impl Server {
             pool,
             cancel: CancelRegistry::default(),
             events: Events::start(metrics.clone(), audit),
+            suspended: detection.suspended.clone(),
             metrics,
             health: Arc::new(HealthState::new()),
             tls,
@@ -215,6 +223,9 @@ impl Server {
             force: CancellationToken::new(),
             config,
         });
+        detection
+            .start(&shared)
+            .map_err(|e| ServerError::Detection(e.to_string()))?;
         Ok(Server {
             listener,
             admin,

@@ -78,6 +78,15 @@ impl Checker<'_> {
                     }
                 }
             }
+            if let Some(c) = get(spec, "canaries") {
+                for (value, _) in self.strings(&c.value, "canaries").unwrap_or_default() {
+                    self.canaries.push(Canary {
+                        table: name.clone(),
+                        column: column.key.clone(),
+                        value: value.to_owned(),
+                    });
+                }
+            }
             if let Some(pg_type) = pg_type {
                 columns.insert(
                     column.key.clone(),

@@ -344,6 +344,12 @@ async fn login(
                 ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
             )
         })?;
+    if shared.suspended.is_suspended(login) {
+        return Err(SessionError::Refused(
+            RejectReason::Suspended,
+            account_guard::suspended(),
+        ));
+    }
     let slot = shared
         .sessions
         .try_acquire(login, account.max_sessions)
@@ -552,7 +558,8 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
             &mut upstream,
             pending,
             &shared.metrics,
-            AccountGuard::new(&shared.policy, policy, &request.user),
+            AccountGuard::new(&shared.policy, policy, &request.user)
+                .with_suspensions(&shared.suspended),
             SessionRules::new(&shared.enforcement, rules, (&shared.events, context)),
             shared.config.server.max_message_size,
         );
