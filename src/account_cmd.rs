@@ -95,7 +95,10 @@ pub fn run(command: AccountCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&views)?);
                 return Ok(());
             }
-            println!("{:<20} {:<10} {:<26} {:<20} {}", "LOGIN", "STATUS", "LAST LOGIN", "FROM", "OPEN ALERTS");
+            println!(
+                "{:<20} {:<10} {:<26} {:<20} {}",
+                "LOGIN", "STATUS", "LAST LOGIN", "FROM", "OPEN ALERTS"
+            );
             for v in views.values() {
                 let last = v.logins.iter().rev().find(|l| l.admitted);
                 println!(
@@ -150,11 +153,20 @@ fn print_view(v: &AccountView) {
     println!("  recent logins:");
     for l in v.logins.iter().rev().take(10) {
         let outcome = if l.admitted { "admitted" } else { "refused" };
-        println!("    {} {} {} {}", l.at, l.client, outcome, l.reason.as_deref().unwrap_or(""));
+        println!(
+            "    {} {} {} {}",
+            l.at,
+            l.client,
+            outcome,
+            l.reason.as_deref().unwrap_or("")
+        );
     }
     println!("  open alerts:");
     for a in &v.open_alerts {
-        println!("    {} {} [{}] {} {}", a.at, a.id, a.severity, a.rule, a.summary);
+        println!(
+            "    {} {} [{}] {} {}",
+            a.at, a.id, a.severity, a.rule, a.summary
+        );
     }
 }
 
@@ -167,11 +179,19 @@ struct Paths {
 fn load(config: &Path) -> anyhow::Result<Paths> {
     let config = Config::load(config)?;
     let policy = Policy::load_dir(&config.policy.dir, config.policy.settings.clone())
-        .map_err(|e| anyhow::anyhow!("the policy in {} is not valid:\n{e}", config.policy.dir.display()))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the policy in {} is not valid:\n{e}",
+                config.policy.dir.display()
+            )
+        })?
         .policy;
     let state = match &config.detection {
         Some(d) => Some(StateDir::existing(&d.state_dir).with_context(|| {
-            format!("the detection state directory {} (has maskgate run with [detection]?)", d.state_dir.display())
+            format!(
+                "the detection state directory {} (has maskgate run with [detection]?)",
+                d.state_dir.display()
+            )
         })?),
         None => None,
     };
@@ -182,7 +202,10 @@ fn load(config: &Path) -> anyhow::Result<Paths> {
     })
 }
 
-fn views(config: &Path, span: std::time::Duration) -> anyhow::Result<BTreeMap<String, AccountView>> {
+fn views(
+    config: &Path,
+    span: std::time::Duration,
+) -> anyhow::Result<BTreeMap<String, AccountView>> {
     let paths = load(config)?;
     let suspended = match &paths.state {
         Some(state) => state.read()?.suspended,
@@ -215,7 +238,10 @@ fn views(config: &Path, span: std::time::Duration) -> anyhow::Result<BTreeMap<St
     let since = OffsetDateTime::now_utc() - span;
     let fmt = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     maskgate_detect::trail::read_since(dir, Some(since), |line| {
-        if !matches!(observe::line_kind(line), Some("login" | "alert" | "account_unlocked")) {
+        if !matches!(
+            observe::line_kind(line),
+            Some("login" | "alert" | "account_unlocked")
+        ) {
             return;
         }
         let Some(o) = observe::parse(line) else {
@@ -240,7 +266,10 @@ fn views(config: &Path, span: std::time::Duration) -> anyhow::Result<BTreeMap<St
                     v.open_alerts.push(AlertView {
                         id: a.id,
                         rule: a.rule.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-                        severity: a.severity.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                        severity: a
+                            .severity
+                            .map(|s| s.as_str().to_owned())
+                            .unwrap_or_default(),
                         at: fmt(a.at.unwrap_or(o.time)),
                         summary: a.summary,
                     });

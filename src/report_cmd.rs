@@ -85,7 +85,12 @@ fn context(config: &Path) -> anyhow::Result<Context> {
         .as_ref()
         .context("the configuration has no [audit] section: there is no trail to report on")?;
     let policy = Policy::load_dir(&config.policy.dir, config.policy.settings.clone())
-        .map_err(|e| anyhow::anyhow!("the policy in {} is not valid:\n{e}", config.policy.dir.display()))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the policy in {} is not valid:\n{e}",
+                config.policy.dir.display()
+            )
+        })?
         .policy;
     let mut classification = Classification {
         labels: policy.labels().clone(),
@@ -94,7 +99,11 @@ fn context(config: &Path) -> anyhow::Result<Context> {
     for (table, class) in policy.tables() {
         classification.tables.insert(
             table.to_string(),
-            class.columns.iter().map(|(c, col)| (c.clone(), col.labels.clone())).collect(),
+            class
+                .columns
+                .iter()
+                .map(|(c, col)| (c.clone(), col.labels.clone()))
+                .collect(),
         );
     }
     for a in policy.accounts() {
@@ -117,7 +126,9 @@ fn context(config: &Path) -> anyhow::Result<Context> {
 
 fn emit(output: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match output {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
         None => {
             print!("{text}");
             Ok(())
@@ -127,11 +138,26 @@ fn emit(output: Option<&Path>, text: &str) -> anyhow::Result<()> {
 
 fn run_inner(command: ReportCommand) -> anyhow::Result<()> {
     match command {
-        ReportCommand::Daily { config, from, to, format, output } => {
+        ReportCommand::Daily {
+            config,
+            from,
+            to,
+            format,
+            output,
+        } => {
             let cx = context(&config)?;
-            let to = to.as_deref().map(parse_instant).transpose()?.unwrap_or_else(OffsetDateTime::now_utc);
-            let from = from.as_deref().map(parse_instant).transpose()?.unwrap_or(to - Duration::days(1));
-            let report = daily::build(&cx.audit_dir, from, to, &cx.classification, &cx.suspensions)?;
+            let to = to
+                .as_deref()
+                .map(parse_instant)
+                .transpose()?
+                .unwrap_or_else(OffsetDateTime::now_utc);
+            let from = from
+                .as_deref()
+                .map(parse_instant)
+                .transpose()?
+                .unwrap_or(to - Duration::days(1));
+            let report =
+                daily::build(&cx.audit_dir, from, to, &cx.classification, &cx.suspensions)?;
             let text = match format.as_str() {
                 "text" => report.to_text(),
                 "json" => serde_json::to_string_pretty(&report)? + "\n",
@@ -140,7 +166,16 @@ fn run_inner(command: ReportCommand) -> anyhow::Result<()> {
             };
             emit(output.as_deref(), &text)
         }
-        ReportCommand::Breach { config, account, from, to, alert, public_key, format, output } => {
+        ReportCommand::Breach {
+            config,
+            account,
+            from,
+            to,
+            alert,
+            public_key,
+            format,
+            output,
+        } => {
             let cx = context(&config)?;
             let key_text = std::fs::read_to_string(&public_key)
                 .with_context(|| format!("cannot read {}", public_key.display()))?;
@@ -154,9 +189,25 @@ fn run_inner(command: ReportCommand) -> anyhow::Result<()> {
                 end = Some(OffsetDateTime::now_utc());
             }
             let account = account.context("the alert names no account; give --account")?;
-            let to = to.as_deref().map(parse_instant).transpose()?.or(end).unwrap_or_else(OffsetDateTime::now_utc);
-            let from = from.as_deref().map(parse_instant).transpose()?.or(start).unwrap_or(to - Duration::days(1));
-            let report = breach::build(&cx.audit_dir, &key, &account, (from, to), &cx.classification)?;
+            let to = to
+                .as_deref()
+                .map(parse_instant)
+                .transpose()?
+                .or(end)
+                .unwrap_or_else(OffsetDateTime::now_utc);
+            let from = from
+                .as_deref()
+                .map(parse_instant)
+                .transpose()?
+                .or(start)
+                .unwrap_or(to - Duration::days(1));
+            let report = breach::build(
+                &cx.audit_dir,
+                &key,
+                &account,
+                (from, to),
+                &cx.classification,
+            )?;
             let text = match format.as_str() {
                 "json" => serde_json::to_string_pretty(&report)? + "\n",
                 "html" => report.to_html(),

@@ -7,7 +7,9 @@ use time::{Date, OffsetDateTime};
 
 use crate::diagnostics::{Diagnostic, Diags, PolicyErrors, Sources};
 use crate::load;
-use crate::model::{Account, Canary, EffectiveRules, PolicySettings, QualifiedName, Role, TableClass};
+use crate::model::{
+    Account, Canary, EffectiveRules, PolicySettings, QualifiedName, Role, TableClass,
+};
 use crate::validate;
 
 /// A validated policy. Built only when there is no error, so everything in it is

@@ -11,8 +11,8 @@ use crate::effective::{self, MergeNote};
 use crate::filter;
 use crate::load::{Entry, Node, NodeValue};
 use crate::model::{
-    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, QualifiedName, Role, RoleTable,
-    StatementKind, StatementKinds, TableClass, TableKind,
+    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, QualifiedName, Role,
+    RoleTable, StatementKind, StatementKinds, TableClass, TableKind,
 };
 use crate::net::IpNet;
 use crate::verifier::ScramVerifier;

@@ -175,7 +175,9 @@ impl Service {
                 ms = started.elapsed().as_millis() as u64,
                 "detection rebuilt its windows from the audit trail"
             ),
-            Err(e) => tracing::error!(error = %e, "detection could not read the audit trail back; its windows start empty"),
+            Err(e) => {
+                tracing::error!(error = %e, "detection could not read the audit trail back; its windows start empty")
+            }
         }
         self.respond(pending);
     }
@@ -183,7 +185,11 @@ impl Service {
     /// Honeytokens, accounts and time zone of the policy in force.
     fn follow_policy(&mut self) {
         let policy = self.shared.policy.load_full();
-        if self.policy.as_ref().is_some_and(|p| Arc::ptr_eq(p, &policy)) {
+        if self
+            .policy
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &policy))
+        {
             return;
         }
         let fingerprinter = self.trail.fingerprinter();
@@ -238,7 +244,9 @@ impl Service {
                 }
                 self.state_seen = self.state.modified();
             }
-            Err(e) => tracing::error!(error = %e, "the suspensions file cannot be read; the suspensions in force are kept"),
+            Err(e) => {
+                tracing::error!(error = %e, "the suspensions file cannot be read; the suspensions in force are kept")
+            }
         }
     }
 
@@ -261,8 +269,7 @@ impl Service {
             if let Some(webhooks) = &self.webhooks {
                 webhooks.send(alert.to_json());
             }
-            self.trail
-                .record_event(kind::ALERT, Payload::Alert(alert));
+            self.trail.record_event(kind::ALERT, Payload::Alert(alert));
         }
     }
 

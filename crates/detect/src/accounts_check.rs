@@ -71,7 +71,15 @@ impl Detector {
         };
         for (login, severity, summary, evidence) in findings {
             let before = out.len();
-            self.raise(out, Rule::StaleAccount, severity, (Some(&login), None), &stamp, summary, evidence);
+            self.raise(
+                out,
+                Rule::StaleAccount,
+                severity,
+                (Some(&login), None),
+                &stamp,
+                summary,
+                evidence,
+            );
             if let Some(alert) = out.get_mut(before) {
                 alert.id = format!("stale_account-{login}-{}", now.date());
             }

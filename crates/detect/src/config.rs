@@ -302,7 +302,12 @@ impl RawThresholds {
                 d.probe_window,
                 (MINUTE, DAY),
             )?,
-            probe_events: at_least(self.probe_events, "thresholds.probe_events", d.probe_events, 5)?,
+            probe_events: at_least(
+                self.probe_events,
+                "thresholds.probe_events",
+                d.probe_events,
+                5,
+            )?,
             login_burst_failures: at_least(
                 self.login_burst_failures,
                 "thresholds.login_burst_failures",
@@ -321,7 +326,12 @@ impl RawThresholds {
                 d.address_switch,
                 (MINUTE, DAY),
             )?,
-            history_days: at_least(self.history_days, "thresholds.history_days", d.history_days, 5)?,
+            history_days: at_least(
+                self.history_days,
+                "thresholds.history_days",
+                d.history_days,
+                5,
+            )?,
             stale_days: at_least(self.stale_days, "thresholds.stale_days", d.stale_days, 7)?,
             expiry_warning_days: at_least(
                 self.expiry_warning_days,
@@ -359,7 +369,10 @@ impl RawSettings {
             Some(_) => return Err(err("webhook_attempts must be between 1 and 20")),
         };
         Ok(Settings {
-            thresholds: self.thresholds.as_ref().map_or(Ok(d.thresholds), |t| t.validate())?,
+            thresholds: self
+                .thresholds
+                .as_ref()
+                .map_or(Ok(d.thresholds), |t| t.validate())?,
             suspend,
             cooldown: duration(&self.cooldown, "cooldown", d.cooldown, (MINUTE, 7 * DAY))?,
             history: duration(&self.history, "history", d.history, (DAY, 400 * DAY))?,

@@ -342,7 +342,9 @@ impl Detector {
             }
         }
         if account.active_days >= history_days {
-            let known_client = login.client.is_none_or(|ip| account.clients.contains_key(&ip));
+            let known_client = login
+                .client
+                .is_none_or(|ip| account.clients.contains_key(&ip));
             let known_cert = login
                 .certificate
                 .as_ref()
@@ -351,7 +353,11 @@ impl Detector {
                 let mut evidence = Evidence::records([o.seq], 1);
                 evidence.addresses = addresses([login.client]);
                 evidence.certificates = login.certificate.iter().cloned().collect();
-                let what = if known_client { "certificate" } else { "address" };
+                let what = if known_client {
+                    "certificate"
+                } else {
+                    "address"
+                };
                 found.push((
                     Rule::NewClient,
                     Severity::Low,
@@ -383,7 +389,15 @@ impl Detector {
         account.last_login = Some((o.time, login.client, o.seq));
         account.touch(o.time, tz);
         for (rule, severity, summary, evidence) in found {
-            self.raise(out, rule, severity, (Some(&user), login.client), o, summary, evidence);
+            self.raise(
+                out,
+                rule,
+                severity,
+                (Some(&user), login.client),
+                o,
+                summary,
+                evidence,
+            );
         }
     }
 
@@ -397,9 +411,8 @@ impl Detector {
         let t = &self.settings.thresholds;
         let (span, failures, names) = (t.probe_window, t.login_burst_failures, t.login_burst_names);
         if self.failures.len() > MAX_ADDRESSES {
-            self.failures.retain(|_, w| {
-                w.back().is_some_and(|(t, _, _)| o.time - *t <= span)
-            });
+            self.failures
+                .retain(|_, w| w.back().is_some_and(|(t, _, _)| o.time - *t <= span));
         }
         let window = self.failures.entry(ip).or_default();
         window.push_back((o.time, o.seq, login.user.clone().unwrap_or_default()));
@@ -413,9 +426,10 @@ impl Detector {
             return;
         }
         let start = window.front().map(|(t, _, _)| *t).unwrap_or(o.time);
-        let mut evidence = Evidence::records(window.iter().map(|(_, s, _)| *s), window.len() as u64)
-            .threshold(failures)
-            .window(start, o.time);
+        let mut evidence =
+            Evidence::records(window.iter().map(|(_, s, _)| *s), window.len() as u64)
+                .threshold(failures)
+                .window(start, o.time);
         evidence.addresses = vec![ip.to_string()];
         let summary = format!(
             "{} failed logins from {ip} across {} account names in {} minutes",
@@ -424,7 +438,15 @@ impl Detector {
             span.as_secs() / 60
         );
         evidence.accounts = accounts;
-        self.raise(out, Rule::LoginBurst, Severity::High, (None, Some(ip)), o, summary, evidence);
+        self.raise(
+            out,
+            Rule::LoginBurst,
+            Severity::High,
+            (None, Some(ip)),
+            o,
+            summary,
+            evidence,
+        );
     }
 
     fn statement(&mut self, o: &Observation, s: &Statement, out: &mut Vec<Alert>) {
@@ -465,7 +487,8 @@ impl Detector {
             }
         }
         let t = &self.settings.thresholds;
-        let (span, max_keys, max_near) = (t.enumeration_window, t.enumeration_keys, t.sequential_keys);
+        let (span, max_keys, max_near) =
+            (t.enumeration_window, t.enumeration_keys, t.sequential_keys);
         let account = self.account(&s.user);
         let mut found = None;
         for key in &s.keys {
@@ -494,14 +517,25 @@ impl Detector {
                     .threshold(max_near)
                     .window(start, o.time);
                 found = Some((
-                    format!("{near} distinct sequential lookup keys (one key range) in {} minutes", span.as_secs() / 60),
+                    format!(
+                        "{near} distinct sequential lookup keys (one key range) in {} minutes",
+                        span.as_secs() / 60
+                    ),
                     evidence,
                 ));
             }
         }
         if let Some((summary, mut evidence)) = found {
             evidence.addresses = addresses([s.client]);
-            self.raise(out, Rule::Enumeration, Severity::High, (Some(&s.user), s.client), o, summary, evidence);
+            self.raise(
+                out,
+                Rule::Enumeration,
+                Severity::High,
+                (Some(&s.user), s.client),
+                o,
+                summary,
+                evidence,
+            );
         }
     }
 
@@ -513,7 +547,10 @@ impl Detector {
             return;
         };
         let (user, client) = (session.user.clone(), session.client);
-        let probe = end.stopped_by.as_deref().is_some_and(|s| s != "protected_column")
+        let probe = end
+            .stopped_by
+            .as_deref()
+            .is_some_and(|s| s != "protected_column")
             || (end.outcome == "failed"
                 && end.sqlstate.as_deref().is_some_and(|s| s.starts_with("42")));
         if probe {
@@ -535,7 +572,10 @@ impl Detector {
                     Severity::High,
                     (Some(&user), client),
                     o,
-                    format!("{count} lookups found nothing in {} minutes", span.as_secs() / 60),
+                    format!(
+                        "{count} lookups found nothing in {} minutes",
+                        span.as_secs() / 60
+                    ),
                     evidence,
                 );
             }

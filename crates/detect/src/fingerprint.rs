@@ -14,6 +14,8 @@
 //! Both are written into the statement's record. Nobody without the key can link a
 //! fingerprint to a value; the key never leaves the proxy's machine.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -103,6 +105,29 @@ impl Fingerprinter {
     }
 }
 
+/// The text of a bind parameter as the audit trail keeps it: binary parameters
+/// are kept as `\x` hex. A lookup key sent in binary is turned back into the text
+/// a policy writes: UTF-8 text as is (text, varchar, char), otherwise a 2-, 4- or
+/// 8-byte value as a big-endian integer (int2, int4, int8). Anything else stays
+/// as kept.
+pub fn param_text(kept: &str) -> Cow<'_, str> {
+    let Some(bytes) = kept.strip_prefix("\\x").and_then(|h| hex::decode(h).ok()) else {
+        return Cow::Borrowed(kept);
+    };
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        if !text.is_empty() && text.chars().all(|c| !c.is_control()) {
+            return Cow::Owned(text.to_owned());
+        }
+    }
+    let number = match bytes.len() {
+        2 => i16::from_be_bytes([bytes[0], bytes[1]]) as i64,
+        4 => i32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as i64,
+        8 => i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+        _ => return Cow::Borrowed(kept),
+    };
+    Cow::Owned(number.to_string())
+}
+
 mod hex64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -152,5 +177,14 @@ mod tests {
         assert!(!json.contains("079188"));
         assert_eq!(serde_json::from_str::<KeyPrint>(&json).unwrap(), p);
         assert_eq!(a.prints(["1", "1", "2"]).len(), 2);
+    }
+
+    #[test]
+    fn binary_parameters_read_as_text_or_integers() {
+        assert_eq!(param_text("\\x393939"), "999");
+        assert_eq!(param_text("\\x0000000000003039"), "12345");
+        assert_eq!(param_text("\\x00003039"), "12345");
+        assert_eq!(param_text("plain"), "plain");
+        assert_eq!(param_text("\\xzz"), "\\xzz");
     }
 }

@@ -405,6 +405,9 @@ mod tests {
         assert_eq!(s.client, Some("10.0.0.5".parse().unwrap()));
         assert_eq!(s.keys[0].k, 255);
         assert_eq!(s.keys[0].n, Some(1));
-        assert!(parse(br#"{"seq":1,"time":"2025-01-31T08:15:02Z","kind":"checkpoint","prev":"00"}"#).is_none());
+        assert!(parse(
+            br#"{"seq":1,"time":"2025-01-31T08:15:02Z","kind":"checkpoint","prev":"00"}"#
+        )
+        .is_none());
     }
 }

@@ -238,7 +238,10 @@ mod tests {
     #[test]
     fn targets() {
         let t = Target::parse("http://127.0.0.1:8080/hook?x=1").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 8080, "/hook?x=1"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("127.0.0.1", 8080, "/hook?x=1")
+        );
         assert_eq!(Target::parse("http://[::1]/").unwrap().host, "::1");
         assert!(Target::parse("https://siem/").is_err());
         assert!(Target::parse("nope").is_err());
@@ -248,9 +251,19 @@ mod tests {
     fn a_receiver_that_is_down_ends_in_the_dead_letter_file() {
         let dir = tempfile::tempdir().unwrap();
         // A port nobody listens on: bind, note it, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let target = Target::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
-        let hooks = Webhooks::start(vec![target], Duration::from_secs(1), 2, dir.path().join("dead.jsonl")).unwrap();
+        let hooks = Webhooks::start(
+            vec![target],
+            Duration::from_secs(1),
+            2,
+            dir.path().join("dead.jsonl"),
+        )
+        .unwrap();
         let stats = hooks.stats().clone();
         hooks.send(br#"{"id":"canary-1"}"#.to_vec());
         for _ in 0..100 {

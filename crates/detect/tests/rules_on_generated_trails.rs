@@ -47,7 +47,11 @@ fn each_rule_fires_on_its_case_and_not_on_normal_accounts() {
     assert!(lines.len() > 40_000, "{}", lines.len());
     let alerts = run(&lines);
     for who in gen::NORMAL {
-        assert_eq!(fired(&alerts, who), BTreeSet::new(), "false positive on {who}: {alerts:#?}");
+        assert_eq!(
+            fired(&alerts, who),
+            BTreeSet::new(),
+            "false positive on {who}: {alerts:#?}"
+        );
     }
     let expect = [
         ("harvester1", Rule::Enumeration),
@@ -60,7 +64,11 @@ fn each_rule_fires_on_its_case_and_not_on_normal_accounts() {
         ("stale1", Rule::StaleAccount),
     ];
     for (who, rule) in expect {
-        assert!(fired(&alerts, who).contains(&rule), "{rule} did not fire on {who}: {:?}", fired(&alerts, who));
+        assert!(
+            fired(&alerts, who).contains(&rule),
+            "{rule} did not fire on {who}: {:?}",
+            fired(&alerts, who)
+        );
     }
     let harvest = alerts
         .iter()
@@ -70,7 +78,10 @@ fn each_rule_fires_on_its_case_and_not_on_normal_accounts() {
     assert!(harvest.evidence.window_start.is_some());
     // No alert carries a looked-up value.
     let json = serde_json::to_string(&alerts).unwrap();
-    assert!(!json.contains(gen::CANARY) && !json.contains("079200"), "{json}");
+    assert!(
+        !json.contains(gen::CANARY) && !json.contains("079200"),
+        "{json}"
+    );
 }
 
 #[test]
@@ -79,7 +90,10 @@ fn a_restart_mid_incident_loses_no_window_and_repeats_no_alert() {
     // The harvester's hour starts at line `cut - 2000`; cut inside it.
     let first_harvest = lines
         .iter()
-        .position(|l| String::from_utf8_lossy(l).contains("\"user\":\"harvester1\"") && String::from_utf8_lossy(l).contains("T13:"))
+        .position(|l| {
+            String::from_utf8_lossy(l).contains("\"user\":\"harvester1\"")
+                && String::from_utf8_lossy(l).contains("T13:")
+        })
         .unwrap();
     let cut = first_harvest + 2 * 250;
     // A second process reads the trail back, then goes on live.

@@ -118,3 +118,30 @@ impl Checker<'_> {
         );
     }
 }
+
+#[cfg(test)]
+mod canary_tests {
+    use crate::{Policy, PolicySettings};
+
+    #[test]
+    fn canary_values_are_kept_with_their_column() {
+        let text = r#"
+[labels]
+"pii.identifier" = "Citizen ID"
+[tables."public.person".columns]
+id = { type = "bigint" }
+citizen_id = { type = "char(12)", labels = ["pii.identifier"], canaries = ["999000000001", "999000000002"] }
+"#;
+        let loaded = Policy::from_texts(
+            vec![("c.toml".into(), text.into())],
+            PolicySettings::default(),
+            time::macros::date!(2026 - 01 - 01),
+        )
+        .unwrap();
+        let canaries = loaded.policy.canaries();
+        assert_eq!(canaries.len(), 2);
+        assert_eq!(canaries[0].table.to_string(), "public.person");
+        assert_eq!(canaries[0].column, "citizen_id");
+        assert_eq!(canaries[1].value, "999000000002");
+    }
+}

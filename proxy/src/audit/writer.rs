@@ -326,10 +326,16 @@ fn lookup_prints(
     if !statement.tables.iter().any(|t| !t.pinned_by.is_empty()) {
         return Vec::new();
     }
+    let params: Vec<_> = secret
+        .params
+        .iter()
+        .flatten()
+        .map(|p| maskgate_detect::fingerprint::param_text(p))
+        .collect();
     let values = secret
         .literals
         .iter()
         .map(String::as_str)
-        .chain(secret.params.iter().flatten().map(String::as_str));
+        .chain(params.iter().map(|p| p.as_ref()));
     fingerprinter.prints(values)
 }

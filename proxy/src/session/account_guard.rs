@@ -107,5 +107,7 @@ pub(super) fn suspended() -> ClientError {
         SqlState::INVALID_AUTHORIZATION,
         "this account is suspended after a security alert",
     )
-    .with_hint("contact the security officer: only they can review the alert and unlock the account")
+    .with_hint(
+        "contact the security officer: only they can review the alert and unlock the account",
+    )
 }

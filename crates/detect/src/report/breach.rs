@@ -151,7 +151,11 @@ pub fn build(
             status: verified.status().to_string(),
             public_key: verified.public_key_fingerprint().to_owned(),
             records: verified.records(),
-            unsealed: verified.unsealed().iter().map(|r| (r.first, r.last)).collect(),
+            unsealed: verified
+                .unsealed()
+                .iter()
+                .map(|r| (r.first, r.last))
+                .collect(),
         },
         ..BreachReport::default()
     };
@@ -176,7 +180,10 @@ pub fn build(
                 r.alerts.push(AlertRow {
                     id: a.id.clone(),
                     rule: a.rule.map(|x| x.as_str().to_owned()).unwrap_or_default(),
-                    severity: a.severity.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    severity: a
+                        .severity
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
                     account: a.account.clone(),
                     client: a.client.clone(),
                     at: rfc3339(a.at.unwrap_or(o.time)),
@@ -189,11 +196,13 @@ pub fn build(
                 action: "account suspended".into(),
                 detail: format!("by alert {}", alert.as_deref().unwrap_or("?")),
             }),
-            Observed::Unlocked { login, reason, by } if login == account => r.actions.push(Action {
-                at: rfc3339(o.time),
-                action: "account unlocked".into(),
-                detail: format!("by {by}: {reason}"),
-            }),
+            Observed::Unlocked { login, reason, by } if login == account => {
+                r.actions.push(Action {
+                    at: rfc3339(o.time),
+                    action: "account unlocked".into(),
+                    detail: format!("by {by}: {reason}"),
+                })
+            }
             Observed::Lockout { user, .. } if user == account => r.actions.push(Action {
                 at: rfc3339(o.time),
                 action: "login name locked after failed logins".into(),
@@ -216,7 +225,9 @@ pub fn build(
                 if let Some(s) = l.session {
                     sessions.insert(s);
                 }
-                let m = machines.entry(l.client.map(|c| c.to_string()).unwrap_or_default()).or_default();
+                let m = machines
+                    .entry(l.client.map(|c| c.to_string()).unwrap_or_default())
+                    .or_default();
                 m.sessions += 1;
                 m.certificates.extend(l.certificate);
                 m.applications.extend(l.application_name);
@@ -247,7 +258,9 @@ pub fn build(
                     entry.0 += 1;
                     for m in &t.masked {
                         let (column, mask) = m.split_once(':').unwrap_or((m, "?"));
-                        entry.1.insert(column.to_owned(), format!("masked ({mask})"));
+                        entry
+                            .1
+                            .insert(column.to_owned(), format!("masked ({mask})"));
                     }
                     for d in &t.denied {
                         entry.1.entry(d.clone()).or_insert_with(|| "denied".into());
@@ -282,29 +295,50 @@ pub fn build(
         .collect();
     let mut categories: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
     for (table, (statements, seen)) in tables {
-        let columns = classification.tables.get(&table).cloned().unwrap_or_default();
+        let columns = classification
+            .tables
+            .get(&table)
+            .cloned()
+            .unwrap_or_default();
         let mut read = Vec::new();
         for (column, labels) in columns {
             let how = seen.get(&column).cloned().unwrap_or_else(|| "clear".into());
             for label in &labels {
-                let c = categories.entry(label.clone()).or_insert((Vec::new(), true));
+                let c = categories
+                    .entry(label.clone())
+                    .or_insert((Vec::new(), true));
                 c.0.push(format!("{table}.{column}"));
                 c.1 &= how != "clear";
             }
-            read.push(ColumnRead { column, labels, seen: how });
+            read.push(ColumnRead {
+                column,
+                labels,
+                seen: how,
+            });
         }
-        r.tables.push(TableRead { table, statements, columns: read });
+        r.tables.push(TableRead {
+            table,
+            statements,
+            columns: read,
+        });
     }
     r.categories = categories
         .into_iter()
         .map(|(label, (columns, only_masked))| Category {
-            description: classification.labels.get(&label).cloned().unwrap_or_default(),
+            description: classification
+                .labels
+                .get(&label)
+                .cloned()
+                .unwrap_or_default(),
             label,
             columns,
             only_masked,
         })
         .collect();
-    r.rows_per_hour = hourly.into_iter().map(|(h, rows)| (rfc3339(h), rows)).collect();
+    r.rows_per_hour = hourly
+        .into_iter()
+        .map(|(h, rows)| (rfc3339(h), rows))
+        .collect();
     Ok(r)
 }
 
@@ -330,48 +364,116 @@ impl BreachReport {
             if self.verification.unsealed.is_empty() {
                 String::new()
             } else {
-                format!(" Records {:?} are not yet covered by a signed checkpoint.", self.verification.unsealed)
+                format!(
+                    " Records {:?} are not yet covered by a signed checkpoint.",
+                    self.verification.unsealed
+                )
             }
         );
         b.push_str("<h2>Summary</h2>");
         b.push_str(&table(
             &["fact", "value"],
             &[
-                vec!["first activity".into(), esc(self.first_activity.as_deref().unwrap_or("-"))],
-                vec!["last activity".into(), esc(self.last_activity.as_deref().unwrap_or("-"))],
+                vec![
+                    "first activity".into(),
+                    esc(self.first_activity.as_deref().unwrap_or("-")),
+                ],
+                vec![
+                    "last activity".into(),
+                    esc(self.last_activity.as_deref().unwrap_or("-")),
+                ],
                 vec!["statements".into(), self.statements.to_string()],
-                vec!["denied statements".into(), self.denied_statements.to_string()],
+                vec![
+                    "denied statements".into(),
+                    self.denied_statements.to_string(),
+                ],
                 vec!["records (rows) sent".into(), self.records.to_string()],
                 vec!["bytes sent".into(), self.bytes.to_string()],
-                vec!["people looked up by key".into(), self.data_subjects.looked_up.to_string()],
-                vec!["rows not read by key".into(), self.data_subjects.rows_not_by_key.to_string()],
-                vec!["data subjects, at most".into(), self.data_subjects.at_most.to_string()],
+                vec![
+                    "people looked up by key".into(),
+                    self.data_subjects.looked_up.to_string(),
+                ],
+                vec![
+                    "rows not read by key".into(),
+                    self.data_subjects.rows_not_by_key.to_string(),
+                ],
+                vec![
+                    "data subjects, at most".into(),
+                    self.data_subjects.at_most.to_string(),
+                ],
             ],
         ));
         b.push_str("<h2>Categories of personal data</h2>");
         b.push_str(&table(
             &["category", "description", "columns", "reached the account"],
-            &self.categories.iter().map(|c| vec![esc(&c.label), esc(&c.description), esc(&c.columns.join(", ")), if c.only_masked { "masked only".into() } else { "<b>in clear</b>".into() }]).collect::<Vec<_>>(),
+            &self
+                .categories
+                .iter()
+                .map(|c| {
+                    vec![
+                        esc(&c.label),
+                        esc(&c.description),
+                        esc(&c.columns.join(", ")),
+                        if c.only_masked {
+                            "masked only".into()
+                        } else {
+                            "<b>in clear</b>".into()
+                        },
+                    ]
+                })
+                .collect::<Vec<_>>(),
         ));
         b.push_str("<h2>Tables and columns</h2>");
         for t in &self.tables {
-            let _ = write!(b, "<p><b>{}</b>: {} statements</p>", esc(&t.table), t.statements);
+            let _ = write!(
+                b,
+                "<p><b>{}</b>: {} statements</p>",
+                esc(&t.table),
+                t.statements
+            );
             b.push_str(&table(
                 &["column", "labels", "seen as"],
-                &t.columns.iter().map(|c| vec![esc(&c.column), esc(&c.labels.join(", ")), esc(&c.seen)]).collect::<Vec<_>>(),
+                &t.columns
+                    .iter()
+                    .map(|c| vec![esc(&c.column), esc(&c.labels.join(", ")), esc(&c.seen)])
+                    .collect::<Vec<_>>(),
             ));
         }
         b.push_str("<h2>Machines</h2>");
         b.push_str(&table(
-            &["client", "sessions", "first", "last", "certificates", "applications"],
-            &self.machines.iter().map(|m| vec![esc(&m.client), m.sessions.to_string(), esc(&m.first), esc(&m.last), esc(&m.certificates.join(", ")), esc(&m.applications.join(", "))]).collect::<Vec<_>>(),
+            &[
+                "client",
+                "sessions",
+                "first",
+                "last",
+                "certificates",
+                "applications",
+            ],
+            &self
+                .machines
+                .iter()
+                .map(|m| {
+                    vec![
+                        esc(&m.client),
+                        m.sessions.to_string(),
+                        esc(&m.first),
+                        esc(&m.last),
+                        esc(&m.certificates.join(", ")),
+                        esc(&m.applications.join(", ")),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         ));
         b.push_str("<h2>Alerts</h2>");
         b.push_str(&alerts_table(&self.alerts));
         b.push_str("<h2>Actions taken</h2>");
         b.push_str(&table(
             &["at", "action", "detail"],
-            &self.actions.iter().map(|a| vec![esc(&a.at), esc(&a.action), esc(&a.detail)]).collect::<Vec<_>>(),
+            &self
+                .actions
+                .iter()
+                .map(|a| vec![esc(&a.at), esc(&a.action), esc(&a.detail)])
+                .collect::<Vec<_>>(),
         ));
         let timeline: Vec<(String, u64)> = self
             .rows_per_hour
@@ -382,7 +484,12 @@ impl BreachReport {
         let _ = write!(
             b,
             "<h2>Records cited</h2><p class=\"muted\">statement records (seq): {}</p>",
-            esc(&self.statement_records.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+            esc(&self
+                .statement_records
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "))
         );
         page("Personal data breach: facts for the notification", &b)
     }

@@ -141,7 +141,8 @@ pub fn build(
     let mut sessions: HashMap<String, String> = HashMap::new();
     let mut readers: HashMap<String, Reading> = HashMap::new();
     let mut denials: HashMap<String, (u64, BTreeMap<String, u64>)> = HashMap::new();
-    let mut refused: HashMap<String, (u64, HashSet<String>, BTreeMap<String, u64>)> = HashMap::new();
+    let mut refused: HashMap<String, (u64, HashSet<String>, BTreeMap<String, u64>)> =
+        HashMap::new();
     let mut known: HashSet<(String, String)> = HashSet::new();
     let mut logged_in: HashSet<String> = HashSet::new();
     let mut hourly: BTreeMap<OffsetDateTime, (u64, u64)> = BTreeMap::new();
@@ -192,7 +193,9 @@ pub fn build(
             }
             _ if !within => {}
             Observed::Statement(s) => {
-                sessions.entry(s.session.clone()).or_insert_with(|| s.user.clone());
+                sessions
+                    .entry(s.session.clone())
+                    .or_insert_with(|| s.user.clone());
                 r.totals.statements += 1;
                 hourly.entry(hour_of(o.time)).or_default().0 += 1;
                 if s.decision == "denied" {
@@ -220,7 +223,10 @@ pub fn build(
                 let row = AlertRow {
                     id: a.id,
                     rule: a.rule.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-                    severity: a.severity.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    severity: a
+                        .severity
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
                     account: a.account,
                     client: a.client,
                     at: rfc3339(a.at.unwrap_or(o.time)),
@@ -232,7 +238,11 @@ pub fn build(
                 }
                 r.alerts.push(row);
             }
-            Observed::PolicyReload { accepted, before, after } => r.policy_changes.push(PolicyChange {
+            Observed::PolicyReload {
+                accepted,
+                before,
+                after,
+            } => r.policy_changes.push(PolicyChange {
                 at: rfc3339(o.time),
                 accepted,
                 before,
@@ -253,10 +263,18 @@ pub fn build(
     readers.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.account.cmp(&b.account)));
     r.top_by_rows = readers.iter().take(TOP).cloned().collect();
     readers.sort_by(|a, b| b.people.cmp(&a.people).then(a.account.cmp(&b.account)));
-    r.top_by_people = readers.into_iter().filter(|x| x.people > 0).take(TOP).collect();
+    r.top_by_people = readers
+        .into_iter()
+        .filter(|x| x.people > 0)
+        .take(TOP)
+        .collect();
     let mut denials: Vec<Denials> = denials
         .into_iter()
-        .map(|(account, (count, reasons))| Denials { account, count, reasons })
+        .map(|(account, (count, reasons))| Denials {
+            account,
+            count,
+            reasons,
+        })
         .collect();
     denials.sort_by(|a, b| b.count.cmp(&a.count).then(a.account.cmp(&b.account)));
     r.denials = denials;
@@ -265,7 +283,12 @@ pub fn build(
         .map(|(client, (count, accounts, reasons))| {
             let mut accounts: Vec<String> = accounts.into_iter().collect();
             accounts.sort();
-            RefusedFrom { client, count, accounts, reasons }
+            RefusedFrom {
+                client,
+                count,
+                accounts,
+                reasons,
+            }
         })
         .collect();
     refused.sort_by(|a, b| b.count.cmp(&a.count).then(a.client.cmp(&b.client)));
@@ -322,15 +345,27 @@ impl DailyReport {
         }
         let _ = writeln!(o, "\nSUSPENDED ACCOUNTS");
         for s in &self.suspensions {
-            let _ = writeln!(o, "  {} since {} by {}: {}", s.login, s.since, s.alert, s.summary);
+            let _ = writeln!(
+                o,
+                "  {} since {} by {}: {}",
+                s.login, s.since, s.alert, s.summary
+            );
         }
         let _ = writeln!(o, "\nTOP READERS BY ROWS");
         for x in &self.top_by_rows {
-            let _ = writeln!(o, "  {:<20} {:>10} rows {:>8} statements {:>8} people", x.account, x.rows, x.statements, x.people);
+            let _ = writeln!(
+                o,
+                "  {:<20} {:>10} rows {:>8} statements {:>8} people",
+                x.account, x.rows, x.statements, x.people
+            );
         }
         let _ = writeln!(o, "\nTOP READERS BY PEOPLE LOOKED UP");
         for x in &self.top_by_people {
-            let _ = writeln!(o, "  {:<20} {:>8} people {:>10} rows", x.account, x.people, x.rows);
+            let _ = writeln!(
+                o,
+                "  {:<20} {:>8} people {:>10} rows",
+                x.account, x.people, x.rows
+            );
         }
         let _ = writeln!(o, "\nDENIALS");
         for d in &self.denials {
@@ -338,7 +373,13 @@ impl DailyReport {
         }
         let _ = writeln!(o, "\nREFUSED LOGINS BY ADDRESS");
         for x in &self.refused_logins {
-            let _ = writeln!(o, "  {:<40} {:>6} accounts: {}", x.client, x.count, x.accounts.join(", "));
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>6} accounts: {}",
+                x.client,
+                x.count,
+                x.accounts.join(", ")
+            );
         }
         let _ = writeln!(o, "\nLOGINS FROM NEW MACHINES");
         for m in &self.new_machines {
@@ -346,14 +387,27 @@ impl DailyReport {
         }
         let _ = writeln!(o, "\nOFF-HOURS USE");
         for a in &self.off_hours {
-            let _ = writeln!(o, "  {} {} {}", a.at, a.account.as_deref().unwrap_or("-"), a.summary);
+            let _ = writeln!(
+                o,
+                "  {} {} {}",
+                a.at,
+                a.account.as_deref().unwrap_or("-"),
+                a.summary
+            );
         }
         let _ = writeln!(o, "\nACCOUNTS WITHOUT A LOGIN IN 28 DAYS");
         let _ = writeln!(o, "  {}", self.unused_accounts.join(", "));
         let _ = writeln!(o, "\nPOLICY CHANGES");
         for p in &self.policy_changes {
             let outcome = if p.accepted { "accepted" } else { "refused" };
-            let _ = writeln!(o, "  {} {} {} -> {}", p.at, outcome, p.before, p.after.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                o,
+                "  {} {} {} -> {}",
+                p.at,
+                outcome,
+                p.before,
+                p.after.as_deref().unwrap_or("-")
+            );
         }
         o
     }
@@ -364,41 +418,97 @@ impl DailyReport {
             "<p>{} to {} &middot; generated {}</p><p>{} statements, {} rows sent, {} logins ({} refused), {} denied statements, <b>{} alerts</b></p>",
             esc(&self.from), esc(&self.to), esc(&self.generated), t.statements, t.rows, t.logins, t.refused_logins, t.denied, t.alerts
         );
-        let hours: Vec<(String, u64)> = self.hourly.iter().map(|h| (h.hour[11..13].to_owned(), h.statements)).collect();
+        let hours: Vec<(String, u64)> = self
+            .hourly
+            .iter()
+            .map(|h| (h.hour[11..13].to_owned(), h.statements))
+            .collect();
         b.push_str(&bars("statements per hour (UTC)", &hours));
-        let rows: Vec<(String, u64)> = self.hourly.iter().map(|h| (h.hour[11..13].to_owned(), h.rows)).collect();
+        let rows: Vec<(String, u64)> = self
+            .hourly
+            .iter()
+            .map(|h| (h.hour[11..13].to_owned(), h.rows))
+            .collect();
         b.push_str(&bars("rows sent per hour (UTC)", &rows));
         b.push_str("<h2>Alerts</h2>");
         b.push_str(&alerts_table(&self.alerts));
         b.push_str("<h2>Suspended accounts</h2>");
         b.push_str(&table(
             &["account", "since", "alert", "why"],
-            &self.suspensions.iter().map(|s| vec![esc(&s.login), esc(&s.since), esc(&s.alert), esc(&s.summary)]).collect::<Vec<_>>(),
+            &self
+                .suspensions
+                .iter()
+                .map(|s| vec![esc(&s.login), esc(&s.since), esc(&s.alert), esc(&s.summary)])
+                .collect::<Vec<_>>(),
         ));
         b.push_str("<h2>Top readers of personal data</h2>");
-        let top: Vec<(String, u64)> = self.top_by_rows.iter().map(|x| (x.account.clone(), x.rows)).collect();
+        let top: Vec<(String, u64)> = self
+            .top_by_rows
+            .iter()
+            .map(|x| (x.account.clone(), x.rows))
+            .collect();
         b.push_str(&bars("rows read, by account", &top));
         b.push_str(&table(
             &["account", "rows", "statements", "people looked up"],
-            &self.top_by_rows.iter().map(|x| vec![esc(&x.account), x.rows.to_string(), x.statements.to_string(), x.people.to_string()]).collect::<Vec<_>>(),
+            &self
+                .top_by_rows
+                .iter()
+                .map(|x| {
+                    vec![
+                        esc(&x.account),
+                        x.rows.to_string(),
+                        x.statements.to_string(),
+                        x.people.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         ));
         b.push_str(&table(
             &["account (by people looked up)", "people", "rows"],
-            &self.top_by_people.iter().map(|x| vec![esc(&x.account), x.people.to_string(), x.rows.to_string()]).collect::<Vec<_>>(),
+            &self
+                .top_by_people
+                .iter()
+                .map(|x| vec![esc(&x.account), x.people.to_string(), x.rows.to_string()])
+                .collect::<Vec<_>>(),
         ));
         b.push_str("<h2>Denials and probing</h2>");
         b.push_str(&table(
             &["account", "denied", "reasons"],
-            &self.denials.iter().map(|d| vec![esc(&d.account), d.count.to_string(), esc(&format!("{:?}", d.reasons))]).collect::<Vec<_>>(),
+            &self
+                .denials
+                .iter()
+                .map(|d| {
+                    vec![
+                        esc(&d.account),
+                        d.count.to_string(),
+                        esc(&format!("{:?}", d.reasons)),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         ));
         b.push_str(&table(
             &["refused logins from", "count", "account names", "reasons"],
-            &self.refused_logins.iter().map(|x| vec![esc(&x.client), x.count.to_string(), esc(&x.accounts.join(", ")), esc(&format!("{:?}", x.reasons))]).collect::<Vec<_>>(),
+            &self
+                .refused_logins
+                .iter()
+                .map(|x| {
+                    vec![
+                        esc(&x.client),
+                        x.count.to_string(),
+                        esc(&x.accounts.join(", ")),
+                        esc(&format!("{:?}", x.reasons)),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         ));
         b.push_str("<h2>Logins from new machines</h2>");
         b.push_str(&table(
             &["first login", "account", "client"],
-            &self.new_machines.iter().map(|m| vec![esc(&m.first_login), esc(&m.account), esc(&m.client)]).collect::<Vec<_>>(),
+            &self
+                .new_machines
+                .iter()
+                .map(|m| vec![esc(&m.first_login), esc(&m.account), esc(&m.client)])
+                .collect::<Vec<_>>(),
         ));
         b.push_str("<h2>Off-hours use</h2>");
         b.push_str(&alerts_table(&self.off_hours));
@@ -407,7 +517,22 @@ impl DailyReport {
         b.push_str("</p><h2>Policy changes</h2>");
         b.push_str(&table(
             &["at", "outcome", "before", "after"],
-            &self.policy_changes.iter().map(|p| vec![esc(&p.at), if p.accepted { "accepted".into() } else { "refused".into() }, esc(&p.before), esc(p.after.as_deref().unwrap_or("-"))]).collect::<Vec<_>>(),
+            &self
+                .policy_changes
+                .iter()
+                .map(|p| {
+                    vec![
+                        esc(&p.at),
+                        if p.accepted {
+                            "accepted".into()
+                        } else {
+                            "refused".into()
+                        },
+                        esc(&p.before),
+                        esc(p.after.as_deref().unwrap_or("-")),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         ));
         page("maskgate daily review", &b)
     }
@@ -415,7 +540,14 @@ impl DailyReport {
 
 pub(super) fn alerts_table(alerts: &[AlertRow]) -> String {
     table(
-        &["at", "severity", "alert", "account / address", "what", "suspended"],
+        &[
+            "at",
+            "severity",
+            "alert",
+            "account / address",
+            "what",
+            "suspended",
+        ],
         &alerts
             .iter()
             .map(|a| {
@@ -425,7 +557,11 @@ pub(super) fn alerts_table(alerts: &[AlertRow]) -> String {
                     esc(&a.id),
                     esc(a.account.as_deref().or(a.client.as_deref()).unwrap_or("-")),
                     esc(&a.summary),
-                    if a.suspended { "yes".into() } else { String::new() },
+                    if a.suspended {
+                        "yes".into()
+                    } else {
+                        String::new()
+                    },
                 ]
             })
             .collect::<Vec<_>>(),

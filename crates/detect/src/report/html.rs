@@ -41,7 +41,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     for row in rows {
         out.push_str("<tr>");
         for cell in row {
-            let class = if !cell.is_empty() && cell.chars().all(|c| c.is_ascii_digit() || c == ',') {
+            let class = if !cell.is_empty() && cell.chars().all(|c| c.is_ascii_digit() || c == ',')
+            {
                 " class=\"num\""
             } else {
                 ""
@@ -51,7 +52,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str("</tr>");
     }
     if rows.is_empty() {
-        let _ = write!(out, "<tr><td colspan=\"{}\" class=\"muted\">none</td></tr>", header.len());
+        let _ = write!(
+            out,
+            "<tr><td colspan=\"{}\" class=\"muted\">none</td></tr>",
+            header.len()
+        );
     }
     out.push_str("</table>\n");
     out

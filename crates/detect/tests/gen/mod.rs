@@ -67,7 +67,16 @@ impl Gen {
     }
 
     /// A lookup by key on the lookup-only table, and its end with `rows`.
-    pub fn lookup(&mut self, t: OffsetDateTime, session: &str, stmt: u64, user: &str, ip: &str, key: &str, rows: u64) {
+    pub fn lookup(
+        &mut self,
+        t: OffsetDateTime,
+        session: &str,
+        stmt: u64,
+        user: &str,
+        ip: &str,
+        key: &str,
+        rows: u64,
+    ) {
         let keys: Vec<Value> = self
             .prints
             .prints([key])
@@ -79,7 +88,15 @@ impl Gen {
     }
 
     /// A read that is not a lookup, returning `rows`.
-    pub fn read(&mut self, t: OffsetDateTime, session: &str, stmt: u64, user: &str, ip: &str, rows: u64) {
+    pub fn read(
+        &mut self,
+        t: OffsetDateTime,
+        session: &str,
+        stmt: u64,
+        user: &str,
+        ip: &str,
+        rows: u64,
+    ) {
         self.push(t, json!({"kind":"statement","session":session,"stmt":stmt,"user":user,"client":format!("{ip}:50000"),"protocol":"simple","statement":"SELECT province_code, count(*) FROM contribution WHERE period = $L1 GROUP BY 1","class":"read","tables":[{"table":"public.contribution","roles":["analyst"]}],"decision":"rewritten","sealed_values":1}));
         self.push(t + Duration::milliseconds(40), json!({"kind":"statement_end","session":session,"stmt":stmt,"outcome":"completed","rows":rows,"bytes":rows * 60,"duration_us":40000}));
     }
@@ -102,13 +119,20 @@ impl Gen {
             let n = 20 + self.rng.below(21);
             for _ in 0..n {
                 stmt += 1;
-                let t = day + Duration::hours(hour) + Duration::seconds(30 + self.rng.below(3500) as i64);
+                let t = day
+                    + Duration::hours(hour)
+                    + Duration::seconds(30 + self.rng.below(3500) as i64);
                 let key = self.random_key();
                 let rows = u64::from(self.rng.below(20) != 0);
                 self.lookup(t.max(login), &s, stmt, user, ip, &key, rows);
             }
         }
-        self.end_session(day + Duration::hours(16) + Duration::minutes(5), &s, user, ip);
+        self.end_session(
+            day + Duration::hours(16) + Duration::minutes(5),
+            &s,
+            user,
+            ip,
+        );
     }
 
     /// An analyst's day: ten aggregate reads an hour, 20–300 rows each.
@@ -124,7 +148,12 @@ impl Gen {
                 self.read(t, &s, stmt, user, ip, rows);
             }
         }
-        self.end_session(day + Duration::hours(17) + Duration::minutes(5), &s, user, ip);
+        self.end_session(
+            day + Duration::hours(17) + Duration::minutes(5),
+            &s,
+            user,
+            ip,
+        );
     }
 
     /// Lines in time order, numbered, in the writer's layout.
@@ -132,7 +161,9 @@ impl Gen {
         self.lines.sort_by_key(|(t, _)| *t);
         let mut out = Vec::with_capacity(self.lines.len());
         for (i, (t, v)) in self.lines.into_iter().enumerate() {
-            let time = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+            let time = t
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
             let mut line = format!(
                 "{{\"seq\":{},\"time\":\"{time}\",\"kind\":{},\"prev\":\"{}\"",
                 i + 1,
@@ -152,7 +183,10 @@ impl Gen {
 }
 
 pub fn weekday(d: i64) -> bool {
-    (START + Duration::days(d)).weekday().number_days_from_monday() < 5
+    (START + Duration::days(d))
+        .weekday()
+        .number_days_from_monday()
+        < 5
 }
 
 /// The whole scenario.
@@ -188,40 +222,129 @@ pub fn scenario() -> Vec<Vec<u8>> {
     }
     let day = START + Duration::days(INCIDENT_DAY);
     // A lent account: a second session from another machine while the first is open.
-    let s = g.login(day + Duration::hours(10), "shared1", "10.0.3.99", &["clerk"]);
-    g.lookup(day + Duration::hours(10) + Duration::minutes(1), &s, 1, "shared1", "10.0.3.99", "079100000042", 1);
-    g.end_session(day + Duration::hours(10) + Duration::minutes(20), &s, "shared1", "10.0.3.99");
+    let s = g.login(
+        day + Duration::hours(10),
+        "shared1",
+        "10.0.3.99",
+        &["clerk"],
+    );
+    g.lookup(
+        day + Duration::hours(10) + Duration::minutes(1),
+        &s,
+        1,
+        "shared1",
+        "10.0.3.99",
+        "079100000042",
+        1,
+    );
+    g.end_session(
+        day + Duration::hours(10) + Duration::minutes(20),
+        &s,
+        "shared1",
+        "10.0.3.99",
+    );
     // A harvesting script: 5,000 sequential lookups in an hour.
-    let s = g.login(day + Duration::hours(13), "harvester1", "10.0.4.1", &["clerk"]);
+    let s = g.login(
+        day + Duration::hours(13),
+        "harvester1",
+        "10.0.4.1",
+        &["clerk"],
+    );
     for i in 0..5000u64 {
         let t = day + Duration::hours(13) + Duration::milliseconds((i * 700) as i64 + 10);
-        g.lookup(t, &s, i + 1, "harvester1", "10.0.4.1", &format!("079200{:06}", i), u64::from(i % 3 != 0));
+        g.lookup(
+            t,
+            &s,
+            i + 1,
+            "harvester1",
+            "10.0.4.1",
+            &format!("079200{:06}", i),
+            u64::from(i % 3 != 0),
+        );
     }
     g.end_session(day + Duration::hours(14), &s, "harvester1", "10.0.4.1");
     // An off-hours login.
-    let s = g.login(day + Duration::hours(2) + Duration::minutes(30), "night1", "10.0.5.1", &["clerk"]);
-    g.lookup(day + Duration::hours(2) + Duration::minutes(31), &s, 1, "night1", "10.0.5.1", "079300000001", 1);
-    g.end_session(day + Duration::hours(2) + Duration::minutes(40), &s, "night1", "10.0.5.1");
+    let s = g.login(
+        day + Duration::hours(2) + Duration::minutes(30),
+        "night1",
+        "10.0.5.1",
+        &["clerk"],
+    );
+    g.lookup(
+        day + Duration::hours(2) + Duration::minutes(31),
+        &s,
+        1,
+        "night1",
+        "10.0.5.1",
+        "079300000001",
+        1,
+    );
+    g.end_session(
+        day + Duration::hours(2) + Duration::minutes(40),
+        &s,
+        "night1",
+        "10.0.5.1",
+    );
     // A honeytoken read.
     let s = g.login(day + Duration::hours(17), "canary1", "10.0.6.1", &["clerk"]);
-    g.lookup(day + Duration::hours(17) + Duration::minutes(2), &s, 1, "canary1", "10.0.6.1", CANARY, 1);
-    g.end_session(day + Duration::hours(17) + Duration::minutes(5), &s, "canary1", "10.0.6.1");
+    g.lookup(
+        day + Duration::hours(17) + Duration::minutes(2),
+        &s,
+        1,
+        "canary1",
+        "10.0.6.1",
+        CANARY,
+        1,
+    );
+    g.end_session(
+        day + Duration::hours(17) + Duration::minutes(5),
+        &s,
+        "canary1",
+        "10.0.6.1",
+    );
     // A volume spike: an analyst reads 200,000 rows in an hour.
-    let s = g.login(day + Duration::hours(9), "analyst2", "10.0.2.2", &["analyst"]);
+    let s = g.login(
+        day + Duration::hours(9),
+        "analyst2",
+        "10.0.2.2",
+        &["analyst"],
+    );
     for i in 0..20u64 {
-        g.read(day + Duration::hours(9) + Duration::minutes(i as i64 * 2 + 1), &s, i + 1, "analyst2", "10.0.2.2", 10_000);
+        g.read(
+            day + Duration::hours(9) + Duration::minutes(i as i64 * 2 + 1),
+            &s,
+            i + 1,
+            "analyst2",
+            "10.0.2.2",
+            10_000,
+        );
     }
     g.end_session(day + Duration::hours(10), &s, "analyst2", "10.0.2.2");
     // Probing: denial after denial.
     let s = g.login(day + Duration::hours(18), "prober1", "10.0.7.1", &["clerk"]);
     for i in 0..30u64 {
-        g.denied(day + Duration::hours(18) + Duration::seconds(i as i64 * 10 + 5), &s, i + 1, "prober1", "10.0.7.1");
+        g.denied(
+            day + Duration::hours(18) + Duration::seconds(i as i64 * 10 + 5),
+            &s,
+            i + 1,
+            "prober1",
+            "10.0.7.1",
+        );
     }
-    g.end_session(day + Duration::hours(18) + Duration::minutes(10), &s, "prober1", "10.0.7.1");
+    g.end_session(
+        day + Duration::hours(18) + Duration::minutes(10),
+        &s,
+        "prober1",
+        "10.0.7.1",
+    );
     // Password guessing from one machine across several names.
     for i in 0..12 {
         let user = ["clerk1", "clerk2", "admin", "postgres"][i % 4];
-        g.refused(day + Duration::hours(19) + Duration::seconds(i as i64 * 20), user, "10.9.9.9");
+        g.refused(
+            day + Duration::hours(19) + Duration::seconds(i as i64 * 20),
+            user,
+            "10.9.9.9",
+        );
     }
     g.finish()
 }
@@ -229,8 +352,19 @@ pub fn scenario() -> Vec<Vec<u8>> {
 /// The policy's accounts: every account has its own assignment; `stale1` never logs in.
 pub fn accounts() -> Vec<AccountInfo> {
     let mut out: Vec<AccountInfo> = [
-        "clerk1", "clerk2", "clerk3", "clerk4", "clerk5", "analyst1", "analyst2", "shared1",
-        "harvester1", "night1", "canary1", "prober1", "stale1",
+        "clerk1",
+        "clerk2",
+        "clerk3",
+        "clerk4",
+        "clerk5",
+        "analyst1",
+        "analyst2",
+        "shared1",
+        "harvester1",
+        "night1",
+        "canary1",
+        "prober1",
+        "stale1",
     ]
     .iter()
     .map(|login| AccountInfo {
