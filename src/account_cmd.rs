@@ -96,8 +96,8 @@ pub fn run(command: AccountCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<20} {:<10} {:<26} {:<20} {}",
-                "LOGIN", "STATUS", "LAST LOGIN", "FROM", "OPEN ALERTS"
+                "{:<20} {:<10} {:<26} {:<20} OPEN ALERTS",
+                "LOGIN", "STATUS", "LAST LOGIN", "FROM"
             );
             for v in views.values() {
                 let last = v.logins.iter().rev().find(|l| l.admitted);

@@ -305,72 +305,12 @@ impl Detector {
         if !login.roles.is_empty() {
             account.roles = login.roles.clone();
         }
-        let mut found = Vec::new();
-        // Another live session from another machine, or a login from another
-        // address moments ago.
-        let other = account.live.iter().find(|(_, s)| {
-            differs(s.client, login.client)
-                || differs(s.certificate.as_deref(), login.certificate.as_deref())
-        });
-        if let Some((other_session, s)) = other {
-            let mut evidence = Evidence::records([s.login_seq, o.seq], 2);
-            evidence.sessions = vec![other_session.clone(), session.clone()];
-            evidence.addresses = addresses([s.client, login.client]);
-            found.push((
-                Rule::AccountSharing,
-                Severity::Medium,
-                format!(
-                    "concurrent sessions of one account from {}",
-                    evidence.addresses.join(" and ")
-                ),
-                evidence,
-            ));
-        } else if let Some((when, ip, seq)) = account.last_login {
-            if differs(ip, login.client) && o.time - when < switch {
-                let mut evidence = Evidence::records([seq, o.seq], 2).window(when, o.time);
-                evidence.addresses = addresses([ip, login.client]);
-                found.push((
-                    Rule::AccountSharing,
-                    Severity::Medium,
-                    format!(
-                        "logins from {} {} minutes apart",
-                        evidence.addresses.join(" and "),
-                        (o.time - when).whole_minutes()
-                    ),
-                    evidence,
-                ));
-            }
-        }
+        let mut found: Vec<Finding> = sharing(account, o, login, &session, switch)
+            .into_iter()
+            .collect();
         if account.active_days >= history_days {
-            let known_client = login
-                .client
-                .is_none_or(|ip| account.clients.contains_key(&ip));
-            let known_cert = login
-                .certificate
-                .as_ref()
-                .is_none_or(|c| account.certificates.contains(c));
-            if !known_client || !known_cert {
-                let mut evidence = Evidence::records([o.seq], 1);
-                evidence.addresses = addresses([login.client]);
-                evidence.certificates = login.certificate.iter().cloned().collect();
-                let what = if known_client {
-                    "certificate"
-                } else {
-                    "address"
-                };
-                found.push((
-                    Rule::NewClient,
-                    Severity::Low,
-                    format!(
-                        "login from a client {what} never seen for the account in {} active days",
-                        account.active_days
-                    ),
-                    evidence,
-                ));
-            }
-            if let Some(finding) = unusual_time(account, o, tz) {
-                found.push(finding);
-            }
+            found.extend(new_client(account, o, login));
+            found.extend(unusual_time(account, o, tz));
         }
         if let Some(ip) = login.client {
             account.clients.insert(ip, o.time);
@@ -675,6 +615,70 @@ impl Detector {
         baselines.sort_unstable();
         Some(baselines[baselines.len() / 2])
     }
+}
+
+/// Another live session from another machine, or a login from another address
+/// moments ago.
+fn sharing(
+    account: &AccountState,
+    o: &Observation,
+    login: &Login,
+    session: &str,
+    switch: Duration,
+) -> Option<Finding> {
+    let other = account.live.iter().find(|(_, s)| {
+        differs(s.client, login.client)
+            || differs(s.certificate.as_deref(), login.certificate.as_deref())
+    });
+    if let Some((other_session, s)) = other {
+        let mut evidence = Evidence::records([s.login_seq, o.seq], 2);
+        evidence.sessions = vec![other_session.clone(), session.to_owned()];
+        evidence.addresses = addresses([s.client, login.client]);
+        let summary = format!(
+            "concurrent sessions of one account from {}",
+            evidence.addresses.join(" and ")
+        );
+        return Some((Rule::AccountSharing, Severity::Medium, summary, evidence));
+    }
+    let (when, ip, seq) = account.last_login?;
+    if !differs(ip, login.client) || o.time - when >= switch {
+        return None;
+    }
+    let mut evidence = Evidence::records([seq, o.seq], 2).window(when, o.time);
+    evidence.addresses = addresses([ip, login.client]);
+    let summary = format!(
+        "logins from {} {} minutes apart",
+        evidence.addresses.join(" and "),
+        (o.time - when).whole_minutes()
+    );
+    Some((Rule::AccountSharing, Severity::Medium, summary, evidence))
+}
+
+/// A client address or certificate never seen for the account.
+fn new_client(account: &AccountState, o: &Observation, login: &Login) -> Option<Finding> {
+    let known_client = login
+        .client
+        .is_none_or(|ip| account.clients.contains_key(&ip));
+    let known_cert = login
+        .certificate
+        .as_ref()
+        .is_none_or(|c| account.certificates.contains(c));
+    if known_client && known_cert {
+        return None;
+    }
+    let mut evidence = Evidence::records([o.seq], 1);
+    evidence.addresses = addresses([login.client]);
+    evidence.certificates = login.certificate.iter().cloned().collect();
+    let what = if known_client {
+        "certificate"
+    } else {
+        "address"
+    };
+    let summary = format!(
+        "login from a client {what} never seen for the account in {} active days",
+        account.active_days
+    );
+    Some((Rule::NewClient, Severity::Low, summary, evidence))
 }
 
 /// Both known and different.

@@ -140,7 +140,7 @@ pub fn build(
         return Err(BreachError::Tampered(verified.to_string()));
     }
     let (name, roles) = classification.accounts.get(account).cloned().unzip();
-    let mut r = BreachReport {
+    let report = BreachReport {
         account: account.to_owned(),
         name,
         roles: roles.unwrap_or_default(),
@@ -159,73 +159,87 @@ pub fn build(
         },
         ..BreachReport::default()
     };
-    let mut sessions: HashSet<String> = HashSet::new();
-    let mut lookups: HashSet<String> = HashSet::new();
-    let mut keys: HashSet<u64> = HashSet::new();
-    let mut machines: BTreeMap<String, MachineAcc> = BTreeMap::new();
-    let mut tables: BTreeMap<String, (u64, BTreeMap<String, String>)> = BTreeMap::new();
-    let mut hourly: BTreeMap<OffsetDateTime, u64> = BTreeMap::new();
-    let mut first: Option<OffsetDateTime> = None;
-    let mut last: Option<OffsetDateTime> = None;
+    let mut scan = Scan {
+        account,
+        r: report,
+        sessions: HashSet::new(),
+        lookups: HashSet::new(),
+        keys: HashSet::new(),
+        machines: BTreeMap::new(),
+        tables: BTreeMap::new(),
+        hourly: BTreeMap::new(),
+        first: None,
+        last: None,
+    };
     trail::read_since(dir, Some(from), |line| {
-        let Some(o) = observe::parse(line) else {
+        let Some(o) = observe::parse(line).filter(|o| o.time >= from) else {
             return;
         };
-        if o.time < from {
-            return;
-        }
         // Actions taken: until now, not only until `to`.
+        scan.action(&o);
+        if o.time <= to {
+            scan.activity(o);
+        }
+    })?;
+    Ok(scan.finish(classification))
+}
+
+struct Scan<'a> {
+    account: &'a str,
+    r: BreachReport,
+    sessions: HashSet<String>,
+    /// `session/stmt` of the lookups by key.
+    lookups: HashSet<String>,
+    keys: HashSet<u64>,
+    machines: BTreeMap<String, MachineAcc>,
+    /// Table -> statements, and column -> how it was seen.
+    tables: BTreeMap<String, (u64, BTreeMap<String, String>)>,
+    hourly: BTreeMap<OffsetDateTime, u64>,
+    first: Option<OffsetDateTime>,
+    last: Option<OffsetDateTime>,
+}
+
+impl Scan<'_> {
+    fn action(&mut self, o: &observe::Observation) {
+        let at = rfc3339(o.time);
+        let account = self.account;
+        let action = |action: &str, detail: String| Action {
+            at: at.clone(),
+            action: action.into(),
+            detail,
+        };
         match &o.event {
             Observed::Alert(a) if a.account.as_deref() == Some(account) => {
-                r.alerts.push(AlertRow {
-                    id: a.id.clone(),
-                    rule: a.rule.map(|x| x.as_str().to_owned()).unwrap_or_default(),
-                    severity: a
-                        .severity
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                    account: a.account.clone(),
-                    client: a.client.clone(),
-                    at: rfc3339(a.at.unwrap_or(o.time)),
-                    summary: a.summary.clone(),
-                    suspended: a.suspended,
-                });
+                self.r.alerts.push(AlertRow::from_record(a.clone(), o.time));
             }
-            Observed::Suspended { login, alert } if login == account => r.actions.push(Action {
-                at: rfc3339(o.time),
-                action: "account suspended".into(),
-                detail: format!("by alert {}", alert.as_deref().unwrap_or("?")),
-            }),
-            Observed::Unlocked { login, reason, by } if login == account => {
-                r.actions.push(Action {
-                    at: rfc3339(o.time),
-                    action: "account unlocked".into(),
-                    detail: format!("by {by}: {reason}"),
-                })
+            Observed::Suspended { login, alert } if login == account => {
+                self.r.actions.push(action(
+                    "account suspended",
+                    format!("by alert {}", alert.as_deref().unwrap_or("?")),
+                ))
             }
-            Observed::Lockout { user, .. } if user == account => r.actions.push(Action {
-                at: rfc3339(o.time),
-                action: "login name locked after failed logins".into(),
-                detail: String::new(),
-            }),
-            Observed::SessionEnd(e) if e.user == account && e.end == "closed_by_maskgate" => {
-                r.actions.push(Action {
-                    at: rfc3339(o.time),
-                    action: "session ended by maskgate".into(),
-                    detail: e.session.clone(),
-                })
-            }
+            Observed::Unlocked { login, reason, by } if login == account => self
+                .r
+                .actions
+                .push(action("account unlocked", format!("by {by}: {reason}"))),
+            Observed::Lockout { user, .. } if user == account => self.r.actions.push(action(
+                "login name locked after failed logins",
+                String::new(),
+            )),
+            Observed::SessionEnd(e) if e.user == account && e.end == "closed_by_maskgate" => self
+                .r
+                .actions
+                .push(action("session ended by maskgate", e.session.clone())),
             _ => {}
         }
-        if o.time > to {
-            return;
-        }
+    }
+
+    fn activity(&mut self, o: observe::Observation) {
         match o.event {
-            Observed::Login(l) if l.admitted && l.user.as_deref() == Some(account) => {
-                if let Some(s) = l.session {
-                    sessions.insert(s);
-                }
-                let m = machines
+            Observed::Login(l) if l.admitted && l.user.as_deref() == Some(self.account) => {
+                self.sessions.extend(l.session);
+                let m = self
+                    .machines
                     .entry(l.client.map(|c| c.to_string()).unwrap_or_default())
                     .or_default();
                 m.sessions += 1;
@@ -234,112 +248,120 @@ pub fn build(
                 m.first.get_or_insert(o.time);
                 m.last = Some(o.time);
             }
-            Observed::Statement(s) if s.user == account => {
-                sessions.insert(s.session.clone());
-                r.statements += 1;
-                first.get_or_insert(o.time);
-                last = Some(o.time);
-                if r.statement_records.len() < 50 {
-                    r.statement_records.push(o.seq);
-                }
-                if s.decision == "denied" {
-                    r.denied_statements += 1;
-                    return;
-                }
-                if let Some(m) = s.client.and_then(|c| machines.get_mut(&c.to_string())) {
-                    m.last = Some(o.time);
-                }
-                if s.is_lookup() {
-                    lookups.insert(format!("{}/{}", s.session, s.stmt));
-                    keys.extend(s.keys.iter().map(|k| k.k));
-                }
-                for t in s.tables {
-                    let entry = tables.entry(t.table.clone()).or_default();
-                    entry.0 += 1;
-                    for m in &t.masked {
-                        let (column, mask) = m.split_once(':').unwrap_or((m, "?"));
-                        entry
-                            .1
-                            .insert(column.to_owned(), format!("masked ({mask})"));
-                    }
-                    for d in &t.denied {
-                        entry.1.entry(d.clone()).or_insert_with(|| "denied".into());
-                    }
-                }
-            }
-            Observed::StatementEnd(e) if sessions.contains(&e.session) => {
-                r.records += e.rows;
-                r.bytes += e.bytes;
-                *hourly.entry(hour_of(o.time)).or_default() += e.rows;
-                if !lookups.contains(&format!("{}/{}", e.session, e.stmt)) {
-                    r.data_subjects.rows_not_by_key += e.rows;
+            Observed::Statement(s) if s.user == self.account => self.statement(o.seq, o.time, s),
+            Observed::StatementEnd(e) if self.sessions.contains(&e.session) => {
+                self.r.records += e.rows;
+                self.r.bytes += e.bytes;
+                *self.hourly.entry(hour_of(o.time)).or_default() += e.rows;
+                if !self.lookups.contains(&format!("{}/{}", e.session, e.stmt)) {
+                    self.r.data_subjects.rows_not_by_key += e.rows;
                 }
             }
             _ => {}
         }
-    })?;
-    r.first_activity = first.map(rfc3339);
-    r.last_activity = last.map(rfc3339);
-    r.data_subjects.looked_up = keys.len() as u64;
-    r.data_subjects.at_most = r.data_subjects.looked_up + r.data_subjects.rows_not_by_key;
-    r.machines = machines
-        .into_iter()
-        .map(|(client, m)| Machine {
-            client,
-            certificates: m.certificates.into_iter().collect(),
-            applications: m.applications.into_iter().collect(),
-            sessions: m.sessions,
-            first: m.first.map(rfc3339).unwrap_or_default(),
-            last: m.last.map(rfc3339).unwrap_or_default(),
-        })
-        .collect();
-    let mut categories: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
-    for (table, (statements, seen)) in tables {
-        let columns = classification
-            .tables
-            .get(&table)
-            .cloned()
-            .unwrap_or_default();
-        let mut read = Vec::new();
-        for (column, labels) in columns {
-            let how = seen.get(&column).cloned().unwrap_or_else(|| "clear".into());
-            for label in &labels {
-                let c = categories
-                    .entry(label.clone())
-                    .or_insert((Vec::new(), true));
-                c.0.push(format!("{table}.{column}"));
-                c.1 &= how != "clear";
+    }
+
+    fn statement(&mut self, seq: u64, time: OffsetDateTime, s: observe::Statement) {
+        self.sessions.insert(s.session.clone());
+        self.r.statements += 1;
+        self.first.get_or_insert(time);
+        self.last = Some(time);
+        if self.r.statement_records.len() < 50 {
+            self.r.statement_records.push(seq);
+        }
+        if s.decision == "denied" {
+            self.r.denied_statements += 1;
+            return;
+        }
+        if let Some(m) = s.client.and_then(|c| self.machines.get_mut(&c.to_string())) {
+            m.last = Some(time);
+        }
+        if s.is_lookup() {
+            self.lookups.insert(format!("{}/{}", s.session, s.stmt));
+            self.keys.extend(s.keys.iter().map(|k| k.k));
+        }
+        for t in s.tables {
+            let entry = self.tables.entry(t.table.clone()).or_default();
+            entry.0 += 1;
+            for m in &t.masked {
+                let (column, mask) = m.split_once(':').unwrap_or((m, "?"));
+                entry
+                    .1
+                    .insert(column.to_owned(), format!("masked ({mask})"));
             }
-            read.push(ColumnRead {
-                column,
-                labels,
-                seen: how,
+            for d in &t.denied {
+                entry.1.entry(d.clone()).or_insert_with(|| "denied".into());
+            }
+        }
+    }
+
+    fn finish(self, classification: &Classification) -> BreachReport {
+        let mut r = self.r;
+        r.first_activity = self.first.map(rfc3339);
+        r.last_activity = self.last.map(rfc3339);
+        r.data_subjects.looked_up = self.keys.len() as u64;
+        r.data_subjects.at_most = r.data_subjects.looked_up + r.data_subjects.rows_not_by_key;
+        r.machines = self
+            .machines
+            .into_iter()
+            .map(|(client, m)| Machine {
+                client,
+                certificates: m.certificates.into_iter().collect(),
+                applications: m.applications.into_iter().collect(),
+                sessions: m.sessions,
+                first: m.first.map(rfc3339).unwrap_or_default(),
+                last: m.last.map(rfc3339).unwrap_or_default(),
+            })
+            .collect();
+        let mut categories: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
+        for (table, (statements, seen)) in self.tables {
+            let columns = classification
+                .tables
+                .get(&table)
+                .cloned()
+                .unwrap_or_default();
+            let mut read = Vec::new();
+            for (column, labels) in columns {
+                let how = seen.get(&column).cloned().unwrap_or_else(|| "clear".into());
+                for label in &labels {
+                    let c = categories
+                        .entry(label.clone())
+                        .or_insert((Vec::new(), true));
+                    c.0.push(format!("{table}.{column}"));
+                    c.1 &= how != "clear";
+                }
+                read.push(ColumnRead {
+                    column,
+                    labels,
+                    seen: how,
+                });
+            }
+            r.tables.push(TableRead {
+                table,
+                statements,
+                columns: read,
             });
         }
-        r.tables.push(TableRead {
-            table,
-            statements,
-            columns: read,
-        });
+        r.categories = categories
+            .into_iter()
+            .map(|(label, (columns, only_masked))| Category {
+                description: classification
+                    .labels
+                    .get(&label)
+                    .cloned()
+                    .unwrap_or_default(),
+                label,
+                columns,
+                only_masked,
+            })
+            .collect();
+        r.rows_per_hour = self
+            .hourly
+            .into_iter()
+            .map(|(h, rows)| (rfc3339(h), rows))
+            .collect();
+        r
     }
-    r.categories = categories
-        .into_iter()
-        .map(|(label, (columns, only_masked))| Category {
-            description: classification
-                .labels
-                .get(&label)
-                .cloned()
-                .unwrap_or_default(),
-            label,
-            columns,
-            only_masked,
-        })
-        .collect();
-    r.rows_per_hour = hourly
-        .into_iter()
-        .map(|(h, rows)| (rfc3339(h), rows))
-        .collect();
-    Ok(r)
 }
 
 impl BreachReport {
@@ -403,6 +425,11 @@ impl BreachReport {
                 ],
             ],
         ));
+        self.html_data(&mut b);
+        page("Personal data breach: facts for the notification", &b)
+    }
+
+    fn html_data(&self, b: &mut String) {
         b.push_str("<h2>Categories of personal data</h2>");
         b.push_str(&table(
             &["category", "description", "columns", "reached the account"],
@@ -491,6 +518,5 @@ impl BreachReport {
                 .collect::<Vec<_>>()
                 .join(", "))
         );
-        page("Personal data breach: facts for the notification", &b)
     }
 }

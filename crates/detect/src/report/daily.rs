@@ -124,6 +124,28 @@ struct Reading {
     keys: HashSet<u64>,
 }
 
+/// Refused logins from one address: count, login names, reasons.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    accounts: HashSet<String>,
+    reasons: BTreeMap<String, u64>,
+}
+
+/// What the pass over the trail collects.
+#[derive(Default)]
+struct Scan {
+    report: DailyReport,
+    sessions: HashMap<String, String>,
+    readers: HashMap<String, Reading>,
+    denials: HashMap<String, (u64, BTreeMap<String, u64>)>,
+    refused: HashMap<String, Refusals>,
+    /// (account, client) pairs seen logging in.
+    known: HashSet<(String, String)>,
+    logged_in: HashSet<String>,
+    hourly: BTreeMap<OffsetDateTime, (u64, u64)>,
+}
+
 /// Builds the report for `[from, to)` from the trail in `dir`.
 pub fn build(
     dir: &Path,
@@ -132,20 +154,7 @@ pub fn build(
     classification: &Classification,
     suspensions: &crate::Suspensions,
 ) -> Result<DailyReport, TrailError> {
-    let mut r = DailyReport {
-        from: rfc3339(from),
-        to: rfc3339(to),
-        generated: rfc3339(OffsetDateTime::now_utc()),
-        ..DailyReport::default()
-    };
-    let mut sessions: HashMap<String, String> = HashMap::new();
-    let mut readers: HashMap<String, Reading> = HashMap::new();
-    let mut denials: HashMap<String, (u64, BTreeMap<String, u64>)> = HashMap::new();
-    let mut refused: HashMap<String, (u64, HashSet<String>, BTreeMap<String, u64>)> =
-        HashMap::new();
-    let mut known: HashSet<(String, String)> = HashSet::new();
-    let mut logged_in: HashSet<String> = HashSet::new();
-    let mut hourly: BTreeMap<OffsetDateTime, (u64, u64)> = BTreeMap::new();
+    let mut scan = Scan::default();
     trail::read_since(dir, Some(from - LOOKBACK), |line| {
         let Some(kind) = observe::line_kind(line) else {
             return;
@@ -153,96 +162,63 @@ pub fn build(
         if !observe::KINDS.contains(&kind) {
             return;
         }
-        let Some(o) = observe::parse(line) else {
-            return;
-        };
-        if o.time >= to {
-            return;
+        if let Some(o) = observe::parse(line).filter(|o| o.time < to) {
+            let within = o.time >= from;
+            scan.observe(o, within);
         }
-        let within = o.time >= from;
+    })?;
+    let mut r = scan.finish(classification, suspensions);
+    r.from = rfc3339(from);
+    r.to = rfc3339(to);
+    r.generated = rfc3339(OffsetDateTime::now_utc());
+    Ok(r)
+}
+
+impl Scan {
+    fn observe(&mut self, o: observe::Observation, within: bool) {
         match o.event {
-            Observed::Login(l) => {
-                let (Some(user), client) = (l.user.clone(), l.client.map(|c| c.to_string())) else {
-                    return;
-                };
-                let client = client.unwrap_or_default();
-                if l.admitted {
-                    logged_in.insert(user.clone());
-                    if let Some(s) = &l.session {
-                        sessions.insert(s.clone(), user.clone());
-                    }
-                    let pair = (user.clone(), client.clone());
-                    let seen_account = known.iter().any(|(u, _)| *u == user);
-                    if known.insert(pair) && within && seen_account {
-                        r.new_machines.push(NewMachine {
-                            account: user,
-                            client,
-                            first_login: rfc3339(o.time),
-                        });
-                    }
-                    if within {
-                        r.totals.logins += 1;
-                    }
-                } else if within {
-                    r.totals.refused_logins += 1;
-                    let e = refused.entry(client).or_default();
-                    e.0 += 1;
-                    e.1.insert(user);
-                    *e.2.entry(l.reason.unwrap_or_default()).or_default() += 1;
-                }
-            }
+            Observed::Login(l) => self.login(o.time, l, within),
             _ if !within => {}
             Observed::Statement(s) => {
-                sessions
+                let r = &mut self.report;
+                self.sessions
                     .entry(s.session.clone())
                     .or_insert_with(|| s.user.clone());
                 r.totals.statements += 1;
-                hourly.entry(hour_of(o.time)).or_default().0 += 1;
+                self.hourly.entry(hour_of(o.time)).or_default().0 += 1;
                 if s.decision == "denied" {
                     r.totals.denied += 1;
-                    let e = denials.entry(s.user.clone()).or_default();
+                    let e = self.denials.entry(s.user.clone()).or_default();
                     e.0 += 1;
                     *e.1.entry(s.reason.unwrap_or_default()).or_default() += 1;
                     return;
                 }
-                let reading = readers.entry(s.user).or_default();
+                let reading = self.readers.entry(s.user).or_default();
                 reading.statements += 1;
                 if s.tables.iter().any(|t| t.pinned) {
                     reading.keys.extend(s.keys.iter().map(|k| k.k));
                 }
             }
             Observed::StatementEnd(end) => {
-                r.totals.rows += end.rows;
-                hourly.entry(hour_of(o.time)).or_default().1 += end.rows;
-                if let Some(user) = sessions.get(&end.session) {
-                    readers.entry(user.clone()).or_default().rows += end.rows;
+                self.report.totals.rows += end.rows;
+                self.hourly.entry(hour_of(o.time)).or_default().1 += end.rows;
+                if let Some(user) = self.sessions.get(&end.session) {
+                    self.readers.entry(user.clone()).or_default().rows += end.rows;
                 }
             }
             Observed::Alert(a) => {
-                r.totals.alerts += 1;
-                let row = AlertRow {
-                    id: a.id,
-                    rule: a.rule.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-                    severity: a
-                        .severity
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                    account: a.account,
-                    client: a.client,
-                    at: rfc3339(a.at.unwrap_or(o.time)),
-                    summary: a.summary,
-                    suspended: a.suspended,
-                };
-                if a.rule == Some(Rule::OffHours) {
-                    r.off_hours.push(row.clone());
+                self.report.totals.alerts += 1;
+                let row = AlertRow::from_record(a, o.time);
+                if row.rule == Rule::OffHours.as_str() {
+                    self.report.off_hours.push(row.clone());
                 }
-                r.alerts.push(row);
+                self.report.alerts.push(row);
             }
             Observed::PolicyReload {
                 accepted,
                 before,
                 after,
-            } => r.policy_changes.push(PolicyChange {
+            } => self.report.policy_changes.push(PolicyChange {
                 at: rfc3339(o.time),
                 accepted,
                 before,
@@ -250,74 +226,136 @@ pub fn build(
             }),
             _ => {}
         }
-    })?;
-    let mut readers: Vec<Reader> = readers
-        .into_iter()
-        .map(|(account, x)| Reader {
-            account,
-            statements: x.statements,
-            rows: x.rows,
-            people: x.keys.len() as u64,
-        })
-        .collect();
-    readers.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.account.cmp(&b.account)));
-    r.top_by_rows = readers.iter().take(TOP).cloned().collect();
-    readers.sort_by(|a, b| b.people.cmp(&a.people).then(a.account.cmp(&b.account)));
-    r.top_by_people = readers
-        .into_iter()
-        .filter(|x| x.people > 0)
-        .take(TOP)
-        .collect();
-    let mut denials: Vec<Denials> = denials
-        .into_iter()
-        .map(|(account, (count, reasons))| Denials {
-            account,
-            count,
-            reasons,
-        })
-        .collect();
-    denials.sort_by(|a, b| b.count.cmp(&a.count).then(a.account.cmp(&b.account)));
-    r.denials = denials;
-    let mut refused: Vec<RefusedFrom> = refused
-        .into_iter()
-        .map(|(client, (count, accounts, reasons))| {
-            let mut accounts: Vec<String> = accounts.into_iter().collect();
-            accounts.sort();
-            RefusedFrom {
-                client,
-                count,
-                accounts,
-                reasons,
+    }
+
+    fn login(&mut self, time: OffsetDateTime, l: observe::Login, within: bool) {
+        let Some(user) = l.user.clone() else {
+            return;
+        };
+        let client = l.client.map(|c| c.to_string()).unwrap_or_default();
+        if !l.admitted {
+            if within {
+                self.report.totals.refused_logins += 1;
+                let e = self.refused.entry(client).or_default();
+                e.count += 1;
+                e.accounts.insert(user);
+                *e.reasons.entry(l.reason.unwrap_or_default()).or_default() += 1;
             }
-        })
-        .collect();
-    refused.sort_by(|a, b| b.count.cmp(&a.count).then(a.client.cmp(&b.client)));
-    r.refused_logins = refused;
-    r.unused_accounts = classification
-        .accounts
-        .keys()
-        .filter(|login| !logged_in.contains(*login))
-        .cloned()
-        .collect();
-    r.suspensions = suspensions
-        .suspended
-        .iter()
-        .map(|(login, s)| SuspensionRow {
-            login: login.clone(),
-            since: rfc3339(s.since),
-            alert: s.alert.clone(),
-            summary: s.summary.clone(),
-        })
-        .collect();
-    r.hourly = hourly
-        .into_iter()
-        .map(|(hour, (statements, rows))| Hourly {
-            hour: rfc3339(hour),
-            statements,
-            rows,
-        })
-        .collect();
-    Ok(r)
+            return;
+        }
+        self.logged_in.insert(user.clone());
+        if let Some(s) = &l.session {
+            self.sessions.insert(s.clone(), user.clone());
+        }
+        let seen_account = self.known.iter().any(|(u, _)| *u == user);
+        if self.known.insert((user.clone(), client.clone())) && within && seen_account {
+            self.report.new_machines.push(NewMachine {
+                account: user,
+                client,
+                first_login: rfc3339(time),
+            });
+        }
+        if within {
+            self.report.totals.logins += 1;
+        }
+    }
+
+    fn finish(
+        self,
+        classification: &Classification,
+        suspensions: &crate::Suspensions,
+    ) -> DailyReport {
+        let mut r = self.report;
+        let mut readers: Vec<Reader> = self
+            .readers
+            .into_iter()
+            .map(|(account, x)| Reader {
+                account,
+                statements: x.statements,
+                rows: x.rows,
+                people: x.keys.len() as u64,
+            })
+            .collect();
+        readers.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.account.cmp(&b.account)));
+        r.top_by_rows = readers.iter().take(TOP).cloned().collect();
+        readers.sort_by(|a, b| b.people.cmp(&a.people).then(a.account.cmp(&b.account)));
+        r.top_by_people = readers
+            .into_iter()
+            .filter(|x| x.people > 0)
+            .take(TOP)
+            .collect();
+        r.denials = self
+            .denials
+            .into_iter()
+            .map(|(account, (count, reasons))| Denials {
+                account,
+                count,
+                reasons,
+            })
+            .collect();
+        r.denials
+            .sort_by(|a, b| b.count.cmp(&a.count).then(a.account.cmp(&b.account)));
+        r.refused_logins = self
+            .refused
+            .into_iter()
+            .map(|(client, x)| {
+                let mut accounts: Vec<String> = x.accounts.into_iter().collect();
+                accounts.sort();
+                RefusedFrom {
+                    client,
+                    count: x.count,
+                    accounts,
+                    reasons: x.reasons,
+                }
+            })
+            .collect();
+        r.refused_logins
+            .sort_by(|a, b| b.count.cmp(&a.count).then(a.client.cmp(&b.client)));
+        r.unused_accounts = classification
+            .accounts
+            .keys()
+            .filter(|login| !self.logged_in.contains(*login))
+            .cloned()
+            .collect();
+        r.suspensions = suspensions
+            .suspended
+            .iter()
+            .map(|(login, s)| SuspensionRow {
+                login: login.clone(),
+                since: rfc3339(s.since),
+                alert: s.alert.clone(),
+                summary: s.summary.clone(),
+            })
+            .collect();
+        r.hourly = self
+            .hourly
+            .into_iter()
+            .map(|(hour, (statements, rows))| Hourly {
+                hour: rfc3339(hour),
+                statements,
+                rows,
+            })
+            .collect();
+        r
+    }
+}
+
+impl AlertRow {
+    pub(super) fn from_record(a: observe::AlertRecord, time: OffsetDateTime) -> AlertRow {
+        AlertRow {
+            id: a.id,
+            rule: a.rule.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+            severity: a
+                .severity
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            account: a.account,
+            client: a.client,
+            at: rfc3339(a.at.unwrap_or(time)),
+            summary: a.summary,
+            suspended: a.suspended,
+        }
+    }
 }
 
 impl DailyReport {
@@ -367,6 +405,11 @@ impl DailyReport {
                 x.account, x.people, x.rows
             );
         }
+        self.text_access(&mut o);
+        o
+    }
+
+    fn text_access(&self, o: &mut String) {
         let _ = writeln!(o, "\nDENIALS");
         for d in &self.denials {
             let _ = writeln!(o, "  {:<20} {:>6} {:?}", d.account, d.count, d.reasons);
@@ -409,7 +452,6 @@ impl DailyReport {
                 p.after.as_deref().unwrap_or("-")
             );
         }
-        o
     }
 
     pub fn to_html(&self) -> String {
@@ -471,6 +513,11 @@ impl DailyReport {
                 .map(|x| vec![esc(&x.account), x.people.to_string(), x.rows.to_string()])
                 .collect::<Vec<_>>(),
         ));
+        self.html_access(&mut b);
+        page("maskgate daily review", &b)
+    }
+
+    fn html_access(&self, b: &mut String) {
         b.push_str("<h2>Denials and probing</h2>");
         b.push_str(&table(
             &["account", "denied", "reasons"],
@@ -534,7 +581,6 @@ impl DailyReport {
                 })
                 .collect::<Vec<_>>(),
         ));
-        page("maskgate daily review", &b)
     }
 }
 

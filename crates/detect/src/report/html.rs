@@ -98,9 +98,9 @@ pub fn bars(title: &str, data: &[(String, u64)]) -> String {
             );
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<text x=\"0\" y=\"{:.1}\" font-size=\"10\" fill=\"#666\">max {}</text></svg><figcaption>{}</figcaption></figure>\n",
+        "<text x=\"0\" y=\"{:.1}\" font-size=\"10\" fill=\"#666\">max {}</text></svg><figcaption>{}</figcaption></figure>",
         height + 32.0,
         max as u64,
         esc(title)

@@ -3,7 +3,7 @@
 //! off-hours login, a honeytoken read, a volume spike, probing, a failed-login
 //! burst and an unused account. Lines are in the writer's exact layout.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::too_many_arguments)]
 
 use maskgate_detect::{AccountInfo, Fingerprinter};
 use serde_json::{json, Value};
