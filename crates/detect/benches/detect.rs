@@ -29,7 +29,10 @@ fn hour_of_lookups() -> Vec<Vec<u8>> {
         let session = format!("s-{}", i % 200);
         let t = start + Duration::milliseconds((i * 180) as i64);
         let time = t.format(&Rfc3339).unwrap();
-        let key = serde_json::to_string(&prints.prints([format!("0791{:08}", i * 7919 % 99_999_999).as_str()])).unwrap();
+        let key = serde_json::to_string(
+            &prints.prints([format!("0791{:08}", i * 7919 % 99_999_999).as_str()]),
+        )
+        .unwrap();
         lines.push(format!(
             r#"{{"seq":{},"time":"{time}","kind":"statement","prev":"{z}","session":"{session}","stmt":{i},"user":"{user}","client":"10.0.{}.{}:5000","protocol":"extended","statement":"SELECT full_name FROM participant WHERE citizen_id = $1","class":"read","tables":[{{"table":"public.participant","masked":["citizen_id:partial"],"pinned_by":["citizen_id"],"roles":["clerk"]}}],"decision":"rewritten","sealed_values":1,"sealed":{{"key_id":"k1","nonce":"AAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},"keys":{key}}}"#,
             2 * i + 1,
@@ -89,7 +92,10 @@ fn write_month(dir: &std::path::Path, key: SigningKey) -> u64 {
             let client = format!("10.{}.{}.{}:5000", account / 250, account % 250, 7);
             w.append("login", &json!({"outcome":"admitted","session":session,"client":client,"user":user,"login":user,"roles":["clerk"],"restricted":true,"database":"register","policy":"p"})).unwrap();
             for stmt in 0..20u64 {
-                let key = format!("0791{:08}", (account * 1_000_003 + day as u64 * 101 + stmt * 7) % 99_999_999);
+                let key = format!(
+                    "0791{:08}",
+                    (account * 1_000_003 + day as u64 * 101 + stmt * 7) % 99_999_999
+                );
                 let keys: Value = serde_json::to_value(prints.prints([key.as_str()])).unwrap();
                 w.append("statement", &json!({"session":session,"stmt":stmt,"user":user,"client":client,"protocol":"extended","statement":"SELECT full_name FROM participant WHERE citizen_id = $1","class":"read","tables":[{"table":"public.participant","masked":["citizen_id:partial"],"pinned_by":["citizen_id"],"roles":["clerk"]}],"decision":"rewritten","sealed_values":1,"keys":keys})).unwrap();
                 w.append("statement_end", &json!({"session":session,"stmt":stmt,"outcome":"completed","rows":1,"bytes":90,"duration_us":800})).unwrap();
@@ -113,12 +119,25 @@ fn reports(_: &mut Criterion) {
     let public = key.public_key();
     let t = Instant::now();
     let records = write_month(dir.path(), key);
-    let bytes: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
-    println!("report bench: wrote {records} records ({} MB) in {:.1} s", bytes >> 20, t.elapsed().as_secs_f64());
+    let bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    println!(
+        "report bench: wrote {records} records ({} MB) in {:.1} s",
+        bytes >> 20,
+        t.elapsed().as_secs_f64()
+    );
     let mut classification = Classification::default();
-    classification.tables.insert("public.participant".into(), vec![("citizen_id".into(), vec!["pii.identifier".into()])]);
+    classification.tables.insert(
+        "public.participant".into(),
+        vec![("citizen_id".into(), vec!["pii.identifier".into()])],
+    );
     for a in 0..1000 {
-        classification.accounts.insert(format!("clerk{a:04}"), (format!("Clerk {a}"), vec!["clerk".into()]));
+        classification.accounts.insert(
+            format!("clerk{a:04}"),
+            (format!("Clerk {a}"), vec!["clerk".into()]),
+        );
     }
     // The writer stamps records with the clock: the month's records all carry
     // today's time, so the period is "the last 31 days".
@@ -134,7 +153,14 @@ fn reports(_: &mut Criterion) {
         html.len()
     );
     let t = Instant::now();
-    let b = breach::build(dir.path(), &public, "clerk0042", (from, to), &classification).unwrap();
+    let b = breach::build(
+        dir.path(),
+        &public,
+        "clerk0042",
+        (from, to),
+        &classification,
+    )
+    .unwrap();
     println!(
         "report bench: breach report for one account over the month (verifying the whole trail first): {:.2} s ({} statements, {} people)",
         t.elapsed().as_secs_f64(),
@@ -144,9 +170,13 @@ fn reports(_: &mut Criterion) {
     let t = Instant::now();
     let mut d = Detector::new(Settings::default(), UtcOffset::UTC);
     d.begin_replay();
-    maskgate_detect::trail::read_since(dir.path(), Some(OffsetDateTime::now_utc() - StdDuration::from_secs(400 * 86400)), |line| {
-        d.ingest_line(line);
-    })
+    maskgate_detect::trail::read_since(
+        dir.path(),
+        Some(OffsetDateTime::now_utc() - StdDuration::from_secs(400 * 86400)),
+        |line| {
+            d.ingest_line(line);
+        },
+    )
     .unwrap();
     let pending = d.end_replay();
     println!(

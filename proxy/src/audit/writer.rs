@@ -181,7 +181,11 @@ impl WriterThread {
                     match lines.try_send(line.to_vec()) {
                         Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                         Err(TrySendError::Full(_)) => {
-                            self.state.detection_dropped.fetch_add(1, Ordering::Relaxed);
+                            let n =
+                                self.state.detection_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n.is_power_of_two() {
+                                tracing::warn!(dropped = n, "detection is behind: records it has not seen are counted in maskgate_detection_records_dropped_total");
+                            }
                         }
                     }
                 }
