@@ -64,6 +64,11 @@ fn ingest(c: &mut Criterion) {
             alerts
         })
     });
+    group.throughput(Throughput::Elements(1));
+    let prints = Fingerprinter::new(&[3; 32]);
+    group.bench_function("fingerprint of one lookup key (audit writer)", |b| {
+        b.iter(|| prints.prints(["079188004321"]))
+    });
     group.finish();
 }
 

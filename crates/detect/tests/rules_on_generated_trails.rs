@@ -45,7 +45,7 @@ fn fired(alerts: &[Alert], who: &str) -> BTreeSet<Rule> {
 fn each_rule_fires_on_its_case_and_not_on_normal_accounts() {
     let lines = gen::scenario();
     assert!(lines.len() > 40_000, "{}", lines.len());
-    let alerts = run(&lines);
+    let alerts = run(lines);
     for who in gen::NORMAL {
         assert_eq!(
             fired(&alerts, who),
@@ -113,7 +113,7 @@ fn a_restart_mid_incident_loses_no_window_and_repeats_no_alert() {
         .collect();
     assert_eq!(enumeration.len(), 1, "{enumeration:#?}");
     // Counting started before the restart: the alert comes no later than without one.
-    let straight = run(&lines);
+    let straight = run(lines);
     let first = straight
         .iter()
         .find(|a| a.rule == Rule::Enumeration && a.account.as_deref() == Some("harvester1"))

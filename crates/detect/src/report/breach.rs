@@ -226,6 +226,14 @@ impl Scan<'_> {
                 "login name locked after failed logins",
                 String::new(),
             )),
+            Observed::PolicyReload {
+                accepted: true,
+                before,
+                after,
+            } => self.r.actions.push(action(
+                "policy reloaded (passwords, roles, validity or rules may have changed)",
+                format!("{before} -> {}", after.as_deref().unwrap_or("?")),
+            )),
             Observed::SessionEnd(e) if e.user == account && e.end == "closed_by_maskgate" => self
                 .r
                 .actions

@@ -189,8 +189,13 @@ pub fn weekday(d: i64) -> bool {
         < 5
 }
 
-/// The whole scenario.
-pub fn scenario() -> Vec<Vec<u8>> {
+/// The whole scenario, generated once per test binary.
+pub fn scenario() -> &'static [Vec<u8>] {
+    static LINES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    LINES.get_or_init(generate)
+}
+
+fn generate() -> Vec<Vec<u8>> {
     let mut g = Gen::new();
     let history_users = [
         ("clerk1", "10.0.1.1"),
