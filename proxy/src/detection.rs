@@ -158,14 +158,22 @@ impl Service {
         }
     }
 
-    /// Rebuilds windows and baselines from the trail's last `history`.
+    /// Rebuilds windows and baselines from the trail's last `history`, and the
+    /// accounts' last logins from the last `stale_days` if that is longer.
     fn replay(&mut self) {
-        let since = OffsetDateTime::now_utc() - self.detector.settings().history;
+        let now = OffsetDateTime::now_utc();
+        let settings = self.detector.settings();
+        let full_from = now - settings.history;
+        let stale = time::Duration::days(settings.thresholds.stale_days as i64);
+        let since = full_from.min(now - stale);
         let started = Instant::now();
         self.detector.begin_replay();
         let detector = &mut self.detector;
         let read = maskgate_detect::trail::read_since(&self.audit_dir, Some(since), |line| {
-            detector.ingest_line(line);
+            let recent = maskgate_detect::trail::line_time(line).is_some_and(|t| t >= full_from);
+            if recent || maskgate_detect::observe::line_kind(line) == Some("login") {
+                detector.ingest_line(line);
+            }
         });
         let pending = self.detector.end_replay();
         match read {
