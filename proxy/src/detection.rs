@@ -87,6 +87,8 @@ struct Service {
     audit_dir: PathBuf,
     policy: Option<Arc<Policy>>,
     state_seen: Option<SystemTime>,
+    /// The writer's count of lines detection's queue could not take, when last read.
+    dropped_seen: u64,
 }
 
 /// Starts the detection thread. It reads the last `history` of the trail first,
@@ -126,6 +128,7 @@ pub fn start(
         webhooks,
         policy: None,
         state_seen: None,
+        dropped_seen: 0,
         shared,
     };
     std::thread::Builder::new()
@@ -152,6 +155,7 @@ impl Service {
                 last_poll = Instant::now();
                 self.follow_policy();
                 self.follow_state();
+                self.catch_up();
                 let alerts = self.detector.tick(OffsetDateTime::now_utc());
                 self.respond(alerts);
             }
@@ -188,6 +192,30 @@ impl Service {
             }
         }
         self.respond(pending);
+    }
+
+    /// When the queue dropped lines (a burst, or the start-up replay), reads them
+    /// from the trail: lines already read are skipped by their seq. Lines not yet
+    /// written when it reads are missed.
+    fn catch_up(&mut self) {
+        let dropped = self.trail.state().detection_dropped.load(Ordering::Relaxed);
+        if dropped == self.dropped_seen {
+            return;
+        }
+        self.dropped_seen = dropped;
+        let since = self
+            .detector
+            .last_time()
+            .map(|t| t - time::Duration::minutes(1));
+        let detector = &mut self.detector;
+        let mut alerts = Vec::new();
+        let read = maskgate_detect::trail::read_since(&self.audit_dir, since, |line| {
+            alerts.extend(detector.ingest_line(line));
+        });
+        if let Err(e) = read {
+            tracing::error!(error = %e, "detection could not read the records its queue dropped");
+        }
+        self.respond(alerts);
     }
 
     /// Honeytokens, accounts and time zone of the policy in force.

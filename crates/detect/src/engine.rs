@@ -116,6 +116,11 @@ impl Detector {
         self.records
     }
 
+    /// The time of the newest record read.
+    pub fn last_time(&self) -> Option<OffsetDateTime> {
+        self.now
+    }
+
     /// From now until [`Detector::end_replay`], records are history: alerts are
     /// held back, and dropped if the trail already holds them.
     pub fn begin_replay(&mut self) {
