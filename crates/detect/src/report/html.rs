@@ -107,3 +107,26 @@ pub fn bars(title: &str, data: &[(String, u64)]) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_from_the_trail_are_escaped_and_nothing_is_fetched() {
+        let hostile = "<script>alert(1)</script>\"'&";
+        let html = page(
+            "t",
+            &(table(&["account"], &[vec![esc(hostile)]]) + &bars("rows", &[(hostile.into(), 3)])),
+        );
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
+        assert!(html.contains("<svg") && html.contains("</svg>"));
+        for external in ["src=", "href=", "@import", "url("] {
+            assert!(!html.contains(external), "{external} in {html}");
+        }
+        // An empty chart and table still render.
+        assert!(bars("none", &[]).contains("</svg>"));
+        assert!(table(&["a"], &[]).contains("none"));
+    }
+}
