@@ -1,9 +1,11 @@
 //! The `maskgate` command.
 
+mod account_cmd;
 mod audit_cmd;
 mod demo;
 mod passwd;
 mod policy_cmd;
+mod report_cmd;
 
 use std::path::PathBuf;
 
@@ -49,6 +51,16 @@ enum Command {
         #[command(subcommand)]
         command: policy_cmd::PolicyCommand,
     },
+    /// Accounts as the security officer sees them; lift a suspension.
+    Account {
+        #[command(subcommand)]
+        command: account_cmd::AccountCommand,
+    },
+    /// Reports from the audit trail: the daily review, a breach notification.
+    Report {
+        #[command(subcommand)]
+        command: report_cmd::ReportCommand,
+    },
     /// Keys, verification and investigation of the audit trail.
     #[command(after_help = audit_cmd::EXIT_CODES)]
     Audit {
@@ -75,6 +87,8 @@ fn main() -> anyhow::Result<()> {
     let command = match cli.command {
         // No async runtime needed.
         Command::Audit { command } => std::process::exit(audit_cmd::run(command)),
+        Command::Account { command } => return account_cmd::run(command),
+        Command::Report { command } => std::process::exit(report_cmd::run(command)),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -86,7 +100,9 @@ fn main() -> anyhow::Result<()> {
         Command::Demo { seconds } => runtime.block_on(demo::run(seconds)),
         Command::Passwd { user } => passwd::run(&user),
         Command::Policy { command } => std::process::exit(policy_cmd::run(command, &runtime)),
-        Command::Audit { .. } => unreachable!("handled above"),
+        Command::Audit { .. } | Command::Account { .. } | Command::Report { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

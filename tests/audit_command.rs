@@ -59,6 +59,7 @@ impl Trail {
             max_segment_bytes,
             max_segment_age: Duration::from_secs(3600),
             signing_key,
+            keep_last_record: false,
         };
         Trail {
             writer: Writer::open(dir, config).unwrap(),

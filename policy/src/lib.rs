@@ -25,8 +25,9 @@ mod verifier;
 pub use account::LoginDenial;
 pub use diagnostics::{Diagnostic, PolicyErrors, Severity};
 pub use model::{
-    Account, Assignment, ColumnClass, ColumnRule, EffectiveRules, PolicySettings, QualifiedName,
-    Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind, TableRules,
+    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, PolicySettings,
+    QualifiedName, Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind,
+    TableRules,
 };
 pub use net::{IpNet, NetError};
 pub use policy::{FileChange, Generation, Loaded, Policy, Rejected};

@@ -97,6 +97,15 @@ pub struct ColumnClass {
     pub labels: Vec<String>,
 }
 
+/// A honeytoken: a value of a column that belongs to no real person (a fake
+/// participant). Detection raises an alert when a statement looks it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    pub table: QualifiedName,
+    pub column: String,
+    pub value: String,
+}
+
 /// What a role (or the merge of an account's roles) does with one column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnRule {

@@ -7,7 +7,9 @@ use time::{Date, OffsetDateTime};
 
 use crate::diagnostics::{Diagnostic, Diags, PolicyErrors, Sources};
 use crate::load;
-use crate::model::{Account, EffectiveRules, PolicySettings, QualifiedName, Role, TableClass};
+use crate::model::{
+    Account, Canary, EffectiveRules, PolicySettings, QualifiedName, Role, TableClass,
+};
 use crate::validate;
 
 pub use crate::generation::{FileChange, Generation};
@@ -23,6 +25,7 @@ pub struct Policy {
     roles: BTreeMap<String, Role>,
     accounts: BTreeMap<String, Account>,
     effective: BTreeMap<String, EffectiveRules>,
+    canaries: Vec<Canary>,
 }
 
 /// A policy that loaded, with what a reviewer should still look at.
@@ -102,6 +105,11 @@ impl Policy {
     }
 
     /// Classification labels and their descriptions.
+    /// The honeytoken values the classification marks (`canaries = [...]` on a column).
+    pub fn canaries(&self) -> &[Canary] {
+        &self.canaries
+    }
+
     pub fn labels(&self) -> &BTreeMap<String, String> {
         &self.labels
     }
@@ -164,6 +172,7 @@ fn build(
             roles: validated.roles,
             accounts: validated.accounts,
             effective: validated.effective,
+            canaries: validated.canaries,
         },
         warnings,
     })

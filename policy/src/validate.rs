@@ -11,8 +11,8 @@ use crate::effective::{self, MergeNote};
 use crate::filter;
 use crate::load::{Entry, Node, NodeValue};
 use crate::model::{
-    Account, Assignment, ColumnClass, ColumnRule, EffectiveRules, QualifiedName, Role, RoleTable,
-    StatementKind, StatementKinds, TableClass, TableKind,
+    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, QualifiedName, Role,
+    RoleTable, StatementKind, StatementKinds, TableClass, TableKind,
 };
 use crate::net::IpNet;
 use crate::verifier::ScramVerifier;
@@ -33,11 +33,12 @@ pub(crate) struct Validated {
     pub roles: BTreeMap<String, Role>,
     pub accounts: BTreeMap<String, Account>,
     pub effective: BTreeMap<String, EffectiveRules>,
+    pub canaries: Vec<Canary>,
 }
 
 const TOP_KEYS: &[&str] = &["labels", "tables", "roles", "accounts"];
 const TABLE_KEYS: &[&str] = &["kind", "columns"];
-const COLUMN_KEYS: &[&str] = &["type", "labels"];
+const COLUMN_KEYS: &[&str] = &["type", "labels", "canaries"];
 const ROLE_KEYS: &[&str] = &[
     "description",
     "statements",
@@ -73,6 +74,8 @@ struct Checker<'a> {
     sources: &'a Sources,
     diags: &'a mut Diags,
     pseudonym_keys: &'a [String],
+    /// Honeytoken values found in the classification.
+    canaries: Vec<Canary>,
 }
 
 pub(crate) fn validate(
@@ -86,6 +89,7 @@ pub(crate) fn validate(
         sources,
         diags,
         pseudonym_keys,
+        canaries: Vec::new(),
     };
     let sections = c.sections(roots);
     let mut out = Validated::default();
@@ -110,6 +114,8 @@ pub(crate) fn validate(
             out.tables.insert(name, class);
         }
     }
+
+    out.canaries = std::mem::take(&mut c.canaries);
 
     let mut needs: BTreeMap<String, NeededAttributes> = BTreeMap::new();
     let mut role_positions: BTreeMap<String, Pos> = BTreeMap::new();

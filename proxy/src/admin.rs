@@ -260,6 +260,11 @@ fn append_audit_metrics(text: &mut String, audit: &crate::audit::TrailState) {
             "Signed checkpoints written.",
             &audit.checkpoints,
         ),
+        (
+            "maskgate_detection_records_dropped",
+            "Records detection's queue could not take: detection did not see them.",
+            &audit.detection_dropped,
+        ),
     ];
     for (name, help, value) in counters {
         let _ = write!(

@@ -48,6 +48,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The audit trail; `None` when the file has no `[audit]` section (warned at start).
     pub audit: Option<AuditConfig>,
+    /// Detection, alerts and suspensions; `None` without a `[detection]` section.
+    pub detection: Option<DetectionConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +331,11 @@ impl Context<'_> {
                 .audit
                 .as_ref()
                 .map(|a| self.validate_audit(a))
+                .transpose()?,
+            detection: raw
+                .detection
+                .as_ref()
+                .map(|d| self.validate_detection(d, raw.audit.is_some()))
                 .transpose()?,
         })
     }
@@ -656,6 +663,7 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     log: Option<RawLog>,
     audit: Option<audit::RawAudit>,
+    detection: Option<Spanned<maskgate_detect::RawSettings>>,
 }
 
 #[derive(Deserialize)]
@@ -756,3 +764,6 @@ pub use audit::{AuditConfig, WhenUnavailable};
 #[path = "config/limits.rs"]
 mod limits;
 pub use limits::{AdminLimits, RemovalGuard, SessionLimits};
+#[path = "config/detection.rs"]
+mod detection;
+pub use detection::DetectionConfig;

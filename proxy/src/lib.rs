@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cancel;
 pub mod catalog;
 pub mod config;
+pub mod detection;
 pub mod enforcement;
 pub mod error;
 pub mod logging;

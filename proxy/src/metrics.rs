@@ -65,12 +65,14 @@ pub enum RejectReason {
     PendingLogins,
     /// The client's address failed to log in too often; refused for a while.
     AddressLimited,
+    /// Suspended by detection until an officer unlocks it.
+    Suspended,
 }
 
 impl RejectReason {
     /// Every variant, in label order; the counters are pre-created from this
     /// so each reason is exported (as 0) before it first happens.
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 19] = [
         RejectReason::MaxConnections,
         RejectReason::TlsRequired,
         RejectReason::Tls,
@@ -89,6 +91,7 @@ impl RejectReason {
         RejectReason::AuditUnavailable,
         RejectReason::PendingLogins,
         RejectReason::AddressLimited,
+        RejectReason::Suspended,
     ];
 
     /// The `reason` label value.
@@ -112,6 +115,7 @@ impl RejectReason {
             RejectReason::AuditUnavailable => "audit_unavailable",
             RejectReason::PendingLogins => "pending_logins",
             RejectReason::AddressLimited => "address_limited",
+            RejectReason::Suspended => "suspended",
         }
     }
 

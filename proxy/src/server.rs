@@ -39,6 +39,8 @@ pub enum ServerError {
     Policy { dir: PathBuf, errors: PolicyErrors },
     #[error("audit trail: {0}")]
     Audit(#[source] crate::audit::StartError),
+    #[error("detection: {0}")]
+    Detection(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -66,6 +68,8 @@ pub struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// Where every login, session end, refusal and reload is reported.
     pub(crate) events: Events,
+    /// Accounts suspended by detection: refused at login, ended at their next message.
+    pub(crate) suspended: Arc<crate::detection::Suspended>,
     pub(crate) health: Arc<HealthState>,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Keys the mock SCRAM exchange for unknown users.
@@ -155,9 +159,11 @@ impl Server {
             ),
             None => None,
         };
+        let detection = crate::detection::prepare(config.detection.as_ref())
+            .map_err(|e| ServerError::Detection(e.to_string()))?;
         let audit = match &config.audit {
             Some(audit) => Some(
-                crate::audit::Trail::start(
+                crate::audit::Trail::start_with_feed(
                     audit,
                     crate::audit::ProxyStart {
                         instance: crate::audit::instance().to_owned(),
@@ -165,6 +171,7 @@ impl Server {
                         policy: policy.generation().to_string(),
                         strict: audit.strict,
                     },
+                    detection.feed.clone(),
                 )
                 .map_err(ServerError::Audit)?,
             ),
@@ -199,6 +206,7 @@ impl Server {
             fd,
             cancel: CancelRegistry::default(),
             events: Events::start(metrics.clone(), audit),
+            suspended: detection.suspended.clone(),
             metrics,
             health,
             tls,
@@ -207,6 +215,9 @@ impl Server {
             force: CancellationToken::new(),
             config,
         });
+        detection
+            .start(&shared)
+            .map_err(|e| ServerError::Detection(e.to_string()))?;
         Ok(Server {
             listener,
             admin,

@@ -358,6 +358,12 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
 
 /// Reads `--since`/`--until`.
 fn parse_time(s: &str) -> anyhow::Result<scan::TimeKey> {
+    scan::TimeKey::from_datetime(parse_instant(s)?)
+}
+
+/// A point in time as the commands take it: RFC 3339, a date, a UTC date and
+/// time, or a duration ago.
+pub(crate) fn parse_instant(s: &str) -> anyhow::Result<OffsetDateTime> {
     use time::macros::format_description;
     use time::{Date, PrimitiveDateTime};
     let t = if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
@@ -384,7 +390,7 @@ fn parse_time(s: &str) -> anyhow::Result<scan::TimeKey> {
              a UTC date and time (2025-01-31T08:00) or a duration ago (90m, 2h, 7d)"
         );
     };
-    scan::TimeKey::from_datetime(t)
+    Ok(t)
 }
 
 fn run_search(args: &SearchArgs) -> anyhow::Result<i32> {
@@ -470,7 +476,7 @@ fn describe_search(args: &SearchArgs) -> String {
 
 /// Who runs the tool: the real user id's name (not `$USER`, which anyone sets),
 /// with the sudo caller when there is one.
-fn os_user() -> String {
+pub(crate) fn os_user() -> String {
     let uid = nix::unistd::getuid();
     let name = nix::unistd::User::from_uid(uid)
         .ok()

@@ -49,6 +49,7 @@ fn open(dir: &std::path::Path) -> Writer {
         max_segment_bytes: 64 * 1024 * 1024,
         max_segment_age: Duration::from_secs(3600),
         signing_key: SigningKey::generate(),
+        keep_last_record: false,
     };
     Writer::open(dir, config).expect("open writer")
 }
@@ -142,6 +143,7 @@ fn bench_verify(c: &mut Criterion) {
         max_segment_bytes: 8 * 1024 * 1024,
         max_segment_age: Duration::from_secs(3600),
         signing_key: key,
+        keep_last_record: false,
     };
     let mut w = Writer::open(dir.path(), config).expect("open writer");
     const N: u64 = 100_000;

@@ -103,6 +103,19 @@ impl SigningKey {
             .unwrap_or_else(|_| Zeroizing::new(String::new()))
     }
 
+    /// A 32-byte secret for another purpose, derived from this key (SHA-256 over a
+    /// fixed label, `purpose` and the secret key). Nothing about the signing key can
+    /// be learned from it, and it stays the same for as long as the key does.
+    pub fn derive_secret(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use sha2::{Digest as _, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"maskgate derived secret v1\0");
+        h.update(purpose.as_bytes());
+        h.update(b"\0");
+        h.update(self.0.to_bytes());
+        Zeroizing::new(h.finalize().into())
+    }
+
     pub(crate) fn sign(&self, message: &[u8]) -> Signature {
         self.0.sign(message)
     }

@@ -59,6 +59,9 @@ pub struct WriterConfig {
     pub max_segment_age: Duration,
     /// Signs checkpoints.
     pub signing_key: SigningKey,
+    /// Keep a copy of the last caller record's line ([`Writer::last_record`]), for
+    /// a caller that hands records on (detection).
+    pub keep_last_record: bool,
 }
 
 impl WriterConfig {
@@ -68,6 +71,7 @@ impl WriterConfig {
             max_segment_bytes: 64 * 1024 * 1024,
             max_segment_age: Duration::from_secs(3600),
             signing_key,
+            keep_last_record: false,
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct Writer {
     poisoned: bool,
     closed: bool,
     recovery: Option<RecoveryBody>,
+    /// The last caller record's line, when asked to keep it.
+    last_record: Option<Vec<u8>>,
 }
 
 impl Writer {
@@ -191,6 +197,7 @@ impl Writer {
             poisoned: false,
             closed: false,
             recovery,
+            last_record: config.keep_last_record.then(Vec::new),
         };
         writer.write_segment_head(prev_segment, true)?;
         // A recovery declaration is worth making durable at once.
@@ -255,7 +262,13 @@ impl Writer {
             self.rotate()?;
         }
         let payload = build(self.take_seq()?)?;
+        let before = self.buf.len();
         let seq = self.push(kind, &payload, check)?;
+        if let Some(last) = &mut self.last_record {
+            last.clear();
+            // Without its newline.
+            last.extend_from_slice(&self.buf[before..self.buf.len() - 1]);
+        }
         self.seg.caller_records += 1;
         if self.buf.len() >= AUTO_COMMIT_BYTES {
             // The record is buffered; if this write fails the writer is poisoned
@@ -263,6 +276,12 @@ impl Writer {
             self.commit()?;
         }
         Ok(seq)
+    }
+
+    /// The line of the last record appended with `append*` (without its newline),
+    /// when [`WriterConfig::keep_last_record`] is set.
+    pub fn last_record(&self) -> Option<&[u8]> {
+        self.last_record.as_deref()
     }
 
     /// The seq the next record will get if no rotation comes first (a size or

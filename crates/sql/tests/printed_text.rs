@@ -150,7 +150,12 @@ fn everyday_statements_pass_the_text_check() {
         "SELECT normalize('a', NFC)",
     ] {
         let sent = sent_as_analyzed("analyst_79", sql);
-        assert_eq!(sent.len(), 1, "refused: {sql}: {:?}", enforce("analyst_79", sql).err());
+        assert_eq!(
+            sent.len(),
+            1,
+            "refused: {sql}: {:?}",
+            enforce("analyst_79", sql).err()
+        );
     }
 }
 

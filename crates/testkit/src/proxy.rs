@@ -53,6 +53,8 @@ pub struct ProxyOptions {
     pub policy_settings: String,
     /// More lines for the `[admin]` section (when `admin` is on).
     pub admin_settings: String,
+    /// More sections at the end of the configuration, e.g. `[detection]`.
+    pub extra_config: String,
 }
 
 impl Default for ProxyOptions {
@@ -80,6 +82,7 @@ impl Default for ProxyOptions {
             upstream_settings: String::new(),
             policy_settings: String::new(),
             admin_settings: String::new(),
+            extra_config: String::new(),
         }
     }
 }
@@ -189,6 +192,22 @@ impl TestProxy {
             let _ = connection.await;
         });
         Ok(client)
+    }
+
+    /// Stops the proxy gracefully and starts it again from the same directory
+    /// (configuration, policy, audit trail, detection state), on a new port.
+    pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.stop().await;
+        let config = Config::load(&self.dir.path().join("maskgate.toml"))
+            .map_err(|e| TestkitError::Proxy(e.to_string()))?;
+        let server = Server::bind(config)
+            .await
+            .map_err(|e| TestkitError::Proxy(e.to_string()))?;
+        self.addr = server.local_addr();
+        self.admin_addr = server.admin_addr();
+        self.handle = server.handle();
+        self.task = Some(tokio::spawn(server.run()));
+        Ok(())
     }
 
     /// Gracefully stops the proxy and waits until it has.
@@ -381,7 +400,10 @@ timezone = "{timezone}"
 {audit}
 [log]
 level = "warn"
+
+{extra}
 "#,
+        extra = options.extra_config,
         max_conn = options.max_client_connections,
         login = ms(options.login_timeout),
         idle = ms(options.client_idle_timeout),

@@ -78,6 +78,15 @@ impl Checker<'_> {
                     }
                 }
             }
+            if let Some(c) = get(spec, "canaries") {
+                for (value, _) in self.strings(&c.value, "canaries").unwrap_or_default() {
+                    self.canaries.push(Canary {
+                        table: name.clone(),
+                        column: column.key.clone(),
+                        value: value.to_owned(),
+                    });
+                }
+            }
             if let Some(pg_type) = pg_type {
                 columns.insert(
                     column.key.clone(),
@@ -107,5 +116,32 @@ impl Checker<'_> {
                 list_or_none(&known)
             )),
         );
+    }
+}
+
+#[cfg(test)]
+mod canary_tests {
+    use crate::{Policy, PolicySettings};
+
+    #[test]
+    fn canary_values_are_kept_with_their_column() {
+        let text = r#"
+[labels]
+"pii.identifier" = "Citizen ID"
+[tables."public.person".columns]
+id = { type = "bigint" }
+citizen_id = { type = "char(12)", labels = ["pii.identifier"], canaries = ["999000000001", "999000000002"] }
+"#;
+        let loaded = Policy::from_texts(
+            vec![("c.toml".into(), text.into())],
+            PolicySettings::default(),
+            time::macros::date!(2026 - 01 - 01),
+        )
+        .unwrap();
+        let canaries = loaded.policy.canaries();
+        assert_eq!(canaries.len(), 2);
+        assert_eq!(canaries[0].table.to_string(), "public.person");
+        assert_eq!(canaries[0].column, "citizen_id");
+        assert_eq!(canaries[1].value, "999000000002");
     }
 }

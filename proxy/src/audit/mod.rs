@@ -86,6 +86,8 @@ pub struct TrailState {
     /// Records queued but lost with a failed write.
     pub lost: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Records detection's queue could not take (detection missed them).
+    pub detection_dropped: AtomicU64,
 }
 
 impl TrailState {
@@ -101,16 +103,32 @@ pub struct Trail {
     state: Arc<TrailState>,
     strict: bool,
     unrestricted: WhenUnavailable,
+    /// Keyed fingerprints of lookup keys, the same the writer puts in records.
+    fingerprinter: maskgate_detect::Fingerprinter,
 }
 
 impl Trail {
     /// Loads the keys, opens the directory (recovering an unclean end) and starts
     /// the writer thread.
     pub fn start(config: &AuditConfig, start: ProxyStart) -> Result<Trail, StartError> {
+        Trail::start_with_feed(config, start, None)
+    }
+
+    /// Like [`Trail::start`]; every record appended is also handed to `feed`
+    /// (detection) without waiting: a full feed drops the line and counts it.
+    pub fn start_with_feed(
+        config: &AuditConfig,
+        start: ProxyStart,
+        feed: Option<SyncSender<Vec<u8>>>,
+    ) -> Result<Trail, StartError> {
         let signing_key = maskgate_audit::keys::load_signing_key(&config.signing_key)
             .map_err(StartError::SigningKey)?;
         let sealer = maskgate_audit::Sealer::load(&config.seal_key).map_err(StartError::SealKey)?;
+        let fingerprinter = maskgate_detect::Fingerprinter::new(
+            &signing_key.derive_secret(maskgate_detect::fingerprint::PURPOSE),
+        );
         let mut writer_config = maskgate_audit::WriterConfig::new(signing_key);
+        writer_config.keep_last_record = feed.is_some();
         writer_config.max_segment_bytes = config.segment_bytes;
         writer_config.max_segment_age = config.segment_age;
         let writer =
@@ -129,16 +147,26 @@ impl Trail {
             state: state.clone(),
             strict: config.strict,
             unrestricted: config.unrestricted_when_unavailable,
+            fingerprinter: fingerprinter.clone(),
         };
         trail
             .record(kind::PROXY_START, Payload::ProxyStart(start), None)
             .map_err(|_| StartError::Thread(std::io::Error::other("queue")))?;
-        let thread = writer::WriterThread::new(config, writer, sealer, receiver, state);
+        let feed = writer::Feed {
+            fingerprinter,
+            lines: feed,
+        };
+        let thread = writer::WriterThread::new(config, writer, sealer, receiver, state, feed);
         std::thread::Builder::new()
             .name("maskgate-audit".into())
             .spawn(move || thread.run())
             .map_err(StartError::Thread)?;
         Ok(trail)
+    }
+
+    /// The fingerprints records carry for lookup keys (for honeytoken values).
+    pub fn fingerprinter(&self) -> &maskgate_detect::Fingerprinter {
+        &self.fingerprinter
     }
 
     pub fn state(&self) -> &Arc<TrailState> {

@@ -20,6 +20,9 @@ pub mod kind {
     pub const POLICY_RELOAD: &str = "policy_reload";
     pub const LOCKOUT: &str = "lockout";
     pub const AUDIT_TOOL: &str = "audit_tool";
+    pub const ALERT: &str = maskgate_detect::observe::kind::ALERT;
+    pub const ACCOUNT_SUSPENDED: &str = maskgate_detect::observe::kind::SUSPENDED;
+    pub const ACCOUNT_UNLOCKED: &str = maskgate_detect::observe::kind::UNLOCKED;
 }
 
 /// One record's payload, before the writer adds the envelope and seals its secret.
@@ -35,6 +38,31 @@ pub enum Payload {
     PolicyReload(PolicyReload),
     Lockout(Lockout),
     AuditTool(AuditTool),
+    /// What detection found (`docs/detection.md`).
+    Alert(maskgate_detect::Alert),
+    AccountSuspended(AccountSuspended),
+    AccountUnlocked(AccountUnlocked),
+}
+
+/// An account suspended by an alert's rule.
+#[derive(Debug, Serialize)]
+pub struct AccountSuspended {
+    pub login: String,
+    pub alert: String,
+    pub rule: &'static str,
+}
+
+/// A suspension lifted by `maskgate account unlock`.
+#[derive(Debug, Serialize)]
+pub struct AccountUnlocked {
+    pub login: String,
+    pub reason: String,
+    /// The OS user who ran the command.
+    pub by: String,
+    /// When the command ran (the record is written when the proxy picks it up).
+    pub requested: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

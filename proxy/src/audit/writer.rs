@@ -7,7 +7,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::mpsc::{SyncSender, TrySendError};
+
 use maskgate_audit::{Sealed, Sealer, WriteError, Writer, WriterConfig};
+use maskgate_detect::{Fingerprinter, KeyPrint};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -24,6 +27,16 @@ struct WithSeal<'a> {
     payload: &'a Payload,
     #[serde(skip_serializing_if = "Option::is_none")]
     sealed: Option<Sealed>,
+    /// Keyed fingerprints of a lookup's constants (`maskgate_detect::fingerprint`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<KeyPrint>,
+}
+
+/// Where appended records go on to, and how lookups are fingerprinted.
+pub(super) struct Feed {
+    pub fingerprinter: Fingerprinter,
+    /// Detection's queue of record lines.
+    pub lines: Option<SyncSender<Vec<u8>>>,
 }
 
 pub(super) struct WriterThread {
@@ -43,6 +56,7 @@ pub(super) struct WriterThread {
     uncommitted: u64,
     last_checkpoint: Instant,
     last_reopen: Option<Instant>,
+    feed: Feed,
 }
 
 impl WriterThread {
@@ -52,6 +66,7 @@ impl WriterThread {
         sealer: Sealer,
         receiver: Receiver<Entry>,
         state: Arc<TrailState>,
+        feed: Feed,
     ) -> WriterThread {
         WriterThread {
             writer: Some(writer),
@@ -68,6 +83,7 @@ impl WriterThread {
             uncommitted: 0,
             last_checkpoint: Instant::now(),
             last_reopen: None,
+            feed,
         }
     }
 
@@ -140,6 +156,7 @@ impl WriterThread {
             secret,
             durable,
         } = pending;
+        let keys = lookup_prints(&self.feed.fingerprinter, &payload, secret.as_ref());
         let (Some(writer), sealer) = (self.writer.as_mut(), &self.sealer) else {
             return;
         };
@@ -155,10 +172,23 @@ impl WriterThread {
             Ok(WithSeal {
                 payload: &payload,
                 sealed,
+                keys,
             })
         });
         match result {
             Ok(_) => {
+                if let (Some(lines), Some(line)) = (&self.feed.lines, writer.last_record()) {
+                    match lines.try_send(line.to_vec()) {
+                        Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                        Err(TrySendError::Full(_)) => {
+                            let n =
+                                self.state.detection_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n.is_power_of_two() {
+                                tracing::warn!(dropped = n, "detection is behind: records it has not seen are counted in maskgate_detection_records_dropped_total");
+                            }
+                        }
+                    }
+                }
                 self.uncommitted += 1;
                 if let Some(durable) = durable {
                     self.waiting.push(durable);
@@ -252,6 +282,7 @@ impl WriterThread {
             .map_err(|e| e.to_string())
             .and_then(|key| {
                 let mut config = WriterConfig::new(key);
+                config.keep_last_record = self.feed.lines.is_some();
                 config.max_segment_bytes = self.segment_bytes;
                 config.max_segment_age = self.segment_age;
                 Writer::open(&self.dir, config).map_err(|e| e.to_string())
@@ -283,4 +314,32 @@ impl WriterThread {
             "the audit trail cannot be written; statements are refused until it can"
         );
     }
+}
+
+/// The fingerprints of a statement's constants and parameters when it pinned a
+/// lookup key: detection counts distinct people looked up, and spots honeytokens,
+/// from these alone.
+fn lookup_prints(
+    fingerprinter: &Fingerprinter,
+    payload: &Payload,
+    secret: Option<&super::Secret>,
+) -> Vec<KeyPrint> {
+    let (Payload::Statement(statement), Some(secret)) = (payload, secret) else {
+        return Vec::new();
+    };
+    if !statement.tables.iter().any(|t| !t.pinned_by.is_empty()) {
+        return Vec::new();
+    }
+    let params: Vec<_> = secret
+        .params
+        .iter()
+        .flatten()
+        .map(|p| maskgate_detect::fingerprint::param_text(p))
+        .collect();
+    let values = secret
+        .literals
+        .iter()
+        .map(String::as_str)
+        .chain(params.iter().map(|p| p.as_ref()));
+    fingerprinter.prints(values)
 }

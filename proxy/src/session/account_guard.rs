@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use maskgate_policy::{Account, Policy};
 
+use crate::detection::Suspended;
 use crate::error::{ClientError, SqlState};
 
 pub struct AccountGuard<'a> {
@@ -20,6 +21,8 @@ pub struct AccountGuard<'a> {
     login: String,
     /// When the account's last valid day ends.
     expires_at: Option<SystemTime>,
+    /// Detection's suspensions, and the generation of them last looked at.
+    suspended: Option<(&'a Suspended, u64)>,
 }
 
 impl<'a> AccountGuard<'a> {
@@ -30,7 +33,15 @@ impl<'a> AccountGuard<'a> {
             seen,
             login: login.to_string(),
             expires_at,
+            suspended: None,
         }
+    }
+
+    /// Also ends the session once detection suspends the account.
+    pub fn with_suspensions(mut self, suspended: &'a Suspended) -> Self {
+        // Generation 0 is never current after a change: the first check looks.
+        self.suspended = Some((suspended, u64::MAX));
+        self
     }
 
     /// The policy in force at the last check.
@@ -60,6 +71,15 @@ impl<'a> AccountGuard<'a> {
         if self.expires_at.is_some_and(|t| SystemTime::now() >= t) {
             return Err(ended());
         }
+        if let Some((suspended, seen)) = &mut self.suspended {
+            let generation = suspended.generation();
+            if generation != *seen {
+                *seen = generation;
+                if suspended.is_suspended(&self.login) {
+                    return Err(self::suspended());
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -79,4 +99,15 @@ pub(super) fn ended() -> ClientError {
         "this account may no longer be used: it was disabled, has expired or was removed",
     )
     .with_hint("ask your security officer if you still need access")
+}
+
+/// The error of a suspended account, at login and for its open sessions.
+pub(super) fn suspended() -> ClientError {
+    ClientError::fatal(
+        SqlState::INVALID_AUTHORIZATION,
+        "this account is suspended after a security alert",
+    )
+    .with_hint(
+        "contact the security officer: only they can review the alert and unlock the account",
+    )
 }

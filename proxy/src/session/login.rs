@@ -137,6 +137,12 @@ fn admit(
                 ClientError::fatal(SqlState::INVALID_AUTHORIZATION, denial.message()),
             )
         })?;
+    if shared.suspended.is_suspended(login) {
+        return Err(SessionError::Refused(
+            RejectReason::Suspended,
+            super::account_guard::suspended(),
+        ));
+    }
     let slot = shared
         .sessions
         .try_acquire(login, account.max_sessions)

@@ -312,7 +312,8 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
             &mut upstream,
             pending,
             &shared.metrics,
-            AccountGuard::new(&shared.policy, policy, &request.user),
+            AccountGuard::new(&shared.policy, policy, &request.user)
+                .with_suspensions(&shared.suspended),
             SessionRules::new(&shared.enforcement, rules, (&shared.events, context)),
             (
                 shared.config.server.max_message_size,

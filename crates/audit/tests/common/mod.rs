@@ -45,6 +45,7 @@ impl Trail {
             max_segment_bytes,
             max_segment_age: Duration::from_secs(3600),
             signing_key: self.key(),
+            keep_last_record: false,
         }
     }
 

@@ -1,0 +1,382 @@
+//! Detection in the proxy: a thread that reads every record the audit writer
+//! appends, raises alerts, and answers them — an `alert` record in the trail, a
+//! webhook POST, and for the rules configured so, the account's suspension.
+//!
+//! It is off the statement path: the writer hands it each line with `try_send`,
+//! after the record is written, and never waits for it. Sessions only read the
+//! [`Suspended`] set: an atomic generation per statement, a map lookup at login.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use maskgate_detect::{AccountInfo, Alert, Detector, StateDir, StateError, Webhooks};
+use maskgate_policy::Policy;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::audit::{self, kind, Payload, Trail};
+use crate::config::DetectionConfig;
+use crate::server::Shared;
+
+/// How often the suspensions file and the policy are looked at again.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// The suspended logins, as sessions check them.
+#[derive(Debug, Default)]
+pub struct Suspended {
+    logins: RwLock<HashMap<String, String>>,
+    /// Bumped on every change, so a session checks the map only after one.
+    generation: AtomicU64,
+}
+
+impl Suspended {
+    pub fn is_suspended(&self, login: &str) -> bool {
+        self.logins
+            .read()
+            .map(|m| m.contains_key(login))
+            .unwrap_or(true)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn replace(&self, logins: HashMap<String, String>) {
+        if let Ok(mut map) = self.logins.write() {
+            if *map != logins {
+                *map = logins;
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn add(&self, login: &str, alert: &str) {
+        if let Ok(mut map) = self.logins.write() {
+            map.insert(login.to_owned(), alert.to_owned());
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Reads the suspensions the state directory holds; a proxy does not start
+/// without knowing them (fail closed).
+pub fn load_suspended(config: &DetectionConfig) -> Result<(StateDir, Suspended), StateError> {
+    let state = StateDir::open(&config.state_dir)?;
+    let suspended = Suspended::default();
+    suspended.replace(logins(&state.read()?));
+    Ok((state, suspended))
+}
+
+fn logins(s: &maskgate_detect::Suspensions) -> HashMap<String, String> {
+    s.suspended
+        .iter()
+        .map(|(login, s)| (login.clone(), s.alert.clone()))
+        .collect()
+}
+
+struct Service {
+    shared: Arc<Shared>,
+    trail: Trail,
+    detector: Detector,
+    state: StateDir,
+    webhooks: Option<Webhooks>,
+    audit_dir: PathBuf,
+    policy: Option<Arc<Policy>>,
+    state_seen: Option<SystemTime>,
+    /// The writer's count of lines detection's queue could not take, when last read.
+    dropped_seen: u64,
+}
+
+/// Starts the detection thread. It reads the last `history` of the trail first,
+/// then the records the writer hands over on `lines`, and stops when the writer does.
+pub fn start(
+    shared: Arc<Shared>,
+    config: &DetectionConfig,
+    state: StateDir,
+    lines: Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    let (Some(trail), Some(audit)) = (shared.events.audit().cloned(), shared.config.audit.as_ref())
+    else {
+        return Ok(());
+    };
+    let settings = config.settings.clone();
+    let webhooks = if settings.webhooks.is_empty() {
+        None
+    } else {
+        let targets = settings
+            .webhooks
+            .iter()
+            .filter_map(|url| maskgate_detect::Target::parse(url).ok())
+            .collect();
+        Some(Webhooks::start(
+            targets,
+            settings.webhook_timeout,
+            settings.webhook_attempts,
+            state.dead_letter(),
+        )?)
+    };
+    let tz = shared.policy.load().settings().timezone;
+    let service = Service {
+        audit_dir: audit.dir.clone(),
+        detector: Detector::new(settings, tz),
+        trail,
+        state,
+        webhooks,
+        policy: None,
+        state_seen: None,
+        dropped_seen: 0,
+        shared,
+    };
+    std::thread::Builder::new()
+        .name("maskgate-detect".into())
+        .spawn(move || service.run(lines))?;
+    Ok(())
+}
+
+impl Service {
+    fn run(mut self, lines: Receiver<Vec<u8>>) {
+        self.follow_policy();
+        self.replay();
+        let mut last_poll = Instant::now();
+        loop {
+            match lines.recv_timeout(POLL_EVERY) {
+                Ok(line) => {
+                    let alerts = self.detector.ingest_line(&line);
+                    self.respond(alerts);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_poll.elapsed() >= POLL_EVERY {
+                last_poll = Instant::now();
+                self.follow_policy();
+                self.follow_state();
+                self.catch_up();
+                let alerts = self.detector.tick(OffsetDateTime::now_utc());
+                self.respond(alerts);
+            }
+        }
+    }
+
+    /// Rebuilds windows and baselines from the trail's last `history`, and the
+    /// accounts' last logins from the last `stale_days` if that is longer.
+    fn replay(&mut self) {
+        let now = OffsetDateTime::now_utc();
+        let settings = self.detector.settings();
+        let full_from = now - settings.history;
+        let stale = time::Duration::days(settings.thresholds.stale_days as i64);
+        let since = full_from.min(now - stale);
+        let started = Instant::now();
+        self.detector.begin_replay();
+        let detector = &mut self.detector;
+        let read = maskgate_detect::trail::read_since(&self.audit_dir, Some(since), |line| {
+            let recent = maskgate_detect::trail::line_time(line).is_some_and(|t| t >= full_from);
+            if recent || maskgate_detect::observe::line_kind(line) == Some("login") {
+                detector.ingest_line(line);
+            }
+        });
+        let pending = self.detector.end_replay();
+        match read {
+            Ok(lines) => tracing::info!(
+                lines,
+                records = self.detector.records(),
+                ms = started.elapsed().as_millis() as u64,
+                "detection rebuilt its windows from the audit trail"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "detection could not read the audit trail back; its windows start empty")
+            }
+        }
+        self.respond(pending);
+    }
+
+    /// When the queue dropped lines (a burst, or the start-up replay), reads them
+    /// from the trail: lines already read are skipped by their seq. Lines not yet
+    /// written when it reads are missed.
+    fn catch_up(&mut self) {
+        let dropped = self.trail.state().detection_dropped.load(Ordering::Relaxed);
+        if dropped == self.dropped_seen {
+            return;
+        }
+        self.dropped_seen = dropped;
+        let since = self
+            .detector
+            .last_time()
+            .map(|t| t - time::Duration::minutes(1));
+        let detector = &mut self.detector;
+        let mut alerts = Vec::new();
+        let read = maskgate_detect::trail::read_since(&self.audit_dir, since, |line| {
+            alerts.extend(detector.ingest_line(line));
+        });
+        if let Err(e) = read {
+            tracing::error!(error = %e, "detection could not read the records its queue dropped");
+        }
+        self.respond(alerts);
+    }
+
+    /// Honeytokens, accounts and time zone of the policy in force.
+    fn follow_policy(&mut self) {
+        let policy = self.shared.policy.load_full();
+        if self
+            .policy
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &policy))
+        {
+            return;
+        }
+        let fingerprinter = self.trail.fingerprinter();
+        self.detector.set_canaries(
+            policy
+                .canaries()
+                .iter()
+                .filter_map(|c| fingerprinter.print(&c.value))
+                .map(|p| p.k),
+        );
+        self.detector.set_accounts(
+            policy
+                .accounts()
+                .map(|a| AccountInfo {
+                    login: a.login.clone(),
+                    roles: a.roles.clone(),
+                    valid_until: a.valid_until,
+                    disabled: a.disabled,
+                    assignment: a.assignment.as_ref().map(|x| x.document.clone()),
+                })
+                .collect(),
+        );
+        self.detector.set_timezone(policy.settings().timezone);
+        self.policy = Some(policy);
+    }
+
+    /// Suspensions changed on disk (an unlock): take them, and record the unlocks.
+    fn follow_state(&mut self) {
+        let modified = self.state.modified();
+        if modified == self.state_seen {
+            return;
+        }
+        self.state_seen = modified;
+        let unlocks = self.state.update(|s| {
+            self.shared.suspended.replace(logins(s));
+            Ok::<_, StateError>(std::mem::take(&mut s.unlocks))
+        });
+        match unlocks {
+            Ok(unlocks) => {
+                for u in unlocks {
+                    tracing::warn!(login = ?u.login, by = ?u.by, "account unlocked by an officer");
+                    self.trail.record_event(
+                        kind::ACCOUNT_UNLOCKED,
+                        Payload::AccountUnlocked(audit::AccountUnlocked {
+                            login: u.login,
+                            reason: u.reason,
+                            by: u.by,
+                            requested: u.at.format(&Rfc3339).unwrap_or_default(),
+                            alert: u.alert,
+                        }),
+                    );
+                }
+                self.state_seen = self.state.modified();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the suspensions file cannot be read; the suspensions in force are kept")
+            }
+        }
+    }
+
+    fn respond(&mut self, alerts: Vec<Alert>) {
+        for alert in alerts {
+            tracing::warn!(
+                id = %alert.id,
+                rule = %alert.rule,
+                severity = alert.severity.as_str(),
+                account = ?alert.account,
+                client = ?alert.client,
+                summary = %alert.summary,
+                "detection alert"
+            );
+            if alert.suspended {
+                if let Some(login) = &alert.account {
+                    self.suspend(login, &alert);
+                }
+            }
+            if let Some(webhooks) = &self.webhooks {
+                webhooks.send(alert.to_json());
+            }
+            self.trail.record_event(kind::ALERT, Payload::Alert(alert));
+        }
+    }
+
+    /// Suspends `login`: in memory at once (its sessions end at their next
+    /// message, its logins are refused), then on disk and in the trail.
+    fn suspend(&mut self, login: &str, alert: &Alert) {
+        if self.shared.suspended.is_suspended(login) {
+            return;
+        }
+        self.shared.suspended.add(login, &alert.id);
+        let saved = self.state.update(|s| {
+            s.suspended
+                .entry(login.to_owned())
+                .or_insert_with(|| maskgate_detect::Suspension {
+                    since: OffsetDateTime::now_utc(),
+                    rule: alert.rule.as_str().to_owned(),
+                    alert: alert.id.clone(),
+                    summary: alert.summary.clone(),
+                });
+            Ok::<_, StateError>(())
+        });
+        if let Err(e) = saved {
+            tracing::error!(error = %e, login = ?login, "a suspension could not be saved; it holds until maskgate restarts");
+        }
+        self.state_seen = self.state.modified();
+        self.trail.record_event(
+            kind::ACCOUNT_SUSPENDED,
+            Payload::AccountSuspended(audit::AccountSuspended {
+                login: login.to_owned(),
+                alert: alert.id.clone(),
+                rule: alert.rule.as_str(),
+            }),
+        );
+    }
+}
+
+/// Lines waiting for detection; past this the writer drops them (counted).
+const QUEUE: usize = 65_536;
+
+/// Detection set up before the server's shared state exists, started after.
+pub(crate) struct Prepared {
+    /// For the audit writer: where it hands every line.
+    pub feed: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    pub suspended: Arc<Suspended>,
+    rest: Option<(DetectionConfig, StateDir, Receiver<Vec<u8>>)>,
+}
+
+/// Reads the suspensions and makes the writer's feed, if detection is configured.
+pub(crate) fn prepare(config: Option<&DetectionConfig>) -> Result<Prepared, StateError> {
+    let Some(config) = config else {
+        return Ok(Prepared {
+            feed: None,
+            suspended: Arc::default(),
+            rest: None,
+        });
+    };
+    let (state, suspended) = load_suspended(config)?;
+    let (feed, lines) = std::sync::mpsc::sync_channel(QUEUE);
+    Ok(Prepared {
+        feed: Some(feed),
+        suspended: Arc::new(suspended),
+        rest: Some((config.clone(), state, lines)),
+    })
+}
+
+impl Prepared {
+    /// Starts the detection thread (once the server's shared state exists).
+    pub(crate) fn start(self, shared: &Arc<Shared>) -> std::io::Result<()> {
+        match self.rest {
+            Some((config, state, lines)) => start(shared.clone(), &config, state, lines),
+            None => Ok(()),
+        }
+    }
+}
