@@ -56,7 +56,7 @@ pub use report::{
 };
 pub use retention::{plan_retention, RetentionBody, RetentionError, RetentionPlan};
 pub use seal::{SealError, Sealed, Sealer};
-pub use verify::{verify, VerifyError};
+pub use verify::{verify, verify_archive, VerifyError};
 pub use writer::{Removal, WriteError, Writer, WriterConfig};
 
 /// Version of the on-disk format, written into every `segment_start` record so a

@@ -225,6 +225,9 @@ pub struct Report {
     /// The oldest segments, removed by retention: not a finding, the status is
     /// unchanged.
     pub(crate) removed_by_retention: Option<RemovedPrefix>,
+    /// Archives only: the last segment, closed by a rotation; the trail goes on
+    /// in segments not (yet) exported.
+    pub(crate) continues_after: Option<String>,
 }
 
 impl Report {
@@ -265,6 +268,10 @@ impl Report {
     /// The oldest segments, removed by retention (informational).
     pub fn removed_by_retention(&self) -> Option<RemovedPrefix> {
         self.removed_by_retention
+    }
+    /// Archives only: the last segment, closed by a rotation ([`crate::verify_archive`]).
+    pub fn continues_after(&self) -> Option<&str> {
+        self.continues_after.as_deref()
     }
 }
 
@@ -395,6 +402,12 @@ impl fmt::Display for Report {
                 f,
                 "  removed by retention: segment(s) 1 to {}, records 1 to {} (as record {} states)",
                 r.last_index, r.last_seq, r.authorized_by
+            )?;
+        }
+        if let Some(name) = &self.continues_after {
+            writeln!(
+                f,
+                "  archive: ends with {name}, closed by a rotation (the trail goes on where it is written)"
             )?;
         }
         for r in &self.unsealed {

@@ -54,13 +54,44 @@ pub enum VerifyError {
 }
 
 /// Verifies the trail in `dir` against `public_key`.
+///
+/// A segment listed but gone when it is opened was removed by retention meanwhile
+/// (oldest first, while the writer runs): the directory is then read again, at
+/// most twice, so a verification of a live trail does not fail for that.
 pub fn verify(dir: &Path, public_key: &PublicKey) -> Result<Report, VerifyError> {
+    verify_with(dir, public_key, false)
+}
+
+/// Verifies an archive made by `maskgate audit export` ([`crate::export`]): like
+/// [`verify`], except that a last segment closed by a rotation is expected (the
+/// trail goes on where it is written) and reported in
+/// [`Report::continues_after`] instead of as a missing next segment.
+pub fn verify_archive(dir: &Path, public_key: &PublicKey) -> Result<Report, VerifyError> {
+    verify_with(dir, public_key, true)
+}
+
+fn verify_with(dir: &Path, public_key: &PublicKey, archive: bool) -> Result<Report, VerifyError> {
+    let mut attempt = 0;
+    loop {
+        match verify_once(dir, public_key, archive) {
+            Err(VerifyError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && attempt < 2 =>
+            {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn verify_once(dir: &Path, public_key: &PublicKey, archive: bool) -> Result<Report, VerifyError> {
     let listing = Listing::read(dir).map_err(|source| VerifyError::Io {
         op: "list",
         path: dir.to_owned(),
         source,
     })?;
     let mut v = Verifier::new(public_key);
+    v.archive = archive;
     for name in &listing.unexpected {
         v.error(
             None,
@@ -133,6 +164,8 @@ struct Verifier<'k> {
     retention: Vec<(u64, RetentionBody)>,
     /// What the sealed retention records seen so far authorize.
     authorizations: Authorizations,
+    /// An exported copy: the trail may go on after its last segment.
+    archive: bool,
 }
 
 /// The first segment of a trail that does not start at segment 1.
@@ -163,6 +196,7 @@ impl<'k> Verifier<'k> {
             prefix: None,
             retention: Vec::new(),
             authorizations: Authorizations::default(),
+            archive: false,
         }
     }
 
@@ -618,8 +652,13 @@ impl<'k> Verifier<'k> {
                 );
             }
         }
+        let mut continues_after = None;
         if let Some((name, SegmentEnd::Rotate)) = self.last_end.take() {
-            self.error(Some(&name), None, Problem::MissingNextSegment);
+            if self.archive {
+                continues_after = Some(name);
+            } else {
+                self.error(Some(&name), None, Problem::MissingNextSegment);
+            }
         }
         let removed = self.settle_prefix();
         for (first, last, at) in self.seq.deleted() {
@@ -644,6 +683,7 @@ impl<'k> Verifier<'k> {
             findings: self.findings,
             omitted_findings: self.omitted,
             removed_by_retention: removed,
+            continues_after,
         }
     }
 

@@ -500,3 +500,25 @@ fn deleting_the_oldest_segment_without_a_record_is_tampering() {
         "{r}"
     );
 }
+
+#[test]
+fn an_archive_verifies_up_to_its_last_rotation() {
+    let t = segmented();
+    let mut w = t.open(4096);
+    for i in 0..20 {
+        w.append("statement", &statement(i)).unwrap();
+        w.commit().unwrap();
+    }
+    let archive = tempfile::tempdir().unwrap();
+    let receipts = export(&t, archive.path());
+    let last = receipts.last().unwrap().segment.clone();
+    assert_ne!(last, w.segment_name());
+    let r = maskgate_audit::verify_archive(archive.path(), &t.public).unwrap();
+    assert_eq!(r.status(), Status::Clean, "{r}");
+    assert_eq!(r.continues_after(), Some(last.as_str()));
+    assert!(r.to_string().contains("archive: ends with"), "{r}");
+    // As a whole trail, it lacks the segment after its last rotation.
+    let r = maskgate_audit::verify(archive.path(), &t.public).unwrap();
+    assert_eq!(errors(&r), vec![Problem::MissingNextSegment], "{r}");
+    drop(w);
+}
