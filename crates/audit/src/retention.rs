@@ -297,6 +297,12 @@ fn last_record_age_slow(path: &Path) -> io::Result<Age> {
     Ok(age)
 }
 
+/// Whether the segment's last record is older than `cutoff` (a segment without
+/// a readable last record counts as past: the full check says what is wrong).
+fn past(path: &Path, cutoff: OffsetDateTime) -> io::Result<bool> {
+    Ok(!matches!(last_record_age(path)?, Age::At(t) if t >= cutoff))
+}
+
 fn age_of(line: &[u8]) -> Age {
     record::parse_envelope(line).map_or(Age::Unknown, |env| Age::At(env.time))
 }
@@ -407,42 +413,77 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     /// Takes segments from the oldest; returns whether it stopped at the bound.
+    /// Once a segment past the cutoff cannot be taken, the later ones past the
+    /// cutoff are overdue too: their number is found by bisection on their ages,
+    /// so a long unexported backlog costs a few reads per check, not one per segment.
     fn walk(
         &mut self,
-        segments: &[(u64, String)],
+        all: &[(u64, String)],
         cutoff: OffsetDateTime,
         max: usize,
         broken_start: bool,
     ) -> Result<bool, (PathBuf, io::Error)> {
-        let mut kept: Option<&'static str> = broken_start
-            .then_some("the oldest segment does not begin with a readable segment_start record");
-        for (pos, (index, name)) in segments.iter().enumerate() {
-            if *index >= self.open {
-                break;
-            }
-            if kept.is_none() && self.removed.len() >= max {
-                return Ok(true);
-            }
-            let path = self.dir.join(name);
-            let age = last_record_age(&path).map_err(|e| (path.clone(), e))?;
-            if matches!(age, Age::At(t) if t >= cutoff) {
-                break;
-            }
-            if let Some(reason) = kept {
-                self.overdue(*index, name, reason);
-                kept = Some("an older segment past retention is kept");
-                continue;
-            }
-            let next = segments.get(pos + 1);
-            match self.take(*index, name, next).map_err(|e| (path, e))? {
-                Ok(()) => {}
-                Err(reason) => {
-                    self.overdue(*index, name, reason);
-                    kept = Some("an older segment past retention is kept");
+        let end = all
+            .iter()
+            .position(|(i, _)| *i >= self.open)
+            .unwrap_or(all.len());
+        let segments = &all[..end];
+        let mut kept = broken_start.then_some((
+            0,
+            "the oldest segment does not begin with a readable segment_start record",
+        ));
+        if kept.is_none() {
+            for (pos, (index, name)) in segments.iter().enumerate() {
+                if self.removed.len() >= max {
+                    return Ok(true);
+                }
+                let path = self.dir.join(name);
+                if !past(&path, cutoff).map_err(|e| (path.clone(), e))? {
+                    return Ok(false);
+                }
+                // The segment after the last older one is the open segment.
+                let next = all.get(pos + 1);
+                if let Err(reason) = self.take(*index, name, next).map_err(|e| (path, e))? {
+                    kept = Some((pos, reason));
+                    break;
                 }
             }
         }
+        let Some((from, reason)) = kept else {
+            return Ok(false);
+        };
+        let rest = &segments[from..];
+        let n = self
+            .past_prefix(rest, cutoff)?
+            .max(usize::from(!broken_start));
+        for (i, (index, name)) in rest[..n].iter().enumerate() {
+            let why = if i == 0 {
+                reason
+            } else {
+                "an older segment past retention is kept"
+            };
+            self.overdue(*index, name, why);
+        }
         Ok(false)
+    }
+
+    /// How many of `segments` (oldest first) are past the cutoff, by bisection.
+    fn past_prefix(
+        &self,
+        segments: &[(u64, String)],
+        cutoff: OffsetDateTime,
+    ) -> Result<usize, (PathBuf, io::Error)> {
+        let (mut lo, mut hi) = (0, segments.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let path = self.dir.join(&segments[mid].1);
+            if past(&path, cutoff).map_err(|e| (path, e))? {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
     fn overdue(&mut self, index: u64, name: &str, reason: &'static str) {
@@ -667,5 +708,36 @@ mod tests {
         assert_eq!(last_record_age(&path).unwrap(), at(t2));
         fs::write(&path, line(1, t1, 10) + "not a record\n").unwrap();
         assert_eq!(last_record_age(&path).unwrap(), Age::Unknown);
+    }
+
+    #[test]
+    fn authorizations_cover_removed_and_removed_before() {
+        let h = |s: &str| Digest::of_line(s.as_bytes());
+        let mut a = Authorizations::default();
+        a.add(
+            90,
+            RetentionBody {
+                removed: vec![RemovedSegment {
+                    segment: segment_name(4),
+                    index: 4,
+                    first_seq: Some(31),
+                    last_seq: 40,
+                    last_hash: h("40").to_hex(),
+                    sha256: "0".repeat(64),
+                }],
+                removed_before: Some(RemovedBefore {
+                    segment: segment_name(3),
+                    index: 3,
+                    last_seq: 30,
+                    last_hash: h("30").to_hex(),
+                }),
+            },
+        );
+        assert_eq!(a.through(4, 40, &h("40")), Some(90));
+        assert_eq!(a.through(3, 30, &h("30")), Some(90));
+        assert_eq!(a.through(4, 39, &h("40")), None);
+        assert_eq!(a.through(4, 40, &h("41")), None);
+        assert_eq!(a.through(2, 20, &h("20")), None);
+        assert_eq!(a.through(5, 40, &h("40")), None);
     }
 }

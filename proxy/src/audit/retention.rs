@@ -9,7 +9,8 @@
 //!
 //! Segments past retention that cannot be removed (not exported, changed since,
 //! not verifiable, after one that is kept) are kept: counted in the
-//! `maskgate_audit_segments_overdue` gauge and logged at warn once per check.
+//! `maskgate_audit_segments_overdue` gauge and logged at warn in one line, when
+//! what is overdue changes and hourly while it stays.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -43,6 +44,8 @@ pub(super) struct Retention {
     running: Option<JoinHandle<Planned>>,
     /// The last plan stopped at its bound: check again at once.
     again: bool,
+    /// The last warning about overdue segments: what it said and when.
+    warned: Option<(usize, String, Instant)>,
 }
 
 impl Retention {
@@ -59,6 +62,7 @@ impl Retention {
             last_segment: None,
             running: None,
             again: false,
+            warned: None,
         }
     }
 
@@ -155,18 +159,28 @@ impl Retention {
         }
     }
 
-    /// The gauge, and one warning per check (not one per segment).
-    fn report_overdue(&self, plan: &RetentionPlan) {
+    /// The gauge, and one warning (never one per segment) when what is overdue
+    /// changed, or hourly while it stays.
+    fn report_overdue(&mut self, plan: &RetentionPlan) {
         self.state
             .segments_overdue
             .store(plan.overdue.len() as u64, Ordering::Relaxed);
-        if let Some(first) = plan.overdue.first() {
-            tracing::warn!(
-                overdue = plan.overdue.len(),
-                first = %first.segment,
-                reason = first.reason,
-                "audit segments are past retention but kept; export them with `maskgate audit export`, or see docs/audit.md"
-            );
+        let Some(first) = plan.overdue.first() else {
+            self.warned = None;
+            return;
+        };
+        let same = self.warned.as_ref().is_some_and(|(n, name, at)| {
+            *n == plan.overdue.len() && *name == first.segment && at.elapsed() < LONGEST_INTERVAL
+        });
+        if same {
+            return;
         }
+        self.warned = Some((plan.overdue.len(), first.segment.clone(), Instant::now()));
+        tracing::warn!(
+            overdue = plan.overdue.len(),
+            first = %first.segment,
+            reason = first.reason,
+            "audit segments are past retention but kept; export them with `maskgate audit export`, or see docs/audit.md"
+        );
     }
 }
