@@ -21,10 +21,11 @@
 //!    chained and signed like any other: the tool opens a `maskgate_audit::Writer`,
 //!    which starts a new segment, appends the record and closes it with a final
 //!    checkpoint. That is only possible while no proxy writes the directory (the
-//!    proxy's writer holds `audit.lock`), and only with the trail's own signing key
-//!    (checked against the last checkpoint's signer, so a wrong key cannot make the
-//!    trail look tampered).
-//! 2. Otherwise (no key, proxy running, wrong key, or the trail cannot be
+//!    proxy's writer holds `audit.lock`), only in a directory a writer made (its
+//!    `audit.lock` is there: never an archive or a copy, which would fork the
+//!    chain), and only with the trail's own signing key (checked against the last
+//!    checkpoint's signer, so a wrong key cannot make the trail look tampered).
+//! 2. Otherwise (no key, proxy running, an archive, wrong key, or the trail cannot be
 //!    appended), as one JSON line appended to the tool log: `DIR/tool-uses.jsonl`,
 //!    or the file named by `--tool-log` (for instance when DIR is a read-only
 //!    copy). It is created 0600 and only ever appended to, one `write(2)` per line.
