@@ -131,6 +131,8 @@ impl Retention {
         let (first, last) = (plan.body.removed[0].segment.clone(), last.segment.clone());
         match writer.remove_segments(&plan.body) {
             Ok(removal) => {
+                // The record is sealed by a checkpoint of its own.
+                self.state.checkpoints.fetch_add(1, Ordering::Relaxed);
                 self.state
                     .segments_removed
                     .fetch_add(removal.deleted as u64, Ordering::Relaxed);
