@@ -10,6 +10,7 @@
 
 mod facts;
 mod records;
+mod retention;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,6 +89,10 @@ pub struct TrailState {
     pub checkpoints: AtomicU64,
     /// Records detection's queue could not take (detection missed them).
     pub detection_dropped: AtomicU64,
+    /// Segments past `retention` that are kept (not exported, changed since, …).
+    pub segments_overdue: AtomicU64,
+    /// Segments removed by retention.
+    pub segments_removed: AtomicU64,
 }
 
 impl TrailState {
