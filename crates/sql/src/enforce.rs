@@ -15,7 +15,8 @@
 //! Decisions, reads:
 //! - `*` and `t.*` expand to the columns the account may see: denied columns are
 //!   silently left out (the masking subquery does not project them), masked columns
-//!   come masked. The order is the classification's (alphabetical), not the table's.
+//!   come masked, in the table's column order when the proxy read it from the
+//!   database ([`Enforcer::with_column_order`]), else the classification's.
 //! - Whole-row references (`SELECT p FROM participant p`, `row_to_json(p)`) are allowed:
 //!   they see the masking subquery's row.
 //! - A denied column named anywhere in a statement is an error; a name is judged
@@ -128,6 +129,10 @@ pub struct Enforcer {
     pub(crate) fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
     /// Filtering subquery per `information_schema` view that names tables or columns.
     pub(crate) catalog_fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
+    /// The OIDs each kind of guarded catalog function may be asked about.
+    pub(crate) catalog_guards: BTreeMap<catalog::pg::Guard, Result<Box<Query>, Denial>>,
+    /// Printed bytes of each guard: what one guarded call adds.
+    guard_bytes: BTreeMap<catalog::pg::Guard, usize>,
     /// Printed bytes of each of those subqueries: what one reference to its relation
     /// adds to the text sent upstream.
     fence_bytes: BTreeMap<QualifiedName, usize>,
@@ -195,12 +200,25 @@ impl Enforcer {
     /// search_path (PostgreSQL searches `pg_catalog` first unless it is listed).
     /// Unrestricted accounts are the caller's business: the enforcer always enforces.
     pub fn new(policy: Arc<Policy>, rules: EffectiveRules, masks: &dyn MaskRenderer) -> Enforcer {
+        Enforcer::with_column_order(policy, rules, masks, &BTreeMap::new())
+    }
+
+    /// [`Enforcer::new`] for tables whose columns are in `order` in the database
+    /// (by attnum), so `*` lists them in that order as PostgreSQL does. Columns of a
+    /// table `order` does not cover follow in the classification's order.
+    pub fn with_column_order(
+        policy: Arc<Policy>,
+        rules: EffectiveRules,
+        masks: &dyn MaskRenderer,
+        order: &BTreeMap<QualifiedName, Vec<String>>,
+    ) -> Enforcer {
         let fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>> = rules
             .tables
             .iter()
             .map(|(table, table_rules)| {
+                let order = order.get(table).map_or(&[][..], Vec::as_slice);
                 let fence = match policy.tables().get(table) {
-                    Some(class) => rewrite::build_fence(table, class, table_rules, masks),
+                    Some(class) => rewrite::build_fence(table, class, table_rules, masks, order),
                     None => Err(Denial::privilege(format!(
                         "relation \"{table}\" is not available to this account"
                     ))),
@@ -222,16 +240,38 @@ impl Enforcer {
                 (table.schema.as_str(), table.name.as_str(), columns)
             })
             .collect();
+        let parse = |sql: &str, what: &str| {
+            Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(sql)
+                .and_then(|mut parser| parser.parse_query())
+                .map_err(|_| Denial::unsupported(what.to_owned()))
+        };
+        let sets = catalog::pg::Sets::new(&visible);
         let catalog_fences = catalog::FILTERED_VIEWS
             .iter()
             .map(|view| {
                 let sql = catalog::filtered_view(view, &visible);
-                let fence = Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(&sql)
-                    .and_then(|mut parser| parser.parse_query())
-                    .map_err(|_| Denial::unsupported(format!("information_schema.{view}")));
-                (QualifiedName::new("information_schema", *view), fence)
+                let name = QualifiedName::new("information_schema", *view);
+                let fence = parse(&sql, &name.to_string());
+                (name, fence)
             })
+            .chain(catalog::pg::FILTERED.iter().filter_map(|relation| {
+                let sql = sets.fence(relation)?;
+                let name = QualifiedName::new("pg_catalog", *relation);
+                let fence = parse(&sql, &name.to_string());
+                Some((name, fence))
+            }))
+            .collect();
+        let catalog_guards = catalog::pg::GUARDED
+            .iter()
+            .map(|(_, _, guard)| {
+                let query = parse(&sets.guard(*guard), "a catalog function");
+                (*guard, query)
+            })
+            .collect::<BTreeMap<_, _>>();
+        let guard_bytes = catalog_guards
+            .iter()
+            .filter_map(|(guard, query)| Some((*guard, query.as_ref().ok()?.to_string().len())))
             .collect();
         let fence_bytes = fences
             .iter()
@@ -245,6 +285,8 @@ impl Enforcer {
             rules,
             fences,
             catalog_fences,
+            catalog_guards,
+            guard_bytes,
             fence_bytes,
             limits: Limits::default(),
         }
@@ -260,6 +302,11 @@ impl Enforcer {
     /// filtering subquery, if it has one.
     pub(crate) fn fence_bytes(&self, relation: &QualifiedName) -> usize {
         self.fence_bytes.get(relation).copied().unwrap_or(0)
+    }
+
+    /// What one call of a guarded catalog function adds to the printed statement.
+    pub(crate) fn guard_bytes(&self, guard: catalog::pg::Guard) -> usize {
+        self.guard_bytes.get(&guard).copied().unwrap_or(0)
     }
 
     /// The account's rules this enforcer applies.
@@ -353,6 +400,9 @@ impl Enforcer {
                 Some(rest) => sql = format!("MOVE{rest}"),
                 None => return Err(Denial::unsupported("this MOVE")),
             }
+        }
+        if classify::is_reset_all(&statement) {
+            sql = "RESET ALL".to_owned();
         }
         Ok(EnforcedStatement {
             sql,
@@ -611,6 +661,7 @@ fn prepare_tokens(
 ) -> Result<(Vec<TokenWithSpan>, Vec<bool>), Denial> {
     let mut moves = Vec::new();
     let mut cursor_statements = Vec::new();
+    let mut resets = Vec::new();
     let mut start = None;
     let mut at_start = true;
     let mut copy = false;
@@ -641,6 +692,8 @@ fn prepare_tokens(
                         start = Some(index);
                     } else if word.keyword == Keyword::COPY {
                         copy = true;
+                    } else if word.keyword == Keyword::RESET {
+                        resets.push(index);
                     }
                 }
             }
@@ -660,11 +713,56 @@ fn prepare_tokens(
     if let Some(start) = start {
         cursor_statements.push(start..tokens.len());
     }
-    for range in cursor_statements.into_iter().rev() {
-        let normalized = fetch_tokens(&tokens[range.clone()]);
-        tokens.splice(range, normalized);
+    // Statements are rewritten back to front, so earlier indices stay valid.
+    let mut edits: Vec<(usize, bool)> = cursor_statements
+        .iter()
+        .map(|r| (r.start, true))
+        .chain(resets.iter().map(|&at| (at, false)))
+        .collect();
+    edits.sort_unstable();
+    let mut ranges = cursor_statements.into_iter().rev();
+    for (at, cursor) in edits.into_iter().rev() {
+        if cursor {
+            let Some(range) = ranges.next() else { break };
+            let normalized = fetch_tokens(&tokens[range.clone()]);
+            tokens.splice(range, normalized);
+        } else {
+            reset_tokens(&mut tokens, at);
+        }
     }
     Ok((tokens, moves))
+}
+
+/// The setting name `RESET ALL` is parsed as (`SET "…" TO DEFAULT`, which sqlparser
+/// reads); printed back as `RESET ALL`.
+pub(crate) const RESET_ALL_MARKER: &str = "_maskgate_reset_all";
+
+/// `RESET name` as `SET name TO DEFAULT` (PostgreSQL documents them as the same
+/// statement), `RESET ALL` as `SET "_maskgate_reset_all" TO DEFAULT`. sqlparser reads
+/// no RESET. `at` is the index of the RESET keyword.
+fn reset_tokens(tokens: &mut Vec<TokenWithSpan>, at: usize) {
+    let span = tokens[at].span;
+    let token = |token: Token| TokenWithSpan { token, span };
+    tokens[at] = token(Token::make_keyword("SET"));
+    let end = tokens[at + 1..]
+        .iter()
+        .position(|t| matches!(t.token, Token::SemiColon))
+        .map_or(tokens.len(), |p| at + 1 + p);
+    let words: Vec<usize> = (at + 1..end)
+        .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+        .collect();
+    if let [one] = words.as_slice() {
+        if is_keyword(&tokens[*one].token, Keyword::ALL) {
+            tokens[*one] = token(Token::make_word(RESET_ALL_MARKER, Some('"')));
+        }
+    }
+    let suffix = [
+        token(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space)),
+        token(Token::make_keyword("TO")),
+        token(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space)),
+        token(Token::make_keyword("DEFAULT")),
+    ];
+    tokens.splice(end..end, suffix);
 }
 
 /// `FETCH|MOVE [direction] [FROM|IN] cursor` as `FETCH direction FROM|IN cursor`.

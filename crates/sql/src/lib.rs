@@ -29,7 +29,7 @@ mod rewrite;
 mod verify;
 
 pub use budget::Limits;
-pub use classify::SETTABLE;
+pub use classify::{is_utf8, SETTABLE};
 pub use copy_in::CopyIn;
 pub use denial::{sqlstate, Denial};
 pub use enforce::{

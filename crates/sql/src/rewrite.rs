@@ -178,6 +178,17 @@ impl<'e> Rewriter<'e> {
             }
             ControlFlow::<()>::Continue(())
         });
+        let _ = sqlparser::ast::visit_expressions(node, |expr| {
+            if let Expr::Function(function) = expr {
+                if let Some((_, guard)) = function_name(&function.name)
+                    .ok()
+                    .and_then(|name| catalog::pg::guard_of(&name))
+                {
+                    growth = growth.saturating_add(enforcer.guard_bytes(guard));
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
         // Refused before any subquery is built: the trees of tens of thousands of
         // them would take gigabytes.
         enforcer.limits.check_growth(growth)?;
@@ -502,7 +513,11 @@ impl<'e> Rewriter<'e> {
                 self.check_compound(&folded)
             }
             Expr::Function(function) => {
-                check_function(function)?;
+                if function_name(&function.name)? == "pg_notify" {
+                    self.check_notify(function)?;
+                } else {
+                    check_function(function)?;
+                }
                 self.check_function_wildcards(function)
             }
             Expr::Cast {
@@ -586,6 +601,18 @@ impl VisitorMut for ExprCheck<'_, '_> {
     fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<Denial> {
         self.skip -= 1;
         ControlFlow::Continue(())
+    }
+
+    /// Catalog functions are guarded after their arguments were checked, so the
+    /// guard's own subquery is not walked as the client's.
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        match self.rewriter.guard_catalog_call(expr) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(denial) => ControlFlow::Break(denial),
+        }
     }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {

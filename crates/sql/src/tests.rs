@@ -110,8 +110,15 @@ fn unprotected_tables_still_get_a_fence_and_qualified_names() {
         "SELECT * FROM (SELECT \"employer\".\"id\", \"employer\".\"name\", \"employer\".\"phone\", \"employer\".\"province_code\" FROM \"public\".\"employer\") AS \"employer\" LIMIT 10"
     );
     assert_eq!(
-        ok("clerk_01", "SELECT count(*) FROM pg_type t"),
-        "SELECT count(*) FROM \"pg_catalog\".\"pg_type\" AS t LIMIT 51"
+        ok("clerk_01", "SELECT count(*) FROM pg_am t"),
+        "SELECT count(*) FROM \"pg_catalog\".\"pg_am\" AS t LIMIT 51"
+    );
+    let filtered = ok("clerk_01", "SELECT count(*) FROM pg_type t");
+    assert!(
+        filtered.starts_with(
+            "SELECT count(*) FROM (SELECT * FROM \"pg_catalog\".\"pg_type\" WHERE (\"oid\" < 16384)"
+        ) && filtered.ends_with(" OFFSET 0) AS t LIMIT 51"),
+        "{filtered}"
     );
 }
 

@@ -180,8 +180,17 @@ impl AccountRules {
                 .as_ref()
                 .map(|c| c.hidden_from(&rules))
                 .unwrap_or_default();
-            let enforcer = Enforcer::new(policy.clone(), rules.clone(), &KeyedMasks::new(keys))
-                .with_limits(limits);
+            let order = columns
+                .as_ref()
+                .map(|c| c.column_order())
+                .unwrap_or_default();
+            let enforcer = Enforcer::with_column_order(
+                policy.clone(),
+                rules.clone(),
+                &KeyedMasks::new(keys),
+                &order,
+            )
+            .with_limits(limits);
             Restricted {
                 enforcer,
                 slots,

@@ -21,6 +21,9 @@ pub(super) fn function_name(name: &ObjectName) -> Result<String, Denial> {
     match parts.as_slice() {
         [function] => Ok(function.clone()),
         [schema, function] if schema == "pg_catalog" => Ok(function.clone()),
+        [schema, function] if schema == "information_schema" && function == "_pg_expandarray" => {
+            Ok(format!("{schema}.{function}"))
+        }
         _ => Err(Denial::privilege(format!(
             "function {} is not allowed for this account",
             names::display(&parts)
@@ -43,12 +46,70 @@ pub(super) fn check_function(function: &Function) -> Result<(), Denial> {
     if name == "pg_sleep" {
         return check_sleep(function);
     }
-    if functions::scalar_allowed(&name) {
+    if name == "current_setting" {
+        return check_current_setting(function);
+    }
+    if functions::scalar_allowed(&name) || crate::catalog::pg::guard_of(&name).is_some() {
         Ok(())
     } else {
         Err(Denial::privilege(format!(
             "function {name} is not allowed for this account"
         )))
+    }
+}
+
+/// The arguments of a call as plain expressions; `None` for named arguments or `*`.
+pub(super) fn plain_args(function: &Function) -> Option<Vec<&Expr>> {
+    match &function.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|arg| match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
+                _ => None,
+            })
+            .collect(),
+        FunctionArguments::None => Some(Vec::new()),
+        FunctionArguments::Subquery(_) => None,
+    }
+}
+
+/// A string literal's value (plain or `E'…'` form).
+pub(super) fn string_literal(expr: &Expr) -> Option<&str> {
+    match strip(expr) {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s),
+            ..
+        }) => Some(s),
+        _ => None,
+    }
+}
+
+/// `current_setting('<name>' [, <boolean literal>])` of a setting the account may
+/// read anyway with SHOW: drivers ask for `application_name`, `server_version` and
+/// the like. The name must be a literal, so `maskgate.*` (the pseudonym keys) and
+/// settings that reveal the server or other sessions stay out of reach.
+fn check_current_setting(function: &Function) -> Result<(), Denial> {
+    let refused = || {
+        Denial::privilege(
+            "current_setting is allowed only with a literal name of a setting this account \
+             may SHOW",
+        )
+    };
+    let args = plain_args(function).ok_or_else(refused)?;
+    let (name, rest) = args.split_first().ok_or_else(refused)?;
+    let name = string_literal(name).ok_or_else(refused)?;
+    let missing_ok = matches!(
+        rest,
+        [] | [Expr::Value(ValueWithSpan {
+            value: Value::Boolean(_),
+            ..
+        })]
+    );
+    if missing_ok && crate::classify::is_readable_setting(&name.to_ascii_lowercase()) {
+        Ok(())
+    } else {
+        Err(refused())
     }
 }
 
@@ -141,9 +202,83 @@ pub(crate) fn check_type(data_type: &DataType) -> Result<(), Denial> {
 
 pub(super) fn check_operator(op: &BinaryOperator) -> Result<(), Denial> {
     match op {
+        BinaryOperator::PGCustomBinaryOperator(parts) if is_catalog_operator(parts) => Ok(()),
         BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_) => Err(
             Denial::privilege("custom operators are not allowed for this account"),
         ),
         _ => Ok(()),
+    }
+}
+
+/// `OPERATOR(pg_catalog.~)` and the like, as psql writes its pattern matches: a
+/// built-in comparison or pattern operator named in `pg_catalog`, which is the same
+/// operator the bare symbol means for built-in types.
+fn is_catalog_operator(parts: &[String]) -> bool {
+    matches!(parts, [schema, op] if schema == "pg_catalog"
+        && matches!(op.as_str(),
+            "=" | "<>" | "<" | "<=" | ">" | ">=" | "~" | "~*" | "!~" | "!~*" | "~~" | "!~~"
+                | "~~*" | "!~~*"))
+}
+
+impl Rewriter<'_> {
+    /// `pg_notify('<channel>', payload)` as NOTIFY is allowed: on a channel one of the
+    /// account's roles lists, named by a literal (`pg_notify` does not fold it).
+    pub(super) fn check_notify(&self, function: &Function) -> Result<(), Denial> {
+        let channel = plain_args(function).and_then(|args| match args.as_slice() {
+            [channel, _payload] => string_literal(channel).map(str::to_owned),
+            _ => None,
+        });
+        match channel {
+            Some(channel) if self.enforcer.rules.channels.contains(&channel) => Ok(()),
+            Some(channel) => Err(Denial::privilege(format!(
+                "notification channel \"{channel}\" is not available to this account"
+            ))),
+            None => Err(Denial::privilege(
+                "pg_notify is allowed only with a literal channel name",
+            )),
+        }
+    }
+}
+
+impl Rewriter<'_> {
+    /// A call of a catalog function that prints an object's name or definition from
+    /// its OID (see `catalog::pg::GUARDED`), as
+    /// `CASE WHEN <oid> IN (<the visible OIDs>) THEN <call> END`: for an object the
+    /// account's catalog does not list it answers NULL, as for an OID that names
+    /// nothing. Other expressions are left alone.
+    pub(super) fn guard_catalog_call(&self, expr: &mut Expr) -> Result<(), Denial> {
+        let Expr::Function(function) = expr else {
+            return Ok(());
+        };
+        let Some((index, guard)) = function_name(&function.name)
+            .ok()
+            .and_then(|name| crate::catalog::pg::guard_of(&name))
+        else {
+            return Ok(());
+        };
+        let argument = plain_args(function)
+            .and_then(|args| args.get(index).map(|arg| (*arg).clone()))
+            .ok_or_else(|| Denial::unsupported("this call of a catalog function"))?;
+        let visible = match self.enforcer.catalog_guards.get(&guard) {
+            Some(Ok(query)) => query.clone(),
+            Some(Err(denial)) => return Err(denial.clone()),
+            None => return Err(internal()),
+        };
+        let call = std::mem::replace(expr, Expr::Value(Value::Null.into()));
+        *expr = Expr::Case {
+            case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            operand: None,
+            conditions: vec![sqlparser::ast::CaseWhen {
+                condition: Expr::InSubquery {
+                    expr: Box::new(Expr::Nested(Box::new(argument))),
+                    subquery: visible,
+                    negated: false,
+                },
+                result: call,
+            }],
+            else_result: None,
+        };
+        Ok(())
     }
 }
