@@ -37,8 +37,10 @@ const PG_CATALOG: &[&str] = &[
     "pg_publication_rel",
     "pg_range",
     "pg_roles",
+    "pg_sequence",
     "pg_statistic_ext",
     "pg_tables",
+    "pg_tablespace",
     "pg_trigger",
     "pg_type",
 ];

@@ -44,12 +44,23 @@ const SHOWABLE: &[&str] = &[
     "default_transaction_isolation",
     "default_transaction_read_only",
     "search_path",
+    "default_table_access_method",
+    "timezone_abbreviations",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
 ];
 
 /// Whether a client may read setting `name` (lower case): with SHOW or
 /// `current_setting()`. Never `maskgate.*`, which holds the pseudonym keys.
 pub(crate) fn is_readable_setting(name: &str) -> bool {
     SETTABLE.contains(&name) || SHOWABLE.contains(&name)
+}
+
+/// Every setting [`is_readable_setting`] allows.
+pub(crate) fn readable_settings() -> impl Iterator<Item = &'static str> {
+    SETTABLE.iter().chain(SHOWABLE).copied()
 }
 
 /// Classifies a statement that is not a query. `Ok` means it may be forwarded as is.
@@ -111,7 +122,8 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
                 [one] => one.as_str(),
                 _ => return Err(Denial::forbidden(format!("SET {}", names::display(&parts)))),
             };
-            if is_reset_all(&Statement::Set(set.clone())) {
+            if is_reset_all(&Statement::Set(set.clone())) || name == "search_path" {
+                // search_path: checked by `search_path::change_of`.
                 return Ok(StatementClass::Session);
             }
             if !SETTABLE.contains(&name) {

@@ -113,6 +113,7 @@ use crate::names;
 use crate::precedence;
 use crate::print;
 use crate::rewrite;
+use crate::search_path::{self, PathChange, SearchPath};
 use crate::verify;
 
 /// Statement and portal names maskgate uses upstream for its own statements; a
@@ -165,6 +166,8 @@ pub struct EnforcedStatement {
     pub copy_in: Option<CopyIn>,
     /// The policy tables it reads and writes, for its audit record.
     pub tables: TablesTouched,
+    /// What it does to the session's search_path, which the proxy follows.
+    pub search_path: Option<PathChange>,
 }
 
 /// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
@@ -318,8 +321,27 @@ impl Enforcer {
         self.policy.tables()
     }
 
-    pub(crate) fn search_path(&self) -> &[String] {
+    /// The search_path names resolve through: the session's, when the caller gave
+    /// one ([`Enforcer::enforce_in`]), else the policy's.
+    pub(crate) fn search_path(&self) -> Vec<String> {
+        search_path::active().unwrap_or_else(|| self.policy.settings().search_path.clone())
+    }
+
+    /// The policy's search_path: a session's default unless its startup packet set one.
+    pub fn policy_search_path(&self) -> &[String] {
         &self.policy.settings().search_path
+    }
+
+    /// [`Enforcer::enforce`] in a session whose search_path is `path`: unqualified names
+    /// resolve through it, and a SET or RESET of it in `sql` applies to the statements
+    /// after it in the same string (each statement reports its change, for the
+    /// session to follow).
+    pub fn enforce_in(&self, sql: &str, path: &SearchPath) -> Result<Enforced, Denial> {
+        self.limits.check_size(sql)?;
+        let clock = Clock::start(&self.limits);
+        stacker::grow(ANALYSIS_STACK_BYTES, || {
+            search_path::with_path(Some(path), || self.enforce_on_own_stack(sql, &clock))
+        })
     }
 
     /// Decides a whole simple-protocol string (or one Parse message's text). Either every
@@ -354,6 +376,7 @@ impl Enforcer {
                     cursor: None,
                     copy_in: Some(copy_in),
                     tables,
+                    search_path: None,
                 }],
             });
         }
@@ -366,7 +389,12 @@ impl Enforcer {
                 .enforce_statement(statement, is_move, sql, clock)
                 .and_then(|enforced| clock.check().map(|()| enforced))
             {
-                Ok(enforced) => out.push(enforced),
+                Ok(enforced) => {
+                    if let Some(change) = &enforced.search_path {
+                        search_path::follow(change);
+                    }
+                    out.push(enforced)
+                }
                 Err(denial) if count > 1 => {
                     return Err(Denial {
                         sqlstate: denial.sqlstate,
@@ -387,6 +415,7 @@ impl Enforcer {
         clock: &Clock,
     ) -> Result<EnforcedStatement, Denial> {
         precedence::check(&statement)?;
+        let path_change = search_path::change_of(&statement)?;
         let tables = facts::tables_touched(self, &statement);
         let decision = self.rewrite_statement(&mut statement, clock)?;
         clock.check()?;
@@ -411,6 +440,7 @@ impl Enforcer {
             cursor: decision.2,
             copy_in: None,
             tables,
+            search_path: path_change,
         })
     }
 

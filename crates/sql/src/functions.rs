@@ -203,6 +203,19 @@ const SCALAR: &[&str] = &[
     "pg_is_other_temp_schema",
     "pg_partition_ancestors",
     "pg_partition_root",
+    // name -> OID lookups (NULL when nothing has the name); the filtered catalog
+    // lists what the account may see of the object
+    "pg_get_serial_sequence",
+    // set-returning functions PostgreSQL also accepts in a select list
+    "unnest",
+    "generate_subscripts",
+    "generate_series",
+    "pg_collation_is_visible",
+    "to_regclass",
+    "to_regtype",
+    "to_regnamespace",
+    "to_regproc",
+    "to_regprocedure",
     "information_schema._pg_expandarray",
     // json
     "to_json",

@@ -26,6 +26,7 @@ mod normalize;
 mod precedence;
 mod print;
 mod rewrite;
+mod search_path;
 mod verify;
 
 pub use budget::Limits;
@@ -39,6 +40,7 @@ pub use facts::TablesTouched;
 pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
 pub use normalize::{normalize, Normalized};
+pub use search_path::{parse_setting as parse_search_path, PathChange, SearchPath};
 pub use verify::printer_mismatches;
 
 #[cfg(test)]

@@ -625,7 +625,10 @@ impl VisitorMut for ExprCheck<'_, '_> {
             .tick()
             .and_then(|()| self.rewriter.check_expr(expr))
         {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(()) => {
+                self.rewriter.unqualify_schema(expr);
+                ControlFlow::Continue(())
+            }
             Err(denial) => ControlFlow::Break(denial),
         }
     }
@@ -648,7 +651,7 @@ fn resolve_unqualified(enforcer: &Enforcer, relation: &str) -> Result<Resolved, 
     if !catalog_listed && relation.starts_with("pg_") {
         return resolve_qualified(enforcer, "pg_catalog", relation);
     }
-    for schema in path {
+    for schema in &path {
         let candidate = QualifiedName::new(schema.as_str(), relation);
         if enforcer.classification().contains_key(&candidate)
             || (catalog::is_system_schema(schema) && catalog::is_allowed(schema, relation))

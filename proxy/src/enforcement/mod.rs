@@ -251,23 +251,40 @@ impl AccountRules {
         &self.policy
     }
 
+    /// The policy's search_path: a session's default unless its startup packet set one.
+    pub fn policy_search_path(&self) -> &[String] {
+        &self.policy.settings().search_path
+    }
+
     pub fn is_restricted(&self) -> bool {
         self.restricted.is_some()
     }
 
     /// The decision for a statement text of a restricted account, from the cache
     /// when this text was seen under this policy generation.
-    pub fn decide(&self, sql: &str) -> Decision {
+    pub fn decide(&self, sql: &str, path: &maskgate_sql::SearchPath) -> Decision {
         let restricted = self
             .restricted
             .as_ref()
             .expect("decide is only called for restricted accounts");
-        if let Some(decision) = restricted.decisions.get(sql) {
+        // Decisions depend on the search_path names resolve through (and, for a
+        // RESET of it, on the one it resets to): both are part of the key unless
+        // they are the policy's.
+        let policy_path = restricted.enforcer.policy_search_path();
+        let key = if path.current == policy_path && path.default == policy_path {
+            std::borrow::Cow::Borrowed(sql)
+        } else {
+            std::borrow::Cow::Owned(format!(
+                "\u{1}{:?}\u{1}{:?}\u{1}{sql}",
+                path.current, path.default
+            ))
+        };
+        if let Some(decision) = restricted.decisions.get(key.as_ref()) {
             return decision;
         }
         let analyzed = restricted
             .slots
-            .run(sql.len(), || restricted.enforcer.enforce(sql))
+            .run(sql.len(), || restricted.enforcer.enforce_in(sql, path))
             .and_then(|analyzed| analyzed);
         let transient = analyzed.as_ref().is_err_and(Denial::is_transient);
         let decision = Arc::new(analyzed.map(|enforced| {
@@ -289,7 +306,7 @@ impl AccountRules {
         if !transient {
             restricted
                 .decisions
-                .insert(sql.to_owned(), decision.clone());
+                .insert(key.into_owned(), decision.clone());
         }
         decision
     }

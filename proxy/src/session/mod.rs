@@ -450,6 +450,15 @@ async fn account_rules(
                 rules::encoding_error(),
             ));
         }
+        if let Err(denial) = startup_search_path(request).transpose() {
+            return Err(SessionError::Refused(
+                RejectReason::StartupParameter,
+                ClientError::fatal(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!("startup parameter \"search_path\": {}", denial.message),
+                ),
+            ));
+        }
         if let Err(e) = shared.enforcement.load_columns(policy, upstream).await {
             tracing::error!(error = %e, "cannot read the column identities of the protected tables");
             return Err(unavailable());
@@ -459,6 +468,17 @@ async fn account_rules(
         .enforcement
         .account(policy, login)
         .ok_or_else(unavailable)
+}
+
+/// The search_path the client asked for at startup, if any, as maskgate reads it.
+fn startup_search_path(
+    request: &StartupRequest,
+) -> Option<Result<Vec<String>, maskgate_sql::Denial>> {
+    request
+        .settings
+        .iter()
+        .find(|(name, _)| name == "search_path")
+        .map(|(_, value)| maskgate_sql::parse_search_path(value))
 }
 
 /// The client_encoding the client asked for at startup, if any.
@@ -553,7 +573,8 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
             pending,
             &shared.metrics,
             AccountGuard::new(&shared.policy, policy, &request.user),
-            SessionRules::new(&shared.enforcement, rules, (&shared.events, context)),
+            SessionRules::new(&shared.enforcement, rules, (&shared.events, context))
+                .with_startup_search_path(startup_search_path(&request).and_then(Result::ok)),
             shared.config.server.max_message_size,
         );
         let end = relay

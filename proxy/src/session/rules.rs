@@ -56,6 +56,8 @@ pub struct SessionRules<'m> {
     copy: CopyChecks,
     /// The session's statement records.
     audit: StatementAudit,
+    /// The session's search_path, which a restricted account's names resolve through.
+    search_path: maskgate_sql::SearchPath,
 }
 
 impl<'m> SessionRules<'m> {
@@ -73,7 +75,33 @@ impl<'m> SessionRules<'m> {
             account,
             auto_prepare: AutoPrepare::default(),
             copy: CopyChecks::default(),
+            search_path: maskgate_sql::SearchPath::starting_at(Vec::new()),
         }
+        .with_startup_search_path(None)
+    }
+
+    /// The session's search_path starts (and resets) at the one of its startup packet,
+    /// or else the policy's.
+    pub fn with_startup_search_path(mut self, path: Option<Vec<String>>) -> Self {
+        let default = path.unwrap_or_else(|| self.account.policy_search_path().to_vec());
+        self.search_path = maskgate_sql::SearchPath::starting_at(default);
+        self
+    }
+
+    /// The decision for a restricted account's statement text in this session; the
+    /// session follows the search_path changes it makes.
+    fn decide(&mut self, sql: &str) -> crate::enforcement::Decision {
+        let decision = self.account.decide(sql, &self.search_path);
+        if let Ok(rewritten) = decision.as_ref() {
+            for change in rewritten
+                .statements
+                .iter()
+                .filter_map(|s| s.search_path.as_ref())
+            {
+                self.search_path.apply(change);
+            }
+        }
+        decision
     }
 
     fn restricted(&self) -> bool {
@@ -122,7 +150,7 @@ impl SessionRules<'_> {
         let Ok(sql) = Fields::new(body, "Query").str() else {
             return ClientVerdict::Reject(malformed("Query"));
         };
-        let decision = self.account.decide(sql);
+        let decision = self.decide(sql);
         let rewritten = match decision.as_ref() {
             Ok(rewritten) => rewritten,
             Err(denial) => {
@@ -193,7 +221,7 @@ impl SessionRules<'_> {
         if name.is_empty() {
             self.auto_prepare.unnamed_replaced();
         }
-        let decision = self.account.decide(sql);
+        let decision = self.decide(sql);
         let refused = |e| Err((Refusal::Policy, e));
         let rewritten = match decision.as_ref() {
             Ok(rewritten) if rewritten.statements.len() > 1 => refused(ClientError::error(

@@ -42,6 +42,7 @@ pub(crate) const FILTERED: &[&str] = &[
     "pg_publication_rel",
     "pg_range",
     "pg_roles",
+    "pg_sequence",
     "pg_statistic_ext",
     "pg_tables",
     "pg_trigger",
@@ -272,7 +273,7 @@ impl Sets {
                 None => "\"schemaname\" IN ('pg_catalog', 'information_schema')".to_owned(),
             },
             "pg_policy" | "pg_statistic_ext" | "pg_publication" | "pg_publication_namespace"
-            | "pg_publication_rel" | "pg_trigger" | "pg_roles" => "false".to_owned(),
+            | "pg_publication_rel" | "pg_trigger" | "pg_roles" | "pg_sequence" => "false".to_owned(),
             _ => return None,
         })
     }

@@ -98,7 +98,9 @@ fn check_current_setting(function: &Function) -> Result<(), Denial> {
     };
     let args = plain_args(function).ok_or_else(refused)?;
     let (name, rest) = args.split_first().ok_or_else(refused)?;
-    let name = string_literal(name).ok_or_else(refused)?;
+    // A name that is not a literal is checked when the statement runs (see
+    // `guard_setting_name`).
+    let name = string_literal(name).unwrap_or("application_name");
     let missing_ok = matches!(
         rest,
         [] | [Expr::Value(ValueWithSpan {
@@ -250,6 +252,9 @@ impl Rewriter<'_> {
         let Expr::Function(function) = expr else {
             return Ok(());
         };
+        if function_name(&function.name).is_ok_and(|name| name == "current_setting") {
+            return guard_setting_name(function);
+        }
         let Some((index, guard)) = function_name(&function.name)
             .ok()
             .and_then(|name| crate::catalog::pg::guard_of(&name))
@@ -281,4 +286,55 @@ impl Rewriter<'_> {
         };
         Ok(())
     }
+}
+
+/// `current_setting(<expression>)`, whose name is known only when the statement runs
+/// (a bind parameter), becomes `current_setting(CASE WHEN lower(<expression>) IN
+/// (<readable settings>) THEN <expression> END)`: any other name reads as NULL (the
+/// function is strict), never a `maskgate.*` setting.
+fn guard_setting_name(function: &mut Function) -> Result<(), Denial> {
+    let FunctionArguments::List(list) = &mut function.args else {
+        return Err(internal());
+    };
+    let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(name))) = list.args.first_mut() else {
+        return Err(internal());
+    };
+    if string_literal(name).is_some() {
+        return Ok(());
+    }
+    let readable = crate::classify::readable_settings()
+        .map(|setting| Expr::Value(Value::SingleQuotedString(setting.to_owned()).into()))
+        .collect();
+    let original = std::mem::replace(name, Expr::Value(Value::Null.into()));
+    let lower = Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new("lower")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Nested(
+                Box::new(original.clone()),
+            )))],
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    });
+    *name = Expr::Case {
+        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![sqlparser::ast::CaseWhen {
+            condition: Expr::InList {
+                expr: Box::new(lower),
+                list: readable,
+                negated: false,
+            },
+            result: Expr::Nested(Box::new(original)),
+        }],
+        else_result: None,
+    };
+    Ok(())
 }
