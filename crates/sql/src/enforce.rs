@@ -95,7 +95,9 @@ use std::sync::Arc;
 use maskgate_policy::{
     ColumnRule, EffectiveRules, Policy, QualifiedName, StatementKind, TableClass,
 };
-use sqlparser::ast::{CloseCursor, DeclareType, FetchDirection, Ident, Query, Statement};
+use sqlparser::ast::{
+    CloseCursor, DeclareType, DescribeAlias, FetchDirection, Ident, Query, Statement,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -466,6 +468,24 @@ impl Enforcer {
                 ))
             }
             Statement::Merge { .. } => Err(Denial::forbidden("MERGE")),
+            Statement::Explain {
+                describe_alias: DescribeAlias::Explain,
+                analyze: false,
+                verbose: false,
+                query_plan: false,
+                estimate: false,
+                statement: inner,
+                format: None,
+                options,
+            } => {
+                let Statement::Query(query) = inner.as_mut() else {
+                    return Err(Denial::unsupported("EXPLAIN of anything but a query"));
+                };
+                *options = Some(explain_options(options.as_deref())?);
+                self.require(StatementKind::Read)?;
+                rewrite::rewrite_read(self, query, clock)?;
+                Ok((StatementClass::Read, cap, None))
+            }
             Statement::Prepare {
                 name,
                 data_types,
@@ -610,6 +630,54 @@ fn check_fetch_direction(direction: &FetchDirection) -> Result<(), Denial> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The options of an allowed EXPLAIN: always `COSTS false` (no row or cost
+/// estimates, which come from statistics over the whole table, rows outside the
+/// account's filter included), and the client's FORMAT. ANALYZE (it runs the
+/// statement and counts the rows every node saw, the filtered ones included),
+/// VERBOSE, BUFFERS, SETTINGS and the rest are refused.
+fn explain_options(
+    options: Option<&[sqlparser::ast::UtilityOption]>,
+) -> Result<Vec<sqlparser::ast::UtilityOption>, Denial> {
+    let refused = || {
+        Denial::privilege(
+            "EXPLAIN is allowed with the options FORMAT and COSTS OFF only (no ANALYZE)",
+        )
+    };
+    let mut format = None;
+    for option in options.unwrap_or_default() {
+        names::check_quote(&option.name)?;
+        let word = |expr: Option<&sqlparser::ast::Expr>| match expr {
+            Some(sqlparser::ast::Expr::Identifier(ident)) if ident.quote_style.is_none() => {
+                Some(ident.value.to_ascii_lowercase())
+            }
+            Some(sqlparser::ast::Expr::Value(v)) => match &v.value {
+                sqlparser::ast::Value::Boolean(b) => Some(b.to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match (
+            names::fold(&option.name).as_str(),
+            word(option.arg.as_ref()),
+        ) {
+            ("format", Some(kind)) if ["text", "json", "xml", "yaml"].contains(&kind.as_str()) => {
+                format = Some(kind)
+            }
+            ("costs", Some(off)) if ["false", "off", "0"].contains(&off.as_str()) => {}
+            _ => return Err(refused()),
+        }
+    }
+    let option = |name: &str, value: &str| sqlparser::ast::UtilityOption {
+        name: Ident::new(name),
+        arg: Some(sqlparser::ast::Expr::Identifier(Ident::new(value))),
+    };
+    let mut out = vec![option("COSTS", "false")];
+    if let Some(format) = format {
+        out.push(option("FORMAT", &format.to_ascii_uppercase()));
+    }
+    Ok(out)
 }
 
 fn cursor_use(name: &Ident, declare: bool) -> Result<CursorUse, Denial> {

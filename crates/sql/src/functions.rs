@@ -286,10 +286,6 @@ const TABLE: &[&str] = &[
     "pg_partition_ancestors",
 ];
 
-/// Longest `pg_sleep` allowed, in seconds: enough for a driver's keep-alive, too short
-/// to hold connections hostage.
-pub(crate) const MAX_SLEEP_SECONDS: f64 = 1.0;
-
 /// Whether a scalar, aggregate or window function is allowed. `name` is folded.
 pub(crate) fn scalar_allowed(name: &str) -> bool {
     SCALAR.contains(&name)

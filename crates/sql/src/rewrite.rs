@@ -516,7 +516,7 @@ impl<'e> Rewriter<'e> {
                 if function_name(&function.name)? == "pg_notify" {
                     self.check_notify(function)?;
                 } else {
-                    check_function(function)?;
+                    check_function(function, self.enforcer.limits.max_sleep)?;
                 }
                 self.check_function_wildcards(function)
             }
@@ -692,10 +692,26 @@ pub(crate) fn protected_table(enforcer: &Enforcer, name: &ObjectName) -> Option<
     }
 }
 
+/// A relation the account cannot use. System relations it may not read are listed
+/// in its catalog, so they are refused as PostgreSQL refuses a relation without the
+/// privilege (`42501`); any other relation outside its policy is not listed, and is
+/// answered exactly as one that does not exist (`42P01`), so the answer reveals
+/// nothing the account's catalog does not.
 fn not_available(relation: &str) -> Denial {
-    Denial::privilege(format!(
-        "relation \"{relation}\" is not available to this account"
-    ))
+    let system = relation
+        .split_once('.')
+        .map_or(relation.starts_with("pg_"), |(schema, _)| {
+            catalog::is_system_schema(schema)
+        });
+    if system {
+        return Denial::privilege(format!(
+            "relation \"{relation}\" is not available to this account"
+        ));
+    }
+    Denial {
+        sqlstate: crate::denial::sqlstate::UNDEFINED_TABLE,
+        message: format!("relation \"{relation}\" does not exist"),
+    }
 }
 
 fn denied_column(column: &str, table: &QualifiedName) -> Denial {

@@ -31,7 +31,10 @@ pub(super) fn function_name(name: &ObjectName) -> Result<String, Denial> {
     }
 }
 
-pub(super) fn check_function(function: &Function) -> Result<(), Denial> {
+pub(super) fn check_function(
+    function: &Function,
+    max_sleep: std::time::Duration,
+) -> Result<(), Denial> {
     let name = function_name(&function.name)?;
     if function.uses_odbc_syntax || !matches!(function.parameters, FunctionArguments::None) {
         return Err(Denial::unsupported("this function call syntax"));
@@ -44,7 +47,7 @@ pub(super) fn check_function(function: &Function) -> Result<(), Denial> {
         }
     }
     if name == "pg_sleep" {
-        return check_sleep(function);
+        return check_sleep(function, max_sleep);
     }
     if name == "current_setting" {
         return check_current_setting(function);
@@ -115,8 +118,13 @@ fn check_current_setting(function: &Function) -> Result<(), Denial> {
     }
 }
 
-/// `pg_sleep(<number literal>)` up to [`functions::MAX_SLEEP_SECONDS`].
-pub(super) fn check_sleep(function: &Function) -> Result<(), Denial> {
+/// `pg_sleep(<number literal>)` up to `max_sleep` ([`crate::Limits::max_sleep`]):
+/// long enough for applications to exercise their timeouts and cancels, whose
+/// `statement_timeout` PostgreSQL applies as usual.
+pub(super) fn check_sleep(
+    function: &Function,
+    max_sleep: std::time::Duration,
+) -> Result<(), Denial> {
     let seconds = match &function.args {
         FunctionArguments::List(list) => match list.args.as_slice() {
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan {
@@ -128,10 +136,10 @@ pub(super) fn check_sleep(function: &Function) -> Result<(), Denial> {
         _ => None,
     };
     match seconds {
-        Some(s) if (0.0..=functions::MAX_SLEEP_SECONDS).contains(&s) => Ok(()),
+        Some(s) if (0.0..=max_sleep.as_secs_f64()).contains(&s) => Ok(()),
         _ => Err(Denial::privilege(format!(
-            "pg_sleep is allowed only with a literal of at most {} second",
-            functions::MAX_SLEEP_SECONDS
+            "pg_sleep is allowed only with a literal of at most {} seconds",
+            max_sleep.as_secs_f64()
         ))),
     }
 }
