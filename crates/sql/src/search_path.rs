@@ -117,6 +117,11 @@ fn check(path: &[String]) -> Result<(), Denial> {
              types must resolve to the built-in ones)",
         ));
     }
+    if path.iter().any(|s| s.starts_with("pg_temp")) {
+        return Err(Denial::unsupported(
+            "a search_path that lists pg_temp (restricted accounts have no temporary objects)",
+        ));
+    }
     if path.iter().any(|s| s.contains('\0') || s.len() > 63) {
         return Err(Denial::unsupported("this search_path value"));
     }
@@ -218,6 +223,7 @@ mod tests {
         );
         assert_eq!(parse_setting("").unwrap(), Vec::<String>::new());
         assert!(parse_setting("public, pg_catalog").is_err());
+        assert!(parse_setting("pg_temp, public").is_err());
         assert!(parse_setting("a,,b").is_err());
         assert!(parse_setting("\"open").is_err());
         assert!(parse_setting("a b").is_err());

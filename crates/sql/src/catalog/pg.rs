@@ -54,6 +54,9 @@ pub(crate) const FILTERED: &[&str] = &[
 pub(crate) enum Guard {
     /// A relation in the account's `pg_class`.
     Relation,
+    /// A (relation, column number) pair in its `pg_attribute`: the call's first two
+    /// arguments.
+    Column,
     /// An index in its `pg_index`.
     Index,
     /// A constraint in its `pg_constraint`.
@@ -72,7 +75,7 @@ pub(crate) enum Guard {
 /// with the argument that must name a visible object. For any other OID the call
 /// answers NULL, as PostgreSQL does for an OID that names nothing.
 pub(crate) const GUARDED: &[(&str, usize, Guard)] = &[
-    ("col_description", 0, Guard::Relation),
+    ("col_description", 0, Guard::Column),
     ("format_type", 0, Guard::Type),
     ("obj_description", 0, Guard::Described),
     ("pg_function_is_visible", 0, Guard::Function),
@@ -300,6 +303,7 @@ impl Sets {
         };
         match guard {
             Guard::Relation => of("pg_class", "oid"),
+            Guard::Column => of("pg_attribute", "attrelid\", \"attnum"),
             Guard::Index => self.indexes(),
             Guard::Constraint => self.constraints(),
             Guard::Type => of("pg_type", "oid"),

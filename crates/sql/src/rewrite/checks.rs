@@ -269,9 +269,18 @@ impl Rewriter<'_> {
         else {
             return Ok(());
         };
-        let argument = plain_args(function)
-            .and_then(|args| args.get(index).map(|arg| (*arg).clone()))
-            .ok_or_else(|| Denial::unsupported("this call of a catalog function"))?;
+        let unsupported = || Denial::unsupported("this call of a catalog function");
+        let args = plain_args(function).ok_or_else(unsupported)?;
+        let argument = if guard == crate::catalog::pg::Guard::Column {
+            match args.as_slice() {
+                [relation, column] => Expr::Tuple(vec![(*relation).clone(), (*column).clone()]),
+                _ => return Err(unsupported()),
+            }
+        } else {
+            args.get(index)
+                .map(|arg| (*arg).clone())
+                .ok_or_else(unsupported)?
+        };
         let visible = match self.enforcer.catalog_guards.get(&guard) {
             Some(Ok(query)) => query.clone(),
             Some(Err(denial)) => return Err(denial.clone()),
@@ -284,7 +293,10 @@ impl Rewriter<'_> {
             operand: None,
             conditions: vec![sqlparser::ast::CaseWhen {
                 condition: Expr::InSubquery {
-                    expr: Box::new(Expr::Nested(Box::new(argument))),
+                    expr: Box::new(match argument {
+                        tuple @ Expr::Tuple(_) => tuple,
+                        other => Expr::Nested(Box::new(other)),
+                    }),
                     subquery: visible,
                     negated: false,
                 },
