@@ -256,7 +256,7 @@ async fn refused_startup_parameters_are_named_in_the_error() {
     config.options("-c search_path=sales,public");
     let (client, connection) = config.connect(NoTls).await.expect("connects");
     tokio::spawn(connection);
-    assert_eq!(show(&client, "search_path").await, "sales, public");
+    assert_eq!(show(&client, "search_path").await, "sales,public");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -418,6 +418,9 @@ impl Enforcer {
     ) -> Result<EnforcedStatement, Denial> {
         precedence::check(&statement)?;
         let path_change = search_path::change_of(&statement)?;
+        if let Some(PathChange::Set(path)) = &path_change {
+            search_path::as_literals(&mut statement, path);
+        }
         let tables = facts::tables_touched(self, &statement);
         let decision = self.rewrite_statement(&mut statement, clock)?;
         clock.check()?;

@@ -44,4 +44,6 @@ pub use search_path::{parse_setting as parse_search_path, PathChange, SearchPath
 pub use verify::printer_mismatches;
 
 #[cfg(test)]
+mod session_tests;
+#[cfg(test)]
 mod tests;

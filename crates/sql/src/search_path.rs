@@ -179,6 +179,19 @@ pub(crate) fn change_of(statement: &Statement) -> Result<Option<PathChange>, Den
     Ok(Some(PathChange::Set(path)))
 }
 
+/// A `SET search_path` is sent with each schema as a string literal, the folded name
+/// exactly (PostgreSQL quotes each literal element of this list as an identifier, so
+/// it means the same schema): its grammar reads names in a SET as string constants,
+/// which the check of the printed text compares.
+pub(crate) fn as_literals(statement: &mut Statement, path: &[String]) {
+    if let Statement::Set(Set::SingleAssignment { values, .. }) = statement {
+        *values = path
+            .iter()
+            .map(|schema| Expr::Value(Value::SingleQuotedString(schema.clone()).into()))
+            .collect();
+    }
+}
+
 thread_local! {
     /// The path of the analysis running on this thread, when the caller gave one.
     static ACTIVE: RefCell<Option<SearchPath>> = const { RefCell::new(None) };

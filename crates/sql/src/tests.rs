@@ -9,7 +9,7 @@ use maskgate_policy::{EffectiveRules, Policy, PolicySettings};
 
 use crate::{Denial, Enforced, Enforcer, MaskRenderer};
 
-struct TestMasks;
+pub(crate) struct TestMasks;
 
 impl MaskRenderer for TestMasks {
     fn render(&self, _spec: &MaskSpec, column: &str, _ty: &PgType) -> Result<String, MaskError> {
@@ -17,7 +17,7 @@ impl MaskRenderer for TestMasks {
     }
 }
 
-fn policy() -> &'static Arc<Policy> {
+pub(crate) fn policy() -> &'static Arc<Policy> {
     static POLICY: OnceLock<Arc<Policy>> = OnceLock::new();
     POLICY.get_or_init(|| {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policy.toml");
@@ -30,21 +30,21 @@ fn policy() -> &'static Arc<Policy> {
     })
 }
 
-fn rules(login: &str) -> EffectiveRules {
+pub(crate) fn rules(login: &str) -> EffectiveRules {
     policy().effective(login).unwrap()
 }
 
-fn enforce(login: &str, sql: &str) -> Result<Enforced, Denial> {
+pub(crate) fn enforce(login: &str, sql: &str) -> Result<Enforced, Denial> {
     Enforcer::new(policy().clone(), rules(login), &TestMasks).enforce(sql)
 }
 
-fn ok(login: &str, sql: &str) -> String {
+pub(crate) fn ok(login: &str, sql: &str) -> String {
     let enforced = enforce(login, sql).unwrap_or_else(|d| panic!("{sql}: {d}"));
     let texts: Vec<_> = enforced.statements.iter().map(|s| s.sql.as_str()).collect();
     texts.join("; ")
 }
 
-fn denied(login: &str, sql: &str) -> Denial {
+pub(crate) fn denied(login: &str, sql: &str) -> Denial {
     match enforce(login, sql) {
         Ok(enforced) => panic!("{sql} was allowed: {enforced:?}"),
         Err(denial) => denial,

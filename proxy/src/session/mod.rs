@@ -512,7 +512,15 @@ async fn apply_settings(
             )
             .into());
         };
-        sql.push_str(&format!("SET {name} = {value};"));
+        if name == "\"search_path\"" {
+            // A list, read as PostgreSQL reads it in the startup packet (SET would
+            // take the literal as one schema name).
+            sql.push_str(&format!(
+                "SELECT pg_catalog.set_config('search_path', {value}, false);"
+            ));
+        } else {
+            sql.push_str(&format!("SET {name} = {value};"));
+        }
     }
     match upstream.run_internal(&sql).await {
         Ok(_) => Ok(()),
