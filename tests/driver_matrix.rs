@@ -36,8 +36,12 @@ async fn start() -> (PgCluster, TestProxy) {
         .unwrap();
     cluster.psql(include_str!("drivers/schema.sql")).unwrap();
     let options = ProxyOptions {
-        users: vec![("clerk".into(), PASSWORD.into())],
+        users: vec![
+            ("clerk".into(), PASSWORD.into()),
+            ("viewer".into(), PASSWORD.into()),
+        ],
         roles: vec!["clerk".into()],
+        user_roles: vec![("viewer".into(), vec!["viewer".into()])],
         account_settings: vec![("clerk".into(), "attributes = { province = \"01\" }".into())],
         policy_files: vec![(
             "register.toml".into(),
@@ -71,6 +75,7 @@ fn run(name: &str, mut command: Command, proxy: &TestProxy) -> Vec<String> {
         .env("MG_HOST", "127.0.0.1")
         .env("MG_PORT", proxy.port().to_string())
         .env("MG_USER", "clerk")
+        .env("MG_USER2", "viewer")
         .env("MG_PASSWORD", PASSWORD)
         .env("MG_DB", proxy.database())
         .env("MG_CA", proxy.ca_cert_path())
@@ -174,6 +179,10 @@ fn psql_checks(proxy: &TestProxy, cluster: &PgCluster) -> Vec<String> {
     ok.push("ok psql \\df".to_owned());
     describe("\\d employer");
     ok.push("ok psql \\d employer".to_owned());
+    let copied = describe("\\copy (SELECT * FROM person ORDER BY id) to stdout with csv header");
+    assert_eq!(copied.lines().count(), 21, "{copied}");
+    assert!(copied.contains("********4002"), "{copied}");
+    ok.push("ok psql \\copy out with export".to_owned());
     let rows = describe("SELECT * FROM person WHERE id = 2");
     assert!(rows.contains("********4002"), "{rows}");
     ok.push("ok psql masked select".to_owned());

@@ -287,3 +287,60 @@ async fn explain_shows_the_rewritten_plan_without_estimates() {
         );
     }
 }
+
+/// Runs `\\copy … to stdout` through psql (a simple query, as COPY must be for a
+/// restricted account); returns its output lines and its error, if any.
+fn psql_copy(cluster: &PgCluster, proxy: &TestProxy, copy: &str) -> (usize, String) {
+    let psql = cluster
+        .bin_dir()
+        .map(|dir| dir.join("psql"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "psql".into());
+    let output = std::process::Command::new(psql)
+        .args([
+            "-X",
+            "-d",
+            &proxy.conn_string("clerk", PASSWORD),
+            "-c",
+            copy,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    (
+        stdout.lines().count(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_is_capped_on_the_wire() {
+    let (cluster, proxy) = start().await;
+    // Under the cap: every row, a CSV header not counted as one.
+    let (lines, error) = psql_copy(
+        &cluster,
+        &proxy,
+        "\\copy (SELECT g FROM generate_series(1, 500) g) to stdout with csv header",
+    );
+    assert_eq!(
+        (lines, error.as_str()),
+        (501, ""),
+        "500 rows and the header"
+    );
+    // Over it: at most the cap arrives, then 54000.
+    let (lines, error) = psql_copy(
+        &cluster,
+        &proxy,
+        "\\copy (SELECT g FROM generate_series(1, 600) g) to stdout",
+    );
+    assert!(lines <= 500, "{lines} rows");
+    assert!(error.contains("more than 500 rows"), "{error}");
+    // The extended protocol cannot carry a restricted account's COPY.
+    let clerk = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let e = clerk
+        .copy_out("COPY (SELECT 1) TO STDOUT")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(code(&e), "0A000");
+}

@@ -152,17 +152,43 @@ async def asyncpg_checks():
         expect(len(rows) == 20, f"{len(rows)} rows")
         expect_row(list(rows[0].keys()), list(rows[0].values()))
 
+    async def copy_out():
+        chunks = []
+
+        async def sink(data):
+            chunks.append(bytes(data))
+
+        await conn.copy_from_query(
+            "SELECT * FROM person ORDER BY id", output=sink, format="csv", header=True
+        )
+        text = b"".join(chunks).decode()
+        lines = text.splitlines()
+        expect(lines[0] == ",".join(COLUMNS), f"header {lines[0]!r}")
+        expect(len(lines) == 21, f"{len(lines) - 1} rows")
+        expect("********4002" in text and RAW_2 not in text and "0999" not in text, "masked")
+        binary = []
+
+        async def binary_sink(data):
+            binary.append(bytes(data))
+
+        await conn.copy_from_table("person", output=binary_sink, format="binary")
+        expect(b"".join(binary).startswith(b"PGCOPY\n"), "binary COPY")
+
     async def copy_out_refused():
+        other = await asyncpg.connect(**{**kwargs, "user": os.environ["MG_USER2"]})
         try:
-            await conn.copy_from_query("SELECT * FROM person", output=lambda b: None)
+            await other.copy_from_query("SELECT id FROM person", output=lambda b: None)
         except asyncpg.exceptions.InsufficientPrivilegeError:
             return
+        finally:
+            await other.close()
         raise AssertionError("COPY TO without the export grant was allowed")
 
     await acheck("asyncpg prepared-statement cache", prepared_cache())
     await acheck("asyncpg Pool acquire/release", pool())
     await acheck("asyncpg cursor", cursor())
-    await acheck("asyncpg COPY TO refused without export", copy_out_refused())
+    await acheck("asyncpg COPY out (CSV and binary) with export", copy_out())
+    await acheck("asyncpg COPY out refused without export", copy_out_refused())
     await conn.close()
 
 

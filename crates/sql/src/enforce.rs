@@ -107,6 +107,7 @@ use crate::budget::{Clock, Limits};
 use crate::catalog;
 use crate::classify;
 use crate::copy_in::{self, CopyIn};
+use crate::copy_out::{self, CopyOut};
 use crate::denial::{sqlstate, Denial};
 use crate::facts::{self, TablesTouched};
 use crate::lexical;
@@ -170,6 +171,8 @@ pub struct EnforcedStatement {
     pub tables: TablesTouched,
     /// What it does to the session's search_path, which the proxy follows.
     pub search_path: Option<PathChange>,
+    /// For `COPY … TO STDOUT`: which COPY data messages are rows, for counting.
+    pub copy_out: Option<CopyOut>,
 }
 
 /// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
@@ -379,6 +382,7 @@ impl Enforcer {
                     copy_in: Some(copy_in),
                     tables,
                     search_path: None,
+                    copy_out: None,
                 }],
             });
         }
@@ -422,7 +426,13 @@ impl Enforcer {
             search_path::as_literals(&mut statement, path);
         }
         let tables = facts::tables_touched(self, &statement);
-        let decision = self.rewrite_statement(&mut statement, clock)?;
+        let mut copy_out = None;
+        let decision = if matches!(statement, Statement::Copy { to: true, .. }) {
+            copy_out = Some(copy_out::rewrite_copy_out(self, &mut statement, clock)?);
+            (StatementClass::Read, self.rules.max_rows, None)
+        } else {
+            self.rewrite_statement(&mut statement, clock)?
+        };
         clock.check()?;
         let printed = print::print(&mut statement)?;
         self.limits.check_printed(&printed.sql)?;
@@ -446,6 +456,7 @@ impl Enforcer {
             copy_in: None,
             tables,
             search_path: path_change,
+            copy_out,
         })
     }
 

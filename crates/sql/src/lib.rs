@@ -14,6 +14,7 @@ mod budget;
 mod catalog;
 mod classify;
 mod copy_in;
+mod copy_out;
 mod denial;
 pub mod enforce;
 mod facts;
@@ -32,6 +33,7 @@ mod verify;
 pub use budget::Limits;
 pub use classify::{is_utf8, SETTABLE};
 pub use copy_in::CopyIn;
+pub use copy_out::CopyOut;
 pub use denial::{sqlstate, Denial};
 pub use enforce::{
     CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, RESERVED_NAME_PREFIX,

@@ -250,3 +250,50 @@ fn client_encoding_spellings() {
         assert_eq!(denied("clerk_01", refused).sqlstate, "42501", "{refused}");
     }
 }
+
+#[test]
+fn export_is_a_masked_read_for_roles_granted_it() {
+    let sql = ok(
+        "analyst_79",
+        "COPY (SELECT full_name FROM participant) TO STDOUT WITH (FORMAT csv, HEADER true)",
+    );
+    assert!(
+        sql.starts_with("COPY (SELECT full_name FROM (SELECT")
+            && sql.contains("m(\"participant\".\"full_name\")")
+            && sql.contains("province_code = '79'")
+            && sql.contains("LIMIT 1001) TO STDOUT"),
+        "{sql}"
+    );
+    let table = ok("analyst_79", "COPY participant (id, full_name) TO STDOUT");
+    assert!(
+        table.starts_with("COPY (SELECT id, full_name FROM (SELECT")
+            && table.ends_with("TO STDOUT"),
+        "{table}"
+    );
+    let enforced =
+        crate::tests::enforce("analyst_79", "COPY employer TO STDOUT (FORMAT binary)").unwrap();
+    assert_eq!(
+        enforced.statements[0].copy_out,
+        Some(crate::CopyOut {
+            header: false,
+            binary: true
+        })
+    );
+    assert_eq!(
+        denied("clerk_01", "COPY (SELECT id FROM employer) TO STDOUT").sqlstate,
+        "42501",
+        "a role without export"
+    );
+    for refused in [
+        "COPY (SELECT phone FROM participant) TO STDOUT",
+        "COPY participant TO '/tmp/x'",
+        "COPY participant TO PROGRAM 'cat'",
+        "COPY (SELECT 1) TO STDOUT WITH (ENCODING 'SJIS')",
+    ] {
+        let denial = denied("analyst_79", refused);
+        assert!(
+            ["42501", "0A000"].contains(&denial.sqlstate),
+            "{refused}: {denial}"
+        );
+    }
+}

@@ -228,10 +228,15 @@ impl SessionRules<'_> {
                 SqlState::SYNTAX_ERROR,
                 "cannot insert multiple commands into a prepared statement",
             )),
-            Ok(rewritten) if rewritten.statements.iter().any(|s| s.copy_in.is_some()) => {
+            Ok(rewritten)
+                if rewritten
+                    .statements
+                    .iter()
+                    .any(|s| s.copy_in.is_some() || s.copy_out.is_some()) =>
+            {
                 refused(ClientError::error(
                     SqlState::FEATURE_NOT_SUPPORTED,
-                    "COPY … FROM STDIN is accepted from restricted accounts in a simple query only",
+                    "COPY is accepted from restricted accounts in a simple query only",
                 ))
             }
             Ok(rewritten) => Ok(rewritten),
@@ -766,19 +771,15 @@ fn drops_prepared_tag(tag: &[u8]) -> bool {
 /// How a statement's rows count: a DECLARE starts its cursor's count again, a
 /// FETCH or MOVE adds to it.
 fn plan(statement: &EnforcedStatement) -> StatementPlan {
-    match &statement.cursor {
-        Some(cursor) if cursor.declare => StatementPlan {
-            key: CountKey::Statement,
-            declares: Some(cursor.name.clone()),
-        },
-        Some(cursor) => StatementPlan {
-            key: CountKey::Cursor(cursor.name.clone()),
-            declares: None,
-        },
-        None => StatementPlan {
-            key: CountKey::Statement,
-            declares: None,
-        },
+    let (key, declares) = match &statement.cursor {
+        Some(cursor) if cursor.declare => (CountKey::Statement, Some(cursor.name.clone())),
+        Some(cursor) => (CountKey::Cursor(cursor.name.clone()), None),
+        None => (CountKey::Statement, None),
+    };
+    StatementPlan {
+        key,
+        declares,
+        copy_out: statement.copy_out,
     }
 }
 
