@@ -151,7 +151,7 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
 }
 
 /// `RESET ALL`, as the tokens were rewritten for the parser (see
-/// `enforce::RESET_ALL_MARKER`). It resets only what SET may change.
+/// `housekeeping::RESET_ALL_MARKER`). It resets only what SET may change.
 pub(crate) fn is_reset_all(statement: &Statement) -> bool {
     let Statement::Set(Set::SingleAssignment {
         hivevar: false,
@@ -163,7 +163,7 @@ pub(crate) fn is_reset_all(statement: &Statement) -> bool {
         return false;
     };
     matches!(variable.0.as_slice(), [ObjectNamePart::Identifier(ident)]
-        if ident.quote_style == Some('"') && ident.value == crate::enforce::RESET_ALL_MARKER)
+        if ident.quote_style == Some('"') && ident.value == crate::housekeeping::RESET_ALL_MARKER)
         && matches!(values.as_slice(), [Expr::Identifier(v)]
             if v.quote_style.is_none() && v.value.eq_ignore_ascii_case("default"))
 }

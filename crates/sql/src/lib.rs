@@ -20,6 +20,7 @@ pub mod enforce;
 mod facts;
 mod fingerprint;
 mod functions;
+mod housekeeping;
 mod lexical;
 mod mask;
 mod names;
