@@ -10,7 +10,10 @@
 //! `OFFSET 0` fence, denied-column errors, lookup-only pinning evaluated on the raw key
 //! inside the fence, pushdown of provably safe predicates, the row cap, writes
 //! (INSERT/UPDATE/DELETE), SQL-level PREPARE/EXECUTE, cursors (DECLARE, FETCH, MOVE,
-//! CLOSE) and `information_schema` restricted to what the account may see.
+//! CLOSE), the catalog (`pg_catalog` and `information_schema`) restricted to what the
+//! account may see (`catalog` and `catalog::pg`), the session's search_path
+//! ([`Enforcer::enforce_in`]), `RESET`/`RESET ALL`, EXPLAIN without ANALYZE (always
+//! `COSTS false`) and masked export (`COPY … TO STDOUT`, the `copy_out` module).
 //!
 //! Decisions, reads:
 //! - `*` and `t.*` expand to the columns the account may see: denied columns are
@@ -23,7 +26,9 @@
 //!   conservatively (an unqualified name that any protected table of the statement
 //!   denies is refused even if it might have meant another table's column).
 //! - Unqualified function and operator names are not rewritten: PostgreSQL searches
-//!   `pg_catalog` first, and the session's search_path is the proxy's.
+//!   `pg_catalog` first (a session's search_path may list it only first).
+//! - A relation outside the account's policy answers `42P01`, as one that does not
+//!   exist (its catalog lists neither); a system relation it may not read, `42501`.
 //! - Parse failures and forbidden constructs answer `42501`; constructs not
 //!   analyzed `0A000`.
 //! - `information_schema.tables`, `columns`, `key_column_usage`, `table_constraints` and
