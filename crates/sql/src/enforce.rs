@@ -429,7 +429,13 @@ impl Enforcer {
         precedence::check(&statement)?;
         let path_change = search_path::change_of(&statement)?;
         if let Some(PathChange::Set(path)) = &path_change {
-            search_path::as_literals(&mut statement, path);
+            let schemas: Vec<&str> = self
+                .rules
+                .tables
+                .keys()
+                .map(|t| t.schema.as_str())
+                .collect();
+            search_path::as_literals(&mut statement, path, &schemas);
         }
         let tables = facts::tables_touched(self, &statement);
         let mut copy_out = None;

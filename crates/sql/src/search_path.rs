@@ -179,16 +179,28 @@ pub(crate) fn change_of(statement: &Statement) -> Result<Option<PathChange>, Den
     Ok(Some(PathChange::Set(path)))
 }
 
-/// A `SET search_path` is sent with each schema as a string literal, the folded name
-/// exactly (PostgreSQL quotes each literal element of this list as an identifier, so
-/// it means the same schema): its grammar reads names in a SET as string constants,
-/// which the check of the printed text compares.
-pub(crate) fn as_literals(statement: &mut Statement, path: &[String]) {
+/// What a `SET search_path` sends upstream: only the schemas that hold one of the
+/// account's policy tables (and `pg_catalog`), in the session's order. An unqualified
+/// function name resolves by argument types across every schema of the path, so a
+/// schema the account needs for no table could offer a better-matching function of
+/// the same name; maskgate's own resolution still follows the whole path. Each
+/// schema is a string literal, the folded name exactly (PostgreSQL quotes each
+/// literal element of this list as an identifier, so it means the same schema): its
+/// grammar reads names in a SET as string constants, which the check of the printed
+/// text compares. No schema left sends `''`: `pg_catalog` alone.
+pub(crate) fn as_literals(statement: &mut Statement, path: &[String], account: &[&str]) {
     if let Statement::Set(Set::SingleAssignment { values, .. }) = statement {
-        *values = path
+        let kept: Vec<&String> = path
             .iter()
-            .map(|schema| Expr::Value(Value::SingleQuotedString(schema.clone()).into()))
+            .filter(|schema| *schema == "pg_catalog" || account.contains(&schema.as_str()))
             .collect();
+        *values = if kept.is_empty() {
+            vec![Expr::Value(Value::SingleQuotedString(String::new()).into())]
+        } else {
+            kept.into_iter()
+                .map(|schema| Expr::Value(Value::SingleQuotedString(schema.clone()).into()))
+                .collect()
+        };
     }
 }
 

@@ -187,6 +187,12 @@ fn names_resolve_through_the_session_search_path() {
         set.statements[0].search_path,
         Some(PathChange::Set(vec!["audit".into(), "Public".into()]))
     );
+    // Upstream only the schemas of the account's tables go (none of these).
+    assert_eq!(set.statements[0].sql, "SET search_path = ''");
+    let set = enforcer
+        .enforce_in("SET search_path = audit, public", &path)
+        .unwrap();
+    assert_eq!(set.statements[0].sql, "SET search_path = 'public'");
     for reset in [
         "RESET search_path",
         "RESET ALL",
