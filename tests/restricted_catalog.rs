@@ -256,6 +256,9 @@ async fn search_path_is_followed_and_reset() {
         .simple_query("SELECT id FROM public.person WHERE id = 2")
         .await
         .unwrap();
+    // Upstream, only the schemas of the account's tables (none of these).
+    let shown = text_of(&client, "SHOW search_path").await;
+    assert!(!shown.contains("other"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,6 +256,18 @@ impl AccountRules {
         &self.policy.settings().search_path
     }
 
+    /// What of a restricted session's search_path goes upstream: the schemas holding
+    /// one of the account's policy tables, and `pg_catalog` (see the analyzer's
+    /// `search_path` module for why).
+    pub fn upstream_search_path(&self, path: &[String]) -> Vec<String> {
+        path.iter()
+            .filter(|schema| {
+                *schema == "pg_catalog" || self.rules.tables.keys().any(|t| &t.schema == *schema)
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn is_restricted(&self) -> bool {
         self.restricted.is_some()
     }

@@ -360,10 +360,6 @@ async fn login(
     shared.lockouts.record_success(login);
 
     let mut upstream = shared.pool.get().await?;
-    if let Err(e) = apply_settings(&mut upstream, &request).await {
-        shared.pool.discard(upstream);
-        return Err(e);
-    }
     let rules = match account_rules(shared, &policy, &request, &mut upstream).await {
         Ok(rules) => rules,
         Err(e) => {
@@ -371,6 +367,10 @@ async fn login(
             return Err(e);
         }
     };
+    if let Err(e) = apply_settings(&mut upstream, &request, &rules).await {
+        shared.pool.discard(upstream);
+        return Err(e);
+    }
     let stream = client
         .take()
         .expect("the client stream is set after the handshake");
@@ -494,12 +494,28 @@ fn request_encoding(request: &StartupRequest) -> Option<&str> {
 async fn apply_settings(
     upstream: &mut UpstreamConn,
     request: &StartupRequest,
+    rules: &AccountRules,
 ) -> Result<(), SessionError> {
     if request.settings.is_empty() {
         return Ok(());
     }
     let mut sql = String::new();
     for (name, value) in &request.settings {
+        // A restricted session's path goes upstream as the analyzer sends a SET of
+        // it: only the schemas of the account's tables (checked at login already).
+        let filtered;
+        let value = match startup_search_path(request) {
+            Some(Ok(path)) if name == "search_path" && rules.is_restricted() => {
+                let kept = rules.upstream_search_path(&path);
+                filtered = kept
+                    .iter()
+                    .map(|s| format!("\"{}\"", s.replace('"', "\"\"")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                &filtered
+            }
+            _ => value,
+        };
         // Names come from the allowlist in `params`, values from the client: both go
         // through the workspace's quoting functions (`params` already refused NUL).
         let (Ok(name), Ok(value)) = (
