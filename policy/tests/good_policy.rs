@@ -144,10 +144,7 @@ fn auditor_and_dba_are_unrestricted() {
     assert_eq!(auditor.statements.to_string(), "read");
     let dba = policy.effective("dba_oncall").unwrap();
     assert!(dba.unrestricted);
-    assert_eq!(
-        dba.statements.to_string(),
-        "read, insert, update, delete, export"
-    );
+    assert_eq!(dba.statements.to_string(), "read, insert, update, delete");
     assert!(policy.account("dba_oncall").unwrap().disabled);
     assert!(policy.effective("nobody").is_none());
     assert!(policy.account("nobody").is_none());
