@@ -149,15 +149,19 @@ pub enum StatementKind {
     Update,
     /// DELETE.
     Delete,
+    /// `COPY … TO STDOUT`: a read whose rows leave as COPY data (masked and filtered
+    /// like a SELECT, counted against the same caps).
+    Export,
 }
 
 impl StatementKind {
     /// All kinds, in the order they are printed.
-    pub const ALL: [StatementKind; 4] = [
+    pub const ALL: [StatementKind; 5] = [
         StatementKind::Read,
         StatementKind::Insert,
         StatementKind::Update,
         StatementKind::Delete,
+        StatementKind::Export,
     ];
 
     /// The word used in policy files.
@@ -167,6 +171,7 @@ impl StatementKind {
             StatementKind::Insert => "insert",
             StatementKind::Update => "update",
             StatementKind::Delete => "delete",
+            StatementKind::Export => "export",
         }
     }
 

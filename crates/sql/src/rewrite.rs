@@ -183,6 +183,17 @@ impl<'e> Rewriter<'e> {
             }
             ControlFlow::<()>::Continue(())
         });
+        let _ = sqlparser::ast::visit_expressions(node, |expr| {
+            if let Expr::Function(function) = expr {
+                if let Some((_, guard)) = function_name(&function.name)
+                    .ok()
+                    .and_then(|name| catalog::pg::guard_of(&name))
+                {
+                    growth = growth.saturating_add(enforcer.guard_bytes(guard));
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
         // Refused before any subquery is built: the trees of tens of thousands of
         // them would take gigabytes.
         enforcer.limits.check_growth(growth)?;
@@ -508,7 +519,11 @@ impl<'e> Rewriter<'e> {
                 self.check_compound(&folded)
             }
             Expr::Function(function) => {
-                check_function(function)?;
+                if function_name(&function.name)? == "pg_notify" {
+                    self.check_notify(function)?;
+                } else {
+                    check_function(function, self.enforcer.limits.max_sleep)?;
+                }
                 self.check_function_wildcards(function)
             }
             Expr::Cast {
@@ -594,6 +609,18 @@ impl VisitorMut for ExprCheck<'_, '_> {
         ControlFlow::Continue(())
     }
 
+    /// Catalog functions are guarded after their arguments were checked, so the
+    /// guard's own subquery is not walked as the client's.
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        match self.rewriter.guard_catalog_call(expr) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(denial) => ControlFlow::Break(denial),
+        }
+    }
+
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {
         if self.skip > 0 {
             return ControlFlow::Continue(());
@@ -604,7 +631,10 @@ impl VisitorMut for ExprCheck<'_, '_> {
             .tick()
             .and_then(|()| self.rewriter.check_expr(expr))
         {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(()) => {
+                self.rewriter.unqualify_schema(expr);
+                ControlFlow::Continue(())
+            }
             Err(denial) => ControlFlow::Break(denial),
         }
     }
@@ -627,7 +657,7 @@ fn resolve_unqualified(enforcer: &Enforcer, relation: &str) -> Result<Resolved, 
     if !catalog_listed && relation.starts_with("pg_") {
         return resolve_qualified(enforcer, "pg_catalog", relation);
     }
-    for schema in path {
+    for schema in &path {
         let candidate = QualifiedName::new(schema.as_str(), relation);
         if enforcer.classification().contains_key(&candidate)
             || (catalog::is_system_schema(schema) && catalog::is_allowed(schema, relation))
@@ -668,10 +698,26 @@ pub(crate) fn protected_table(enforcer: &Enforcer, name: &ObjectName) -> Option<
     }
 }
 
+/// A relation the account cannot use. System relations it may not read are listed
+/// in its catalog, so they are refused as PostgreSQL refuses a relation without the
+/// privilege (`42501`); any other relation outside its policy is not listed, and is
+/// answered exactly as one that does not exist (`42P01`), so the answer reveals
+/// nothing the account's catalog does not.
 fn not_available(relation: &str) -> Denial {
-    Denial::privilege(format!(
-        "relation \"{relation}\" is not available to this account"
-    ))
+    let system = relation
+        .split_once('.')
+        .map_or(relation.starts_with("pg_"), |(schema, _)| {
+            catalog::is_system_schema(schema)
+        });
+    if system {
+        return Denial::privilege(format!(
+            "relation \"{relation}\" is not available to this account"
+        ));
+    }
+    Denial {
+        sqlstate: crate::denial::sqlstate::UNDEFINED_TABLE,
+        message: format!("relation \"{relation}\" does not exist"),
+    }
 }
 
 fn denied_column(column: &str, table: &QualifiedName) -> Denial {

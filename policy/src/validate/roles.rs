@@ -37,7 +37,10 @@ impl Checker<'_> {
                             self.error(
                                 pos,
                                 format!("unknown statement kind {word:?} in role {name:?}"),
-                                Some("statements are any of: read, insert, update, delete".into()),
+                                Some(
+                                    "statements are any of: read, insert, update, delete, export"
+                                        .into(),
+                                ),
                             );
                         }
                     }

@@ -171,6 +171,27 @@ pub struct AccountRules {
     restricted: Option<Restricted>,
 }
 
+impl Restricted {
+    /// Decisions depend on the search_path names resolve through (and, for a RESET
+    /// of it, on the one it resets to): both are part of the key unless they are the
+    /// policy's.
+    fn decision_key<'s>(
+        &self,
+        sql: &'s str,
+        path: &maskgate_sql::SearchPath,
+    ) -> std::borrow::Cow<'s, str> {
+        let policy_path = self.enforcer.policy_search_path();
+        if path.current == policy_path && path.default == policy_path {
+            std::borrow::Cow::Borrowed(sql)
+        } else {
+            std::borrow::Cow::Owned(format!(
+                "\u{1}{:?}\u{1}{:?}\u{1}{sql}",
+                path.current, path.default
+            ))
+        }
+    }
+}
+
 struct Restricted {
     /// The account's login: analyses are shared fairly between accounts.
     login: Arc<str>,
@@ -206,8 +227,17 @@ impl AccountRules {
                 .as_ref()
                 .map(|c| c.hidden_from(&rules))
                 .unwrap_or_default();
-            let enforcer = Enforcer::new(policy.clone(), rules.clone(), &KeyedMasks::new(keys))
-                .with_limits(limits);
+            let order = columns
+                .as_ref()
+                .map(|c| c.column_order())
+                .unwrap_or_default();
+            let enforcer = Enforcer::with_column_order(
+                policy.clone(),
+                rules.clone(),
+                &KeyedMasks::new(keys),
+                &order,
+            )
+            .with_limits(limits);
             Restricted {
                 login: login.into(),
                 enforcer,
@@ -262,30 +292,51 @@ impl AccountRules {
         &self.policy
     }
 
+    /// The policy's search_path: a session's default unless its startup packet set one.
+    pub fn policy_search_path(&self) -> &[String] {
+        &self.policy.settings().search_path
+    }
+
+    /// What of a restricted session's search_path goes upstream: the schemas holding
+    /// one of the account's policy tables, and `pg_catalog` (see the analyzer's
+    /// `search_path` module for why).
+    pub fn upstream_search_path(&self, path: &[String]) -> Vec<String> {
+        path.iter()
+            .filter(|schema| {
+                *schema == "pg_catalog" || self.rules.tables.keys().any(|t| &t.schema == *schema)
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn is_restricted(&self) -> bool {
         self.restricted.is_some()
     }
 
     /// The decision for a statement text of a restricted account, from the cache
     /// when this text was seen under this policy generation.
-    pub fn decide(&self, sql: &str) -> Decision {
-        self.cached(sql).unwrap_or_else(|| self.analyze(sql))
+    pub fn decide(&self, sql: &str, path: &maskgate_sql::SearchPath) -> Decision {
+        self.cached(sql, path)
+            .unwrap_or_else(|| self.analyze(sql, path))
     }
 
-    /// The cached decision for a statement text, if it was seen under this policy.
-    pub fn cached(&self, sql: &str) -> Option<Decision> {
+    /// The cached decision for a statement text under `path`, if it was seen under
+    /// this policy.
+    pub fn cached(&self, sql: &str, path: &maskgate_sql::SearchPath) -> Option<Decision> {
         let restricted = self.restricted();
-        restricted.decisions.get(restricted.id, sql)
+        let key = restricted.decision_key(sql, path);
+        restricted.decisions.get(restricted.id, key.as_ref())
     }
 
     /// Analyzes a statement text (a slot, the budget and the time it takes) and
     /// caches the decision unless it depended on the load.
-    pub fn analyze(&self, sql: &str) -> Decision {
+    pub fn analyze(&self, sql: &str, path: &maskgate_sql::SearchPath) -> Decision {
         let restricted = self.restricted();
+        let key = restricted.decision_key(sql, path);
         let analyzed = restricted
             .slots
             .run(&restricted.login, sql.len(), || {
-                restricted.enforcer.enforce(sql)
+                restricted.enforcer.enforce_in(sql, path)
             })
             .and_then(|analyzed| analyzed);
         let transient = analyzed.as_ref().is_err_and(Denial::is_transient);
@@ -306,9 +357,11 @@ impl AccountRules {
         // A denial that depends on the load (no slot in time, the time budget) is
         // answered but not remembered: the same text may pass when tried again.
         if !transient {
-            restricted
-                .decisions
-                .insert((restricted.id, &restricted.share), sql, decision.clone());
+            restricted.decisions.insert(
+                (restricted.id, &restricted.share),
+                key.as_ref(),
+                decision.clone(),
+            );
         }
         decision
     }

@@ -53,6 +53,8 @@ pub struct StatementPlan {
     pub key: CountKey,
     /// The statement declares this cursor: its count starts again once it has run.
     pub declares: Option<String>,
+    /// A restricted account's `COPY … TO STDOUT`: its CopyData rows are counted.
+    pub copy_out: Option<maskgate_sql::CopyOut>,
 }
 
 /// A client message as it went upstream, with the state that belongs to it.
@@ -193,6 +195,8 @@ struct Counter {
     cap: Option<u64>,
     exceeded: Option<Limit>,
     declares: Option<String>,
+    /// Counted COPY data: its format, and whether a CSV header line is still to come.
+    copy_out: Option<(maskgate_sql::CopyOut, bool)>,
 }
 
 impl Counter {
@@ -203,7 +207,18 @@ impl Counter {
             cap,
             exceeded: None,
             declares: None,
+            copy_out: None,
         }
+    }
+
+    /// Whether a CopyData message of a counted COPY … TO is a row: not the CSV
+    /// header line (the first message) nor the binary trailer (only the 16-bit -1).
+    fn copy_row(&mut self, body: &[u8]) -> Option<bool> {
+        let (format, header_pending) = self.copy_out.as_mut()?;
+        if std::mem::take(header_pending) {
+            return Some(false);
+        }
+        Some(!(format.binary && body == [0xff, 0xff]))
     }
 }
 
@@ -311,9 +326,15 @@ impl Pipeline {
         }
         match active.copy {
             Copy::In => return self.copy_in(tag, body),
-            Copy::Out if matches!(tag, backend_tag::COPY_DATA | backend_tag::COPY_DONE) => {
-                return Ok(Step::Pass)
+            Copy::Out if tag == backend_tag::COPY_DATA => {
+                let row = active.counter.as_mut().and_then(|c| c.copy_row(body));
+                return Ok(if row == Some(true) {
+                    Step::Row
+                } else {
+                    Step::Pass
+                });
             }
+            Copy::Out if tag == backend_tag::COPY_DONE => return Ok(Step::Pass),
             _ => {}
         }
         match active.op.kind {
@@ -625,6 +646,9 @@ impl Pipeline {
             plan.as_ref().map_or(CountKey::Statement, |p| p.key.clone()),
             *cap,
         );
+        if let Some(plan) = &plan {
+            counter.copy_out = plan.copy_out.map(|format| (format, format.header));
+        }
         counter.declares = plan.and_then(|p| p.declares);
         active.counter = Some(counter);
     }

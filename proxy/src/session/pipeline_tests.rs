@@ -14,6 +14,7 @@ fn query(plans: usize, cap: Option<u64>) -> OpKind {
                 .map(|_| StatementPlan {
                     key: CountKey::Statement,
                     declares: None,
+                    copy_out: None,
                 })
                 .collect(),
         ),
@@ -177,6 +178,7 @@ fn an_execute_of_a_declared_cursor_counts_with_its_fetches() {
             [StatementPlan {
                 key: CountKey::Cursor("c".into()),
                 declares: None,
+                copy_out: None,
             }]
             .into(),
         ),

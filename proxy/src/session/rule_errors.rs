@@ -22,10 +22,7 @@ pub(super) fn denial_error(denial: &Denial) -> ClientError {
 /// Statements are analyzed as UTF-8; PostgreSQL must read them the same way, or a
 /// multi-byte encoding could hide a quote from the analyzer.
 pub(super) fn is_utf8(encoding: &str) -> bool {
-    matches!(
-        encoding.to_ascii_lowercase().as_str(),
-        "utf8" | "utf-8" | "unicode"
-    )
+    maskgate_sql::is_utf8(encoding)
 }
 
 pub(super) fn encoding_error() -> ClientError {

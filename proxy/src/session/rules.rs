@@ -58,6 +58,8 @@ pub struct SessionRules<'m> {
     copy: CopyChecks,
     /// The session's statement records.
     audit: StatementAudit,
+    /// The session's search_path, which a restricted account's names resolve through.
+    search_path: maskgate_sql::SearchPath,
 }
 
 impl<'m> SessionRules<'m> {
@@ -75,7 +77,17 @@ impl<'m> SessionRules<'m> {
             account,
             auto_prepare: AutoPrepare::default(),
             copy: CopyChecks::default(),
+            search_path: maskgate_sql::SearchPath::starting_at(Vec::new()),
         }
+        .with_startup_search_path(None)
+    }
+
+    /// The session's search_path starts (and resets) at the one of its startup packet,
+    /// or else the policy's.
+    pub fn with_startup_search_path(mut self, path: Option<Vec<String>>) -> Self {
+        let default = path.unwrap_or_else(|| self.account.policy_search_path().to_vec());
+        self.search_path = maskgate_sql::SearchPath::starting_at(default);
+        self
     }
 
     fn restricted(&self) -> bool {
@@ -224,10 +236,15 @@ impl SessionRules<'_> {
                 SqlState::SYNTAX_ERROR,
                 "cannot insert multiple commands into a prepared statement",
             )),
-            Ok(rewritten) if rewritten.statements.iter().any(|s| s.copy_in.is_some()) => {
+            Ok(rewritten)
+                if rewritten
+                    .statements
+                    .iter()
+                    .any(|s| s.copy_in.is_some() || s.copy_out.is_some()) =>
+            {
                 refused(ClientError::error(
                     SqlState::FEATURE_NOT_SUPPORTED,
-                    "COPY … FROM STDIN is accepted from restricted accounts in a simple query only",
+                    "COPY is accepted from restricted accounts in a simple query only",
                 ))
             }
             Ok(rewritten) => Ok(rewritten),

@@ -307,16 +307,19 @@ pub(super) fn is_value(expr: &Expr) -> bool {
 }
 
 /// The masking subquery of `table` for an account, before any statement needs it:
-/// masked projection, row filter, fence. Built once per [`Enforcer`].
+/// masked projection, row filter, fence. Built once per [`Enforcer`]. `order` is the
+/// table's column order in the database (attnum), so `*` expands as PostgreSQL would;
+/// columns it does not name follow in the classification's order.
 pub(crate) fn build_fence(
     table: &QualifiedName,
     class: &TableClass,
     rules: &TableRules,
     masks: &dyn MaskRenderer,
+    order: &[String],
 ) -> Result<Box<Query>, Denial> {
     let qualifier = quote_ident(&table.name);
     let mut projection = Vec::new();
-    for (column, column_class) in &class.columns {
+    for (column, column_class) in in_column_order(class, order) {
         let reference = format!("{qualifier}.{}", quote_ident(column));
         match rules.columns.get(column) {
             Some(ColumnRule::Allow) => projection.push(reference),
@@ -357,4 +360,16 @@ pub(crate) fn build_fence(
         .try_with_sql(&sql)
         .and_then(|mut parser| parser.parse_query())
         .map_err(|_| Denial::unsupported(format!("the masking subquery of table {table}")))
+}
+
+/// The classified columns of a table, those named in `order` first, in its order.
+fn in_column_order<'c>(
+    class: &'c TableClass,
+    order: &'c [String],
+) -> impl Iterator<Item = (&'c String, &'c maskgate_policy::ColumnClass)> {
+    let ordered = order
+        .iter()
+        .filter_map(|column| class.columns.get_key_value(column));
+    let rest = class.columns.iter().filter(|(c, _)| !order.contains(c));
+    ordered.chain(rest)
 }

@@ -22,17 +22,32 @@ impl SessionRules<'_> {
     /// statement quota has room. A statement the analysis refuses is charged to the
     /// quota too, so refused statements cannot be used to spend analysis time
     /// without limit.
-    pub(super) fn decide(&self, sql: &str) -> Result<Decision, (Refusal, ClientError)> {
-        if let Some(decision) = self.account.cached(sql) {
-            return Ok(decision);
+    pub(super) fn decide(&mut self, sql: &str) -> Result<Decision, (Refusal, ClientError)> {
+        let decision = match self.account.cached(sql, &self.search_path) {
+            Some(decision) => decision,
+            None => self.analyze(sql)?,
+        };
+        // The session follows the search_path changes its statements make.
+        if let Ok(rewritten) = decision.as_ref() {
+            for change in rewritten
+                .statements
+                .iter()
+                .filter_map(|s| s.search_path.as_ref())
+            {
+                self.search_path.apply(change);
+            }
         }
+        Ok(decision)
+    }
+
+    fn analyze(&self, sql: &str) -> Result<Decision, (Refusal, ClientError)> {
         let Some(per_minute) = self.account.statements_per_minute else {
-            return Ok(self.account.analyze(sql));
+            return Ok(self.account.analyze(sql, &self.search_path));
         };
         if !is_transaction_control(sql) && !self.usage.has_statements_left(per_minute) {
             return Err((Refusal::StatementQuota, statement_quota_error(per_minute)));
         }
-        let decision = self.account.analyze(sql);
+        let decision = self.account.analyze(sql, &self.search_path);
         if decision.is_err() {
             // Best effort: a quota that is full already refuses the next one.
             let _ = self.usage.try_statements(1, per_minute);
