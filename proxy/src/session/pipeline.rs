@@ -46,6 +46,8 @@ pub enum CountKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementPlan {
     pub key: CountKey,
+    /// The statement's own cap (the tables it reads may set one).
+    pub cap: Option<u64>,
     /// The statement declares this cursor: its count starts again once it has run.
     pub declares: Option<String>,
 }
@@ -135,12 +137,16 @@ pub enum Limit {
     PerStatement(u64),
     /// The account's hourly row quota is used up.
     Hourly,
+    /// The session has read its `max_rows_per_session`.
+    Session(u64),
 }
 
 /// What to do with a DataRow.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RowVerdict {
     Forward,
+    /// Kept back until the statement ends within its cap (`over_cap = "refuse"`).
+    Hold,
     /// Over a limit: never forwarded.
     Drop,
 }
@@ -155,6 +161,10 @@ pub enum Completion {
     Exceeded {
         limit: Limit,
         more_pending: bool,
+    },
+    /// Shadow mode: it ran to its end, past the cap that would have stopped it.
+    Shadowed {
+        cap: u64,
     },
 }
 
@@ -184,6 +194,8 @@ struct Counter {
     cap: Option<u64>,
     exceeded: Option<Limit>,
     declares: Option<String>,
+    /// Shadow mode: the cap was passed, and not enforced.
+    passed: bool,
 }
 
 impl Counter {
@@ -194,6 +206,7 @@ impl Counter {
             cap,
             exceeded: None,
             declares: None,
+            passed: false,
         }
     }
 }
@@ -268,6 +281,10 @@ pub struct Pipeline {
     lost: Vec<u32>,
     /// Audited statements that ended, for their records.
     finished: Vec<Finished>,
+    /// Rows are held back until their statement ends within its cap.
+    pub hold: bool,
+    /// Shadow mode: caps are counted and reported, never enforced.
+    pub shadow: bool,
 }
 
 impl Pipeline {
@@ -616,7 +633,7 @@ impl Pipeline {
         let plan = statements.as_mut().and_then(VecDeque::pop_front);
         let mut counter = Counter::new(
             plan.as_ref().map_or(CountKey::Statement, |p| p.key.clone()),
-            *cap,
+            plan.as_ref().map_or(*cap, |p| p.cap),
         );
         counter.declares = plan.and_then(|p| p.declares);
         active.counter = Some(counter);
@@ -644,11 +661,18 @@ impl Pipeline {
             self.confirmed.cursor_rows.remove(&cursor);
         }
         match counter.exceeded {
+            None if counter.passed => {
+                self.active().seen.would_stop = Some("row_cap");
+                Completion::Shadowed {
+                    cap: counter.cap.unwrap_or(0),
+                }
+            }
             None => Completion::Done,
             Some(limit) => {
                 let (stopped_by, sqlstate) = match limit {
                     Limit::PerStatement(_) => ("row_cap", SqlState::PROGRAM_LIMIT_EXCEEDED),
                     Limit::Hourly => ("hourly_rows", SqlState::CONFIGURATION_LIMIT_EXCEEDED),
+                    Limit::Session(_) => ("session_rows", SqlState::CONFIGURATION_LIMIT_EXCEEDED),
                 };
                 self.note_error(sqlstate, Some(stopped_by));
                 Completion::Exceeded {
@@ -680,9 +704,10 @@ impl Pipeline {
             .any(Op::answered)
     }
 
-    /// A DataRow of the active statement: forwarded while under its cap and while
-    /// `take_hourly` grants the row from the account's hourly quota.
-    pub fn count_row(&mut self, take_hourly: impl FnOnce() -> bool) -> RowVerdict {
+    /// A DataRow of the active statement: forwarded (or held back, see
+    /// [`Pipeline::hold`]) while under its cap and while `take` grants the row from
+    /// the account's hourly quota and the session's budget.
+    pub fn count_row(&mut self, take: impl FnOnce() -> Result<(), Limit>) -> RowVerdict {
         let Some(active) = self.active.as_mut() else {
             return RowVerdict::Drop;
         };
@@ -694,15 +719,37 @@ impl Pipeline {
         }
         let before = self.confirmed.before(&counter.key);
         if let Some(cap) = counter.cap.filter(|cap| before + counter.rows >= *cap) {
-            counter.exceeded = Some(Limit::PerStatement(cap));
-            return RowVerdict::Drop;
+            if self.shadow {
+                counter.passed = true;
+            } else {
+                counter.exceeded = Some(Limit::PerStatement(cap));
+                return RowVerdict::Drop;
+            }
         }
-        if !take_hourly() {
-            counter.exceeded = Some(Limit::Hourly);
+        if let Err(limit) = take() {
+            counter.exceeded = Some(limit);
             return RowVerdict::Drop;
         }
         counter.rows += 1;
-        RowVerdict::Forward
+        if self.hold && counter.cap.is_some() && !self.shadow {
+            RowVerdict::Hold
+        } else {
+            RowVerdict::Forward
+        }
+    }
+
+    /// The client gets `sqlstate` for the statement answering now or the one that just
+    /// failed, in place of the server's error: what stopped it.
+    pub fn restate_error(&mut self, sqlstate: SqlState, stopped_by: &'static str) {
+        let seen = match self.active.as_mut() {
+            Some(active) => &mut active.seen,
+            None => match self.finished.last_mut() {
+                Some(finished) => &mut finished.seen,
+                None => return,
+            },
+        };
+        seen.sqlstate = Some(sqlstate);
+        seen.stopped_by = Some(stopped_by);
     }
 
     /// The proxy ends the active statement with its own error (a limit, a protected

@@ -27,7 +27,9 @@ use super::intercept::{ClientVerdict, ServerVerdict};
 use super::pipeline::{
     Completion, CountKey, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step,
 };
-use super::rule_errors::{cap_error, denial_error, hourly_error, reserved_error};
+use super::rule_errors::{
+    cap_error, denial_error, hourly_error, reserved_error, session_budget_error,
+};
 pub(super) use super::rule_errors::{encoding_error, is_utf8, malformed};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
@@ -36,6 +38,12 @@ use crate::observe::{
 };
 use crate::protocol::fields::Fields;
 use crate::protocol::{self, backend_tag, frontend_tag};
+
+mod caps;
+mod guard_errors;
+mod monitor;
+
+use caps::{HeldRows, StatementCaps};
 
 /// The statement name of the Parse that stands upstream for a refused Bind, Describe,
 /// Close or Execute: a named Parse that fails leaves the unnamed statement alone.
@@ -56,6 +64,12 @@ pub struct SessionRules<'m> {
     copy: CopyChecks,
     /// The session's statement records.
     audit: StatementAudit,
+    /// The cap of each statement and portal the client prepared.
+    caps: StatementCaps,
+    /// Rows of the answering statement held back (`over_cap = "refuse"`).
+    held: HeldRows,
+    /// Rows sent to the client in this session, against `max_rows_per_session`.
+    session_rows: u64,
 }
 
 impl<'m> SessionRules<'m> {
@@ -73,11 +87,24 @@ impl<'m> SessionRules<'m> {
             account,
             auto_prepare: AutoPrepare::default(),
             copy: CopyChecks::default(),
+            caps: StatementCaps::default(),
+            held: HeldRows::default(),
+            session_rows: 0,
         }
     }
 
     fn restricted(&self) -> bool {
         self.account.is_restricted()
+    }
+
+    /// Rows are held back until their statement ends within its cap.
+    pub fn holds_rows(&self) -> bool {
+        self.restricted() && self.account.refuse_over_cap
+    }
+
+    /// Shadow mode: caps are counted and reported, not enforced.
+    pub fn is_shadow(&self) -> bool {
+        self.account.is_monitored()
     }
 }
 
@@ -103,6 +130,9 @@ impl SessionRules<'_> {
             // Sent as typed, in whatever client_encoding the session uses: its
             // record keeps a lossy UTF-8 reading of the text.
             let sql = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(body));
+            if self.account.is_monitored() {
+                return self.monitored_query(pipe, &sql, out);
+            }
             if let Err(refusal) = self.admit(1, false) {
                 return self.deny(pipe, Replaced::Query, refusal, &sql, out);
             }
@@ -153,6 +183,7 @@ impl SessionRules<'_> {
         for statement in &rewritten.statements {
             if drops_prepared(&statement.sql) {
                 self.auto_prepare.forget_all();
+                self.caps.forget_all();
             }
             if let Some(copy_in) = &statement.copy_in {
                 self.copy.expect(copy_in.clone());
@@ -177,6 +208,12 @@ impl SessionRules<'_> {
         let (Ok(name), Ok(sql)) = (f.cstr(), f.str()) else {
             return ClientVerdict::Reject(malformed("Parse"));
         };
+        if self.account.is_monitored() {
+            log_statement(body, "Parse", "parse");
+            self.monitored_parse(name, sql);
+            pipe.push(Op::new(parse_op(name, None, None)));
+            return ClientVerdict::Forward;
+        }
         if !self.restricted() {
             log_statement(body, "Parse", "parse");
             if self.audit.is_on() {
@@ -218,6 +255,8 @@ impl SessionRules<'_> {
                 .parsed(name, Text::rewritten(sql, rewritten, &self.account));
         }
         let first = rewritten.statements.first();
+        self.caps
+            .parsed(name, first.map_or(self.account.max_rows, |s| s.row_cap));
         let fetch = first.and_then(fetch_cursor).map(str::to_owned);
         if drops_prepared(&rewritten.text) {
             self.auto_prepare.forget_all();
@@ -267,7 +306,7 @@ impl SessionRules<'_> {
         };
         let op = Op::new(OpKind::Execute {
             portal: String::from_utf8_lossy(portal).into_owned(),
-            cap: self.account.max_rows,
+            cap: self.caps.of_portal(portal, self.account.max_rows),
         });
         pipe.push(op.audited(stmt));
         ClientVerdict::Forward
@@ -295,6 +334,7 @@ impl SessionRules<'_> {
             }
         }
         self.audit.bound(portal, statement, body);
+        self.caps.bound(portal, statement);
         pipe.push(Op::new(OpKind::Bind {
             portal: String::from_utf8_lossy(portal).into_owned(),
             statement: String::from_utf8_lossy(statement).into_owned(),
@@ -334,6 +374,7 @@ impl SessionRules<'_> {
         }
         if tag == frontend_tag::CLOSE {
             self.audit.closed(kind, name);
+            self.caps.closed(kind, name);
             pipe.push(Op::new(OpKind::Close));
             self.auto_prepare.close(body);
             return ClientVerdict::Forward;
@@ -437,20 +478,34 @@ impl SessionRules<'_> {
         self.audit.poll_durable(cx)
     }
 
-    /// Takes one row from the account's hourly quota, if it has one.
-    fn take_hourly_row(&self) -> bool {
-        match self.account.rows_per_hour {
-            Some(per_hour) => self.usage.try_take_rows(1, per_hour),
-            None => true,
+    /// Takes one row from the session's budget and the account's hourly quota, if
+    /// they have one; the limit that refuses it otherwise.
+    fn take_row(&mut self) -> Result<(), Limit> {
+        if let Some(budget) = self.account.max_rows_per_session {
+            if self.session_rows >= budget && !self.account.is_monitored() {
+                return Err(Limit::Session(budget));
+            }
         }
+        if let Some(per_hour) = self.account.rows_per_hour {
+            if !self.usage.try_take_rows(1, per_hour) {
+                return Err(Limit::Hourly);
+            }
+        }
+        self.session_rows += 1;
+        Ok(())
     }
 
     /// Charges `statements` to the per-minute quota; refuses when a quota is used up.
     /// Transaction control is always let through, so a session can still end its
     /// transaction.
     fn admit(&self, statements: u64, transaction_only: bool) -> Result<(), (Refusal, ClientError)> {
-        if transaction_only {
+        if transaction_only || self.account.is_monitored() {
             return Ok(());
+        }
+        if let Some(budget) = self.account.max_rows_per_session {
+            if self.session_rows >= budget {
+                return Err((Refusal::SessionBudget, session_budget_error(budget)));
+            }
         }
         if let Some(per_minute) = self.account.statements_per_minute {
             if !self.usage.try_statements(statements, per_minute) {
@@ -548,24 +603,36 @@ impl SessionRules<'_> {
     ) -> ServerVerdict {
         match step {
             Step::Drop => ServerVerdict::Drop,
-            Step::Row => match pipe.count_row(|| self.take_hourly_row()) {
+            Step::Row => match pipe.count_row(|| self.take_row()) {
                 RowVerdict::Forward => {
                     pipe.note_sent(protocol::frame::HEADER_LEN + body.len());
                     ServerVerdict::Forward
+                }
+                RowVerdict::Hold => {
+                    self.held.hold(tag, body);
+                    ServerVerdict::Drop
                 }
                 RowVerdict::Drop => ServerVerdict::Drop,
             },
             Step::Complete(completion) => {
                 if drops_prepared_tag(body) {
                     self.auto_prepare.forget_all();
+                    self.caps.forget_all();
                 }
-                self.complete(pipe, completion, out)
+                self.complete(pipe, completion, (tag, body), out)
             }
             Step::Description => self.description(pipe, body, out),
             Step::Error(denial) => {
+                self.held.discard();
                 if let Some(denial) = denial.filter(|_| self.carries_token(body)) {
                     denial.encode(out);
                     return ServerVerdict::Replace;
+                }
+                if self.restricted() {
+                    if let Some(error) = self.guard_error(pipe, body) {
+                        error.encode(out);
+                        return ServerVerdict::Replace;
+                    }
                 }
                 self.without_detail(tag, body, out)
             }
@@ -626,26 +693,44 @@ impl SessionRules<'_> {
         stop(pipe, error, false, out)
     }
 
-    /// A statement ended; if it went past a limit, its end becomes the error.
+    /// A statement ended; if it went past a limit, its end becomes the error. Rows
+    /// held back go out in front of its end, or are dropped with the error.
     fn complete(
         &mut self,
         pipe: &mut Pipeline,
         completion: Completion,
+        (tag, body): (u8, &[u8]),
         out: &mut BytesMut,
     ) -> ServerVerdict {
-        let Completion::Exceeded {
-            limit,
-            more_pending,
-        } = completion
-        else {
-            return ServerVerdict::Forward;
+        let (limit, more_pending) = match completion {
+            Completion::Exceeded {
+                limit,
+                more_pending,
+            } => (limit, more_pending),
+            Completion::Done | Completion::Shadowed { .. } => {
+                if matches!(completion, Completion::Shadowed { .. }) {
+                    self.shadow_cap();
+                }
+                if self.held.is_empty() {
+                    return ServerVerdict::Forward;
+                }
+                for size in self.held.release(out) {
+                    pipe.note_sent(size);
+                }
+                protocol::write_message(out, tag, &[body]);
+                return ServerVerdict::Replace;
+            }
         };
+        self.held.discard();
         let (stopped, error) = match limit {
             Limit::PerStatement(cap) => (StopLimit::RowCap(cap), cap_error(cap)),
             Limit::Hourly => (
                 StopLimit::HourlyRows,
                 hourly_error(self.account.rows_per_hour.unwrap_or(0)),
             ),
+            Limit::Session(budget) => {
+                (StopLimit::SessionRows(budget), session_budget_error(budget))
+            }
         };
         self.events.emit(Event::StatementStopped(StatementStopped {
             session: self.session.clone(),
@@ -738,17 +823,21 @@ fn drops_prepared_tag(tag: &[u8]) -> bool {
 /// How a statement's rows count: a DECLARE starts its cursor's count again, a
 /// FETCH or MOVE adds to it.
 fn plan(statement: &EnforcedStatement) -> StatementPlan {
+    let cap = statement.row_cap;
     match &statement.cursor {
         Some(cursor) if cursor.declare => StatementPlan {
             key: CountKey::Statement,
+            cap,
             declares: Some(cursor.name.clone()),
         },
         Some(cursor) => StatementPlan {
             key: CountKey::Cursor(cursor.name.clone()),
+            cap,
             declares: None,
         },
         None => StatementPlan {
             key: CountKey::Statement,
+            cap,
             declares: None,
         },
     }
