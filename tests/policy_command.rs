@@ -155,7 +155,7 @@ fn the_example_policy_passes() {
     assert_eq!(run.code, 0, "{run}");
     let summary = last_line(&run.stdout);
     assert!(
-        summary.starts_with("policy OK: 6 accounts, 6 roles, 5 tables; "),
+        summary.starts_with("policy OK: 8 accounts, 8 roles, 9 tables; "),
         "{run}"
     );
     assert!(!run.stdout.contains("errors:"), "{run}");
