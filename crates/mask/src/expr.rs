@@ -60,30 +60,7 @@ impl MaskSpec {
                 &quote_literal(&mask_char.to_string())?,
                 *keep_length,
             )),
-            MaskKind::PartialAround {
-                keep_before,
-                keep_after,
-                keep_first,
-                keep_last,
-                mask_char,
-                keep_length,
-            } => {
-                let before = match keep_before {
-                    Some(separator) => Side::Before(quote_literal(separator)?),
-                    None => Side::Fixed((*keep_first).min(MAX_KEEP)),
-                };
-                let after = match keep_after {
-                    Some(separator) => Side::After(quote_literal(separator)?),
-                    None => Side::Fixed((*keep_last).min(MAX_KEEP)),
-                };
-                keep_type(partial_around(
-                    &text,
-                    &before,
-                    &after,
-                    &quote_literal(&mask_char.to_string())?,
-                    *keep_length,
-                ))
-            }
+            MaskKind::PartialAround { .. } => keep_type(partial_around_sql(&self.kind, &text)?),
             MaskKind::CitizenId => keep_type(shortcut(
                 &text,
                 "^[0-9]{12}$",
@@ -219,6 +196,40 @@ impl Side {
             }
         }
     }
+}
+
+/// `partial` with `keep_before` or `keep_after`.
+fn partial_around_sql(kind: &MaskKind, text: &str) -> Result<String, MaskError> {
+    let MaskKind::PartialAround {
+        keep_before,
+        keep_after,
+        keep_first,
+        keep_last,
+        mask_char,
+        keep_length,
+    } = kind
+    else {
+        return Err(MaskError::Conflict {
+            kind: "partial",
+            first: "keep_before",
+            second: "keep_after",
+        });
+    };
+    let before = match keep_before {
+        Some(separator) => Side::Before(quote_literal(separator)?),
+        None => Side::Fixed((*keep_first).min(MAX_KEEP)),
+    };
+    let after = match keep_after {
+        Some(separator) => Side::After(quote_literal(separator)?),
+        None => Side::Fixed((*keep_last).min(MAX_KEEP)),
+    };
+    Ok(partial_around(
+        text,
+        &before,
+        &after,
+        &quote_literal(&mask_char.to_string())?,
+        *keep_length,
+    ))
 }
 
 /// Like [`partial`], with ends whose length depends on where a separator is:

@@ -70,15 +70,9 @@ impl Rewriter<'_> {
                 }
             }
         }
-        for index in unpinned {
-            let mut ties: Vec<&Expr> = conjuncts.clone();
-            ties.extend(joins.iter());
-            let Some(pin) = self.parent_pin(index, items, &ties, &plans)? else {
-                let table = items[index].protected.as_ref().ok_or_else(internal)?;
-                return Err(lookup_only(table, self.rules(table)));
-            };
-            plans[index].inside.push(pin);
-        }
+        let mut ties: Vec<&Expr> = conjuncts.clone();
+        ties.extend(joins.iter());
+        self.pin_through_parents(&unpinned, items, &ties, &mut plans)?;
         if !pinned.is_empty() {
             let mut owned = Vec::new();
             if let Some(expr) = selection.take() {
@@ -93,6 +87,25 @@ impl Rewriter<'_> {
             *selection = join_and(kept);
         }
         Ok(plans)
+    }
+
+    /// Lookup-only items not pinned by their own keys: pinned through a pinned parent,
+    /// or refused.
+    fn pin_through_parents(
+        &self,
+        unpinned: &[usize],
+        items: &[FromItem],
+        ties: &[&Expr],
+        plans: &mut [FencePlan],
+    ) -> Result<(), Denial> {
+        for &index in unpinned {
+            let Some(pin) = self.parent_pin(index, items, ties, plans)? else {
+                let table = items[index].protected.as_ref().ok_or_else(internal)?;
+                return Err(lookup_only(table, self.rules(table)));
+            };
+            plans[index].inside.push(pin);
+        }
+        Ok(())
     }
 
     /// Puts `conjunct` (a comparison of a column of item `index`) inside its masking
