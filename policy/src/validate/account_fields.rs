@@ -22,12 +22,7 @@ impl Checker<'_> {
         found
     }
 
-    pub(super) fn account_name(
-        &mut self,
-        fields: &[Entry],
-        entry: &Entry,
-        _what: &str,
-    ) -> Option<String> {
+    pub(super) fn account_name(&mut self, fields: &[Entry], entry: &Entry) -> Option<String> {
         let hint = "add name = \"<who this account belongs to>\"".to_owned();
         let node = self.required(fields, "name", entry, hint)?;
         self.string(node, "name").map(str::to_owned)

@@ -30,7 +30,7 @@ impl Checker<'_> {
                 None,
             );
         }
-        let name = self.account_name(fields, entry, &what);
+        let name = self.account_name(fields, entry);
         let verifier = self.account_verifier(fields, entry, &what);
         let roles_entry = get(fields, "roles");
         outcome.roles_pos = roles_entry.map(|e| e.key_pos);

@@ -15,7 +15,7 @@
 //! evaluated on the stored parent key, so the child is read by its index like a pinned
 //! lookup, and can never be browsed.
 
-use sqlparser::ast::{JoinConstraint, SelectItem};
+use sqlparser::ast::JoinConstraint;
 
 use super::*;
 
@@ -133,10 +133,6 @@ impl Rewriter<'_> {
         let SetExpr::Select(select) = query.body.as_mut() else {
             return Err(internal());
         };
-        debug_assert!(matches!(
-            select.projection[..],
-            [SelectItem::UnnamedExpr(_)]
-        ));
         select.selection = Some(Expr::BinaryOp {
             left: Box::new(Expr::CompoundIdentifier(vec![
                 quoted(&hop.table.name),
