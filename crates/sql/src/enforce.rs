@@ -129,6 +129,9 @@ use crate::verify;
 /// client may not create or address them.
 pub const RESERVED_NAME_PREFIX: &str = "_maskgate_";
 
+/// The guard token of an enforcer not given one (tools and tests).
+pub const DEFAULT_GUARD_TOKEN: &str = "maskgate_guard";
+
 /// Everything needed to decide one account's statements under one policy generation.
 /// Owns what it needs, so the proxy can build it once per account and share it
 /// between that account's sessions.
@@ -147,6 +150,10 @@ pub struct Enforcer {
     /// adds to the text sent upstream.
     fence_bytes: BTreeMap<QualifiedName, usize>,
     pub(crate) limits: Limits,
+    /// Marks the errors PostgreSQL raises for the checks it makes while a statement
+    /// runs (packed rows, OFFSET, in-scope parents), so the proxy can tell them from
+    /// the database's own.
+    pub(crate) guard_token: String,
 }
 
 /// The statements to forward, in order, each one our own serialization.
@@ -303,7 +310,20 @@ impl Enforcer {
             guard_bytes,
             fence_bytes,
             limits: Limits::default(),
+            guard_token: DEFAULT_GUARD_TOKEN.to_owned(),
         }
+    }
+
+    /// The same enforcer marking its run-time checks with `token` (see
+    /// [`Enforcer::guard_token`]); a process picks one at random.
+    pub fn with_guard_token(mut self, token: &str) -> Enforcer {
+        self.guard_token = token.to_owned();
+        self
+    }
+
+    /// What marks the errors of the checks PostgreSQL makes while a statement runs.
+    pub fn guard_token(&self) -> &str {
+        &self.guard_token
     }
 
     /// The same enforcer with other analysis limits.
@@ -482,7 +502,7 @@ impl Enforcer {
         match statement {
             Statement::Query(query) => {
                 self.require(StatementKind::Read)?;
-                rewrite::rewrite_read(self, query, clock)?;
+                let cap = rewrite::rewrite_read(self, query, clock)?;
                 Ok((StatementClass::Read, cap, None))
             }
             Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_) => {
@@ -593,7 +613,7 @@ impl Enforcer {
                     _ => return Err(Denial::unsupported("this form of DECLARE")),
                 };
                 self.require(StatementKind::Read)?;
-                rewrite::rewrite_read(self, query, clock)?;
+                let cap = rewrite::rewrite_read(self, query, clock)?;
                 Ok((StatementClass::Cursor, cap, Some(cursor)))
             }
             Statement::Fetch {

@@ -37,7 +37,8 @@ pub use copy_in::CopyIn;
 pub use copy_out::CopyOut;
 pub use denial::{sqlstate, Denial};
 pub use enforce::{
-    CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, RESERVED_NAME_PREFIX,
+    CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, DEFAULT_GUARD_TOKEN,
+    RESERVED_NAME_PREFIX,
 };
 pub use facts::TablesTouched;
 pub use fingerprint::fingerprint;

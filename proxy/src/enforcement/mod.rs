@@ -58,6 +58,9 @@ pub struct Enforcement {
     /// server's syntax error quotes it, so the error can be told apart and replaced
     /// by the denial. Random per process, so a client cannot forge one.
     denial_token: String,
+    /// Marks the errors of the checks PostgreSQL makes while a restricted statement
+    /// runs (packed rows, OFFSET, in-scope parents): random per process.
+    guard_token: String,
     /// What one analysis may cost.
     limits: Limits,
     /// Cold analyses run a bounded number at a time, off the async workers.
@@ -77,6 +80,7 @@ impl Enforcement {
             quotas: Quotas::default(),
             denial_token: format!("maskgate_denied_{:016x}", rand::random::<u64>()),
             decisions: Arc::new(Decisions::new(DECISION_CACHE_BYTES)),
+            guard_token: format!("maskgate_guard_{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -101,6 +105,10 @@ impl Enforcement {
 
     pub fn denial_token(&self) -> &str {
         &self.denial_token
+    }
+
+    pub fn guard_token(&self) -> &str {
+        &self.guard_token
     }
 
     /// Loads the column identities for `policy` unless they are loaded already.
@@ -148,7 +156,12 @@ impl Enforcement {
             login,
             columns,
             &self.keys,
-            (self.limits, self.slots.clone(), self.decisions.clone()),
+            (
+                self.limits,
+                self.slots.clone(),
+                self.decisions.clone(),
+                &self.guard_token,
+            ),
         )?);
         self.accounts.insert(login.to_owned(), rules.clone());
         Some(rules)
@@ -163,12 +176,20 @@ pub struct AccountRules {
     /// What each table's rules do, for audit records.
     table_facts:
         std::collections::BTreeMap<maskgate_policy::QualifiedName, Arc<crate::audit::TableFacts>>,
-    /// Rows one statement may return.
+    /// Rows one statement may return (a statement's own cap may differ: see
+    /// [`maskgate_sql::EnforcedStatement::row_cap`]).
     pub max_rows: Option<u64>,
+    /// Rows one session may read in all.
+    pub max_rows_per_session: Option<u64>,
+    /// A statement over its cap gets no row at all.
+    pub refuse_over_cap: bool,
     pub rows_per_hour: Option<u64>,
     pub statements_per_minute: Option<u64>,
     /// `None` for unrestricted accounts: their statements pass unchanged.
     restricted: Option<Restricted>,
+    /// Shadow mode: statements pass unchanged, but are decided and recorded as the
+    /// rules would enforce them.
+    monitor: bool,
 }
 
 impl Restricted {
@@ -214,7 +235,7 @@ impl AccountRules {
         login: &str,
         columns: Option<Arc<ColumnOids>>,
         keys: &PseudonymKeys,
-        (limits, slots, decisions): (Limits, Arc<Slots>, Arc<Decisions>),
+        (limits, slots, decisions, guard_token): (Limits, Arc<Slots>, Arc<Decisions>, &str),
     ) -> Option<AccountRules> {
         let rules = policy.effective(login)?;
         let (max_rows, rows_per_hour, statements_per_minute) = (
@@ -222,6 +243,7 @@ impl AccountRules {
             rules.rows_per_hour,
             rules.statements_per_minute,
         );
+        let monitor = rules.monitor && !rules.unrestricted;
         let restricted = (!rules.unrestricted).then(|| {
             let hidden = columns
                 .as_ref()
@@ -237,7 +259,8 @@ impl AccountRules {
                 &KeyedMasks::new(keys),
                 &order,
             )
-            .with_limits(limits);
+            .with_limits(limits)
+            .with_guard_token(guard_token);
             Restricted {
                 login: login.into(),
                 enforcer,
@@ -253,11 +276,14 @@ impl AccountRules {
             policy,
             columns,
             table_facts,
+            max_rows_per_session: rules.max_rows_per_session,
+            refuse_over_cap: rules.over_cap == maskgate_policy::OverCap::Refuse,
             rules,
             max_rows,
             rows_per_hour,
             statements_per_minute,
             restricted,
+            monitor,
         })
     }
 
@@ -309,8 +335,14 @@ impl AccountRules {
             .collect()
     }
 
+    /// Statements are rewritten and enforced.
     pub fn is_restricted(&self) -> bool {
-        self.restricted.is_some()
+        self.restricted.is_some() && !self.monitor
+    }
+
+    /// Statements pass unchanged and are decided only to be recorded.
+    pub fn is_monitored(&self) -> bool {
+        self.monitor
     }
 
     /// The decision for a statement text of a restricted account, from the cache
@@ -369,7 +401,7 @@ impl AccountRules {
     fn restricted(&self) -> &Restricted {
         self.restricted
             .as_ref()
-            .expect("decisions are only made for restricted accounts")
+            .expect("decisions are only made for restricted or monitored accounts")
     }
 
     /// Whether a result column with this origin may not reach the account.

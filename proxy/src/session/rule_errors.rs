@@ -92,6 +92,16 @@ pub(super) fn invalid_encoding(text: &[u8], error: std::str::Utf8Error) -> Clien
     )
 }
 
+pub(super) fn session_budget_error(budget: u64) -> ClientError {
+    ClientError::error(
+        SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+        format!(
+            "this session has read {budget} rows, the most this account's roles allow per session"
+        ),
+    )
+    .with_hint("end the session; paging through a table is not what this account is for")
+}
+
 pub(super) fn malformed(what: &str) -> ClientError {
     ClientError::fatal(
         SqlState::PROTOCOL_VIOLATION,

@@ -30,6 +30,7 @@ pub(super) fn plan(statement: &EnforcedStatement) -> StatementPlan {
     };
     StatementPlan {
         key,
+        cap: statement.row_cap,
         declares,
         copy_out: statement.copy_out,
     }

@@ -5,17 +5,27 @@
 use crate::enforcement::Decision;
 use crate::error::{ClientError, SqlState};
 use crate::observe::Refusal;
-use crate::session::rule_errors::hourly_error;
+use crate::session::pipeline::Limit;
+use crate::session::rule_errors::{hourly_error, session_budget_error};
 
 use super::SessionRules;
 
 impl SessionRules<'_> {
-    /// Takes one row from the account's hourly quota, if it has one.
-    pub(super) fn take_hourly_row(&self) -> bool {
-        match self.account.rows_per_hour {
-            Some(per_hour) => self.usage.try_take_rows(1, per_hour),
-            None => true,
+    /// Takes one row from the session's budget and the account's hourly quota, if
+    /// they have one; the limit that refuses it otherwise.
+    pub(in crate::session) fn take_row(&mut self) -> Result<(), Limit> {
+        if let Some(budget) = self.account.max_rows_per_session {
+            if self.session_rows >= budget && !self.account.is_monitored() {
+                return Err(Limit::Session(budget));
+            }
         }
+        if let Some(per_hour) = self.account.rows_per_hour {
+            if !self.usage.try_take_rows(1, per_hour) {
+                return Err(Limit::Hourly);
+            }
+        }
+        self.session_rows += 1;
+        Ok(())
     }
 
     /// The decision for `sql`: from the cache, or analyzed if the account's
@@ -63,8 +73,13 @@ impl SessionRules<'_> {
         statements: u64,
         transaction_only: bool,
     ) -> Result<(), (Refusal, ClientError)> {
-        if transaction_only {
+        if transaction_only || self.account.is_monitored() {
             return Ok(());
+        }
+        if let Some(budget) = self.account.max_rows_per_session {
+            if self.session_rows >= budget {
+                return Err((Refusal::SessionBudget, session_budget_error(budget)));
+            }
         }
         if let Some(per_minute) = self.account.statements_per_minute {
             if !self.usage.try_statements(statements, per_minute) {
