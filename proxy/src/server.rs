@@ -427,7 +427,7 @@ impl admin::LiveMetrics for Shared {
         gauge(
             text,
             "maskgate_decision_cache_bytes",
-            "Bytes the analyzer's decision cache holds, by its estimate (bounded by decision_cache_bytes)",
+            "Bytes the analyzer's caches (decisions and checked shapes) hold, by their estimate (bounded by decision_cache_bytes)",
             self.enforcement.cached_bytes() as usize,
         );
         gauge(

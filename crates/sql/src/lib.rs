@@ -45,7 +45,7 @@ pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
 pub use normalize::{normalize, Normalized};
 pub use search_path::{parse_setting as parse_search_path, PathChange, SearchPath};
-pub use verify::printer_mismatches;
+pub use verify::{limit_verified_shapes, printer_mismatches, verified_shape_bytes};
 
 #[cfg(test)]
 mod session_tests;

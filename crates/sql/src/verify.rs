@@ -32,6 +32,8 @@ use crate::print::Facts;
 mod observe;
 mod shape;
 
+pub use shape::{limit_verified_shapes, verified_shape_bytes};
+
 static MISMATCHES: AtomicU64 = AtomicU64::new(0);
 
 /// How many printed statements PostgreSQL's grammar read differently from what

@@ -28,6 +28,8 @@ use crate::upstream::{UpstreamConn, UpstreamError};
 
 /// Decisions kept for all accounts together, unless configured otherwise.
 const DECISION_CACHE_BYTES: u64 = 64 << 20;
+/// The share of the cache budget given to checked printed shapes: 1/SHAPE_SHARE_DIVISOR.
+const SHAPE_SHARE_DIVISOR: u64 = 4;
 /// Accounts whose rules are kept built; others are rebuilt on their next session.
 const ACCOUNT_CACHE_ENTRIES: u64 = 10_000;
 
@@ -85,14 +87,20 @@ impl Enforcement {
     }
 
     /// The same, with a decision cache of `bytes` for all accounts together.
+    ///
+    /// The budget covers the analyzer's caches together: three quarters for the
+    /// decisions, one quarter for the printed shapes PostgreSQL's grammar already
+    /// checked (a process-wide cache, sized by the first server of the process).
     pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
-        self.decisions = Arc::new(Decisions::new(bytes));
+        let shapes = bytes / SHAPE_SHARE_DIVISOR;
+        maskgate_sql::limit_verified_shapes(shapes);
+        self.decisions = Arc::new(Decisions::new(bytes - shapes));
         self
     }
 
-    /// The decision cache's size by its weigher (for the metrics).
+    /// The analyzer's caches' size by their weighers (for the metrics).
     pub fn cached_bytes(&self) -> u64 {
-        self.decisions.weighted_bytes()
+        self.decisions.weighted_bytes() + maskgate_sql::verified_shape_bytes()
     }
 
     /// The same, with these analysis limits for restricted accounts' statements.

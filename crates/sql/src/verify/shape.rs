@@ -15,24 +15,47 @@ use std::sync::OnceLock;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-/// Printed shapes PostgreSQL's parser read as meant, weighed by their length.
-fn verified() -> &'static moka::sync::Cache<Box<str>, ()> {
-    static VERIFIED: OnceLock<moka::sync::Cache<Box<str>, ()>> = OnceLock::new();
-    VERIFIED.get_or_init(|| {
-        moka::sync::Cache::builder()
-            .max_capacity(SHAPE_CACHE_BYTES)
-            .weigher(|shape, _: &()| weight(shape))
-            .build()
-    })
+type Shapes = moka::sync::Cache<Box<str>, ()>;
+
+static VERIFIED: OnceLock<Shapes> = OnceLock::new();
+
+/// Printed shapes PostgreSQL's parser read as meant, weighed by what they hold.
+fn verified() -> &'static Shapes {
+    VERIFIED.get_or_init(|| build(DEFAULT_SHAPE_CACHE_BYTES))
+}
+
+fn build(max_bytes: u64) -> Shapes {
+    moka::sync::Cache::builder()
+        .max_capacity(max_bytes)
+        .weigher(|shape, _: &()| weight(shape))
+        .build()
+}
+
+/// Bounds the memory of the checked shapes, for the whole process. Only the first
+/// call counts (the cache is made once); it returns whether this one did.
+pub fn limit_verified_shapes(max_bytes: u64) -> bool {
+    VERIFIED.set(build(max_bytes.max(1))).is_ok()
+}
+
+/// Bytes the checked shapes hold, by the weigher's estimate (for the metrics).
+pub fn verified_shape_bytes() -> u64 {
+    let cache = verified();
+    cache.run_pending_tasks();
+    cache.weighted_size()
 }
 
 #[allow(clippy::borrowed_box)] // moka's weigher takes the key type by reference
 fn weight(shape: &Box<str>) -> u32 {
-    u32::try_from(shape.len()).unwrap_or(u32::MAX)
+    u32::try_from(shape.len() + SHAPE_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
 }
 
-/// Memory for the shapes of every statement an application sends, and more.
-const SHAPE_CACHE_BYTES: u64 = 32 << 20;
+/// What an entry costs beyond its text: the cache's node, the key's hash and
+/// frequency sketch, and the allocator's share (measured on resident memory:
+/// about 250 bytes for a 60-byte shape).
+const SHAPE_ENTRY_OVERHEAD: usize = 192;
+
+/// Used when the server does not say (unit tests, benches).
+const DEFAULT_SHAPE_CACHE_BYTES: u64 = 16 << 20;
 
 /// The shape of a printed text: its tokens, each string constant emptied. `None`
 /// when sqlparser cannot tokenize it (the full check then decides).
