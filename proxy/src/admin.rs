@@ -394,6 +394,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let limits = AdminLimits {
             max_connections: 4,
+            max_connections_per_address: 4,
             header_timeout: Duration::from_millis(500),
             body_timeout: Duration::from_millis(500),
         };

@@ -117,8 +117,10 @@ impl Drop for PendingPermit {
 }
 
 /// Addresses of one IPv6 /64 count as one client: a host usually holds a whole /64.
+/// An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d` and counts
+/// as its IPv4 address, not as part of `::ffff:0:0/64` with every other one.
 pub fn address_key(addr: IpAddr) -> u128 {
-    match addr {
+    match addr.to_canonical() {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6) & !((1u128 << 64) - 1),
     }
@@ -267,5 +269,24 @@ mod tests {
         drop(first);
         assert!(matches!(admission.admit(a), Admit::Login(_)));
         assert!(admission.session().is_some());
+    }
+
+    #[test]
+    fn ipv4_clients_of_a_dual_stack_listener_are_told_apart() {
+        let mapped =
+            |v4: &str| IpAddr::V6(v4.parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
+        assert_ne!(
+            address_key(mapped("127.0.0.77")),
+            address_key(mapped("127.0.0.1"))
+        );
+        assert_eq!(
+            address_key(mapped("10.1.2.3")),
+            address_key("10.1.2.3".parse().unwrap())
+        );
+        // A real IPv6 /64 still counts as one client.
+        assert_eq!(
+            address_key("2001:db8::1".parse().unwrap()),
+            address_key("2001:db8::ffff:1".parse().unwrap())
+        );
     }
 }

@@ -92,6 +92,14 @@ pub struct ServerConfig {
     pub session_limits: SessionLimits,
     /// The analyzer's decisions kept, for all accounts together, in bytes.
     pub decision_cache_bytes: u64,
+    /// The listen queue (`listen(2)` backlog) of the client listener.
+    pub listen_backlog: u32,
+    /// A new connection's first packet must arrive within this time.
+    pub first_packet_timeout: Duration,
+    /// Bytes of large client messages buffered at once, in all sessions together.
+    pub message_buffer_bytes: usize,
+    /// A client message, once begun, must arrive whole within this time.
+    pub message_timeout: Duration,
 }
 
 /// Whether clients must, may or may not use TLS.
@@ -408,7 +416,8 @@ impl Context<'_> {
                 ))
             }
         };
-        let limits = self.validate_server_limits(raw)?;
+        let limits =
+            self.validate_server_limits(raw, (max_client_connections, max_message_size))?;
         let lockout = crate::login::LockoutPolicy {
             max_failures,
             window: self.duration_or(&raw.failed_login_window, Duration::from_secs(15 * 60))?,
@@ -433,6 +442,10 @@ impl Context<'_> {
             login_step_timeout: limits.login_step_timeout,
             session_limits: limits.session,
             decision_cache_bytes: limits.decision_cache_bytes,
+            listen_backlog: limits.listen_backlog,
+            first_packet_timeout: limits.first_packet_timeout,
+            message_buffer_bytes: limits.message_buffer_bytes,
+            message_timeout: limits.message_timeout,
         })
     }
 
@@ -638,8 +651,9 @@ fn parse_utc_offset(text: &str) -> Option<time::UtcOffset> {
     time::UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
 }
 
+/// `::ffff:127.0.0.1` (an IPv4 loopback address on a dual-stack socket) included.
 fn is_loopback(ip: IpAddr) -> bool {
-    ip.is_loopback()
+    ip.to_canonical().is_loopback()
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -688,8 +702,13 @@ struct RawServer {
     max_pending_logins_per_address: Option<Spanned<i64>>,
     login_step_timeout: Option<Spanned<String>>,
     max_prepared_statements: Option<Spanned<i64>>,
+    max_prepared_statement_bytes: Option<Spanned<i64>>,
     max_portals: Option<Spanned<i64>>,
     decision_cache_bytes: Option<Spanned<i64>>,
+    listen_backlog: Option<Spanned<i64>>,
+    first_packet_timeout: Option<Spanned<String>>,
+    message_buffer_bytes: Option<Spanned<i64>>,
+    message_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -743,6 +762,7 @@ struct RawMasking {
 struct RawAdmin {
     listen: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
+    max_connections_per_address: Option<Spanned<i64>>,
     header_timeout: Option<Spanned<String>>,
     body_timeout: Option<Spanned<String>>,
 }

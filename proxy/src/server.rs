@@ -145,11 +145,12 @@ impl Server {
         let upstream_tls =
             tls::upstream_config(config.upstream.tls, config.upstream.ca_file.as_deref())
                 .map_err(ServerError::UpstreamTls)?;
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.server.listen,
-                source,
+        let listener =
+            listen(config.server.listen, config.server.listen_backlog).map_err(|source| {
+                ServerError::Bind {
+                    addr: config.server.listen,
+                    source,
+                }
             })?;
         let admin = match config.admin_listen {
             Some(addr) => Some(
@@ -338,9 +339,11 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, sessions: &Ta
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
-            Ok(conn) => {
+            // An IPv4 client of a dual-stack listener is known by its IPv4 address
+            // everywhere: budgets, lockouts, the policy's networks, logs, the trail.
+            Ok((tcp, peer)) => {
                 backoff.succeeded();
-                conn
+                (tcp, SocketAddr::new(peer.ip().to_canonical(), peer.port()))
             }
             Err(e) => {
                 shared.metrics.guards().accept_error();
@@ -482,6 +485,19 @@ fn fd_budget(config: &Config) -> FdBudget {
         );
     }
     plan
+}
+
+/// Binds the client listener with a listen queue of `backlog`: the standard
+/// library's 128 overflows under a burst of connections long before the budgets
+/// are reached.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Connections told at once that there is no room for them.

@@ -232,6 +232,7 @@ mod tests {
         Resources::new(SessionLimits {
             max_prepared_statements: n,
             max_portals: n,
+            ..SessionLimits::default()
         })
     }
 
