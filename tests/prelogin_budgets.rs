@@ -280,3 +280,62 @@ async fn a_burst_of_connections_waits_in_the_listen_queue() {
         Outcome::Admitted
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_with_many_addresses_cannot_fill_the_pending_budget() {
+    let served = serve(
+        "max_pending_logins = 64\nmax_pending_logins_per_address = 8\n\
+         login_step_timeout = \"10s\"\nfirst_packet_timeout = \"10s\"",
+        ServeOptions::default(),
+    )
+    .await;
+    let db = served.database().to_string();
+    // Eight addresses, eight silent connections each: every place is taken.
+    let mut flood = Vec::new();
+    for n in 0..8 {
+        flood.extend(silent(&served, Ipv4Addr::new(127, 0, 1, n), 8).await);
+    }
+    for _ in 0..100 {
+        if metric(&metrics(&served).await, "maskgate_pending_logins") >= 64.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(&metrics(&served).await, "maskgate_pending_logins"),
+        64.0
+    );
+    // Real clients, ten at once, take the places of the oldest silent connections.
+    let logins = (0..10).map(|n| {
+        let from = Ipv4Addr::new(127, 0, 2, n);
+        login(served.addr(), from, (USER, &db), Some(PASSWORD))
+    });
+    let outcomes = futures_util::future::join_all(logins).await;
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Admitted),
+        "{outcomes:?}"
+    );
+    let evicted = metric(
+        &metrics(&served).await,
+        "maskgate_client_connections_rejected_total{reason=\"evicted\"}",
+    );
+    assert!(evicted >= 1.0, "{evicted}");
+    // The oldest silent connection was the first to go, and it was closed.
+    assert!(closed_within(&mut flood[0], Duration::from_secs(2)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_at_the_first_packet_deadline() {
+    let served = serve(
+        "login_step_timeout = \"30s\"\nfirst_packet_timeout = \"1s\"",
+        ServeOptions::default(),
+    )
+    .await;
+    let mut quiet = silent(&served, SLOW, 1).await;
+    // One byte of a startup packet, then nothing.
+    let mut trickled = silent(&served, SLOW, 1).await;
+    trickled[0].write_all(&[0]).await.unwrap();
+    for tcp in quiet.iter_mut().chain(trickled.iter_mut()) {
+        assert!(closed_within(tcp, Duration::from_secs(5)).await);
+    }
+}

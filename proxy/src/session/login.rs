@@ -14,6 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::handshake::{self, Opening};
 use super::params::StartupRequest;
 use super::{rules, Attached, SessionError};
+use crate::admission::PendingPermit;
 use crate::auth;
 use crate::enforcement::AccountRules;
 use crate::error::{ClientError, SqlState};
@@ -33,15 +34,16 @@ pub(super) async fn login(
     peer: SocketAddr,
     shared: &Shared,
     (client, user): (&mut Option<Stream>, &mut Option<String>),
+    place: &PendingPermit,
 ) -> Result<Option<Attached>, SessionError> {
-    let step = shared.config.server.login_step_timeout;
-    let (request, mut pending) = match handshake::open(tcp, shared, client, step).await? {
+    let (request, mut pending) = match handshake::open(tcp, shared, client).await? {
         Opening::Cancel { pid, secret } => {
             forward_cancel(shared, pid, secret).await;
             return Ok(None);
         }
         Opening::Session { request, pending } => (request, pending),
     };
+    place.startup_received();
     let stream = client.as_mut().expect("the handshake stored the stream");
     *user = Some(request.user.clone());
     if shared.draining.is_cancelled() {

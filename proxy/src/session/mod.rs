@@ -152,7 +152,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
     let login = tokio::select! {
         result = tokio::time::timeout(
             login_timeout,
-            login::login(tcp, peer, &shared, (&mut client, &mut user)),
+            login::login(tcp, peer, &shared, (&mut client, &mut user), &pending),
         ) => result,
         _ = shared.draining.cancelled() => {
             refused(&shared, peer, None, RejectReason::ShuttingDown, String::new());
@@ -161,6 +161,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
                 "maskgate is shutting down and accepts no new sessions",
             );
             send_error(client.as_mut(), &e).await;
+            return;
+        }
+        () = pending.evicted() => {
+            // Its place went to a newer connection while the budget was full.
+            shared.metrics.client_rejected(RejectReason::Evicted);
+            send_error(client.as_mut(), &busy_error()).await;
             return;
         }
     };
@@ -209,13 +215,16 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
 /// room (`53300`), as PostgreSQL would, then closes it; `permit` bounds how many
 /// such refusals run at once, and each takes at most a second.
 pub async fn refuse_busy(tcp: TcpStream, permit: OwnedSemaphorePermit) {
-    let error = ClientError::fatal(
+    handshake::refuse(tcp, &busy_error(), std::time::Duration::from_secs(1)).await;
+    drop(permit);
+}
+
+fn busy_error() -> ClientError {
+    ClientError::fatal(
         SqlState::TOO_MANY_CONNECTIONS,
         "sorry, too many clients are logging in already",
     )
-    .with_hint("try again in a moment");
-    handshake::refuse(tcp, &error, std::time::Duration::from_secs(1)).await;
-    drop(permit);
+    .with_hint("try again in a moment")
 }
 
 /// Reports a refused login attempt. Connections that never said who they are
