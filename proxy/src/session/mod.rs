@@ -63,6 +63,13 @@ pub enum SessionError {
     Refused(RejectReason, ClientError),
     #[error("connection closed by the client")]
     Closed,
+    /// A right password from a machine the account is not registered for: told
+    /// as a wrong password, so the answer does not confirm the password.
+    #[error("{}", denial.message())]
+    UnregisteredMachine {
+        user: String,
+        denial: maskgate_policy::LoginDenial,
+    },
     /// A login step (the first bytes, the TLS handshake) took too long.
     #[error("login step timed out")]
     StepTimeout,
@@ -103,6 +110,7 @@ impl SessionError {
             }
             SessionError::Upstream(_) => RejectReason::Upstream,
             SessionError::Refused(reason, _) => *reason,
+            SessionError::UnregisteredMachine { .. } => RejectReason::UnregisteredMachine,
             SessionError::Tls(_) => RejectReason::Tls,
             _ => RejectReason::Protocol,
         }
@@ -114,6 +122,9 @@ impl SessionError {
             SessionError::Client(e) | SessionError::Refused(_, e) => Some(e.clone()),
             SessionError::Auth(AuthError::Closed | AuthError::Io(_)) => None,
             SessionError::Auth(e) => Some(e.to_client_error()),
+            SessionError::UnregisteredMachine { user, .. } => {
+                Some(AuthError::Failed { user: user.clone() }.to_client_error())
+            }
             SessionError::Upstream(e) => Some(e.to_client_error()),
             SessionError::StepTimeout => Some(ClientError::fatal(
                 SqlState::PROTOCOL_VIOLATION,
@@ -267,8 +278,11 @@ async fn reject(
         e => e.to_string(),
     };
     refused(shared, peer, login, e.reject_reason(), detail);
-    if let SessionError::Auth(AuthError::Failed { .. }) = e {
-        // The same delay whatever failed, so timing does not reveal which accounts exist.
+    if let SessionError::Auth(AuthError::Failed { .. }) | SessionError::UnregisteredMachine { .. } =
+        e
+    {
+        // The same delay whatever failed, so timing does not reveal which accounts
+        // exist, nor a right password from an unregistered machine.
         tokio::time::sleep(shared.config.server.auth_failure_delay).await;
     }
     if let Some(error) = e.client_error() {
