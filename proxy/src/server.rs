@@ -58,6 +58,8 @@ pub struct Shared {
     /// Per-account enforcers, decision caches and quotas.
     pub(crate) enforcement: Enforcement,
     pub(crate) lockouts: Lockouts,
+    /// Named login refusals past a few per address and reason, summed up.
+    pub(crate) refusals: crate::login::RefusalSummaries,
     pub(crate) sessions: Arc<SessionCounts>,
     pub(crate) pool: Arc<Pool>,
     /// Places for connections logging in and for authenticated sessions.
@@ -201,6 +203,7 @@ impl Server {
                 .with_limits(config.server.analysis)
                 .with_cache_bytes(config.server.decision_cache_bytes),
             lockouts: Lockouts::new(config.server.lockout),
+            refusals: Default::default(),
             sessions: Arc::new(SessionCounts::default()),
             pool,
             admission: Admission::new(fd.budgets),
@@ -266,6 +269,7 @@ impl Server {
             ))
         });
         let reaper = tokio::spawn(shared.pool.clone().reap_idle(stop_background.clone()));
+        let summaries = tokio::spawn(sum_up_refusals(shared.clone(), stop_background.clone()));
         let probe = shared.config.upstream.health_check_interval.map(|every| {
             tokio::spawn(crate::upstream::probe::watch(
                 shared.pool.connector().clone(),
@@ -306,6 +310,7 @@ impl Server {
         }
         stop_background.cancel();
         let _ = reaper.await;
+        let _ = summaries.await;
         let _ = watcher.await;
         if let Some(probe) = probe {
             let _ = probe.await;
@@ -371,6 +376,25 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, sessions: &Ta
                 sessions.spawn(session::refuse_busy(tcp, permit));
             }
             Admit::Close => drop(tcp),
+        }
+    }
+}
+
+/// Writes the summaries of login refusals at the end of each window, and once more
+/// at `stop`.
+async fn sum_up_refusals(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let stopped = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(crate::login::refusals::WINDOW) => false,
+        };
+        for summary in shared.refusals.take() {
+            shared
+                .events
+                .emit(crate::observe::Event::LoginRefusals(summary));
+        }
+        if stopped {
+            return;
         }
     }
 }

@@ -38,6 +38,17 @@ pub(super) fn record(trail: &Trail, event: &Event) {
                 error: reload.outcome.as_ref().err().cloned(),
             }),
         ),
+        Event::LoginRefusals(summary) => (
+            kind::LOGIN_REFUSALS,
+            Payload::LoginRefusals(audit::LoginRefusals {
+                client: summary.client.map(|ip| ip.to_string()),
+                reason: summary.reason.as_str(),
+                count: summary.count,
+                first: humantime::format_rfc3339_millis(summary.first).to_string(),
+                last: humantime::format_rfc3339_millis(summary.last).to_string(),
+                users: summary.users.clone(),
+            }),
+        ),
         // In the statement's own records.
         Event::StatementRefused(_) | Event::StatementStopped(_) => return,
     };

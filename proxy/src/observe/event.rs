@@ -22,6 +22,9 @@ pub enum Event {
     StatementRefused(StatementRefused),
     StatementStopped(StatementStopped),
     PolicyReload(PolicyReload),
+    /// Login refusals of one client address and reason, past the few reported one
+    /// by one in a window (already counted in the metrics, one by one).
+    LoginRefusals(crate::login::Summary),
 }
 
 /// One connection's attempt to log in.

@@ -25,6 +25,8 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
             StopLimit::ProtectedColumn => metrics.result_column_violation(),
         },
         Event::PolicyReload(reload) => metrics.policy_reload(reload.outcome.is_ok()),
+        // Each refusal was counted when it happened.
+        Event::LoginRefusals(_) => {}
     }
 }
 
@@ -87,6 +89,17 @@ pub(super) fn log(event: &Event) {
                 session = %stopped.session.id, "statement stopped: hourly rows used up"
             ),
         },
+        Event::LoginRefusals(summary) => tracing::warn!(
+            peer = %summary.client.map_or_else(|| "other addresses".to_owned(), |ip| ip.to_string()),
+            reason = %summary.reason,
+            count = summary.count,
+            first = %humantime::format_rfc3339_seconds(summary.first),
+            last = %humantime::format_rfc3339_seconds(summary.last),
+            users = ?summary.users,
+            "login refusals summed up (more than {} from this address and reason within {} s)",
+            crate::login::refusals::PER_ADDRESS,
+            crate::login::refusals::WINDOW.as_secs(),
+        ),
         Event::PolicyReload(reload) => match &reload.outcome {
             Ok(after) => tracing::info!(before = %reload.before, after = %after, "policy reloaded"),
             Err(errors) => tracing::error!(

@@ -239,9 +239,12 @@ fn busy_error() -> ClientError {
 }
 
 /// Reports a refused login attempt. Connections that never said who they are
-/// (silent, garbage, a failed TLS handshake), and refusals of an address that
-/// failed too often, are only counted: under a flood, a log line or audit record
-/// for each would be the flood's amplifier.
+/// (silent, garbage, a failed TLS handshake) are only counted. Named refusals are
+/// counted each and reported one by one up to a few per client address and reason
+/// in a window, then summed up (see [`crate::login::refusals`]); refusals of an
+/// address that failed too often are always summed up. Under a flood, a log line
+/// or audit record for each would be the flood's amplifier. Failed passwords are
+/// always reported one by one: detection reads each.
 fn refused(
     shared: &Shared,
     client: SocketAddr,
@@ -254,10 +257,17 @@ fn refused(
             reason,
             RejectReason::LoginTimeout | RejectReason::Protocol | RejectReason::Tls
         );
-    if anonymous || reason == RejectReason::AddressLimited {
+    if anonymous {
         shared.metrics.client_rejected(reason);
         tracing::debug!(peer = %client, %reason, "connection refused before login");
         return;
+    }
+    if reason != RejectReason::AuthFailed {
+        let summed = reason == RejectReason::AddressLimited;
+        if !shared.refusals.note(client.ip(), reason, login, summed) {
+            shared.metrics.client_rejected(reason);
+            return;
+        }
     }
     shared.events.emit(Event::Login(LoginAttempt {
         client,
