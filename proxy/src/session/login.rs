@@ -307,9 +307,15 @@ async fn attach(
         shared.metrics.guards().checkout_timeout();
         SessionError::Upstream(UpstreamError::NotReady { after: limit })
     };
-    let mut upstream = tokio::time::timeout_at(deadline, shared.pool.get())
-        .await
-        .map_err(|_| timed_out())??;
+    // A server that did not answer in time is reported as such, whichever bound
+    // ran out first (checkout_timeout, or connect_timeout for a new connection).
+    let mut upstream = match shared.pool.get(deadline).await {
+        Ok(upstream) => upstream,
+        Err(UpstreamError::NotReady { .. } | UpstreamError::Timeout { .. }) => {
+            return Err(timed_out())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let setup = async {
         apply_settings(&mut upstream, request).await?;
         account_rules(shared, policy, request, &mut upstream).await
