@@ -14,6 +14,7 @@ pub struct Guards {
     upstream_recycled: Counter,
     checkout_timeouts: Counter,
     prepared_limit: Counter,
+    prepared_bytes_limit: Counter,
     portal_limit: Counter,
 }
 
@@ -40,10 +41,12 @@ impl Guards {
         );
         let limits = Family::<LimitLabel, Counter>::default();
         let prepared_limit = limits.get_or_create_owned(&LimitLabel("prepared_statements"));
+        let prepared_bytes_limit =
+            limits.get_or_create_owned(&LimitLabel("prepared_statement_bytes"));
         let portal_limit = limits.get_or_create_owned(&LimitLabel("portals"));
         registry.register(
             "session_limit_reached",
-            "Statements refused because the session holds its maximum of prepared statements or portals",
+            "Statements refused because the session holds its maximum of prepared statements, of their bytes, or of portals",
             limits,
         );
         Guards {
@@ -51,6 +54,7 @@ impl Guards {
             upstream_recycled,
             checkout_timeouts,
             prepared_limit,
+            prepared_bytes_limit,
             portal_limit,
         }
     }
@@ -67,12 +71,14 @@ impl Guards {
         self.checkout_timeouts.inc();
     }
 
-    /// A session reached its cap of prepared statements (or of portals).
-    pub fn session_limit(&self, portals: bool) {
-        if portals {
-            self.portal_limit.inc();
-        } else {
-            self.prepared_limit.inc();
-        }
+    /// A session reached a cap: `limit` is `prepared_statements`,
+    /// `prepared_statement_bytes` or `portals`.
+    pub fn session_limit(&self, limit: &str) {
+        let counter = match limit {
+            "portals" => &self.portal_limit,
+            "prepared_statement_bytes" => &self.prepared_bytes_limit,
+            _ => &self.prepared_limit,
+        };
+        counter.inc();
     }
 }
