@@ -28,6 +28,14 @@ pub(crate) fn tables_touched(enforcer: &Enforcer, statement: &Statement) -> Tabl
         }
         ControlFlow::<()>::Continue(())
     });
+    // `COPY table TO`: the table is not a relation the visitor reports.
+    if let Statement::Copy {
+        source: sqlparser::ast::CopySource::Table { table_name, .. },
+        ..
+    } = statement
+    {
+        read.extend(protected(enforcer, table_name));
+    }
     read.sort_unstable();
     read.dedup();
     let target = match statement {

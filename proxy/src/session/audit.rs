@@ -33,8 +33,11 @@ pub(super) struct Text {
     class: String,
     tables: Vec<Arc<TableFacts>>,
     written: Vec<String>,
-    /// `allowed` (sent as typed) or `rewritten`.
+    /// `allowed` (sent as typed), `rewritten` or `monitored`.
     decision: &'static str,
+    /// Monitor mode: what enforcement would have done (`deny` or `rewrite`), and the
+    /// denial's SQLSTATE and message.
+    would: Option<(&'static str, Option<(String, String)>)>,
 }
 
 impl Text {
@@ -49,6 +52,26 @@ impl Text {
             tables: Vec::new(),
             written: Vec::new(),
             decision: "allowed",
+            would: None,
+        })
+    }
+
+    /// A monitored account's statement, sent as typed: `would` is what enforcing it
+    /// would have done, with a denial's SQLSTATE and message.
+    pub(super) fn monitored(
+        sql: &str,
+        would: (&'static str, Option<(String, String)>),
+    ) -> Arc<Text> {
+        let n = normalize(sql);
+        Arc::new(Text {
+            statement: n.text,
+            literals: n.literals,
+            cut: n.cut,
+            class: "unanalyzed".into(),
+            tables: Vec::new(),
+            written: Vec::new(),
+            decision: "monitored",
+            would: Some(would),
         })
     }
 
@@ -82,6 +105,7 @@ impl Text {
             tables,
             written,
             decision: "rewritten",
+            would: None,
         })
     }
 }
@@ -102,6 +126,7 @@ fn refusal_name(refusal: Refusal) -> &'static str {
         Refusal::Policy => "policy",
         Refusal::StatementQuota => "statement_quota",
         Refusal::RowQuota => "row_quota",
+        Refusal::SessionBudget => "session_rows",
         Refusal::CopyRow => "copy_row",
         Refusal::Unrecorded => "unrecorded",
         Refusal::SessionLimit => "session_limit",
@@ -174,6 +199,15 @@ impl StatementAudit {
             tables: text.tables.clone(),
             written: text.written.clone(),
             decision: text.decision,
+            would: text.would.as_ref().map(|(would, _)| *would),
+            would_sqlstate: text
+                .would
+                .as_ref()
+                .and_then(|(_, denial)| Some(denial.as_ref()?.0.clone())),
+            would_message: text
+                .would
+                .as_ref()
+                .and_then(|(_, denial)| Some(denial.as_ref()?.1.clone())),
             reason: None,
             sqlstate: None,
             message: None,
@@ -227,6 +261,9 @@ impl StatementAudit {
             tables: Vec::new(),
             written: Vec::new(),
             decision: "denied",
+            would: None,
+            would_sqlstate: None,
+            would_message: None,
             reason: Some(refusal_name(refusal)),
             sqlstate: Some(error.sqlstate.to_string()),
             message: Some(error.message.clone()),
@@ -298,6 +335,7 @@ impl StatementAudit {
             outcome: finished.outcome.as_str(),
             sqlstate: finished.seen.sqlstate.map(|s| s.to_string()),
             stopped_by: finished.seen.stopped_by,
+            would_stop: finished.seen.would_stop,
             rows: finished.seen.rows,
             bytes: finished.seen.bytes,
             duration_us: finished.duration.as_micros() as u64,
