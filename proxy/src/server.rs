@@ -60,6 +60,8 @@ pub struct Shared {
     pub(crate) lockouts: Lockouts,
     /// Named login refusals past a few per address and reason, summed up.
     pub(crate) refusals: crate::login::RefusalSummaries,
+    /// Large client messages buffered at once, all sessions together.
+    pub(crate) message_budget: crate::session::message_budget::MessageBudget,
     pub(crate) sessions: Arc<SessionCounts>,
     pub(crate) pool: Arc<Pool>,
     /// Places for connections logging in and for authenticated sessions.
@@ -204,6 +206,9 @@ impl Server {
                 .with_cache_bytes(config.server.decision_cache_bytes),
             lockouts: Lockouts::new(config.server.lockout),
             refusals: Default::default(),
+            message_budget: crate::session::message_budget::MessageBudget::new(
+                config.server.message_buffer_bytes,
+            ),
             sessions: Arc::new(SessionCounts::default()),
             pool,
             admission: Admission::new(fd.budgets),

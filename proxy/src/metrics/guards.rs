@@ -16,6 +16,7 @@ pub struct Guards {
     prepared_limit: Counter,
     prepared_bytes_limit: Counter,
     portal_limit: Counter,
+    messages_refused: Family<LimitLabel, Counter>,
 }
 
 impl Guards {
@@ -49,8 +50,17 @@ impl Guards {
             "Statements refused because the session holds its maximum of prepared statements, of their bytes, or of portals",
             limits,
         );
+        let messages_refused = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "client_messages_refused",
+            "Sessions ended over a client message: a restricted statement longer than \
+             max_statement_size by its header (statement_size), no room in \
+             message_buffer_bytes, or not received whole within message_timeout",
+            messages_refused.clone(),
+        );
         Guards {
             accept_errors,
+            messages_refused,
             upstream_recycled,
             checkout_timeouts,
             prepared_limit,
@@ -69,6 +79,12 @@ impl Guards {
 
     pub fn checkout_timeout(&self) {
         self.checkout_timeouts.inc();
+    }
+
+    /// A session was ended over a client message: `why` is `statement_size`,
+    /// `message_buffer_bytes` or `message_timeout`.
+    pub fn message_refused(&self, why: &'static str) {
+        self.messages_refused.get_or_create(&LimitLabel(why)).inc();
     }
 
     /// A session reached a cap: `limit` is `prepared_statements`,

@@ -12,6 +12,7 @@ mod copy_check;
 mod handshake;
 mod intercept;
 mod login;
+pub mod message_budget;
 mod message_types;
 pub mod params;
 mod pipeline;
@@ -44,7 +45,7 @@ use crate::stream::Stream;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use account_guard::AccountGuard;
 use params::StartupRequest;
-use relay::{Controls, Relay, RelayEnd};
+use relay::{ClientLimits, Controls, Relay, RelayEnd};
 use rules::SessionRules;
 
 /// Why a session could not start; sent to the client when the connection still allows it.
@@ -339,6 +340,9 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
     }
     shared.metrics.bytes_to_client(greeting.len());
 
+    let max_statement = rules
+        .is_restricted()
+        .then_some(shared.config.server.analysis.max_statement_bytes);
     let (end, reusable, in_flight, held) = {
         let mut relay = Relay::new(
             &mut stream,
@@ -351,10 +355,13 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
                 .with_startup_search_path(
                     login::startup_search_path(&request).and_then(Result::ok),
                 ),
-            (
-                shared.config.server.max_message_size,
-                shared.config.server.session_limits,
-            ),
+            ClientLimits {
+                max_message: shared.config.server.max_message_size,
+                session: shared.config.server.session_limits,
+                statement: max_statement,
+                budget: &shared.message_budget,
+                message_timeout: shared.config.server.message_timeout,
+            },
         );
         let end = relay
             .run(Controls {
