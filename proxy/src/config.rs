@@ -61,6 +61,9 @@ pub struct PolicyConfig {
     pub pseudonym_keys: std::sync::Arc<maskgate_mask::PseudonymKeys>,
     /// When a reload that removes accounts is refused.
     pub removal_guard: RemovalGuard,
+    /// How often the policy files are compared with the policy in force, besides
+    /// the directory watch (which a swapped directory can escape).
+    pub check_interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +378,7 @@ impl Context<'_> {
             settings,
             pseudonym_keys: std::sync::Arc::new(maskgate_mask::PseudonymKeys::empty()),
             removal_guard: self.validate_removal_guard(raw)?,
+            check_interval: self.validate_check_interval(raw)?,
         })
     }
 
@@ -761,6 +765,7 @@ struct RawPolicy {
     search_path: Option<Spanned<Vec<String>>>,
     max_account_removal_share: Option<Spanned<f64>>,
     confirm_account_removal: Option<bool>,
+    check_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

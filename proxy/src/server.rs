@@ -283,12 +283,7 @@ impl Server {
                 stop_background.clone(),
             ))
         });
-        let watcher = crate::reload::watch_policy_dir(
-            ServerHandle {
-                shared: shared.clone(),
-            },
-            stop_background.clone(),
-        );
+        let watcher = crate::reload::watch_policy_dir(shared.clone(), stop_background.clone());
 
         let sessions = TaskTracker::new();
         if let Ok(addr) = listener.local_addr() {

@@ -231,6 +231,9 @@ pub struct PolicyReload {
     pub after: Option<String>,
     /// Policy files added, removed or modified since `before`.
     pub files: Vec<maskgate_policy::FileChange>,
+    /// How the accepted policy lets in more than the one before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub widened: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -310,4 +310,12 @@ impl Context<'_> {
         guard.confirmed = raw.confirm_account_removal.unwrap_or(false);
         Ok(guard)
     }
+
+    pub(super) fn validate_check_interval(&self, raw: &RawPolicy) -> Result<Duration, ConfigError> {
+        self.positive_duration(
+            &raw.check_interval,
+            "check_interval",
+            Duration::from_secs(15),
+        )
+    }
 }

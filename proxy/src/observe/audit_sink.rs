@@ -35,6 +35,7 @@ pub(super) fn record(trail: &Trail, event: &Event) {
                 before: reload.before.to_string(),
                 after: reload.outcome.as_ref().ok().map(ToString::to_string),
                 files: reload.files.clone(),
+                widened: reload.widened.clone(),
                 error: reload.outcome.as_ref().err().cloned(),
             }),
         ),

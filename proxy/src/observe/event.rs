@@ -126,6 +126,9 @@ pub struct PolicyReload {
     /// The policy files added, removed or modified since `before` (of the refused
     /// files, for a refused reload).
     pub files: Vec<FileChange>,
+    /// How the new policy lets in more than the one before (see
+    /// [`crate::reload::widenings`]); empty for a refused reload.
+    pub widened: Vec<String>,
     /// The new generation, or why the files were refused.
     pub outcome: Result<Generation, String>,
 }
