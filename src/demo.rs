@@ -93,6 +93,45 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
         format: maskgate_proxy::config::LogFormat::Human,
         level: "info".into(),
     });
+    // Watched before anything is made: from here on SIGTERM and Ctrl-C end the demo
+    // through the cleanup below instead of killing the process with its audit keys,
+    // seal keys and trail left in the temporary directory.
+    let mut stop = std::pin::pin!(stop_requested()?);
+    let (cluster, proxy, personas) = tokio::select! {
+        started = start() => started?,
+        () = &mut stop => {
+            eprintln!("stopped before the demo was ready; everything made so far is removed");
+            return Ok(());
+        }
+    };
+    print_instructions(&proxy, &personas);
+    match seconds {
+        Some(s) => tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(s)) => {}
+            () = &mut stop => {}
+        },
+        None => stop.await,
+    }
+    proxy.shutdown().await;
+    drop(cluster);
+    Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT (Ctrl-C).
+fn stop_requested() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+/// The cluster with the register, and maskgate in front of it.
+async fn start() -> anyhow::Result<(PgCluster, TestProxy, Vec<Persona>)> {
     eprintln!("starting a throwaway PostgreSQL cluster…");
     let cluster = tokio::task::spawn_blocking(PgCluster::start)
         .await?
@@ -122,9 +161,12 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
     let proxy = TestProxy::start(&cluster, options)
         .await
         .context("cannot start maskgate")?;
+    Ok((cluster, proxy, personas))
+}
 
+fn print_instructions(proxy: &TestProxy, personas: &[Persona]) {
     println!("maskgate demo is running, in front of a synthetic register.");
-    for persona in &personas {
+    for persona in personas {
         let account = &persona.account;
         println!();
         println!("  {} ({})", account.login, persona.who);
@@ -157,19 +199,4 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
     );
     println!();
     println!("The data is synthetic. Press Ctrl-C (or send SIGTERM) to stop; everything is removed on exit.");
-
-    match seconds {
-        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-        None => {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
-                _ = term.recv() => {}
-            }
-        }
-    }
-    proxy.shutdown().await;
-    drop(cluster);
-    Ok(())
 }

@@ -106,3 +106,57 @@ async fn health_says_draining_during_a_sigterm_drain() {
         .expect("maskgate exits after the drain");
     assert!(status.success(), "{status}");
 }
+
+/// A connection to `addr` from `source` (any 127.0.0.0/8 address).
+async fn connect_from(addr: std::net::SocketAddr, source: [u8; 4]) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(source), 0).into())?;
+    socket.connect(addr).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_sending_a_byte_and_renewed_cannot_take_health_away() {
+    let served = serve("max_connections = 16\nheader_timeout = \"1s\"").await;
+    let admin = served.admin_addr().expect("admin endpoint");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Sixteen addresses, one connection each, sending one byte and renewed
+    // whenever the endpoint closes them.
+    let attackers: Vec<_> = (1..=16u8)
+        .map(|n| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut opened = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(mut tcp) = connect_from(admin, [127, 0, 3, n]).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    opened += 1;
+                    let _ = tcp.write_all(b"G").await;
+                    let mut buf = [0u8; 64];
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(1500), tcp.read(&mut buf)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                opened
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut answered = 0;
+    for _ in 0..14 {
+        let probe = tokio::time::timeout(Duration::from_secs(3), http_get(admin, "/health"));
+        if matches!(probe.await, Ok((200, _))) {
+            answered += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut opened = 0;
+    for attacker in attackers {
+        opened += attacker.await.unwrap();
+    }
+    eprintln!("{answered} of 14 probes answered; the attackers opened {opened} connections");
+    assert_eq!(answered, 14);
+    assert!(opened >= 16);
+}

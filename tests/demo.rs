@@ -1,6 +1,7 @@
 //! `maskgate demo` starts a working proxy in front of a sample register, under the
 //! example policy, and what it suggests to try works as described.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -8,15 +9,20 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio_postgres::SimpleQueryMessage;
 
-/// The (connection string, statement to try) pairs the demo prints, in order.
+/// What the demo prints: the (connection string, statement to try) pairs, in
+/// order, and the directory holding its keys and audit trail.
 async fn read_personas(
     lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-) -> Vec<(String, String)> {
+) -> (Vec<(String, String)>, PathBuf) {
     let mut personas = Vec::new();
     let mut conn = None;
+    let mut dir = None;
     while let Some(line) = lines.next_line().await.unwrap() {
         let line = line.trim();
-        if let Some(rest) = line.strip_prefix("connect:") {
+        if let Some(rest) = line.strip_prefix("audit:") {
+            let audit = rest.split_whitespace().nth(3).expect("the audit directory");
+            dir = Path::new(audit).parent().map(Path::to_path_buf);
+        } else if let Some(rest) = line.strip_prefix("connect:") {
             conn = Some(
                 rest.trim()
                     .trim_start_matches("psql ")
@@ -29,7 +35,7 @@ async fn read_personas(
                 sql.trim().to_string(),
             ));
         } else if line.starts_with("The data is synthetic") {
-            return personas;
+            return (personas, dir.expect("the demo names its audit directory"));
         }
     }
     panic!("the demo ended before it was ready");
@@ -66,9 +72,10 @@ async fn demo_prints_logins_and_statements_that_work() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let personas = tokio::time::timeout(Duration::from_secs(90), read_personas(&mut lines))
+    let (personas, dir) = tokio::time::timeout(Duration::from_secs(90), read_personas(&mut lines))
         .await
         .expect("the demo starts within 90 seconds");
+    assert!(dir.join("audit-signing.pem").exists(), "{}", dir.display());
     let [(clerk, clerk_sql), (analyst, analyst_sql), (auditor, auditor_sql), ..] =
         personas.as_slice()
     else {
@@ -101,16 +108,44 @@ async fn demo_prints_logins_and_statements_that_work() {
     let n = rows(auditor, "SELECT count(*) FROM participant").await;
     assert_eq!(n[0][0].as_deref(), Some("3000"));
 
+    stop(&mut demo, "INT", &dir).await;
+}
+
+/// Sends `signal` and waits for the demo to exit cleanly, its directory (keys,
+/// audit trail) removed.
+async fn stop(demo: &mut tokio::process::Child, signal: &str, dir: &Path) {
     let pid = demo.id().unwrap().to_string();
     let sent = Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([&format!("-{signal}"), &pid])
         .status()
         .await
         .unwrap();
     assert!(sent.success());
     let status = tokio::time::timeout(Duration::from_secs(30), demo.wait())
         .await
-        .expect("the demo stops on SIGTERM")
+        .expect("the demo stops on the signal")
         .unwrap();
     assert!(status.success(), "{status}");
+    assert!(
+        !dir.exists(),
+        "the demo left {} behind with its keys",
+        dir.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_demo_cleans_up_on_sigterm() {
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_maskgate"))
+        .args(["demo", "--seconds", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let (_, dir) = tokio::time::timeout(Duration::from_secs(90), read_personas(&mut lines))
+        .await
+        .expect("the demo starts within 90 seconds");
+    assert!(dir.join("audit-seal.keys").exists(), "{}", dir.display());
+    stop(&mut demo, "TERM", &dir).await;
 }

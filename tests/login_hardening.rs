@@ -187,3 +187,78 @@ async fn failed_logins_with_invented_names_take_bounded_memory_and_log() {
         "a long name reached the log"
     );
 }
+
+/// The records of `kind` in the trail of a stopped proxy.
+fn records(proxy: &TestProxy, kind: &str) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = std::fs::read_dir(proxy.audit_dir())
+        .expect("the audit directory")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("a segment")
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a record"))
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| r["kind"] == kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_named_refusals_is_counted_each_and_summed_up_in_the_trail() {
+    use tokio::io::AsyncWriteExt;
+    let mut proxy = start("").await;
+    let db = proxy.database().to_string();
+    // Each connection names a login, then hangs up: refused, reason "protocol".
+    const FLOOD: usize = 200;
+    for n in 0..FLOOD {
+        let mut tcp = raw_login::connect_from(proxy.addr(), ELSEWHERE)
+            .await
+            .expect("connects");
+        let mut startup = bytes::BytesMut::new();
+        let user = format!("ghost{}", n % 3);
+        postgres_protocol::message::frontend::startup_message(
+            [("user", user.as_str()), ("database", db.as_str())],
+            &mut startup,
+        )
+        .unwrap();
+        tcp.write_all(&startup).await.unwrap();
+        drop(tcp);
+    }
+    let rejected = "maskgate_client_connections_rejected_total{reason=\"protocol\"}";
+    for _ in 0..100 {
+        if metric(&proxy.handle().metrics().encode_text(), rejected) >= FLOOD as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&proxy.handle().metrics().encode_text(), rejected),
+        FLOOD as f64,
+        "every refusal is counted"
+    );
+    proxy.stop().await;
+    let one_by_one = records(&proxy, "login")
+        .into_iter()
+        .filter(|r| r["reason"] == "protocol")
+        .count();
+    let summaries = records(&proxy, "login_refusals");
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let summary = &summaries[0];
+    assert_eq!(summary["client"], "127.0.0.2");
+    assert_eq!(summary["reason"], "protocol");
+    assert!(summary["first"].is_string() && summary["last"].is_string());
+    assert_eq!(summary["users"].as_array().map(Vec::len), Some(3));
+    assert_eq!(one_by_one, 10);
+    assert_eq!(
+        one_by_one as u64 + summary["count"].as_u64().unwrap(),
+        FLOOD as u64,
+        "nothing is lost"
+    );
+}

@@ -2,6 +2,9 @@
 //! seen by real clients (tokio-postgres, from 127.0.0.1 and 127.0.0.2, with and
 //! without client certificates), plus lockouts after repeated failed logins.
 
+#[path = "common/raw_login.rs"]
+mod raw_login;
+
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -146,9 +149,11 @@ async fn networks_bind_an_account_to_client_addresses() {
     login_from(&proxy, OTHER, "alice", PASSWORD)
         .await
         .expect("alice from her registered address");
-    assert_denied(
+    // From elsewhere, the right password is answered as a wrong one.
+    assert_refused(
         login_from(&proxy, LOCAL, "alice", PASSWORD).await,
-        "may not connect from this computer",
+        &SqlState::INVALID_PASSWORD,
+        "password authentication failed for user \"alice\"",
     );
     for source in [LOCAL, OTHER] {
         login_from(&proxy, source, "bob", PASSWORD)
@@ -294,9 +299,14 @@ async fn client_certificates_bind_an_account_to_its_machines() {
     login_tls(&proxy, "alice", Some(&registered))
         .await
         .expect("alice with her registered certificate");
-    const CERT: &str = "needs its registered client certificate";
-    assert_denied(login_tls(&proxy, "alice", None).await, CERT);
-    assert_denied(login_tls(&proxy, "alice", Some(&other)).await, CERT);
+    // Without it, the right password is answered as a wrong one.
+    for cert in [None, Some(&other)] {
+        assert_refused(
+            login_tls(&proxy, "alice", cert).await,
+            &SqlState::INVALID_PASSWORD,
+            "password authentication failed",
+        );
+    }
     // An account without fingerprints takes any certificate, or none.
     login_tls(&proxy, "bob", None).await.expect("bob without");
     login_tls(&proxy, "bob", Some(&other))
@@ -506,4 +516,46 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     login(&proxy, "alice", PASSWORD)
         .await
         .expect("the right password still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_right_password_from_an_unregistered_machine_looks_like_a_wrong_one() {
+    let proxy = start(ProxyOptions {
+        account_settings: settings(&[("alice", r#"networks = ["127.0.0.2/32"]"#.into())]),
+        audit: true,
+        ..Default::default()
+    })
+    .await;
+    let unregistered = Ipv4Addr::new(127, 0, 0, 5);
+    let db = proxy.database().to_string();
+    let answer = |password: Option<&'static str>| {
+        let db = db.clone();
+        let addr = proxy.addr();
+        async move {
+            raw_login::Exchange::start(addr, unregistered, ("alice", &db), password)
+                .await
+                .unwrap_or_else(|_| panic!("the exchange reaches the proof"))
+                .prove_messages()
+                .await
+        }
+    };
+    let right = answer(Some(PASSWORD)).await;
+    let wrong = answer(None).await;
+    // One ErrorResponse each, the same in every field; no server signature before it.
+    let fields = |messages: &[raw_login::Msg]| -> Vec<(u8, Vec<u8>)> {
+        messages.iter().map(|m| (m.tag, m.body.clone())).collect()
+    };
+    assert_eq!(right.len(), 1, "{:?}", fields(&right));
+    assert_eq!(right[0].code().as_deref(), Some("28P01"));
+    assert_eq!(fields(&right), fields(&wrong));
+    // The operator sees the true reason.
+    let unregistered_refusals = metric(
+        &proxy,
+        "maskgate_client_connections_rejected_total{reason=\"unregistered_machine\"}",
+    )
+    .await;
+    assert_eq!(unregistered_refusals, 1.0);
+    login_from(&proxy, OTHER, "alice", PASSWORD)
+        .await
+        .expect("alice from her registered address");
 }

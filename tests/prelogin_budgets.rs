@@ -22,6 +22,8 @@ const PASSWORD: &str = "correct horse battery";
 const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const SLOW: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const REAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
+const GUESSER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 78);
 
 async fn serve(server_settings: &str, options: ServeOptions) -> ServedBinary {
     let template = TestProxy::start(
@@ -214,4 +216,126 @@ async fn at_a_lowered_open_file_limit_logins_and_health_are_served_or_refused_cl
     let log = served.log();
     let accept_failures = log.matches("accept failed").count();
     assert!(accept_failures <= 3, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_clients_of_a_dual_stack_listener_each_have_their_own_budgets() {
+    let served = serve(
+        "max_pending_logins_per_address = 4\nmax_failed_logins_per_address = 3\n\
+         login_step_timeout = \"10s\"\nfirst_packet_timeout = \"10s\"",
+        ServeOptions {
+            listen_host: Some("::ffff:127.0.0.1".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = served.database().to_string();
+    // One address fills its own pending budget with silent connections…
+    let _silent = silent(&served, STRANGER, 4).await;
+    for _ in 0..100 {
+        if metric(&metrics(&served).await, "maskgate_pending_logins") >= 4.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …another fails logins until it is refused before any SCRAM work…
+    for _ in 0..3 {
+        let failed = login(served.addr(), GUESSER, (USER, &db), None).await;
+        assert_eq!(failed, Outcome::Refused("28P01".into()));
+    }
+    let limited = login(served.addr(), GUESSER, (USER, &db), None).await;
+    assert_eq!(limited, Outcome::Refused("28000".into()));
+    // …and a third IPv4 client is served: each is known by its own address.
+    let real = login(served.addr(), REAL, (USER, &db), Some(PASSWORD)).await;
+    assert_eq!(real, Outcome::Admitted, "{}", served.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_listen_queue() {
+    let served = serve("", ServeOptions::default()).await;
+    // While the process cannot accept, the kernel queues completed connections up
+    // to the listen backlog, and drops the SYNs beyond it.
+    served.signal("STOP");
+    let attempts = (0..400).map(|_| async {
+        tokio::time::timeout(
+            Duration::from_millis(700),
+            connect_from(served.addr(), SLOW),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+    });
+    let held: Vec<TcpStream> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    served.signal("CONT");
+    eprintln!("{} of 400 connections queued", held.len());
+    assert_eq!(held.len(), 400, "the listen queue overflowed");
+    let db = served.database().to_string();
+    drop(held);
+    assert_eq!(
+        login(served.addr(), REAL, (USER, &db), Some(PASSWORD)).await,
+        Outcome::Admitted
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_with_many_addresses_cannot_fill_the_pending_budget() {
+    let served = serve(
+        "max_pending_logins = 64\nmax_pending_logins_per_address = 8\n\
+         login_step_timeout = \"10s\"\nfirst_packet_timeout = \"10s\"",
+        ServeOptions::default(),
+    )
+    .await;
+    let db = served.database().to_string();
+    // Eight addresses, eight silent connections each: every place is taken.
+    let mut flood = Vec::new();
+    for n in 0..8 {
+        flood.extend(silent(&served, Ipv4Addr::new(127, 0, 1, n), 8).await);
+    }
+    for _ in 0..100 {
+        if metric(&metrics(&served).await, "maskgate_pending_logins") >= 64.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(&metrics(&served).await, "maskgate_pending_logins"),
+        64.0
+    );
+    // Real clients, ten at once, take the places of the oldest silent connections.
+    let logins = (0..10).map(|n| {
+        let from = Ipv4Addr::new(127, 0, 2, n);
+        login(served.addr(), from, (USER, &db), Some(PASSWORD))
+    });
+    let outcomes = futures_util::future::join_all(logins).await;
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Admitted),
+        "{outcomes:?}"
+    );
+    let evicted = metric(
+        &metrics(&served).await,
+        "maskgate_client_connections_rejected_total{reason=\"evicted\"}",
+    );
+    assert!(evicted >= 1.0, "{evicted}");
+    // The oldest silent connection was the first to go, and it was closed.
+    assert!(closed_within(&mut flood[0], Duration::from_secs(2)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_at_the_first_packet_deadline() {
+    let served = serve(
+        "login_step_timeout = \"30s\"\nfirst_packet_timeout = \"1s\"",
+        ServeOptions::default(),
+    )
+    .await;
+    let mut quiet = silent(&served, SLOW, 1).await;
+    // One byte of a startup packet, then nothing.
+    let mut trickled = silent(&served, SLOW, 1).await;
+    trickled[0].write_all(&[0]).await.unwrap();
+    for tcp in quiet.iter_mut().chain(trickled.iter_mut()) {
+        assert!(closed_within(tcp, Duration::from_secs(5)).await);
+    }
 }

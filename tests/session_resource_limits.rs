@@ -5,8 +5,14 @@
 
 use std::time::Duration;
 
-use maskgate_testkit::{metric, PgCluster, ProxyOptions, TestProxy};
+#[path = "common/enforcement.rs"]
+mod enforcement;
+#[path = "common/wire.rs"]
+mod wire;
+
+use maskgate_testkit::{metric, register, PgCluster, ProxyOptions, TestProxy};
 use tokio_postgres::{Client, NoTls};
+use wire::{bind, execute, parse, query, sync, Wire};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery";
@@ -167,4 +173,107 @@ async fn a_connection_whose_backend_grew_is_not_pooled() {
         first,
         "the grown backend was closed, not pooled"
     );
+}
+
+/// Prepares and drops a statement `rounds` times, the way psycopg 3 and
+/// ActiveRecord evict theirs: by SQL `DEALLOCATE`, never by a protocol Close
+/// (the `DEALLOCATE` in the simple and the extended protocol in turn). The
+/// errors seen, if any.
+async fn prepare_and_deallocate(wire: &mut Wire, rounds: usize) -> Vec<String> {
+    let mut errors = Vec::new();
+    for round in 0..rounds {
+        let name = format!("a{round}");
+        let prepared = [parse(&name, "SELECT 1"), sync()].concat();
+        let dropped = if round % 2 == 0 {
+            query(&format!("DEALLOCATE {name}"))
+        } else {
+            let sql = format!("DEALLOCATE PREPARE \"{name}\"");
+            [parse("", &sql), bind("", "", 0), execute("", 0), sync()].concat()
+        };
+        for bytes in [prepared, dropped] {
+            let seen = wire.until_ready_after(&bytes).await;
+            errors.extend(
+                seen.iter()
+                    .filter(|m| m.tag == b'E')
+                    .map(|m| format!("round {round}: {:?}", m.code())),
+            );
+        }
+    }
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_deallocated_by_sql_free_their_place() {
+    let mut options = register::proxy_options(
+        &register::accounts(),
+        register::example_policy_files().expect("policy files"),
+    );
+    options.server_settings = "max_prepared_statements = 20".into();
+    let proxy = TestProxy::start(register::shared(), options)
+        .await
+        .expect("proxy starts");
+    // Twice the cap of 20: every round's statement is gone before the next, for
+    // an unrestricted account and a restricted one.
+    for login in [register::AUDITOR, register::CLERK] {
+        let mut wire = Wire::login(&proxy, login).await.expect("logs in");
+        let errors = prepare_and_deallocate(&mut wire, 40).await;
+        assert!(errors.is_empty(), "{login}: {errors:?}");
+    }
+    // DEALLOCATE ALL frees them all.
+    let mut wire = Wire::login(&proxy, register::CLERK).await.expect("logs in");
+    for i in 0..20 {
+        let seen = wire
+            .until_ready_after(&[parse(&format!("s{i}"), "SELECT 1"), sync()].concat())
+            .await;
+        assert!(seen.iter().all(|m| m.tag != b'E'), "{i}");
+    }
+    let seen = wire
+        .until_ready_after(&[parse("full", "SELECT 1"), sync()].concat())
+        .await;
+    let error = seen.iter().find(|m| m.tag == b'E').expect("at the cap");
+    assert_eq!(error.code().as_deref(), Some("53200"));
+    wire.until_ready_after(&query("DEALLOCATE ALL")).await;
+    let errors = prepare_and_deallocate(&mut wire, 5).await;
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statement_texts_are_capped_in_bytes() {
+    let proxy = TestProxy::start(
+        PgCluster::shared(),
+        ProxyOptions {
+            server_settings: "max_prepared_statement_bytes = 65536".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("proxy starts");
+    let (client, _driver) = connect(&proxy).await;
+    let text = |i: usize| format!("SELECT {i}, '{}'", "x".repeat(10_000));
+    let mut held = Vec::new();
+    for i in 0..6 {
+        held.push(client.prepare(&text(i)).await.expect("within the budget"));
+    }
+    let e = client
+        .prepare(&text(6))
+        .await
+        .expect_err("past the budget of bytes");
+    assert_eq!(code(&e), "53200", "{e}");
+    let message = e.as_db_error().expect("a server error").message();
+    assert!(message.contains("65536 bytes"), "{message}");
+    let e = client
+        .batch_execute(&format!("PREPARE by_sql AS {}", text(7)))
+        .await
+        .expect_err("SQL PREPARE counts too");
+    assert_eq!(code(&e), "53200", "{e}");
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session goes on");
+    // A closed statement makes room (the driver closes it when dropped).
+    drop(held.pop());
+    client.simple_query("SELECT 1").await.unwrap();
+    client.prepare(&text(8)).await.expect("room after a Close");
+    let series = "maskgate_session_limit_reached_total{limit=\"prepared_statement_bytes\"}";
+    assert_eq!(metric(&proxy.handle().metrics().encode_text(), series), 2.0);
 }

@@ -1,6 +1,9 @@
 //! End to end: the database server going away and coming back while
 //! maskgate keeps running.
 
+#[path = "common/raw_login.rs"]
+mod raw_login;
+
 use std::time::Duration;
 
 use maskgate_testkit::{metric, PgCluster, ProxyOptions, TestProxy};
@@ -265,4 +268,78 @@ async fn the_database_running_out_of_connections_reaches_the_client_as_53300() {
     };
     assert_eq!(open.len(), 5);
     assert_eq!(sqlstate(&e).as_deref(), Some("53300"), "{e}");
+}
+
+/// A login by hand, without startup settings: nothing is asked of the upstream
+/// connection before the session starts, unless maskgate asks it.
+async fn bare_login(proxy: &TestProxy) -> raw_login::Outcome {
+    let local = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    let db = proxy.database().to_string();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        raw_login::login(proxy.addr(), local, (USER, &db), Some(PASSWORD)),
+    )
+    .await
+    .expect("the login does not hang")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_to_a_frozen_database_is_not_handed_out() {
+    let pg = PgCluster::start().expect("cluster starts");
+    let proxy = TestProxy::start(
+        &pg,
+        ProxyOptions {
+            pool_size: 2,
+            upstream_settings: "checkout_timeout = \"1s\"\nhealth_check_interval = \"0s\"".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("proxy starts");
+    // A session without startup settings leaves its connection in the pool.
+    assert_eq!(bare_login(&proxy).await, raw_login::Outcome::Admitted);
+    wait_for_idle_upstreams(&proxy, 1).await;
+
+    let frozen = Frozen::freeze(&pg);
+    // Before, the pooled connection was handed out at once and the session's first
+    // statement hung for as long as the database was frozen.
+    assert_eq!(
+        bare_login(&proxy).await,
+        raw_login::Outcome::Refused("08006".into())
+    );
+    let text = proxy.handle().metrics().encode_text();
+    assert!(metric(&text, "maskgate_upstream_checkout_timeouts_total") >= 1.0);
+    drop(frozen);
+    assert_eq!(bare_login(&proxy).await, raw_login::Outcome::Admitted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_times_out_is_reported_as_a_database_not_answering() {
+    let pg = PgCluster::start().expect("cluster starts");
+    let proxy = TestProxy::start(
+        &pg,
+        ProxyOptions {
+            pool_size: 0,
+            // Longer than the harness's connect_timeout (5 s), which runs out first.
+            upstream_settings: "checkout_timeout = \"20s\"\nhealth_check_interval = \"0s\"".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("proxy starts");
+    let frozen = Frozen::freeze(&pg);
+    let e = match tokio::time::timeout(Duration::from_secs(15), connect(&proxy)).await {
+        Ok(Ok(_)) => panic!("a session started on a frozen database"),
+        Ok(Err(e)) => e,
+        Err(_) => panic!("the login hung on a frozen database"),
+    };
+    drop(frozen);
+    assert_eq!(sqlstate(&e).as_deref(), Some("08006"), "{e}");
+    let message = e.as_db_error().expect("a server error").message();
+    assert!(message.contains("not answering"), "{message}");
+    let text = proxy.handle().metrics().encode_text();
+    assert_eq!(
+        metric(&text, "maskgate_upstream_checkout_timeouts_total"),
+        1.0
+    );
 }

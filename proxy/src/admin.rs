@@ -17,7 +17,6 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +26,9 @@ use crate::metrics::{Metrics, CONTENT_TYPE};
 /// How long in-flight admin requests may finish after shutdown is requested;
 /// a stuck scraper must not hold up the process exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[path = "admin/connections.rs"]
+mod connections;
 
 /// Failure of the admin endpoint itself.
 #[derive(Debug, thiserror::Error)]
@@ -307,10 +309,10 @@ pub async fn serve_admin(
     serve_router(listener, app, limits, shutdown, SHUTDOWN_GRACE).await
 }
 
-/// The accept loop: at most `max_connections` connections are served at once
-/// (more are closed as soon as they are accepted, so they hold no descriptor),
-/// and each must send its request headers within `header_timeout`, which also
-/// closes idle keep-alive connections.
+/// The accept loop: connections are admitted by [`connections::Connections`] (more
+/// than it allows are closed at once, so they hold no descriptor), and each must
+/// send its request headers within `header_timeout`, which also closes idle
+/// keep-alive connections.
 async fn serve_router(
     listener: TcpListener,
     app: Router,
@@ -318,7 +320,8 @@ async fn serve_router(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> Result<(), AdminError> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let places =
+        connections::Connections::new(limits.max_connections, limits.max_connections_per_address);
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -330,33 +333,38 @@ async fn serve_router(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => {
+        let (tcp, peer) = match accepted {
+            Ok(conn) => {
                 backoff.succeeded();
-                tcp
+                conn
             }
             Err(e) => {
                 backoff.failed(&e).await;
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Some(place) = places.admit(peer.ip()) else {
             drop(tcp);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = connections::Tracked {
+            inner: TowerToHyperService::new(app.clone()),
+            busy: place.busy.clone(),
+        };
         let conn = http.serve_connection(TokioIo::new(tcp), service);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
+                // Its place went to a newer connection: closed as it is.
+                _ = place.evicted.cancelled() => {}
                 _ = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
             }
-            drop(slot);
+            drop(place);
         });
     }
     drop(listener);
@@ -394,6 +402,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let limits = AdminLimits {
             max_connections: 4,
+            max_connections_per_address: 4,
             header_timeout: Duration::from_millis(500),
             body_timeout: Duration::from_millis(500),
         };
@@ -590,23 +599,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_beyond_the_cap_are_closed_at_once() {
+    async fn a_new_connection_takes_the_place_of_the_oldest_idle_one() {
         let server = start().await;
         let mut held = Vec::new();
         for _ in 0..4 {
             held.push(TcpStream::connect(server.addr).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut extra = TcpStream::connect(server.addr).await.unwrap();
+        // Every place is held by a connection that sent nothing: a probe still
+        // gets its answer, and the oldest idle connection is closed for it.
+        assert_eq!(request(server.addr, "GET", "/health").await.status, 200);
         let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(Duration::from_millis(400), extra.read(&mut buf))
+        let n = tokio::time::timeout(Duration::from_millis(400), held[0].read(&mut buf))
             .await
             .expect("closed before the header timeout")
             .unwrap_or(0);
         assert_eq!(n, 0);
-        drop(held);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(request(server.addr, "GET", "/health").await.status, 200);
         server.stop().await;
     }
 }

@@ -3,15 +3,19 @@
 //! sessions of authenticated clients, so strangers who never log in cannot take
 //! the service away from those who do.
 //!
-//! A connection beyond its budget is told so (`53300`) by a small, also bounded,
-//! set of refusal tasks; beyond those it is closed at once. The budgets are fitted
+//! When every place is taken, a new connection takes the place of the oldest one
+//! that has not sent its startup packet (or of the oldest of the address holding
+//! the most places), so strangers cannot fill the budget with silence. A connection
+//! beyond its address's budget, or with no place to take, is told so (`53300`) by
+//! a small, also bounded, set of refusal tasks; beyond those it is closed at once. The budgets are fitted
 //! to the process's open-file limit at start (see [`FdBudget::plan`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// How many connections of each kind may be open at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,26 +45,84 @@ pub enum Admit {
 /// The admission state shared by the listener and the sessions.
 pub struct Admission {
     budgets: Budgets,
-    pending: Arc<Semaphore>,
     refusing: Arc<Semaphore>,
     sessions: Arc<Semaphore>,
-    per_address: Arc<Mutex<HashMap<u128, usize>>>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+/// The connections logging in. Ids grow with time, so the smallest is the oldest.
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    /// Each connection's client address.
+    places: BTreeMap<u64, u128>,
+    /// Those that have not sent their startup packet yet.
+    silent: BTreeSet<u64>,
+    per_address: HashMap<u128, BTreeSet<u64>>,
+    /// How to tell each connection that it lost its place.
+    evict: HashMap<u64, CancellationToken>,
+}
+
+impl Pending {
+    fn count(&self, key: u128) -> usize {
+        self.per_address.get(&key).map_or(0, BTreeSet::len)
+    }
+
+    /// The place to give up for a newcomer from `key` when every place is taken:
+    /// the oldest connection that has not sent its startup packet, or else the
+    /// oldest of the address holding the most places, if it holds more than the
+    /// newcomer's address would.
+    fn victim(&self, key: u128) -> Option<u64> {
+        if let Some(&id) = self.silent.first() {
+            return Some(id);
+        }
+        let newcomer = self.count(key) + 1;
+        let (_, ids) = self.per_address.iter().max_by_key(|(_, ids)| ids.len())?;
+        (ids.len() > newcomer)
+            .then(|| ids.first().copied())
+            .flatten()
+    }
+
+    fn remove(&mut self, id: u64) -> Option<CancellationToken> {
+        let key = self.places.remove(&id)?;
+        self.silent.remove(&id);
+        if let Some(ids) = self.per_address.get_mut(&key) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.per_address.remove(&key);
+            }
+        }
+        self.evict.remove(&id)
+    }
 }
 
 /// A connection's place among those logging in.
 pub struct PendingPermit {
-    _permit: OwnedSemaphorePermit,
-    per_address: Arc<Mutex<HashMap<u128, usize>>>,
-    key: u128,
+    pending: Arc<Mutex<Pending>>,
+    id: u64,
+    evicted: CancellationToken,
+}
+
+impl PendingPermit {
+    /// The client sent its startup packet: it is no longer the first to give up
+    /// its place when the budget is full.
+    pub fn startup_received(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.silent.remove(&self.id);
+    }
+
+    /// Resolves when the place was given to a newer connection.
+    pub async fn evicted(&self) {
+        self.evicted.cancelled().await
+    }
 }
 
 impl Admission {
     pub fn new(budgets: Budgets) -> Self {
         Admission {
-            pending: Arc::new(Semaphore::new(budgets.pending)),
             refusing: Arc::new(Semaphore::new(budgets.refusing)),
             sessions: Arc::new(Semaphore::new(budgets.sessions)),
-            per_address: Arc::new(Mutex::new(HashMap::new())),
+            pending: Arc::new(Mutex::new(Pending::default())),
             budgets,
         }
     }
@@ -69,27 +131,38 @@ impl Admission {
         self.budgets
     }
 
-    /// Decides about a connection from `addr` that was just accepted.
+    /// Decides about a connection from `addr` that was just accepted. When every
+    /// pending place is taken, one is given up for it (see [`Pending::victim`]):
+    /// connections that say nothing cannot keep real clients out.
     pub fn admit(&self, addr: IpAddr) -> Admit {
         let key = address_key(addr);
         let refuse = || match self.refusing.clone().try_acquire_owned() {
             Ok(permit) => Admit::Refuse(permit),
             Err(_) => Admit::Close,
         };
-        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
-            return refuse();
-        };
-        let mut counts = self.per_address.lock().expect("admission lock");
-        let count = counts.entry(key).or_insert(0);
-        if *count >= self.budgets.pending_per_address {
-            drop(counts);
+        let mut pending = self.pending.lock().expect("admission lock");
+        if pending.count(key) >= self.budgets.pending_per_address {
             return refuse();
         }
-        *count += 1;
+        if pending.places.len() >= self.budgets.pending {
+            let Some(victim) = pending.victim(key) else {
+                return refuse();
+            };
+            if let Some(token) = pending.remove(victim) {
+                token.cancel();
+            }
+        }
+        let id = pending.next;
+        pending.next += 1;
+        let evicted = CancellationToken::new();
+        pending.places.insert(id, key);
+        pending.silent.insert(id);
+        pending.per_address.entry(key).or_default().insert(id);
+        pending.evict.insert(id, evicted.clone());
         Admit::Login(PendingPermit {
-            _permit: permit,
-            per_address: self.per_address.clone(),
-            key,
+            pending: self.pending.clone(),
+            id,
+            evicted,
         })
     }
 
@@ -100,25 +173,22 @@ impl Admission {
 
     /// Connections logging in now.
     pub fn pending(&self) -> usize {
-        self.budgets.pending - self.pending.available_permits()
+        self.pending.lock().expect("admission lock").places.len()
     }
 }
 
 impl Drop for PendingPermit {
     fn drop(&mut self) {
-        let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
-        }
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.remove(self.id);
     }
 }
 
 /// Addresses of one IPv6 /64 count as one client: a host usually holds a whole /64.
+/// An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d` and counts
+/// as its IPv4 address, not as part of `::ffff:0:0/64` with every other one.
 pub fn address_key(addr: IpAddr) -> u128 {
-    match addr {
+    match addr.to_canonical() {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6) & !((1u128 << 64) - 1),
     }
@@ -252,20 +322,112 @@ mod tests {
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = admission.admit(a);
-        let second = admission.admit(a);
-        assert!(matches!(first, Admit::Login(_)) && matches!(second, Admit::Login(_)));
+        let login = |admit: Admit| match admit {
+            Admit::Login(permit) => {
+                permit.startup_received();
+                permit
+            }
+            _ => panic!("a place was expected"),
+        };
+        let first = login(admission.admit(a));
+        let _second = login(admission.admit(a));
         let refused = admission.admit(a);
         assert!(matches!(refused, Admit::Refuse(_)));
         // The one refusal slot is taken: the next one is closed at once.
         assert!(matches!(admission.admit(a), Admit::Close));
         drop(refused);
-        let other = admission.admit(b);
-        assert!(matches!(other, Admit::Login(_)));
+        let _other = login(admission.admit(b));
         assert_eq!(admission.pending(), 3);
+        // Full, and b would hold as many places as a: no place is given up.
         assert!(matches!(admission.admit(b), Admit::Refuse(_)));
         drop(first);
         assert!(matches!(admission.admit(a), Admit::Login(_)));
         assert!(admission.session().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_full_budget_gives_up_silent_connections_first_then_the_largest_holder() {
+        let admission = Admission::new(Budgets {
+            sessions: 1,
+            pending: 4,
+            pending_per_address: 3,
+            refusing: 1,
+            admin: 1,
+        });
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let place = |admit: Admit| match admit {
+            Admit::Login(permit) => permit,
+            _ => panic!("a place was expected"),
+        };
+        // A stranger: three silent connections; a client that sent its startup packet.
+        let silent: Vec<_> = (0..3).map(|_| place(admission.admit(ip(1)))).collect();
+        let talking = place(admission.admit(ip(2)));
+        talking.startup_received();
+        // Full: newcomers take the stranger's places, oldest first.
+        let newcomer = place(admission.admit(ip(3)));
+        newcomer.startup_received();
+        tokio::time::timeout(std::time::Duration::from_secs(1), silent[0].evicted())
+            .await
+            .expect("the oldest silent connection gave up its place");
+        assert_eq!(admission.pending(), 4);
+        let _more: Vec<_> = (0..2)
+            .map(|n| {
+                let p = place(admission.admit(ip(4 + n)));
+                p.startup_received();
+                p
+            })
+            .collect();
+        // No silent one is left and no address holds more than a newcomer's would.
+        assert!(matches!(admission.admit(ip(9)), Admit::Refuse(_)));
+        assert_eq!(admission.pending(), 4);
+        drop(silent);
+        assert_eq!(
+            admission.pending(),
+            4,
+            "evicted places were already given up"
+        );
+    }
+
+    #[test]
+    fn the_largest_holder_gives_up_a_place_to_an_address_with_fewer() {
+        let admission = Admission::new(Budgets {
+            sessions: 1,
+            pending: 4,
+            pending_per_address: 4,
+            refusing: 1,
+            admin: 1,
+        });
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let held: Vec<_> = (0..4)
+            .map(|_| match admission.admit(ip(1)) {
+                Admit::Login(p) => {
+                    p.startup_received();
+                    p
+                }
+                _ => panic!("a place was expected"),
+            })
+            .collect();
+        assert!(matches!(admission.admit(ip(2)), Admit::Login(_)));
+        assert!(held[0].evicted.is_cancelled());
+        assert!(!held[1].evicted.is_cancelled());
+    }
+
+    #[test]
+    fn ipv4_clients_of_a_dual_stack_listener_are_told_apart() {
+        let mapped =
+            |v4: &str| IpAddr::V6(v4.parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
+        assert_ne!(
+            address_key(mapped("127.0.0.77")),
+            address_key(mapped("127.0.0.1"))
+        );
+        assert_eq!(
+            address_key(mapped("10.1.2.3")),
+            address_key("10.1.2.3".parse().unwrap())
+        );
+        // A real IPv6 /64 still counts as one client.
+        assert_eq!(
+            address_key("2001:db8::1".parse().unwrap()),
+            address_key("2001:db8::ffff:1".parse().unwrap())
+        );
     }
 }

@@ -61,6 +61,9 @@ pub struct PolicyConfig {
     pub pseudonym_keys: std::sync::Arc<maskgate_mask::PseudonymKeys>,
     /// When a reload that removes accounts is refused.
     pub removal_guard: RemovalGuard,
+    /// How often the policy files are compared with the policy in force, besides
+    /// the directory watch (which a swapped directory can escape).
+    pub check_interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +95,14 @@ pub struct ServerConfig {
     pub session_limits: SessionLimits,
     /// The analyzer's decisions kept, for all accounts together, in bytes.
     pub decision_cache_bytes: u64,
+    /// The listen queue (`listen(2)` backlog) of the client listener.
+    pub listen_backlog: u32,
+    /// A new connection's first packet must arrive within this time.
+    pub first_packet_timeout: Duration,
+    /// Bytes of large client messages buffered at once, in all sessions together.
+    pub message_buffer_bytes: usize,
+    /// A client message, once begun, must arrive whole within this time.
+    pub message_timeout: Duration,
 }
 
 /// Whether clients must, may or may not use TLS.
@@ -367,6 +378,7 @@ impl Context<'_> {
             settings,
             pseudonym_keys: std::sync::Arc::new(maskgate_mask::PseudonymKeys::empty()),
             removal_guard: self.validate_removal_guard(raw)?,
+            check_interval: self.validate_check_interval(raw)?,
         })
     }
 
@@ -411,7 +423,8 @@ impl Context<'_> {
                 ))
             }
         };
-        let limits = self.validate_server_limits(raw)?;
+        let limits =
+            self.validate_server_limits(raw, (max_client_connections, max_message_size))?;
         let lockout = crate::login::LockoutPolicy {
             max_failures,
             window: self.duration_or(&raw.failed_login_window, Duration::from_secs(15 * 60))?,
@@ -436,6 +449,10 @@ impl Context<'_> {
             login_step_timeout: limits.login_step_timeout,
             session_limits: limits.session,
             decision_cache_bytes: limits.decision_cache_bytes,
+            listen_backlog: limits.listen_backlog,
+            first_packet_timeout: limits.first_packet_timeout,
+            message_buffer_bytes: limits.message_buffer_bytes,
+            message_timeout: limits.message_timeout,
         })
     }
 
@@ -649,8 +666,9 @@ fn parse_utc_offset(text: &str) -> Option<time::UtcOffset> {
     time::UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
 }
 
+/// `::ffff:127.0.0.1` (an IPv4 loopback address on a dual-stack socket) included.
 fn is_loopback(ip: IpAddr) -> bool {
-    ip.is_loopback()
+    ip.to_canonical().is_loopback()
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -700,8 +718,13 @@ struct RawServer {
     max_pending_logins_per_address: Option<Spanned<i64>>,
     login_step_timeout: Option<Spanned<String>>,
     max_prepared_statements: Option<Spanned<i64>>,
+    max_prepared_statement_bytes: Option<Spanned<i64>>,
     max_portals: Option<Spanned<i64>>,
     decision_cache_bytes: Option<Spanned<i64>>,
+    listen_backlog: Option<Spanned<i64>>,
+    first_packet_timeout: Option<Spanned<String>>,
+    message_buffer_bytes: Option<Spanned<i64>>,
+    message_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -742,6 +765,7 @@ struct RawPolicy {
     search_path: Option<Spanned<Vec<String>>>,
     max_account_removal_share: Option<Spanned<f64>>,
     confirm_account_removal: Option<bool>,
+    check_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -755,6 +779,7 @@ struct RawMasking {
 struct RawAdmin {
     listen: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
+    max_connections_per_address: Option<Spanned<i64>>,
     header_timeout: Option<Spanned<String>>,
     body_timeout: Option<Spanned<String>>,
 }

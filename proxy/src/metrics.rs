@@ -69,12 +69,16 @@ pub enum RejectReason {
     AddressLimited,
     /// Suspended by detection until an officer unlocks it.
     Suspended,
+    /// Its place among the connections logging in was given to a newer connection
+    /// while every place was taken (it had sent nothing yet, or its address held
+    /// the most places).
+    Evicted,
 }
 
 impl RejectReason {
     /// Every variant, in label order; the counters are pre-created from this
     /// so each reason is exported (as 0) before it first happens.
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 20] = [
         RejectReason::MaxConnections,
         RejectReason::TlsRequired,
         RejectReason::Tls,
@@ -94,6 +98,7 @@ impl RejectReason {
         RejectReason::PendingLogins,
         RejectReason::AddressLimited,
         RejectReason::Suspended,
+        RejectReason::Evicted,
     ];
 
     /// The `reason` label value.
@@ -118,6 +123,7 @@ impl RejectReason {
             RejectReason::PendingLogins => "pending_logins",
             RejectReason::AddressLimited => "address_limited",
             RejectReason::Suspended => "suspended",
+            RejectReason::Evicted => "evicted",
         }
     }
 

@@ -1,29 +1,38 @@
 //! Reloading the policy when its files change, and the guards against a slip.
 //!
 //! Editors write files in several steps (temporary file, rename, chmod), so
-//! change events are debounced: the policy is reloaded once the directory has
-//! been quiet for [`DEBOUNCE`]. SIGHUP reloads at once (see the binary).
+//! change events are debounced (see [`watch`]): a reload starts once the directory
+//! has been quiet for [`DEBOUNCE`], on a file closed after writing, renamed or
+//! removed (not on each write, so a file still open for writing is not read).
+//! SIGHUP reloads too (see the binary).
 //!
-//! A file read while it is being written is not put in force: the directory's
-//! files are compared (size, modification time) before and after they are read,
-//! and read again after a pause when they changed. A policy that would remove
-//! every account, or more than `max_account_removal_share` of them, is refused
-//! unless `confirm_account_removal` is set: the last good policy stays in force
-//! and `/health`, the metrics and the log say why.
+//! A file still being written is not put in force: a reload waits until every
+//! policy file was last modified at least [`SETTLE`] ago, and the files are
+//! compared (size, modification time) before and after they are read, and read
+//! again after a pause when they changed. A policy that would remove every
+//! account, or `max_account_removal_share` of them or more, is refused unless
+//! `confirm_account_removal` is set: the last good policy stays in force and
+//! `/health`, the metrics and the log say why. A reload that widens access is put
+//! in force with a warning naming each widening, in the log and in the trail.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use maskgate_policy::{Policy, PolicyErrors};
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::RemovalGuard;
 use crate::observe::{Event, PolicyReload};
-use crate::server::{load_policy, ServerHandle, Shared};
+use crate::server::{load_policy, Shared};
+
+mod watch;
+mod widening;
+
+pub use watch::{watch_policy_dir, DEBOUNCE};
+pub use widening::widenings;
+
+/// A policy file modified less than this long ago may still be being written.
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// The `/health` component policy problems are reported under.
 pub const COMPONENT: &str = "policy";
@@ -31,8 +40,8 @@ pub const COMPONENT: &str = "policy";
 /// What `/health` says while the policy in force has no accounts.
 pub const NO_ACCOUNTS: &str = "the policy in force has no accounts: no one can log in";
 
-/// Reads of files still being written, at most, before a reload gives up.
-const SETTLE_TRIES: usize = 10;
+/// Waits for files still being written, at most, before a reload gives up.
+const SETTLE_TRIES: usize = 12;
 
 /// Why a reload left the policy in force unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +82,15 @@ pub(crate) fn reload(shared: &Shared) -> Result<(), ReloadError> {
     match outcome {
         Ok(policy) => {
             let after = policy.generation().clone();
+            let widened = widenings(&before, &policy);
+            if !widened.is_empty() {
+                tracing::warn!(
+                    before = %generation, after = %after,
+                    "the reloaded policy WIDENS ACCESS: {}; if this is not meant, fix the \
+                     policy files now",
+                    widened.join("; ")
+                );
+            }
             let empty = policy.accounts().next().is_none();
             shared.policy.store(Arc::new(policy));
             if empty {
@@ -84,6 +102,7 @@ pub(crate) fn reload(shared: &Shared) -> Result<(), ReloadError> {
             shared.events.emit(Event::PolicyReload(PolicyReload {
                 before: generation,
                 files,
+                widened,
                 outcome: Ok(after),
             }));
             Ok(())
@@ -110,6 +129,7 @@ pub(crate) fn reload(shared: &Shared) -> Result<(), ReloadError> {
             shared.events.emit(Event::PolicyReload(PolicyReload {
                 before: generation,
                 files,
+                widened: Vec::new(),
                 outcome: Err(detail),
             }));
             Err(e)
@@ -117,19 +137,37 @@ pub(crate) fn reload(shared: &Shared) -> Result<(), ReloadError> {
     }
 }
 
-/// [`reload`], again after a pause while the files are still being written.
+/// [`reload`] once every policy file was last modified at least [`SETTLE`] ago,
+/// and again after a pause while the files are still being written. Files that do
+/// not settle (written on and on, or dated in the future) are not read.
 pub(crate) async fn reload_settled(shared: &Shared) -> Result<(), ReloadError> {
-    for _ in 1..SETTLE_TRIES {
+    for _ in 0..SETTLE_TRIES {
+        if let Some(wait) = unsettled_for(&shared.config.policy.dir, SystemTime::now()) {
+            tokio::time::sleep(wait).await;
+            continue;
+        }
         match reload(shared) {
             Err(ReloadError::Unsettled) => tokio::time::sleep(DEBOUNCE).await,
             done => return done,
         }
     }
-    reload(shared)
+    tracing::warn!(
+        "the policy files are still being written (or dated in the future): not reloaded; \
+         send SIGHUP once they are complete"
+    );
+    Err(ReloadError::Unsettled)
+}
+
+/// How long until the newest policy file is [`SETTLE`] old, if it is younger.
+fn unsettled_for(dir: &Path, now: SystemTime) -> Option<Duration> {
+    let newest = snapshot(dir).into_iter().filter_map(|f| f.2).max()?;
+    let age = now.duration_since(newest).unwrap_or(Duration::ZERO);
+    (age < SETTLE).then(|| SETTLE - age + Duration::from_millis(20))
 }
 
 /// Why `after` may not replace `before`, if it may not: it removes every account,
-/// or more than the guard's share of them, and the operator did not confirm it.
+/// or the guard's share of them or more, and the operator did not confirm it. At
+/// the share itself, not only past it: a file cut in half removes exactly half.
 pub fn removal_refusal(before: &Policy, after: &Policy, guard: RemovalGuard) -> Option<String> {
     if guard.confirmed {
         return None;
@@ -149,10 +187,10 @@ pub fn removal_refusal(before: &Policy, after: &Policy, guard: RemovalGuard) -> 
             "the new policy removes every account ({total}); {confirm}"
         ));
     }
-    if removed as f64 > guard.max_share * total as f64 {
+    if removed > 0 && removed as f64 >= guard.max_share * total as f64 {
         return Some(format!(
-            "the new policy removes {removed} of {total} accounts, more than \
-             max_account_removal_share ({}) allows; {confirm}",
+            "the new policy removes {removed} of {total} accounts, as many as \
+             max_account_removal_share ({}) refuses or more; {confirm}",
             guard.max_share
         ));
     }
@@ -177,52 +215,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .collect();
     files.sort();
     files
-}
-
-/// Quiet time after the last change before the policy is reloaded.
-pub const DEBOUNCE: Duration = Duration::from_millis(300);
-
-/// Watches the policy directory until `stop`. If the directory cannot be
-/// watched, changes are picked up by SIGHUP only, and the reason is logged.
-pub fn watch_policy_dir(handle: ServerHandle, stop: CancellationToken) -> JoinHandle<()> {
-    let dir = handle.policy_dir().to_path_buf();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !event.kind.is_access() {
-                let _ = tx.send(());
-            }
-        }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-    let watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
-            None
-        }
-    };
-    tokio::spawn(async move {
-        let _watcher = watcher;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                event = rx.recv() => if event.is_none() { return },
-            }
-            // Wait for the burst of events to end.
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    event = tokio::time::timeout(DEBOUNCE, rx.recv()) => match event {
-                        Ok(Some(())) => continue,
-                        Ok(None) => return,
-                        Err(_) => break,
-                    },
-                }
-            }
-            let _ = handle.reload_policy_settled().await;
-        }
-    })
 }
 
 #[cfg(test)]
@@ -257,7 +249,16 @@ mod tests {
         let one = policy(&["a"]);
         let why = removal_refusal(&four, &one, guard).expect("refused");
         assert!(why.contains("removes 3 of 4"), "{why}");
-        assert!(removal_refusal(&four, &policy(&["a", "b"]), guard).is_none());
+        // Half is refused too: a file cut after half its accounts removes half.
+        let why = removal_refusal(&four, &policy(&["a", "b"]), guard).expect("refused");
+        assert!(why.contains("removes 2 of 4"), "{why}");
+        assert!(removal_refusal(&four, &policy(&["a", "b", "c"]), guard).is_none());
+        let none_removable = RemovalGuard {
+            max_share: 0.0,
+            ..guard
+        };
+        assert!(removal_refusal(&four, &four, none_removable).is_none());
+        assert!(removal_refusal(&four, &policy(&["a", "b", "c"]), none_removable).is_some());
         assert!(removal_refusal(&four, &policy(&["a", "b", "c", "d", "e"]), guard).is_none());
         assert!(removal_refusal(&none, &none, guard).is_none());
         let confirmed = RemovalGuard {
@@ -265,6 +266,17 @@ mod tests {
             ..guard
         };
         assert!(removal_refusal(&four, &none, confirmed).is_none());
+    }
+
+    #[test]
+    fn a_reload_waits_until_the_newest_file_is_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unsettled_for(dir.path(), SystemTime::now()), None);
+        std::fs::write(dir.path().join("a.toml"), "x = 1\n").unwrap();
+        let now = SystemTime::now();
+        let wait = unsettled_for(dir.path(), now).expect("just written");
+        assert!(wait <= SETTLE + Duration::from_millis(20), "{wait:?}");
+        assert_eq!(unsettled_for(dir.path(), now + SETTLE), None);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct Shared {
     /// Per-account enforcers, decision caches and quotas.
     pub(crate) enforcement: Enforcement,
     pub(crate) lockouts: Lockouts,
+    /// Named login refusals past a few per address and reason, summed up.
+    pub(crate) refusals: crate::login::RefusalSummaries,
+    /// Large client messages buffered at once, all sessions together.
+    pub(crate) message_budget: crate::session::message_budget::MessageBudget,
     pub(crate) sessions: Arc<SessionCounts>,
     pub(crate) pool: Arc<Pool>,
     /// Places for connections logging in and for authenticated sessions.
@@ -145,11 +149,12 @@ impl Server {
         let upstream_tls =
             tls::upstream_config(config.upstream.tls, config.upstream.ca_file.as_deref())
                 .map_err(ServerError::UpstreamTls)?;
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.server.listen,
-                source,
+        let listener =
+            listen(config.server.listen, config.server.listen_backlog).map_err(|source| {
+                ServerError::Bind {
+                    addr: config.server.listen,
+                    source,
+                }
             })?;
         let admin = match config.admin_listen {
             Some(addr) => Some(
@@ -200,6 +205,10 @@ impl Server {
                 .with_limits(config.server.analysis)
                 .with_cache_bytes(config.server.decision_cache_bytes),
             lockouts: Lockouts::new(config.server.lockout),
+            refusals: Default::default(),
+            message_budget: crate::session::message_budget::MessageBudget::new(
+                config.server.message_buffer_bytes,
+            ),
             sessions: Arc::new(SessionCounts::default()),
             pool,
             admission: Admission::new(fd.budgets),
@@ -265,6 +274,7 @@ impl Server {
             ))
         });
         let reaper = tokio::spawn(shared.pool.clone().reap_idle(stop_background.clone()));
+        let summaries = tokio::spawn(sum_up_refusals(shared.clone(), stop_background.clone()));
         let probe = shared.config.upstream.health_check_interval.map(|every| {
             tokio::spawn(crate::upstream::probe::watch(
                 shared.pool.connector().clone(),
@@ -273,12 +283,7 @@ impl Server {
                 stop_background.clone(),
             ))
         });
-        let watcher = crate::reload::watch_policy_dir(
-            ServerHandle {
-                shared: shared.clone(),
-            },
-            stop_background.clone(),
-        );
+        let watcher = crate::reload::watch_policy_dir(shared.clone(), stop_background.clone());
 
         let sessions = TaskTracker::new();
         if let Ok(addr) = listener.local_addr() {
@@ -305,6 +310,7 @@ impl Server {
         }
         stop_background.cancel();
         let _ = reaper.await;
+        let _ = summaries.await;
         let _ = watcher.await;
         if let Some(probe) = probe {
             let _ = probe.await;
@@ -338,9 +344,11 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, sessions: &Ta
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
-            Ok(conn) => {
+            // An IPv4 client of a dual-stack listener is known by its IPv4 address
+            // everywhere: budgets, lockouts, the policy's networks, logs, the trail.
+            Ok((tcp, peer)) => {
                 backoff.succeeded();
-                conn
+                (tcp, SocketAddr::new(peer.ip().to_canonical(), peer.port()))
             }
             Err(e) => {
                 shared.metrics.guards().accept_error();
@@ -368,6 +376,25 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, sessions: &Ta
                 sessions.spawn(session::refuse_busy(tcp, permit));
             }
             Admit::Close => drop(tcp),
+        }
+    }
+}
+
+/// Writes the summaries of login refusals at the end of each window, and once more
+/// at `stop`.
+async fn sum_up_refusals(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let stopped = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(crate::login::refusals::WINDOW) => false,
+        };
+        for summary in shared.refusals.take() {
+            shared
+                .events
+                .emit(crate::observe::Event::LoginRefusals(summary));
+        }
+        if stopped {
+            return;
         }
     }
 }
@@ -482,6 +509,19 @@ fn fd_budget(config: &Config) -> FdBudget {
         );
     }
     plan
+}
+
+/// Binds the client listener with a listen queue of `backlog`: the standard
+/// library's 128 overflows under a burst of connections long before the budgets
+/// are reached.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Connections told at once that there is no room for them.

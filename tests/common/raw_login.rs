@@ -161,8 +161,22 @@ impl Exchange {
         }
     }
 
-    /// Sends the proof and reads how the login ends (up to ReadyForQuery).
-    pub async fn prove(mut self) -> (Outcome, Option<TcpStream>) {
+    /// Sends the proof and returns every message of the answer, up to an error,
+    /// ReadyForQuery or the end of the connection.
+    pub async fn prove_messages(mut self) -> Vec<Msg> {
+        self.send_proof().await;
+        let mut answer = Vec::new();
+        while let Some(msg) = recv(&mut self.stream, &mut self.buf).await {
+            let last = matches!(msg.tag, b'E' | b'Z');
+            answer.push(msg);
+            if last {
+                break;
+            }
+        }
+        answer
+    }
+
+    async fn send_proof(&mut self) {
         let mut out = BytesMut::new();
         match self.scram.as_ref() {
             Some(scram) => frontend::sasl_response(scram.message(), &mut out).unwrap(),
@@ -175,6 +189,11 @@ impl Exchange {
             }
         }
         self.send(&out).await;
+    }
+
+    /// Sends the proof and reads how the login ends (up to ReadyForQuery).
+    pub async fn prove(mut self) -> (Outcome, Option<TcpStream>) {
+        self.send_proof().await;
         loop {
             let Some(msg) = recv(&mut self.stream, &mut self.buf).await else {
                 return (Outcome::Closed, None);

@@ -27,6 +27,9 @@ pub struct ServeOptions {
     pub nofile: Option<u64>,
     /// `RUST_LOG` for the process (default: the configuration's level).
     pub log_filter: Option<String>,
+    /// Listen on this address instead of 127.0.0.1, e.g. `::ffff:127.0.0.1` for a
+    /// dual-stack socket (clients still reach it at 127.0.0.1).
+    pub listen_host: Option<std::net::IpAddr>,
 }
 
 fn io(context: &str, source: std::io::Error) -> TestkitError {
@@ -48,11 +51,14 @@ impl ServedBinary {
         template.stop().await;
         let dir = template.config_dir().to_path_buf();
         let port = free_port();
+        let host = options
+            .listen_host
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let mut config = std::fs::read_to_string(dir.join("maskgate.toml"))
             .map_err(|e| io("reading the harness configuration", e))?
             .replacen(
                 "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
+                &format!("listen = \"{}\"", SocketAddr::new(host, port)),
                 1,
             );
         let admin = if config.contains("listen = \"127.0.0.1:0\"") {
@@ -91,7 +97,7 @@ impl ServedBinary {
         let child = command.spawn().map_err(|e| io("starting maskgate", e))?;
         let served = ServedBinary {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::new(host.to_canonical(), port),
             admin,
             log,
             database: template.database().to_string(),

@@ -19,6 +19,7 @@ pub mod kind {
     pub const STATEMENT_END: &str = "statement_end";
     pub const POLICY_RELOAD: &str = "policy_reload";
     pub const LOCKOUT: &str = "lockout";
+    pub const LOGIN_REFUSALS: &str = "login_refusals";
     pub const AUDIT_TOOL: &str = "audit_tool";
     pub const ALERT: &str = maskgate_detect::observe::kind::ALERT;
     pub const ACCOUNT_SUSPENDED: &str = maskgate_detect::observe::kind::SUSPENDED;
@@ -37,6 +38,7 @@ pub enum Payload {
     StatementEnd(StatementEnd),
     PolicyReload(PolicyReload),
     Lockout(Lockout),
+    LoginRefusals(LoginRefusals),
     AuditTool(AuditTool),
     /// What detection found (`docs/detection.md`).
     Alert(maskgate_detect::Alert),
@@ -229,6 +231,9 @@ pub struct PolicyReload {
     pub after: Option<String>,
     /// Policy files added, removed or modified since `before`.
     pub files: Vec<maskgate_policy::FileChange>,
+    /// How the accepted policy lets in more than the one before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub widened: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -237,6 +242,23 @@ pub struct PolicyReload {
 pub struct Lockout {
     pub user: String,
     pub client: String,
+}
+
+/// Login refusals of one client address and reason within a minute, past the
+/// first few recorded one by one.
+#[derive(Debug, Serialize)]
+pub struct LoginRefusals {
+    /// The client address; absent for the sum of the addresses beyond the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub reason: &'static str,
+    /// Refusals summed up in this record.
+    pub count: u64,
+    pub first: String,
+    pub last: String,
+    /// Up to eight distinct login names among them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
 }
 
 /// A use of `maskgate audit` itself.

@@ -14,6 +14,9 @@ use super::{ConfigError, Context, RawAdmin, RawPolicy, RawServer, RawUpstream};
 pub struct SessionLimits {
     /// Named prepared statements (protocol-level and SQL `PREPARE`) open at once.
     pub max_prepared_statements: usize,
+    /// Bytes of text of those statements together: the backend's memory grows with
+    /// the text (about three times it), not with the count.
+    pub max_prepared_bytes: usize,
     /// Named portals open at once.
     pub max_portals: usize,
 }
@@ -22,6 +25,7 @@ impl Default for SessionLimits {
     fn default() -> Self {
         SessionLimits {
             max_prepared_statements: 1000,
+            max_prepared_bytes: 16 << 20,
             max_portals: 1000,
         }
     }
@@ -30,8 +34,11 @@ impl Default for SessionLimits {
 /// Limits of the admin endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdminLimits {
-    /// Connections served at once; more are closed at once.
+    /// Connections served at once; beyond it, the oldest connection that is not
+    /// being answered makes room, or the new one is closed.
     pub max_connections: usize,
+    /// Connections from one client address served at once.
+    pub max_connections_per_address: usize,
     /// A request's headers (or, on an idle keep-alive connection, the next
     /// request) must arrive within this time.
     pub header_timeout: Duration,
@@ -43,6 +50,7 @@ impl Default for AdminLimits {
     fn default() -> Self {
         AdminLimits {
             max_connections: 16,
+            max_connections_per_address: 4,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(5),
         }
@@ -76,6 +84,10 @@ pub(super) struct ServerLimits {
     pub decision_cache_bytes: u64,
     pub max_failures_per_address: u32,
     pub lockout_table_size: usize,
+    pub listen_backlog: u32,
+    pub first_packet_timeout: Duration,
+    pub message_buffer_bytes: usize,
+    pub message_timeout: Duration,
 }
 
 /// The upstream section's liveness settings.
@@ -127,6 +139,7 @@ impl Context<'_> {
     pub(super) fn validate_server_limits(
         &self,
         raw: &RawServer,
+        (sessions, max_message_size): (usize, usize),
     ) -> Result<ServerLimits, ConfigError> {
         let max_pending_logins = self.count(
             &raw.max_pending_logins,
@@ -141,13 +154,41 @@ impl Context<'_> {
             64,
         )?;
         let defaults = SessionLimits::default();
+        let login_step_timeout = self.positive_duration(
+            &raw.login_step_timeout,
+            "login_step_timeout",
+            Duration::from_secs(5),
+        )?;
+        // PostgreSQL sizes its listen queue from its connection limit too; the kernel
+        // caps it at net.core.somaxconn.
+        let backlog = (2 * (max_pending_logins as usize + sessions)).clamp(1024, 65535);
         Ok(ServerLimits {
             max_pending_logins: max_pending_logins as usize,
             max_pending_logins_per_address: per_address.min(max_pending_logins) as usize,
-            login_step_timeout: self.positive_duration(
-                &raw.login_step_timeout,
-                "login_step_timeout",
-                Duration::from_secs(5),
+            login_step_timeout,
+            first_packet_timeout: self
+                .positive_duration(
+                    &raw.first_packet_timeout,
+                    "first_packet_timeout",
+                    Duration::from_secs(2),
+                )?
+                .min(login_step_timeout),
+            listen_backlog: self.count(
+                &raw.listen_backlog,
+                "listen_backlog",
+                16..=65535,
+                backlog as i64,
+            )? as u32,
+            message_buffer_bytes: self.count(
+                &raw.message_buffer_bytes,
+                "message_buffer_bytes",
+                (1 << 20)..=(1 << 40),
+                (2 * max_message_size).max(32 << 20) as i64,
+            )? as usize,
+            message_timeout: self.positive_duration(
+                &raw.message_timeout,
+                "message_timeout",
+                Duration::from_secs(60),
             )?,
             session: SessionLimits {
                 max_prepared_statements: self.count(
@@ -155,6 +196,12 @@ impl Context<'_> {
                     "max_prepared_statements",
                     1..=1_000_000,
                     defaults.max_prepared_statements as i64,
+                )? as usize,
+                max_prepared_bytes: self.count(
+                    &raw.max_prepared_statement_bytes,
+                    "max_prepared_statement_bytes",
+                    (64 << 10)..=(1 << 34),
+                    defaults.max_prepared_bytes as i64,
                 )? as usize,
                 max_portals: self.count(
                     &raw.max_portals,
@@ -217,13 +264,22 @@ impl Context<'_> {
         let Some(raw) = raw else {
             return Ok(defaults);
         };
+        let max_connections = self.count(
+            &raw.max_connections,
+            "admin max_connections",
+            1..=10_000,
+            defaults.max_connections as i64,
+        )? as usize;
         Ok(AdminLimits {
-            max_connections: self.count(
-                &raw.max_connections,
-                "admin max_connections",
-                1..=10_000,
-                defaults.max_connections as i64,
-            )? as usize,
+            max_connections,
+            max_connections_per_address: self
+                .count(
+                    &raw.max_connections_per_address,
+                    "admin max_connections_per_address",
+                    1..=10_000,
+                    (max_connections / 4).max(1) as i64,
+                )?
+                .min(max_connections as i64) as usize,
             header_timeout: self.positive_duration(
                 &raw.header_timeout,
                 "admin header_timeout",
@@ -253,5 +309,13 @@ impl Context<'_> {
         }
         guard.confirmed = raw.confirm_account_removal.unwrap_or(false);
         Ok(guard)
+    }
+
+    pub(super) fn validate_check_interval(&self, raw: &RawPolicy) -> Result<Duration, ConfigError> {
+        self.positive_duration(
+            &raw.check_interval,
+            "check_interval",
+            Duration::from_secs(15),
+        )
     }
 }

@@ -3,7 +3,9 @@
 //! certificate and hours are the policy's (`maskgate_policy::Account::admit`).
 
 pub mod lockout;
+pub mod refusals;
 pub mod sessions;
 
 pub use lockout::{Attempt, Failed, LockoutPolicy, Lockouts, Refusal};
+pub use refusals::{RefusalSummaries, Summary};
 pub use sessions::{SessionCounts, SessionSlot};

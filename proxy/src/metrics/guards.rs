@@ -14,7 +14,9 @@ pub struct Guards {
     upstream_recycled: Counter,
     checkout_timeouts: Counter,
     prepared_limit: Counter,
+    prepared_bytes_limit: Counter,
     portal_limit: Counter,
+    messages_refused: Family<LimitLabel, Counter>,
 }
 
 impl Guards {
@@ -40,17 +42,29 @@ impl Guards {
         );
         let limits = Family::<LimitLabel, Counter>::default();
         let prepared_limit = limits.get_or_create_owned(&LimitLabel("prepared_statements"));
+        let prepared_bytes_limit =
+            limits.get_or_create_owned(&LimitLabel("prepared_statement_bytes"));
         let portal_limit = limits.get_or_create_owned(&LimitLabel("portals"));
         registry.register(
             "session_limit_reached",
-            "Statements refused because the session holds its maximum of prepared statements or portals",
+            "Statements refused because the session holds its maximum of prepared statements, of their bytes, or of portals",
             limits,
+        );
+        let messages_refused = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "client_messages_refused",
+            "Sessions ended over a client message: a restricted statement longer than \
+             max_statement_size by its header (statement_size), no room in \
+             message_buffer_bytes, or not received whole within message_timeout",
+            messages_refused.clone(),
         );
         Guards {
             accept_errors,
+            messages_refused,
             upstream_recycled,
             checkout_timeouts,
             prepared_limit,
+            prepared_bytes_limit,
             portal_limit,
         }
     }
@@ -67,12 +81,20 @@ impl Guards {
         self.checkout_timeouts.inc();
     }
 
-    /// A session reached its cap of prepared statements (or of portals).
-    pub fn session_limit(&self, portals: bool) {
-        if portals {
-            self.portal_limit.inc();
-        } else {
-            self.prepared_limit.inc();
-        }
+    /// A session was ended over a client message: `why` is `statement_size`,
+    /// `message_buffer_bytes` or `message_timeout`.
+    pub fn message_refused(&self, why: &'static str) {
+        self.messages_refused.get_or_create(&LimitLabel(why)).inc();
+    }
+
+    /// A session reached a cap: `limit` is `prepared_statements`,
+    /// `prepared_statement_bytes` or `portals`.
+    pub fn session_limit(&self, limit: &str) {
+        let counter = match limit {
+            "portals" => &self.portal_limit,
+            "prepared_statement_bytes" => &self.prepared_bytes_limit,
+            _ => &self.prepared_limit,
+        };
+        counter.inc();
     }
 }

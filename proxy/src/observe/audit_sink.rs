@@ -35,7 +35,19 @@ pub(super) fn record(trail: &Trail, event: &Event) {
                 before: reload.before.to_string(),
                 after: reload.outcome.as_ref().ok().map(ToString::to_string),
                 files: reload.files.clone(),
+                widened: reload.widened.clone(),
                 error: reload.outcome.as_ref().err().cloned(),
+            }),
+        ),
+        Event::LoginRefusals(summary) => (
+            kind::LOGIN_REFUSALS,
+            Payload::LoginRefusals(audit::LoginRefusals {
+                client: summary.client.map(|ip| ip.to_string()),
+                reason: summary.reason.as_str(),
+                count: summary.count,
+                first: humantime::format_rfc3339_millis(summary.first).to_string(),
+                last: humantime::format_rfc3339_millis(summary.last).to_string(),
+                users: summary.users.clone(),
             }),
         ),
         // In the statement's own records.

@@ -24,6 +24,9 @@ pub enum Event {
     /// Shadow mode: what enforcing a statement would have done.
     Monitored(Monitored),
     PolicyReload(PolicyReload),
+    /// Login refusals of one client address and reason, past the few reported one
+    /// by one in a window (already counted in the metrics, one by one).
+    LoginRefusals(crate::login::Summary),
 }
 
 /// One connection's attempt to log in.
@@ -123,6 +126,9 @@ pub struct PolicyReload {
     /// The policy files added, removed or modified since `before` (of the refused
     /// files, for a refused reload).
     pub files: Vec<FileChange>,
+    /// How the new policy lets in more than the one before (see
+    /// [`crate::reload::widenings`]); empty for a refused reload.
+    pub widened: Vec<String>,
     /// The new generation, or why the files were refused.
     pub outcome: Result<Generation, String>,
 }

@@ -29,6 +29,8 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
         },
         Event::Monitored(monitored) => metrics.monitor_decision(monitored.would),
         Event::PolicyReload(reload) => metrics.policy_reload(reload.outcome.is_ok()),
+        // Each refusal was counted when it happened.
+        Event::LoginRefusals(_) => {}
     }
 }
 
@@ -98,6 +100,17 @@ pub(super) fn log(event: &Event) {
                 "statement stopped by a check it ran under"
             ),
         },
+        Event::LoginRefusals(summary) => tracing::warn!(
+            peer = %summary.client.map_or_else(|| "other addresses".to_owned(), |ip| ip.to_string()),
+            reason = %summary.reason,
+            count = summary.count,
+            first = %humantime::format_rfc3339_seconds(summary.first),
+            last = %humantime::format_rfc3339_seconds(summary.last),
+            users = ?summary.users,
+            "login refusals summed up (more than {} from this address and reason within {} s)",
+            crate::login::refusals::PER_ADDRESS,
+            crate::login::refusals::WINDOW.as_secs(),
+        ),
         Event::Monitored(monitored) => tracing::info!(
             session = %monitored.session.id,
             would = monitored.would.as_str(),

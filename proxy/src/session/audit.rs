@@ -289,6 +289,11 @@ impl StatementAudit {
         };
     }
 
+    /// Every prepared statement was dropped (`DEALLOCATE ALL`, `DISCARD ALL`).
+    pub(super) fn forget_statements(&mut self) {
+        self.prepared.clear();
+    }
+
     /// A Bind: the portal's statement and parameters, for its Execute.
     pub(super) fn bound(&mut self, portal: &[u8], statement: &[u8], body: &[u8]) {
         if !self.is_on() {

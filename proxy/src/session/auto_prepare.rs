@@ -19,6 +19,8 @@ use crate::protocol::{self, fields::Fields};
 pub const PREFIX: &[u8] = b"_maskgate_";
 /// Statements kept prepared per session; beyond this, unnamed Parses go through as sent.
 const MAX_PREPARED: usize = 256;
+/// Bytes of their texts, likewise: the backend keeps each, and so does this map.
+const MAX_BYTES: usize = 4 << 20;
 
 /// What became of a Parse of the unnamed statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct AutoPrepare {
     /// Rewritten text → (parameter types as sent, statement number).
     prepared: HashMap<String, Vec<(Vec<u8>, u32)>>,
     count: usize,
+    /// Bytes of the texts prepared (until they are all forgotten).
+    bytes: usize,
     next: u32,
     /// The proxy's statement that the client's unnamed statement stands for.
     unnamed: Option<u32>,
@@ -56,10 +60,11 @@ impl AutoPrepare {
                 self.unnamed = Some(number);
                 Unnamed::Reused
             }
-            None if self.count < MAX_PREPARED => {
+            None if self.count < MAX_PREPARED && self.bytes + text.len() <= MAX_BYTES => {
                 let number = self.next;
                 self.next += 1;
                 self.count += 1;
+                self.bytes += text.len();
                 protocol::write_parse(out, &name(number), text, param_types);
                 self.prepared
                     .entry(text.to_owned())
@@ -123,10 +128,23 @@ impl AutoPrepare {
         }
     }
 
+    /// The server dropped the statement `name` (by SQL `DEALLOCATE`): if it was one
+    /// of the proxy's, it is prepared anew when next needed.
+    pub fn dropped(&mut self, name: &[u8]) {
+        let number = name
+            .strip_prefix(PREFIX)
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .and_then(|n| n.parse().ok());
+        if let Some(number) = number {
+            self.lost(number);
+        }
+    }
+
     /// DISCARD or DEALLOCATE may have dropped the proxy's statements: prepare anew.
     pub fn forget_all(&mut self) {
         self.prepared.clear();
         self.count = 0;
+        self.bytes = 0;
         self.unnamed = None;
     }
 }

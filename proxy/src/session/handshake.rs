@@ -40,25 +40,35 @@ async fn within<T>(
     step: Duration,
     work: impl Future<Output = Result<T, SessionError>>,
 ) -> Result<T, SessionError> {
-    tokio::time::timeout(step, work)
+    within_deadline(tokio::time::Instant::now() + step, work).await
+}
+
+async fn within_deadline<T>(
+    deadline: tokio::time::Instant,
+    work: impl Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    tokio::time::timeout_at(deadline, work)
         .await
         .unwrap_or(Err(SessionError::StepTimeout))
 }
 
 /// Negotiates TLS and reads the StartupMessage. The connection is kept in
 /// `slot` throughout (plain, then TLS), so the caller can report errors on it.
-/// The first bytes, the TLS handshake and each packet must arrive within `step`.
+/// The first packet must arrive within `first_packet_timeout` (a client sends it
+/// as soon as it is connected); the TLS handshake and each later packet within
+/// `login_step_timeout`.
 pub async fn open(
     tcp: TcpStream,
     shared: &Shared,
     slot: &mut Option<Stream>,
-    step: Duration,
 ) -> Result<Opening, SessionError> {
     let mode = shared.config.client_tls.mode;
+    let step = shared.config.server.login_step_timeout;
+    let first_packet = tokio::time::Instant::now() + shared.config.server.first_packet_timeout;
     let mut buf = BytesMut::with_capacity(512);
 
     let mut first = [0u8; 1];
-    let peeked = within(step, async { Ok(tcp.peek(&mut first).await?) }).await?;
+    let peeked = within_deadline(first_packet, async { Ok(tcp.peek(&mut first).await?) }).await?;
     let direct_tls = shared.tls.is_some() && peeked == 1 && first[0] == TLS_HANDSHAKE_RECORD;
     *slot = Some(if direct_tls {
         within(step, accept_tls(tcp, shared)).await?
@@ -69,9 +79,15 @@ pub async fn open(
     // PostgreSQL answers each negotiation request once; a client repeating one
     // is not a client the proxy needs to humour.
     let (mut ssl_answered, mut gss_answered) = (false, false);
+    let mut first_read = !direct_tls;
     loop {
         let stream = slot.as_mut().expect("the slot holds the connection");
-        let packet = within(step, async {
+        let deadline = if std::mem::take(&mut first_read) {
+            first_packet
+        } else {
+            tokio::time::Instant::now() + step
+        };
+        let packet = within_deadline(deadline, async {
             Ok(read_startup_packet(stream, &mut buf).await?)
         })
         .await?;

@@ -101,19 +101,20 @@ impl<'m> Intercept<'m> {
     /// as PostgreSQL refuses an exhausted resource.
     fn over_cap(&mut self, tag: u8, body: &[u8], out: &mut BytesMut) -> Option<ClientVerdict> {
         let held = &self.pipeline.resources;
-        let name = || {
-            fields::Fields::new(body, "message")
-                .cstr()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default()
-        };
+        let mut f = fields::Fields::new(body, "message");
+        let name = f.cstr().map(String::from_utf8_lossy).unwrap_or_default();
         let cap = match tag {
-            frontend_tag::PARSE => held.may_parse(&name()).err(),
-            frontend_tag::BIND => held.may_bind(&name()).err(),
-            frontend_tag::QUERY if resources::prepares(body) => held.check_statements().err(),
+            frontend_tag::PARSE => {
+                let text = f.cstr().map_or(0, <[u8]>::len);
+                held.may_parse(&name, text).err()
+            }
+            frontend_tag::BIND => held.may_bind(&name).err(),
+            frontend_tag::QUERY if resources::prepares(body) => {
+                held.check_statements(body.len()).err()
+            }
             _ => None,
         }?;
-        self.metrics.guards().session_limit(cap == Cap::Portals);
+        self.metrics.guards().session_limit(cap.label());
         let error = held.error(cap);
         Some(match self.rules.as_mut() {
             Some(rules) => rules.refuse_over_cap(&mut self.pipeline, tag, body, error, out),

@@ -14,10 +14,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::handshake::{self, Opening};
 use super::params::StartupRequest;
 use super::{rules, Attached, SessionError};
+use crate::admission::PendingPermit;
 use crate::auth;
 use crate::enforcement::AccountRules;
 use crate::error::{ClientError, SqlState};
-use crate::login::{Refusal, SessionSlot};
+use crate::login::{Failed, Refusal, SessionSlot};
 use crate::metrics::RejectReason;
 use crate::observe::{Event, SessionContext, SessionId, TlsFacts};
 use crate::server::Shared;
@@ -33,15 +34,16 @@ pub(super) async fn login(
     peer: SocketAddr,
     shared: &Shared,
     (client, user): (&mut Option<Stream>, &mut Option<String>),
+    place: &PendingPermit,
 ) -> Result<Option<Attached>, SessionError> {
-    let step = shared.config.server.login_step_timeout;
-    let (request, mut pending) = match handshake::open(tcp, shared, client, step).await? {
+    let (request, mut pending) = match handshake::open(tcp, shared, client).await? {
         Opening::Cancel { pid, secret } => {
             forward_cancel(shared, pid, secret).await;
             return Ok(None);
         }
         Opening::Session { request, pending } => (request, pending),
     };
+    place.startup_received();
     let stream = client.as_mut().expect("the handshake stored the stream");
     *user = Some(request.user.clone());
     if shared.draining.is_cancelled() {
@@ -63,12 +65,18 @@ pub(super) async fn login(
         }
     }
     let policy = shared.policy.load_full();
-    let account =
-        authenticate(stream, &mut pending, peer, shared, (&policy, &request.user)).await?;
     let cert = match &*stream {
         Stream::ServerTls(tls) => crate::tls::client_cert_fingerprint(tls),
         _ => None,
     };
+    let account = authenticate(
+        stream,
+        &mut pending,
+        (peer, cert.as_ref()),
+        shared,
+        (&policy, &request.user),
+    )
+    .await?;
     let (slot, place) = admit(
         shared,
         peer,
@@ -168,10 +176,15 @@ fn admit(
 
 /// The SCRAM exchange, with the lockout and the address limit checked before any
 /// work and counted again, atomically, right before the proof is checked.
+///
+/// A right password from a machine the account is not registered for (its
+/// address, or its client certificate) is answered exactly as a wrong one, with
+/// no server signature, and counts as a failed login: from an unregistered machine
+/// the answer cannot confirm a password. The log and the trail keep the true reason.
 async fn authenticate<'p>(
     stream: &mut Stream,
     pending: &mut BytesMut,
-    peer: SocketAddr,
+    (peer, cert): (SocketAddr, Option<&[u8; 32]>),
     shared: &Shared,
     (policy, login): (&'p Policy, &str),
 ) -> Result<&'p Account, SessionError> {
@@ -192,31 +205,61 @@ async fn authenticate<'p>(
         .lockouts
         .begin(login, account.is_some(), peer.ip(), Instant::now())
         .map_err(lockout_refusal)?;
-    match proof.check() {
-        Ok(server_final) => {
-            // The failure count is cleared only once the login is admitted: a right
-            // password from an unregistered machine must not wipe it.
+    let checked = proof.check();
+    let unregistered = match (&checked, account) {
+        (Ok(_), Some(account)) => unregistered_machine(account, peer.ip(), cert),
+        _ => None,
+    };
+    match (checked, unregistered) {
+        (Ok(server_final), None) => {
+            // The failure count is cleared only once the login is admitted.
             attempt.passed();
             auth::accept(stream, server_final).await?;
         }
-        Err(e) => {
-            let failed = attempt.failed(Instant::now());
-            if failed.locked {
-                shared.events.emit(Event::Lockout {
-                    client: peer,
-                    login: login.to_owned(),
-                });
-            }
-            if failed.address_limited {
-                tracing::warn!(
-                    peer = %peer.ip(),
-                    "client address refused for a while after repeated failed logins"
-                );
-            }
-            return Err(e.into());
+        (checked, unregistered) => {
+            note_failure(shared, peer, login, attempt.failed(Instant::now()));
+            return Err(match (checked, unregistered) {
+                (_, Some(denial)) => SessionError::UnregisteredMachine {
+                    user: login.to_owned(),
+                    denial,
+                },
+                (Err(e), None) => e.into(),
+                (Ok(_), None) => unreachable!("handled above"),
+            });
         }
     }
     Ok(account.expect("authentication succeeds only for accounts in the policy"))
+}
+
+/// Why `account` may not log in from this machine: its address is not in the
+/// account's networks, or it lacks a registered client certificate.
+fn unregistered_machine(
+    account: &Account,
+    ip: std::net::IpAddr,
+    cert: Option<&[u8; 32]>,
+) -> Option<LoginDenial> {
+    if !account.networks.is_empty() && !account.networks.iter().any(|net| net.contains(ip)) {
+        return Some(LoginDenial::Address);
+    }
+    let registered = |fp: &[u8; 32]| cert == Some(fp);
+    (!account.cert_fingerprints.is_empty() && !account.cert_fingerprints.iter().any(registered))
+        .then_some(LoginDenial::Certificate)
+}
+
+/// Reports what a failed login set off: a lock of its name, a limit on its address.
+fn note_failure(shared: &Shared, peer: SocketAddr, login: &str, failed: Failed) {
+    if failed.locked {
+        shared.events.emit(Event::Lockout {
+            client: peer,
+            login: login.to_owned(),
+        });
+    }
+    if failed.address_limited {
+        tracing::warn!(
+            peer = %peer.ip(),
+            "client address refused for a while after repeated failed logins"
+        );
+    }
 }
 
 fn lockout_refusal(refusal: Refusal) -> SessionError {
@@ -264,9 +307,15 @@ async fn attach(
         shared.metrics.guards().checkout_timeout();
         SessionError::Upstream(UpstreamError::NotReady { after: limit })
     };
-    let mut upstream = tokio::time::timeout_at(deadline, shared.pool.get())
-        .await
-        .map_err(|_| timed_out())??;
+    // A server that did not answer in time is reported as such, whichever bound
+    // ran out first (checkout_timeout, or connect_timeout for a new connection).
+    let mut upstream = match shared.pool.get(deadline).await {
+        Ok(upstream) => upstream,
+        Err(UpstreamError::NotReady { .. } | UpstreamError::Timeout { .. }) => {
+            return Err(timed_out())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let setup = async {
         let rules = account_rules(shared, policy, request, &mut upstream).await?;
         apply_settings(&mut upstream, request, &rules).await?;

@@ -12,6 +12,7 @@ mod copy_check;
 mod handshake;
 mod intercept;
 mod login;
+pub mod message_budget;
 mod message_types;
 pub mod params;
 mod pipeline;
@@ -44,7 +45,7 @@ use crate::stream::Stream;
 use crate::upstream::{UpstreamConn, UpstreamError};
 use account_guard::AccountGuard;
 use params::StartupRequest;
-use relay::{Controls, Relay, RelayEnd};
+use relay::{ClientLimits, Controls, Relay, RelayEnd};
 use rules::SessionRules;
 
 /// Why a session could not start; sent to the client when the connection still allows it.
@@ -63,6 +64,13 @@ pub enum SessionError {
     Refused(RejectReason, ClientError),
     #[error("connection closed by the client")]
     Closed,
+    /// A right password from a machine the account is not registered for: told
+    /// as a wrong password, so the answer does not confirm the password.
+    #[error("{}", denial.message())]
+    UnregisteredMachine {
+        user: String,
+        denial: maskgate_policy::LoginDenial,
+    },
     /// A login step (the first bytes, the TLS handshake) took too long.
     #[error("login step timed out")]
     StepTimeout,
@@ -103,6 +111,7 @@ impl SessionError {
             }
             SessionError::Upstream(_) => RejectReason::Upstream,
             SessionError::Refused(reason, _) => *reason,
+            SessionError::UnregisteredMachine { .. } => RejectReason::UnregisteredMachine,
             SessionError::Tls(_) => RejectReason::Tls,
             _ => RejectReason::Protocol,
         }
@@ -114,6 +123,9 @@ impl SessionError {
             SessionError::Client(e) | SessionError::Refused(_, e) => Some(e.clone()),
             SessionError::Auth(AuthError::Closed | AuthError::Io(_)) => None,
             SessionError::Auth(e) => Some(e.to_client_error()),
+            SessionError::UnregisteredMachine { user, .. } => {
+                Some(AuthError::Failed { user: user.clone() }.to_client_error())
+            }
             SessionError::Upstream(e) => Some(e.to_client_error()),
             SessionError::StepTimeout => Some(ClientError::fatal(
                 SqlState::PROTOCOL_VIOLATION,
@@ -152,7 +164,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
     let login = tokio::select! {
         result = tokio::time::timeout(
             login_timeout,
-            login::login(tcp, peer, &shared, (&mut client, &mut user)),
+            login::login(tcp, peer, &shared, (&mut client, &mut user), &pending),
         ) => result,
         _ = shared.draining.cancelled() => {
             refused(&shared, peer, None, RejectReason::ShuttingDown, String::new());
@@ -161,6 +173,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
                 "maskgate is shutting down and accepts no new sessions",
             );
             send_error(client.as_mut(), &e).await;
+            return;
+        }
+        () = pending.evicted() => {
+            // Its place went to a newer connection while the budget was full.
+            shared.metrics.client_rejected(RejectReason::Evicted);
+            send_error(client.as_mut(), &busy_error()).await;
             return;
         }
     };
@@ -209,19 +227,25 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, pendin
 /// room (`53300`), as PostgreSQL would, then closes it; `permit` bounds how many
 /// such refusals run at once, and each takes at most a second.
 pub async fn refuse_busy(tcp: TcpStream, permit: OwnedSemaphorePermit) {
-    let error = ClientError::fatal(
-        SqlState::TOO_MANY_CONNECTIONS,
-        "sorry, too many clients are logging in already",
-    )
-    .with_hint("try again in a moment");
-    handshake::refuse(tcp, &error, std::time::Duration::from_secs(1)).await;
+    handshake::refuse(tcp, &busy_error(), std::time::Duration::from_secs(1)).await;
     drop(permit);
 }
 
+fn busy_error() -> ClientError {
+    ClientError::fatal(
+        SqlState::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients are logging in already",
+    )
+    .with_hint("try again in a moment")
+}
+
 /// Reports a refused login attempt. Connections that never said who they are
-/// (silent, garbage, a failed TLS handshake), and refusals of an address that
-/// failed too often, are only counted: under a flood, a log line or audit record
-/// for each would be the flood's amplifier.
+/// (silent, garbage, a failed TLS handshake) are only counted. Named refusals are
+/// counted each and reported one by one up to a few per client address and reason
+/// in a window, then summed up (see [`crate::login::refusals`]); refusals of an
+/// address that failed too often are always summed up. Under a flood, a log line
+/// or audit record for each would be the flood's amplifier. Failed passwords are
+/// always reported one by one: detection reads each.
 fn refused(
     shared: &Shared,
     client: SocketAddr,
@@ -234,10 +258,17 @@ fn refused(
             reason,
             RejectReason::LoginTimeout | RejectReason::Protocol | RejectReason::Tls
         );
-    if anonymous || reason == RejectReason::AddressLimited {
+    if anonymous {
         shared.metrics.client_rejected(reason);
         tracing::debug!(peer = %client, %reason, "connection refused before login");
         return;
+    }
+    if reason != RejectReason::AuthFailed {
+        let summed = reason == RejectReason::AddressLimited;
+        if !shared.refusals.note(client.ip(), reason, login, summed) {
+            shared.metrics.client_rejected(reason);
+            return;
+        }
     }
     shared.events.emit(Event::Login(LoginAttempt {
         client,
@@ -258,8 +289,11 @@ async fn reject(
         e => e.to_string(),
     };
     refused(shared, peer, login, e.reject_reason(), detail);
-    if let SessionError::Auth(AuthError::Failed { .. }) = e {
-        // The same delay whatever failed, so timing does not reveal which accounts exist.
+    if let SessionError::Auth(AuthError::Failed { .. }) | SessionError::UnregisteredMachine { .. } =
+        e
+    {
+        // The same delay whatever failed, so timing does not reveal which accounts
+        // exist, nor a right password from an unregistered machine.
         tokio::time::sleep(shared.config.server.auth_failure_delay).await;
     }
     if let Some(error) = e.client_error() {
@@ -306,6 +340,9 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
     }
     shared.metrics.bytes_to_client(greeting.len());
 
+    let max_statement = rules
+        .is_restricted()
+        .then_some(shared.config.server.analysis.max_statement_bytes);
     let (end, reusable, in_flight, held) = {
         let mut relay = Relay::new(
             &mut stream,
@@ -318,10 +355,13 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
                 .with_startup_search_path(
                     login::startup_search_path(&request).and_then(Result::ok),
                 ),
-            (
-                shared.config.server.max_message_size,
-                shared.config.server.session_limits,
-            ),
+            ClientLimits {
+                max_message: shared.config.server.max_message_size,
+                session: shared.config.server.session_limits,
+                statement: max_statement,
+                budget: &shared.message_budget,
+                message_timeout: shared.config.server.message_timeout,
+            },
         );
         let end = relay
             .run(Controls {

@@ -26,11 +26,13 @@ mod confirmed;
 mod copy_in;
 mod outcome;
 pub mod resources;
+pub mod sql_names;
 use crate::protocol::backend_tag;
 use confirmed::Confirmed;
 use outcome::error_sqlstate;
 pub use outcome::{Finished, Outcome, Seen};
 use resources::Resources;
+use sql_names::SqlNameOp;
 
 /// The server sent something the model of its state does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,10 @@ pub struct Op {
     pub sent: Instant,
     /// The number of the audit record this message's statement began, if it began one.
     pub audit: Option<u64>,
+    /// The bytes of the statement text a Parse prepares.
+    pub text_bytes: usize,
+    /// What its text does to the prepared statements by SQL, statement by statement.
+    pub names: VecDeque<SqlNameOp>,
 }
 
 #[derive(Debug)]
@@ -112,7 +118,17 @@ impl Op {
             denial: None,
             sent: Instant::now(),
             audit: None,
+            text_bytes: 0,
+            names: VecDeque::new(),
         }
+    }
+
+    /// The same, for a text of `bytes` bytes that prepares or drops statements by
+    /// SQL as `names` say.
+    pub fn with_text(mut self, bytes: usize, names: VecDeque<SqlNameOp>) -> Op {
+        self.text_bytes = bytes;
+        self.names = names;
+        self
     }
 
     pub fn denied(kind: OpKind, denial: ClientError) -> Op {
@@ -289,8 +305,10 @@ impl Pipeline {
             return;
         }
         match &op.kind {
-            OpKind::Parse { name, .. } if !name.is_empty() => self.resources.sent(false),
-            OpKind::Bind { portal, .. } if !portal.is_empty() => self.resources.sent(true),
+            OpKind::Parse { name, .. } if !name.is_empty() => {
+                self.resources.sent_statement(op.text_bytes)
+            }
+            OpKind::Bind { portal, .. } if !portal.is_empty() => self.resources.sent_portal(),
             OpKind::Close { kind, name } => self.resources.closing(*kind, name),
             _ => {}
         }
@@ -403,13 +421,14 @@ impl Pipeline {
     }
 
     /// A named Parse or Bind left the queue, `created` when the server confirmed it.
-    fn settle(&mut self, kind: &OpKind, created: bool) {
-        match kind {
+    fn settle(&mut self, op: &Op, created: bool) {
+        match &op.kind {
             OpKind::Parse { name, .. } if !name.is_empty() => {
-                self.resources.answered(false, name, created)
+                self.resources
+                    .answered_statement(name, op.text_bytes, created)
             }
             OpKind::Bind { portal, .. } if !portal.is_empty() => {
-                self.resources.answered(true, portal, created)
+                self.resources.answered_portal(portal, created)
             }
             OpKind::Close { kind, name } => self.resources.closed(*kind, name, created),
             _ => {}
@@ -418,7 +437,7 @@ impl Pipeline {
 
     /// A message that will not be answered: what it would have created does not exist.
     fn lose(&mut self, op: Op) {
-        self.settle(&op.kind, false);
+        self.settle(&op, false);
         if let Some(stmt) = op.audit {
             self.finished.push(Finished {
                 stmt,
@@ -535,27 +554,16 @@ impl Pipeline {
             (OpKind::Describe, backend_tag::ROW_DESCRIPTION) => Step::Description,
             _ => return Err(Desync("unexpected answer to an extended-protocol message")),
         };
-        let done = self.active.take().expect("a message is being answered");
-        self.settle(&done.op.kind, true);
+        let mut done = self.active.take().expect("a message is being answered");
+        self.settle(&done.op, true);
         match done.op.kind {
             OpKind::Parse {
                 name, fetch_cursor, ..
-            } => match fetch_cursor {
-                Some(cursor) => {
-                    self.confirmed.fetches.insert(name, cursor);
-                }
-                None => {
-                    self.confirmed.fetches.remove(&name);
-                }
-            },
-            OpKind::Bind { portal, statement } => {
-                let key = match self.confirmed.fetches.get(&statement) {
-                    Some(cursor) => CountKey::Cursor(cursor.clone()),
-                    None => CountKey::Portal(portal.clone()),
-                };
-                self.confirmed.portal_rows.remove(&portal);
-                self.confirmed.portal_keys.insert(portal, key);
+            } => {
+                self.confirmed
+                    .prepared(&name, fetch_cursor, done.op.names.pop_front());
             }
+            OpKind::Bind { portal, statement } => self.confirmed.bound(portal, &statement),
             _ => {}
         }
         Ok(step)
@@ -564,7 +572,7 @@ impl Pipeline {
     /// An error answering an extended-protocol message: the server skips to Sync.
     fn extended_error(&mut self, body: &[u8]) -> Step {
         let mut done = self.active.take().expect("a message is being answered");
-        self.settle(&done.op.kind, false);
+        self.settle(&done.op, false);
         self.skipping = true;
         let denial = done.op.denial.take();
         done.seen
@@ -672,8 +680,17 @@ impl Pipeline {
 
     /// Ends the statement answering now and adds its rows to its portal or cursor.
     fn complete(&mut self, command_tag: &[u8]) -> Completion {
-        self.resources
-            .command(command_tag.strip_suffix(b"\0").unwrap_or(command_tag));
+        let tag = command_tag.strip_suffix(b"\0").unwrap_or(command_tag);
+        if matches!(tag, b"PREPARE" | b"DEALLOCATE" | b"DEALLOCATE ALL") {
+            let op = match self.active.as_mut().map(|a| (&a.op.kind, &mut a.op.names)) {
+                Some((OpKind::Execute { portal, .. }, _)) => self.confirmed.names_of(portal),
+                Some((_, names)) => names.pop_front(),
+                None => None,
+            };
+            self.resources.command(tag, op);
+        } else {
+            self.resources.command(tag, None);
+        }
         let more_pending = self.more_pending();
         let Some(counter) = self.active().counter.take() else {
             return Completion::Done;

@@ -20,13 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::account_guard::AccountGuard;
 use super::intercept::{ClientVerdict, Intercept, ServerVerdict};
+use super::message_budget::{MessageBudget, MessageHold, SMALL_MESSAGE};
 use super::message_types;
 use super::rules::SessionRules;
 use crate::config::SessionLimits;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
-use crate::protocol::backend_tag;
 use crate::protocol::frame::{self, FrameError};
+use crate::protocol::{backend_tag, frontend_tag};
 use crate::stream::Stream;
 use crate::upstream::{self, UpstreamConn};
 
@@ -36,6 +37,24 @@ const HIGH_WATER: usize = 64 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 /// PostgreSQL's own limit on a message it sends.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
+
+/// Bytes a Parse may carry besides its statement text: the statement's name and
+/// up to 65,535 parameter types.
+const PARSE_FRAMING: usize = 64 * 1024 + 4 * u16::MAX as usize + 4;
+
+/// How the session's client messages are bounded.
+pub struct ClientLimits<'a> {
+    /// The longest message the client may send.
+    pub max_message: usize,
+    /// What the session may hold upstream.
+    pub session: SessionLimits,
+    /// The longest statement analyzed, for a restricted account.
+    pub statement: Option<usize>,
+    /// Large messages buffered at once, all sessions together.
+    pub budget: &'a MessageBudget,
+    /// A message, once begun, must arrive whole within this time.
+    pub message_timeout: Duration,
+}
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -73,6 +92,14 @@ pub struct Relay<'a> {
     scratch: BytesMut,
     metrics: &'a Metrics,
     max_client_message: usize,
+    /// The longest statement analyzed, for a restricted account.
+    max_statement: Option<usize>,
+    budget: &'a MessageBudget,
+    /// The place in `budget` of the large message being received.
+    hold: Option<MessageHold<'a>>,
+    message_timeout: Duration,
+    /// Runs while a message is partly received.
+    message_timer: Option<Pin<Box<Sleep>>>,
     draining: bool,
     idle_timer: Option<Pin<Box<Sleep>>>,
     idle_timeout: Option<Duration>,
@@ -86,7 +113,7 @@ impl<'a> Relay<'a> {
         metrics: &'a Metrics,
         account: AccountGuard<'a>,
         rules: SessionRules<'a>,
-        (max_client_message, limits): (usize, SessionLimits),
+        limits: ClientLimits<'a>,
     ) -> Self {
         Self {
             client,
@@ -96,10 +123,16 @@ impl<'a> Relay<'a> {
             upstream_out: BytesMut::new(),
             client_flush: false,
             upstream_flush: false,
-            intercept: Intercept::new(metrics, Some(account), Some(rules)).with_limits(limits),
+            intercept: Intercept::new(metrics, Some(account), Some(rules))
+                .with_limits(limits.session),
             scratch: BytesMut::new(),
             metrics,
-            max_client_message,
+            max_client_message: limits.max_message,
+            max_statement: limits.statement,
+            budget: limits.budget,
+            hold: None,
+            message_timeout: limits.message_timeout,
+            message_timer: None,
             draining: false,
             idle_timer: None,
             idle_timeout: None,
@@ -276,6 +309,17 @@ impl<'a> Relay<'a> {
                 }
             }
 
+            if let Some(timer) = &mut self.message_timer {
+                if self.upstream_out.len() >= HIGH_WATER {
+                    // Not read while the server is behind: the client is not late.
+                    timer.as_mut().reset(Instant::now() + self.message_timeout);
+                } else if timer.as_mut().poll(cx).is_ready() {
+                    self.metrics.guards().message_refused("message_timeout");
+                    return Poll::Ready(RelayEnd::Closed(message_timeout_error(
+                        self.message_timeout,
+                    )));
+                }
+            }
             if self.upstream_out.len() < HIGH_WATER {
                 if self.client_in.capacity() - self.client_in.len() < READ_CHUNK / 2 {
                     self.client_in.reserve(READ_CHUNK);
@@ -376,12 +420,23 @@ impl<'a> Relay<'a> {
                     break;
                 }
             };
+            if let Err(e) = self.check_statement_size(h) {
+                end = Some(RelayEnd::Closed(e));
+                break;
+            }
             if self.client_in.len() - pos < h.total_len {
+                if let Err(e) = self.admit_partial(h) {
+                    end = Some(RelayEnd::Closed(e));
+                    break;
+                }
                 // Make room for the rest of a large message in one allocation.
                 self.client_in
                     .reserve(h.total_len - (self.client_in.len() - pos));
                 break;
             }
+            // Whole: whatever held its place (or timed it) was for this message.
+            self.hold = None;
+            self.message_timer = None;
             let body = &self.client_in[pos + frame::HEADER_LEN..pos + h.total_len];
             match self
                 .intercept
@@ -410,8 +465,73 @@ impl<'a> Relay<'a> {
         if pos > 0 {
             append(&mut self.upstream_out, self.client_in.split_to(pos));
         }
+        if self.client_in.is_empty() {
+            self.message_timer = None;
+        } else if self.message_timer.is_none() && end.is_none() {
+            let deadline = Instant::now() + self.message_timeout;
+            self.message_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
         end
     }
+
+    /// A restricted account's statement longer than it may be analyzed is refused
+    /// from its header: its body is not waited for nor buffered.
+    fn check_statement_size(&self, h: frame::Header) -> Result<(), ClientError> {
+        let framing = match h.tag {
+            frontend_tag::QUERY => 1,
+            frontend_tag::PARSE => PARSE_FRAMING,
+            _ => usize::MAX,
+        };
+        if let Some(max) = self.max_statement {
+            if h.body_len() > max.saturating_add(framing) {
+                self.metrics.guards().message_refused("statement_size");
+                return Err(ClientError::fatal(
+                    SqlState::PROGRAM_LIMIT_EXCEEDED,
+                    format!(
+                        "statement message of {} bytes is longer than the {max} bytes \
+                         maskgate analyzes for this account",
+                        h.body_len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the rest of a partly received message may be waited for: a large
+    /// one needs a place in the budget.
+    fn admit_partial(&mut self, h: frame::Header) -> Result<(), ClientError> {
+        if h.total_len > SMALL_MESSAGE && self.hold.is_none() {
+            match self.budget.try_hold(h.total_len) {
+                Some(hold) => self.hold = Some(hold),
+                None => {
+                    self.metrics
+                        .guards()
+                        .message_refused("message_buffer_bytes");
+                    return Err(ClientError::fatal(
+                        SqlState::OUT_OF_MEMORY,
+                        format!(
+                            "out of memory: maskgate holds too many large messages at once \
+                             to take one of {} bytes; try again later",
+                            h.total_len
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn message_timeout_error(timeout: Duration) -> ClientError {
+    ClientError::fatal(
+        SqlState::PROTOCOL_VIOLATION,
+        format!(
+            "terminating connection: a message was not received whole within {} s \
+             (message_timeout)",
+            timeout.as_secs_f32()
+        ),
+    )
 }
 
 fn framing_error(e: FrameError) -> ClientError {

@@ -24,13 +24,15 @@ use super::audit::{StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
 use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
+use super::pipeline::resources::Dropped;
+use super::pipeline::sql_names::sql_name_ops;
 use super::pipeline::{Completion, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step};
 use super::rule_errors::{
     cap_error, denial_error, hourly_error, reserved_error, session_budget_error,
 };
 pub(super) use super::rule_errors::{encoding_error, is_utf8, malformed};
 use super::rule_errors::{invalid_encoding, statement_text};
-use super::statements::{drops_prepared, drops_prepared_tag, fetch_cursor, log_statement, plan};
+use super::statements::{drops_prepared, fetch_cursor, log_statement, plan};
 use crate::enforcement::{AccountRules, AccountUsage, Enforcement};
 use crate::error::{ClientError, SqlState};
 use crate::observe::{
@@ -160,7 +162,8 @@ impl SessionRules<'_> {
             let op = Op::new(OpKind::Query {
                 statements: None,
                 cap,
-            });
+            })
+            .with_text(0, sql_name_ops(body));
             pipe.push(op.audited(stmt));
             return ClientVerdict::Forward;
         }
@@ -216,7 +219,8 @@ impl SessionRules<'_> {
         let op = Op::new(OpKind::Query {
             statements: Some(plans),
             cap,
-        });
+        })
+        .with_text(0, sql_name_ops(rewritten.text.as_bytes()));
         pipe.push(op.audited(stmt));
         tracing::debug!(statement = ?maskgate_sql::fingerprint(sql), "query rewritten");
         protocol::write_query(out, &rewritten.text);
@@ -253,7 +257,8 @@ impl SessionRules<'_> {
             if self.audit.is_on() {
                 self.audit.parsed(name, Text::unanalyzed(sql));
             }
-            pipe.push(Op::new(parse_op(name, None, None)));
+            let op = Op::new(parse_op(name, None, None));
+            pipe.push(op.with_text(text.len(), sql_name_ops(text)));
             return ClientVerdict::Forward;
         }
         let param_types = f.rest();
@@ -317,7 +322,9 @@ impl SessionRules<'_> {
             Unnamed::Created(n) => Some(n),
             Unnamed::Reused | Unnamed::AsSent => None,
         };
-        pipe.push(Op::new(parse_op(name, fetch, prepared)));
+        // Counted by the client's text, as the cap was checked (see `over_cap`).
+        let names = sql_name_ops(rewritten.text.as_bytes());
+        pipe.push(Op::new(parse_op(name, fetch, prepared)).with_text(text.len(), names));
         if unnamed == Unnamed::AsSent {
             protocol::write_parse(out, name, &rewritten.text, param_types);
         }
@@ -605,6 +612,26 @@ impl SessionRules<'_> {
         for lost in pipe.take_lost() {
             self.auto_prepare.lost(lost);
         }
+        if pipe.resources.has_dropped() {
+            for dropped in pipe.resources.take_dropped() {
+                match dropped {
+                    Dropped::All => {
+                        self.auto_prepare.forget_all();
+                        self.audit.forget_statements();
+                        self.caps.forget_all();
+                    }
+                    Dropped::Unknown => {
+                        self.auto_prepare.forget_all();
+                        self.caps.forget_all();
+                    }
+                    Dropped::Name(name) => {
+                        self.auto_prepare.dropped(name.as_bytes());
+                        self.audit.closed(b'S', name.as_bytes());
+                        self.caps.closed(b'S', name.as_bytes());
+                    }
+                }
+            }
+        }
         let verdict = self.answer(pipe, step, (tag, body), out);
         if pipe.has_finished() {
             for finished in pipe.take_finished() {
@@ -634,13 +661,7 @@ impl SessionRules<'_> {
                 }
                 RowVerdict::Drop => ServerVerdict::Drop,
             },
-            Step::Complete(completion) => {
-                if drops_prepared_tag(body) {
-                    self.auto_prepare.forget_all();
-                    self.caps.forget_all();
-                }
-                self.complete(pipe, completion, (tag, body), out)
-            }
+            Step::Complete(completion) => self.complete(pipe, completion, (tag, body), out),
             Step::Description => self.description(pipe, body, out),
             Step::Error(denial) => {
                 self.held.discard();

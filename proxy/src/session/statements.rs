@@ -4,20 +4,24 @@
 
 use maskgate_sql::EnforcedStatement;
 
+use super::pipeline::sql_names::{sql_name_ops, SqlNameOp};
 use super::pipeline::{CountKey, StatementPlan};
 use crate::protocol::fields::Fields;
 
-/// Whether a statement (as sent upstream) can drop the session's prepared statements.
+/// Whether a statement (as sent upstream) can drop maskgate's own prepared
+/// statements: `DISCARD`, `DEALLOCATE ALL`, or a `DEALLOCATE` of one of their
+/// names. (A `DEALLOCATE` of the client's own statement leaves them: forgetting
+/// them would prepare them again under new names, and the backend would keep both.)
 pub(super) fn drops_prepared(sql: &str) -> bool {
     let head = sql.trim_start().as_bytes();
-    let starts =
-        |word: &[u8]| head.len() >= word.len() && head[..word.len()].eq_ignore_ascii_case(word);
-    starts(b"DISCARD") || starts(b"DEALLOCATE")
-}
-
-/// The same, from a CommandComplete tag (a prepared DEALLOCATE runs at Execute).
-pub(super) fn drops_prepared_tag(tag: &[u8]) -> bool {
-    tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE")
+    if head.len() >= 7 && head[..7].eq_ignore_ascii_case(b"DISCARD") {
+        return true;
+    }
+    sql_name_ops(sql.as_bytes()).iter().any(|op| match op {
+        SqlNameOp::DeallocateAll => true,
+        SqlNameOp::Deallocate(name) => super::auto_prepare::is_reserved(name.as_bytes()),
+        SqlNameOp::Prepare { .. } => false,
+    })
 }
 
 /// How a statement's rows count: a DECLARE starts its cursor's count again, a

@@ -171,6 +171,28 @@ impl UpstreamConn {
         }
     }
 
+    /// A round trip that costs the server nothing: a Sync outside a transaction is
+    /// answered by ReadyForQuery alone, and is neither parsed nor logged.
+    pub(crate) async fn ping(&mut self) -> Result<(), UpstreamError> {
+        self.stream.write_all(&[b'S', 0, 0, 0, 4]).await?;
+        self.stream.flush().await?;
+        loop {
+            let msg = read_message(&mut self.stream, &mut self.read_buf, MAX_SETUP_MESSAGE).await?;
+            match msg.tag {
+                backend_tag::READY_FOR_QUERY => return Ok(()),
+                backend_tag::PARAMETER_STATUS => self.record_param(&msg.body),
+                backend_tag::NOTICE_RESPONSE => {}
+                backend_tag::ERROR_RESPONSE => return Err(server_error(&msg.body)),
+                other => {
+                    return Err(UpstreamError::Protocol(format!(
+                        "message '{}' in answer to a Sync",
+                        other as char
+                    )))
+                }
+            }
+        }
+    }
+
     /// Runs a simple-protocol query and returns its rows as text (`None` = NULL).
     /// For tools that read the catalog (`policy check --live`), never for client
     /// statements.

@@ -50,8 +50,13 @@ impl Pool {
         &self.connector
     }
 
-    /// A live connection: the most recently used idle one, or a new one.
-    pub async fn get(&self) -> Result<UpstreamConn, UpstreamError> {
+    /// A live connection by `deadline`: the most recently used idle one that
+    /// answers a round trip, or a new one. An idle connection proves it is alive
+    /// before it is handed out: a frozen server would otherwise take the session in
+    /// at once and hang its first statement. [`UpstreamError::NotReady`] when the
+    /// server did not answer by `deadline`.
+    pub async fn get(&self, deadline: tokio::time::Instant) -> Result<UpstreamConn, UpstreamError> {
+        let after = self.connector.config().checkout_timeout;
         loop {
             let candidate = {
                 let mut idle = self.idle.lock().expect("pool lock");
@@ -62,12 +67,23 @@ impl Pool {
             let Some(Idle { mut conn, since }) = candidate else {
                 break;
             };
-            if since.elapsed() < self.idle_timeout && !conn.is_closed_or_dirty() {
-                return Ok(conn);
+            if since.elapsed() >= self.idle_timeout || conn.is_closed_or_dirty() {
+                self.discard(conn);
+                continue;
             }
-            self.metrics.upstream_closed();
+            match tokio::time::timeout_at(deadline, conn.ping()).await {
+                Ok(Ok(())) => return Ok(conn),
+                Ok(Err(_)) => self.discard(conn),
+                Err(_) => {
+                    self.discard(conn);
+                    return Err(UpstreamError::NotReady { after });
+                }
+            }
         }
-        match self.connector.connect().await {
+        let connected = tokio::time::timeout_at(deadline, self.connector.connect())
+            .await
+            .unwrap_or(Err(UpstreamError::NotReady { after }));
+        match connected {
             Ok(conn) => {
                 self.metrics.upstream_opened();
                 Ok(conn)

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::sql_names::SqlNameOp;
 use super::CountKey;
 
 /// Counts and names the server has confirmed, for the statements still to come.
@@ -12,6 +13,10 @@ pub(super) struct Confirmed {
     pub(super) portal_keys: HashMap<String, CountKey>,
     /// Prepared statements that FETCH from a cursor, by statement name.
     pub(super) fetches: HashMap<String, String>,
+    /// Prepared statements (by name) and portals whose text prepares or drops a
+    /// statement by SQL, and what it does.
+    statement_names: HashMap<String, SqlNameOp>,
+    portal_names: HashMap<String, SqlNameOp>,
 }
 
 impl Confirmed {
@@ -40,5 +45,42 @@ impl Confirmed {
     pub(super) fn transaction_ended(&mut self) {
         self.portal_rows.clear();
         self.portal_keys.clear();
+        self.portal_names.clear();
+    }
+
+    /// The server confirmed a Parse of statement `name`.
+    pub(super) fn prepared(
+        &mut self,
+        name: &str,
+        fetch_cursor: Option<String>,
+        names: Option<SqlNameOp>,
+    ) {
+        match fetch_cursor {
+            Some(cursor) => self.fetches.insert(name.to_owned(), cursor),
+            None => self.fetches.remove(name),
+        };
+        match names {
+            Some(op) => self.statement_names.insert(name.to_owned(), op),
+            None => self.statement_names.remove(name),
+        };
+    }
+
+    /// The server confirmed a Bind of `portal` to `statement`.
+    pub(super) fn bound(&mut self, portal: String, statement: &str) {
+        let key = match self.fetches.get(statement) {
+            Some(cursor) => CountKey::Cursor(cursor.clone()),
+            None => CountKey::Portal(portal.clone()),
+        };
+        match self.statement_names.get(statement) {
+            Some(op) => self.portal_names.insert(portal.clone(), op.clone()),
+            None => self.portal_names.remove(&portal),
+        };
+        self.portal_rows.remove(&portal);
+        self.portal_keys.insert(portal, key);
+    }
+
+    /// What an Execute of `portal` does to the prepared statements by SQL.
+    pub(super) fn names_of(&self, portal: &str) -> Option<SqlNameOp> {
+        self.portal_names.get(portal).cloned()
     }
 }
