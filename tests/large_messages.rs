@@ -1,6 +1,7 @@
 //! End to end: large client messages cannot take maskgate's memory. A restricted
 //! account's statement longer than maskgate analyzes is refused from its header
-//! (its body is never buffered), large messages of all sessions share one budget
+//! in its place (its body is dropped as it arrives, never buffered, and the
+//! session goes on), large messages of all sessions share one budget
 //! (`message_buffer_bytes`, answered 53200), and a message must arrive whole within
 //! `message_timeout`.
 
@@ -85,21 +86,46 @@ async fn expect_answer(wire: &mut Wire, what: &str) {
     }
 }
 
+/// An ERROR (not FATAL) with `code`, then ReadyForQuery.
+async fn expect_error(wire: &mut Wire, code: &str, what: &str) {
+    let m = answer(wire, what).await;
+    assert_eq!(m.tag, b'E', "{what}: {}", m.tag as char);
+    assert_eq!(
+        m.code().as_deref(),
+        Some(code),
+        "{what}: {:?}",
+        m.field(b'M')
+    );
+    assert_eq!(m.field(b'S').as_deref(), Some("ERROR"), "{what}");
+    let ready = answer(wire, what).await;
+    assert_eq!(ready.tag, b'Z', "{what}: {}", ready.tag as char);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restricted_statement_too_long_to_analyze_is_refused_from_its_header() {
     let proxy = start().await;
-    // Only the header and a few bytes: maskgate must not wait for the rest.
+    // Only the header and a few bytes: the answer does not wait for the rest.
     let query = long_query(3 << 20);
     let mut clerk = Wire::login(&proxy, "clerk").await.expect("clerk logs in");
     clerk.send(&query[..100]).await;
-    expect_fatal(&mut clerk, "54000", "a 3 MiB restricted Query").await;
+    expect_error(&mut clerk, "54000", "a 3 MiB restricted Query").await;
+    // The rest is dropped as it comes, and the session goes on.
+    clerk.send(&query[100..]).await;
+    clerk.send(&long_query(100)).await;
+    expect_answer(&mut clerk, "a statement after the long one").await;
 
+    // A Parse too: refused in its place, the rest of the batch skipped to Sync.
     let mut parse = b"s1\0".to_vec();
     parse.resize(3 << 20, b' ');
     let parse = message(b'P', &parse);
-    let mut clerk = Wire::login(&proxy, "clerk").await.expect("clerk logs in");
-    clerk.send(&parse[..100]).await;
-    expect_fatal(&mut clerk, "54000", "a 3 MiB restricted Parse").await;
+    let mut batch = parse.clone();
+    batch.extend_from_slice(&message(b'B', b"\0s1\0\0\0\0\0\0\0"));
+    batch.extend_from_slice(&message(b'E', b"\0\0\0\0\0"));
+    batch.extend_from_slice(&message(b'S', b""));
+    clerk.send(&batch).await;
+    expect_error(&mut clerk, "54000", "a 3 MiB restricted Parse").await;
+    clerk.send(&long_query(100)).await;
+    expect_answer(&mut clerk, "a statement after the long Parse").await;
 
     // An unrestricted account's statement of that size is relayed.
     let mut alice = Wire::login(&proxy, "alice").await.expect("alice logs in");

@@ -30,6 +30,8 @@ pub struct ServeOptions {
     /// Listen on this address instead of 127.0.0.1, e.g. `::ffff:127.0.0.1` for a
     /// dual-stack socket (clients still reach it at 127.0.0.1).
     pub listen_host: Option<std::net::IpAddr>,
+    /// Environment variables for the process, e.g. allocator settings.
+    pub env: Vec<(String, String)>,
 }
 
 fn io(context: &str, source: std::io::Error) -> TestkitError {
@@ -94,6 +96,7 @@ impl ServedBinary {
         if let Some(filter) = &options.log_filter {
             command.env("RUST_LOG", filter);
         }
+        command.envs(options.env.iter().map(|(k, v)| (k, v)));
         let child = command.spawn().map_err(|e| io("starting maskgate", e))?;
         let served = ServedBinary {
             child,

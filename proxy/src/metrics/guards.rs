@@ -53,9 +53,10 @@ impl Guards {
         let messages_refused = Family::<LimitLabel, Counter>::default();
         registry.register(
             "client_messages_refused",
-            "Sessions ended over a client message: a restricted statement longer than \
-             max_statement_size by its header (statement_size), no room in \
-             message_buffer_bytes, or not received whole within message_timeout",
+            "Client messages refused unread: a restricted statement longer than \
+             max_statement_size by its header (statement_size, answered 54000, the \
+             session goes on), no room in message_buffer_bytes or not received whole \
+             within message_timeout (both end the session)",
             messages_refused.clone(),
         );
         Guards {
@@ -81,8 +82,8 @@ impl Guards {
         self.checkout_timeouts.inc();
     }
 
-    /// A session was ended over a client message: `why` is `statement_size`,
-    /// `message_buffer_bytes` or `message_timeout`.
+    /// A client message was refused unread: `why` is `statement_size` (the
+    /// session goes on), `message_buffer_bytes` or `message_timeout` (it ends).
     pub fn message_refused(&self, why: &'static str) {
         self.messages_refused.get_or_create(&LimitLabel(why)).inc();
     }

@@ -19,6 +19,7 @@ use super::rules::SessionRules;
 use crate::config::SessionLimits;
 use crate::error::{ClientError, SqlState};
 use crate::metrics::Metrics;
+use crate::observe::Refusal;
 use crate::protocol::fields;
 use crate::protocol::{backend_tag, frontend_tag};
 use crate::upstream;
@@ -120,6 +121,34 @@ impl<'m> Intercept<'m> {
             Some(rules) => rules.refuse_over_cap(&mut self.pipeline, tag, body, error, out),
             None => ClientVerdict::Reject(error),
         })
+    }
+
+    /// A restricted Query or Parse too long to analyze, refused from its header
+    /// alone: the client gets `error` in the statement's place and the session
+    /// goes on (the relay drops the body as it arrives).
+    pub fn refuse_unread(
+        &mut self,
+        tag: u8,
+        error: ClientError,
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
+        if self.pipeline.client_skip && is_skipped_till_sync(tag) {
+            return ClientVerdict::Replace;
+        }
+        if tag == frontend_tag::PARSE {
+            self.unsynced = true;
+        } else {
+            self.metrics.statement();
+        }
+        match self.rules.as_mut() {
+            Some(rules) => rules.refuse_message(
+                &mut self.pipeline,
+                (tag, &[]),
+                (Refusal::Policy, error),
+                out,
+            ),
+            None => ClientVerdict::Reject(error),
+        }
     }
 
     /// Called for each complete client message, in order, before it is forwarded.

@@ -97,6 +97,8 @@ pub struct Relay<'a> {
     budget: &'a MessageBudget,
     /// The place in `budget` of the large message being received.
     hold: Option<MessageHold<'a>>,
+    /// Bytes of a refused message still to arrive, dropped unread.
+    unread: usize,
     message_timeout: Duration,
     /// Runs while a message is partly received.
     message_timer: Option<Pin<Box<Sleep>>>,
@@ -131,6 +133,7 @@ impl<'a> Relay<'a> {
             max_statement: limits.statement,
             budget: limits.budget,
             hold: None,
+            unread: 0,
             message_timeout: limits.message_timeout,
             message_timer: None,
             draining: false,
@@ -403,6 +406,9 @@ impl<'a> Relay<'a> {
     fn process_client(&mut self) -> Option<RelayEnd> {
         let mut pos = 0;
         let mut end = None;
+        if !self.drop_unread() {
+            return self.time_message(end);
+        }
         loop {
             // Like PostgreSQL, an unknown type is refused from its first byte: its
             // length is not looked at and its body never read or buffered.
@@ -420,9 +426,32 @@ impl<'a> Relay<'a> {
                     break;
                 }
             };
-            if let Err(e) = self.check_statement_size(h) {
-                end = Some(RelayEnd::Closed(e));
-                break;
+            if let Some(error) = self.too_long_to_analyze(h) {
+                // Refused in its place from the header; the body is dropped as it
+                // arrives, never buffered.
+                if pos > 0 {
+                    append(&mut self.upstream_out, self.client_in.split_to(pos));
+                    pos = 0;
+                }
+                match self
+                    .intercept
+                    .refuse_unread(h.tag, error, &mut self.scratch)
+                {
+                    ClientVerdict::Reject(e) => {
+                        end = Some(RelayEnd::Closed(e));
+                        break;
+                    }
+                    _ => {
+                        self.upstream_out.extend_from_slice(&self.scratch);
+                        self.scratch.clear();
+                    }
+                }
+                self.hold = None;
+                self.unread = h.total_len;
+                if !self.drop_unread() {
+                    break;
+                }
+                continue;
             }
             if self.client_in.len() - pos < h.total_len {
                 if let Err(e) = self.admit_partial(h) {
@@ -465,7 +494,21 @@ impl<'a> Relay<'a> {
         if pos > 0 {
             append(&mut self.upstream_out, self.client_in.split_to(pos));
         }
-        if self.client_in.is_empty() {
+        self.time_message(end)
+    }
+
+    /// Drops what has arrived of a refused message's body; `true` once all of it
+    /// has (the bytes after it are the next message).
+    fn drop_unread(&mut self) -> bool {
+        let n = self.unread.min(self.client_in.len());
+        self.client_in.advance(n);
+        self.unread -= n;
+        self.unread == 0
+    }
+
+    /// A message begun (or a refused one still arriving) must arrive whole in time.
+    fn time_message(&mut self, end: Option<RelayEnd>) -> Option<RelayEnd> {
+        if self.client_in.is_empty() && self.unread == 0 {
             self.message_timer = None;
         } else if self.message_timer.is_none() && end.is_none() {
             let deadline = Instant::now() + self.message_timeout;
@@ -474,28 +517,30 @@ impl<'a> Relay<'a> {
         end
     }
 
-    /// A restricted account's statement longer than it may be analyzed is refused
-    /// from its header: its body is not waited for nor buffered.
-    fn check_statement_size(&self, h: frame::Header) -> Result<(), ClientError> {
+    /// A restricted account's statement longer than it may be analyzed, known
+    /// from its header: the error it is refused with.
+    fn too_long_to_analyze(&self, h: frame::Header) -> Option<ClientError> {
         let framing = match h.tag {
             frontend_tag::QUERY => 1,
             frontend_tag::PARSE => PARSE_FRAMING,
-            _ => usize::MAX,
+            _ => return None,
         };
-        if let Some(max) = self.max_statement {
-            if h.body_len() > max.saturating_add(framing) {
-                self.metrics.guards().message_refused("statement_size");
-                return Err(ClientError::fatal(
-                    SqlState::PROGRAM_LIMIT_EXCEEDED,
-                    format!(
-                        "statement message of {} bytes is longer than the {max} bytes \
-                         maskgate analyzes for this account",
-                        h.body_len()
-                    ),
-                ));
-            }
+        let max = self.max_statement?;
+        if h.body_len() <= max.saturating_add(framing) {
+            return None;
         }
-        Ok(())
+        self.metrics.guards().message_refused("statement_size");
+        Some(
+            ClientError::error(
+                SqlState::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "statement message of {} bytes is longer than the {max} bytes \
+                     maskgate analyzes for this account",
+                    h.body_len()
+                ),
+            )
+            .with_hint("send shorter statements, or pass long values as parameters"),
+        )
     }
 
     /// Whether the rest of a partly received message may be waited for: a large

@@ -513,6 +513,18 @@ impl SessionRules<'_> {
         error: ClientError,
         out: &mut BytesMut,
     ) -> ClientVerdict {
+        self.refuse_message(pipe, (tag, body), (Refusal::SessionLimit, error), out)
+    }
+
+    /// Refuses a Query, Parse or other message in its place in the pipeline: the
+    /// client gets `error` where PostgreSQL would have answered it.
+    pub fn refuse_message(
+        &mut self,
+        pipe: &mut Pipeline,
+        (tag, body): (u8, &[u8]),
+        (refusal, error): (Refusal, ClientError),
+        out: &mut BytesMut,
+    ) -> ClientVerdict {
         let (replaced, sql) = match tag {
             frontend_tag::QUERY => (Replaced::Query, String::from_utf8_lossy(body)),
             frontend_tag::PARSE => {
@@ -523,7 +535,7 @@ impl SessionRules<'_> {
             }
             _ => (Replaced::Message, Default::default()),
         };
-        self.deny(pipe, replaced, (Refusal::SessionLimit, error), &sql, out)
+        self.deny(pipe, replaced, (refusal, error), &sql, out)
     }
 
     /// Begins the record of an unrestricted account's statement.
