@@ -109,7 +109,10 @@ fn table_query(
 
 /// The output options of COPY TO that only shape the text: FORMAT, HEADER,
 /// DELIMITER, NULL, QUOTE, ESCAPE, FORCE_QUOTE (and their pre-9.0 spellings).
-fn check_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyOut, Denial> {
+fn check_options(
+    options: &mut [CopyOption],
+    legacy: &[CopyLegacyOption],
+) -> Result<CopyOut, Denial> {
     let refused = || {
         Denial::unsupported(
             "this COPY option (COPY … TO STDOUT accepts FORMAT, HEADER, DELIMITER, NULL, \
@@ -120,7 +123,7 @@ fn check_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<
         header: false,
         binary: false,
     };
-    for option in options {
+    for option in options.iter_mut() {
         match option {
             CopyOption::Format(format) => {
                 // A name, or a string (asyncpg writes `FORMAT 'csv'`).
@@ -136,6 +139,9 @@ fn check_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<
                     "text" | "csv" => out.binary = false,
                     _ => return Err(refused()),
                 }
+                // Sent as the plain word it means: a quoted format would be a
+                // string constant the printer did not make.
+                *format = Ident::new(name);
             }
             CopyOption::Header(header) => out.header = *header,
             CopyOption::Delimiter(_)

@@ -22,8 +22,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DateTimeField, Expr, ObjectName, Statement, TableFactor, Value, VisitMut,
-    VisitorMut,
+    BinaryOperator, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, DateTimeField, Expr,
+    ObjectName, Statement, TableFactor, Value, VisitMut, VisitorMut,
 };
 
 use crate::denial::Denial;
@@ -76,10 +76,63 @@ pub(crate) fn print(statement: &mut Statement) -> Result<Printed, Denial> {
     if let ControlFlow::Break(denial) = statement.visit(&mut printer) {
         return Err(denial);
     }
+    if let Statement::Copy {
+        options,
+        legacy_options,
+        ..
+    } = statement
+    {
+        // Printed after the query's own constants.
+        copy_option_strings(options, legacy_options, &mut printer.facts.strings)?;
+    }
     Ok(Printed {
         sql: statement.to_string(),
         facts: printer.facts,
     })
+}
+
+/// The string options of COPY, which sqlparser prints between quotes as they are
+/// (a character option without doubling its quote). Only values that read the
+/// same that way under either `standard_conforming_strings` are sent: no quote in
+/// a character, no backslash anywhere.
+fn copy_option_strings(
+    options: &[CopyOption],
+    legacy: &[CopyLegacyOption],
+    strings: &mut Vec<String>,
+) -> Result<(), Denial> {
+    let refused = || Denial::unsupported("a COPY option holding a quote or a backslash");
+    let char_option = |c: char| match c {
+        '\'' | '\\' => Err(refused()),
+        c => Ok(c.to_string()),
+    };
+    let string_option = |s: &String| match s.contains('\\') {
+        true => Err(refused()),
+        false => Ok(s.clone()),
+    };
+    for option in options {
+        strings.push(match option {
+            CopyOption::Delimiter(c) | CopyOption::Quote(c) | CopyOption::Escape(c) => {
+                char_option(*c)?
+            }
+            CopyOption::Null(s) | CopyOption::Encoding(s) => string_option(s)?,
+            _ => continue,
+        });
+    }
+    for option in legacy {
+        match option {
+            CopyLegacyOption::Delimiter(c) => strings.push(char_option(*c)?),
+            CopyLegacyOption::Null(s) => strings.push(string_option(s)?),
+            CopyLegacyOption::Csv(csv) => {
+                for option in csv {
+                    if let CopyLegacyCsvOption::Quote(c) | CopyLegacyCsvOption::Escape(c) = option {
+                        strings.push(char_option(*c)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]

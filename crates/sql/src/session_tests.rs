@@ -290,11 +290,41 @@ fn export_is_a_masked_read_for_roles_granted_it() {
         "42501",
         "a role without export"
     );
+    // The spellings drivers write (asyncpg quotes the format and every string
+    // option) reach PostgreSQL as checked.
+    for (options, header, binary) in [
+        ("(FORMAT 'csv', HEADER True)", true, false),
+        (
+            "(FORMAT 'CSV', HEADER true, DELIMITER ';', NULL 'x''y', QUOTE '\"', ESCAPE '!')",
+            true,
+            false,
+        ),
+        ("(FORMAT \"binary\")", false, true),
+        ("(FORMAT text, DELIMITER E'\\t', NULL '')", false, false),
+        (
+            "WITH DELIMITER ';' NULL 'n' CSV HEADER QUOTE '\"'",
+            true,
+            false,
+        ),
+    ] {
+        let sql = format!("COPY employer TO STDOUT {options}");
+        let enforced =
+            crate::tests::enforce("analyst_79", &sql).unwrap_or_else(|d| panic!("{sql}: {d}"));
+        assert_eq!(
+            enforced.statements[0].copy_out,
+            Some(crate::CopyOut { header, binary }),
+            "{sql}"
+        );
+    }
     for refused in [
         "COPY (SELECT phone FROM participant) TO STDOUT",
         "COPY participant TO '/tmp/x'",
         "COPY participant TO PROGRAM 'cat'",
         "COPY (SELECT 1) TO STDOUT WITH (ENCODING 'SJIS')",
+        "COPY employer TO STDOUT (FORMAT csv, DELIMITER '''')",
+        "COPY employer TO STDOUT (FORMAT csv, ESCAPE '\\')",
+        "COPY employer TO STDOUT (FORMAT text, NULL 'a\\b')",
+        "COPY employer TO STDOUT WITH CSV QUOTE ''''",
     ] {
         let denial = denied("analyst_79", refused);
         assert!(

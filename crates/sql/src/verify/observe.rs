@@ -44,6 +44,18 @@ const STRING_CONSTANT: &[Frame] = &[
     Frame::Field("sval"),
 ];
 
+/// Where an option's string argument sits (`COPY … (DELIMITER ';')`): PostgreSQL
+/// keeps it as a plain string node, not a constant.
+const OPTION_ARGUMENT: &[Frame] = &[
+    Frame::Struct("DefElem"),
+    Frame::Field("arg"),
+    Frame::Struct("Node"),
+    Frame::Field("node"),
+    Frame::Variant("String"),
+    Frame::Struct("String"),
+    Frame::Field("sval"),
+];
+
 /// Where the parts of a called function's name sit.
 const FUNCTION_NAME_PART: &[Frame] = &[
     Frame::Struct("FuncCall"),
@@ -58,7 +70,7 @@ const FUNCTION_NAME_PART: &[Frame] = &[
 impl Observer {
     fn note_str(&mut self, value: &str) {
         use Frame::{Field, Struct};
-        if self.stack.ends_with(STRING_CONSTANT) {
+        if self.stack.ends_with(STRING_CONSTANT) || self.stack.ends_with(OPTION_ARGUMENT) {
             self.read.strings.push(value.to_owned());
         } else if self
             .stack
