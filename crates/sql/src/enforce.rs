@@ -105,7 +105,7 @@ use crate::catalog;
 use crate::classify;
 use crate::copy_in::{self, CopyIn};
 use crate::denial::{sqlstate, Denial};
-use crate::facts::{self, TablesTouched};
+use crate::facts::{self, KeyPin, RawPin, TablesTouched};
 use crate::lexical;
 use crate::mask::MaskRenderer;
 use crate::names;
@@ -160,6 +160,9 @@ pub struct EnforcedStatement {
     pub copy_in: Option<CopyIn>,
     /// The policy tables it reads and writes, for its audit record.
     pub tables: TablesTouched,
+    /// The keys it pinned on lookup-only tables, for its audit record: detection
+    /// fingerprints these values, and only these.
+    pub pins: Vec<KeyPin>,
 }
 
 /// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
@@ -307,6 +310,7 @@ impl Enforcer {
                     cursor: None,
                     copy_in: Some(copy_in),
                     tables,
+                    pins: Vec::new(),
                 }],
             });
         }
@@ -341,7 +345,8 @@ impl Enforcer {
     ) -> Result<EnforcedStatement, Denial> {
         precedence::check(&statement)?;
         let tables = facts::tables_touched(self, &statement);
-        let decision = self.rewrite_statement(&mut statement, clock)?;
+        let mut pins = Vec::new();
+        let decision = self.rewrite_statement(&mut statement, clock, &mut pins)?;
         clock.check()?;
         let printed = print::print(&mut statement)?;
         self.limits.check_printed(&printed.sql)?;
@@ -361,24 +366,27 @@ impl Enforcer {
             cursor: decision.2,
             copy_in: None,
             tables,
+            pins: facts::resolve_pins(self, original, pins),
         })
     }
 
-    /// Checks and rewrites one statement in place.
+    /// Checks and rewrites one statement in place; adds the keys it pins to `pins`.
     fn rewrite_statement(
         &self,
         statement: &mut Statement,
         clock: &Clock,
+        pins: &mut Vec<RawPin>,
     ) -> Result<(StatementClass, Option<u64>, Option<CursorUse>), Denial> {
         let cap = self.rules.max_rows;
         match statement {
             Statement::Query(query) => {
                 self.require(StatementKind::Read)?;
-                rewrite::rewrite_read(self, query, clock)?;
+                pins.extend(rewrite::rewrite_read(self, query, clock)?);
                 Ok((StatementClass::Read, cap, None))
             }
             Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_) => {
-                let returns = rewrite::rewrite_write(self, statement, clock)?;
+                let (returns, pinned) = rewrite::rewrite_write(self, statement, clock)?;
+                pins.extend(pinned);
                 Ok((
                     StatementClass::Write,
                     if returns { cap } else { None },
@@ -408,7 +416,8 @@ impl Enforcer {
                         classify::construct_name(inner)
                     )));
                 }
-                self.rewrite_statement(inner, clock)?;
+                // Its parameters are those of a later EXECUTE, not of this message.
+                self.rewrite_statement(inner, clock, &mut Vec::new())?;
                 Ok((StatementClass::Session, None, None))
             }
             // `DEALLOCATE ALL` is read by sqlparser as a statement named `all`.
@@ -467,7 +476,7 @@ impl Enforcer {
                     _ => return Err(Denial::unsupported("this form of DECLARE")),
                 };
                 self.require(StatementKind::Read)?;
-                rewrite::rewrite_read(self, query, clock)?;
+                pins.extend(rewrite::rewrite_read(self, query, clock)?);
                 Ok((StatementClass::Cursor, cap, Some(cursor)))
             }
             Statement::Fetch {

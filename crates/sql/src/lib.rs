@@ -35,7 +35,7 @@ pub use denial::{sqlstate, Denial};
 pub use enforce::{
     CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, RESERVED_NAME_PREFIX,
 };
-pub use facts::TablesTouched;
+pub use facts::{KeyPin, PinnedValue, TablesTouched};
 pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
 pub use normalize::{normalize, Normalized};

@@ -42,6 +42,7 @@ use crate::budget::Clock;
 use crate::catalog;
 use crate::denial::Denial;
 use crate::enforce::Enforcer;
+use crate::facts::{RawPin, RawValue};
 use crate::functions;
 use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
@@ -62,19 +63,19 @@ use fence::{comparison, is_safe_comparison, join_and, split_and, split_and_ref, 
 use scope::{Columns, Level, Scopes};
 pub(crate) use write::{rewrite_copy_in, rewrite_write};
 
-/// Rewrites a top-level query in place and caps it.
+/// Rewrites a top-level query in place and caps it. Returns the lookup keys it pinned.
 pub(crate) fn rewrite_read(
     enforcer: &Enforcer,
     query: &mut Query,
     clock: &Clock,
-) -> Result<(), Denial> {
+) -> Result<Vec<RawPin>, Denial> {
     let mut rewriter = Rewriter::new(enforcer, query, clock)?;
     rewriter.open_block = query.with.is_none() && matches!(*query.body, SetExpr::Select(_));
     rewriter.query(query)?;
     if let Some(cap) = enforcer.rules.max_rows {
         apply_cap(query, cap)?;
     }
-    Ok(())
+    Ok(rewriter.pins.into_inner())
 }
 
 /// What a relation name in FROM turned out to be.
@@ -131,6 +132,8 @@ struct Rewriter<'e> {
     /// The next query block is the statement's outermost one, whose fence may be left
     /// open (see [`Rewriter::may_open_fence`]).
     open_block: bool,
+    /// The lookup keys pinned so far, for the statement's audit record.
+    pins: std::cell::RefCell<Vec<RawPin>>,
 }
 
 /// The table of an UPDATE, DELETE or INSERT. PostgreSQL reads it as stored, so every
@@ -162,6 +165,7 @@ impl<'e> Rewriter<'e> {
             target: None,
             queries: 0,
             open_block: false,
+            pins: std::cell::RefCell::default(),
         };
         let mut tables = Vec::new();
         let mut growth = 0usize;
@@ -205,6 +209,25 @@ impl<'e> Rewriter<'e> {
 
     fn rules(&self, table: &QualifiedName) -> &'e TableRules {
         &self.enforcer.rules.tables[table]
+    }
+
+    /// Remembers the value a lookup pin (`key = value`) compares `table`'s key with.
+    fn note_pin(&self, table: &QualifiedName, column: String, pin: &Expr) {
+        let Some((_, _, Expr::Value(ValueWithSpan { value, span }))) = comparison(pin) else {
+            return;
+        };
+        let value = match value {
+            Value::Placeholder(p) => match p[1..].parse() {
+                Ok(n) => RawValue::Parameter(n),
+                Err(_) => return,
+            },
+            _ => RawValue::Constant(*span),
+        };
+        self.pins.borrow_mut().push(RawPin {
+            table: table.clone(),
+            column,
+            value,
+        });
     }
 
     // ---------------------------------------------------------------- names

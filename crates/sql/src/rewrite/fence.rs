@@ -32,19 +32,17 @@ impl Rewriter<'_> {
                         "the lookup-only table {table} in a query with an outer join"
                     )));
                 }
-                let pin = conjuncts.iter().enumerate().position(|(i, c)| {
-                    !pinned.contains(&i)
-                        && comparison(c).is_some_and(|(column, op, _)| {
-                            op == BinaryOperator::Eq
-                                && self
-                                    .column_of(column, index)
-                                    .is_some_and(|name| rules.lookup_keys.contains(&name))
-                        })
+                let pin = conjuncts.iter().enumerate().find_map(|(i, c)| {
+                    let (column, op, _) = comparison(c).filter(|_| !pinned.contains(&i))?;
+                    let name = self.column_of(column, index)?;
+                    (op == BinaryOperator::Eq && rules.lookup_keys.contains(&name))
+                        .then_some((i, name))
                 });
-                let Some(pin) = pin else {
+                let Some((pin, key)) = pin else {
                     return Err(lookup_only(table, rules));
                 };
                 pinned.push(pin);
+                self.note_pin(table, key, conjuncts[pin]);
                 plans[index]
                     .inside
                     .push(self.raw_predicate(conjuncts[pin], &table.name)?);
