@@ -311,6 +311,11 @@ impl<'m> Intercept<'m> {
         self.pipeline.is_idle() && !self.unsynced && self.tx_status == b'I'
     }
 
+    /// Every message sent upstream has been answered.
+    pub fn answered(&self) -> bool {
+        self.pipeline.is_idle()
+    }
+
     /// Statements sent and not yet answered.
     pub fn in_flight(&self) -> bool {
         !self.pipeline.is_idle() || self.unsynced
