@@ -166,6 +166,7 @@ impl Trail {
                 sqlstate: denied.then(|| "42501".to_owned()),
                 message: denied.then(|| "permission denied".to_owned()),
                 sealed_values: secret.len(),
+                keys: Vec::new(),
             }),
             Some(secret),
         )

@@ -6,7 +6,7 @@
 //! after the record is written, and never waits for it. Sessions only read the
 //! [`Suspended`] set: an atomic generation per statement, a map lookup at login.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -71,6 +71,23 @@ pub fn load_suspended(config: &DetectionConfig) -> Result<(StateDir, Suspended),
     Ok((state, suspended))
 }
 
+/// Puts back into `s` the suspensions of `known` it lost without an unlock;
+/// returns them.
+fn restore(
+    s: &mut maskgate_detect::Suspensions,
+    known: &BTreeMap<String, maskgate_detect::Suspension>,
+) -> Vec<(String, maskgate_detect::Suspension)> {
+    let mut restored = Vec::new();
+    for (login, suspension) in known {
+        let unlocked = s.unlocks.iter().any(|u| &u.login == login);
+        if !unlocked && !s.suspended.contains_key(login) {
+            s.suspended.insert(login.clone(), suspension.clone());
+            restored.push((login.clone(), suspension.clone()));
+        }
+    }
+    restored
+}
+
 fn logins(s: &maskgate_detect::Suspensions) -> HashMap<String, String> {
     s.suspended
         .iter()
@@ -87,8 +104,13 @@ struct Service {
     audit_dir: PathBuf,
     policy: Option<Arc<Policy>>,
     state_seen: Option<SystemTime>,
-    /// The writer's count of lines detection's queue could not take, when last read.
-    dropped_seen: u64,
+    /// The queue dropped records: lines are read from the trail, in order, until
+    /// detection has read through `newest`, the last seq the queue handed over.
+    behind: bool,
+    newest: u64,
+    /// The suspensions last read from the state file, to tell a suspension lifted
+    /// by an unlock from one that vanished from the file.
+    known: BTreeMap<String, maskgate_detect::Suspension>,
 }
 
 /// Starts the detection thread. It reads the last `history` of the trail first,
@@ -114,8 +136,11 @@ pub fn start(
             .collect();
         Some(Webhooks::start(
             targets,
-            settings.webhook_timeout,
-            settings.webhook_attempts,
+            maskgate_detect::webhook::DeliverySettings {
+                timeout: settings.webhook_timeout,
+                attempts: settings.webhook_attempts,
+                retry_every: maskgate_detect::webhook::RETRY_EVERY,
+            },
             state.dead_letter(),
         )?)
     };
@@ -128,7 +153,9 @@ pub fn start(
         webhooks,
         policy: None,
         state_seen: None,
-        dropped_seen: 0,
+        behind: false,
+        newest: 0,
+        known: BTreeMap::new(),
         shared,
     };
     std::thread::Builder::new()
@@ -144,10 +171,7 @@ impl Service {
         let mut last_poll = Instant::now();
         loop {
             match lines.recv_timeout(POLL_EVERY) {
-                Ok(line) => {
-                    let alerts = self.detector.ingest_line(&line);
-                    self.respond(alerts);
-                }
+                Ok(line) => self.live(&line),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -175,7 +199,12 @@ impl Service {
         let detector = &mut self.detector;
         let read = maskgate_detect::trail::read_since(&self.audit_dir, Some(since), |line| {
             let recent = maskgate_detect::trail::line_time(line).is_some_and(|t| t >= full_from);
-            if recent || maskgate_detect::observe::line_kind(line) == Some("login") {
+            let kind = maskgate_detect::observe::line_kind(line);
+            let kept = matches!(
+                kind,
+                Some("login" | "account_suspended" | "account_unlocked")
+            );
+            if recent || kept {
                 detector.ingest_line(line);
             }
         });
@@ -192,30 +221,64 @@ impl Service {
             }
         }
         self.respond(pending);
+        self.restore_from_trail();
     }
 
-    /// When the queue dropped lines (a burst, or the start-up replay), reads them
-    /// from the trail: lines already read are skipped by their seq. Lines not yet
-    /// written when it reads are missed.
-    fn catch_up(&mut self) {
-        let dropped = self.trail.state().detection_dropped.load(Ordering::Relaxed);
-        if dropped == self.dropped_seen {
+    /// A line from the writer. Once the queue has dropped one, lines are read from
+    /// the trail instead until detection is through the last one the queue handed
+    /// over: no record is skipped and none is read out of order.
+    fn live(&mut self, line: &[u8]) {
+        let dropped = self
+            .trail
+            .state()
+            .detection_resume
+            .swap(0, Ordering::AcqRel);
+        if dropped != 0 {
+            self.behind = true;
+            self.newest = self.newest.max(dropped);
+        }
+        if self.behind {
+            let seq = maskgate_detect::trail::line_seq(line).unwrap_or(0);
+            self.newest = self.newest.max(seq);
             return;
         }
-        self.dropped_seen = dropped;
+        let alerts = self.detector.ingest_line(line);
+        self.respond(alerts);
+    }
+
+    /// Reads the records after the last one read from the trail, while behind.
+    /// Records the writer has not committed yet are read at a later call.
+    fn catch_up(&mut self) {
+        if !self.behind {
+            return;
+        }
         let since = self
             .detector
             .last_time()
             .map(|t| t - time::Duration::minutes(1));
+        let last = self.detector.last_seq();
         let detector = &mut self.detector;
         let mut alerts = Vec::new();
         let read = maskgate_detect::trail::read_since(&self.audit_dir, since, |line| {
-            alerts.extend(detector.ingest_line(line));
+            if maskgate_detect::trail::line_seq(line).is_some_and(|seq| seq > last) {
+                alerts.extend(detector.ingest_line(line));
+            }
         });
         if let Err(e) = read {
             tracing::error!(error = %e, "detection could not read the records its queue dropped");
         }
         self.respond(alerts);
+        if self.detector.last_seq() >= self.newest {
+            match self
+                .trail
+                .state()
+                .detection_resume
+                .swap(0, Ordering::AcqRel)
+            {
+                0 => self.behind = false,
+                dropped => self.newest = self.newest.max(dropped),
+            }
+        }
     }
 
     /// Honeytokens, accounts and time zone of the policy in force.
@@ -229,13 +292,14 @@ impl Service {
             return;
         }
         let fingerprinter = self.trail.fingerprinter();
-        self.detector.set_canaries(
-            policy
-                .canaries()
-                .iter()
-                .filter_map(|c| fingerprinter.print(&c.value))
-                .map(|p| p.k),
-        );
+        // Canonical for the canary's column, as the writer fingerprints lookups.
+        self.detector
+            .set_canaries(policy.canaries().iter().filter_map(|c| {
+                let column = policy.tables().get(&c.table)?.columns.get(&c.column)?;
+                let kind = maskgate_detect::KeyKind::of(&column.pg_type);
+                let print = fingerprinter.key(maskgate_detect::RawKey::Text(&c.value), kind)?;
+                Some(print.k)
+            }));
         self.detector.set_accounts(
             policy
                 .accounts()
@@ -253,18 +317,27 @@ impl Service {
     }
 
     /// Suspensions changed on disk (an unlock): take them, and record the unlocks.
+    /// A suspension gone from the file without an unlock (the file deleted or
+    /// edited) is put back, logged and recorded: only `account unlock` lifts one.
     fn follow_state(&mut self) {
         let modified = self.state.modified();
         if modified == self.state_seen {
             return;
         }
         self.state_seen = modified;
-        let unlocks = self.state.update(|s| {
+        let known = std::mem::take(&mut self.known);
+        let changes = self.state.update(|s| {
+            let restored = restore(s, &known);
             self.shared.suspended.replace(logins(s));
-            Ok::<_, StateError>(std::mem::take(&mut s.unlocks))
+            Ok::<_, StateError>((
+                std::mem::take(&mut s.unlocks),
+                restored,
+                s.suspended.clone(),
+            ))
         });
-        match unlocks {
-            Ok(unlocks) => {
+        match changes {
+            Ok((unlocks, restored, now)) => {
+                self.known = now;
                 for u in unlocks {
                     tracing::warn!(login = ?u.login, by = ?u.by, "account unlocked by an officer");
                     self.trail.record_event(
@@ -278,11 +351,62 @@ impl Service {
                         }),
                     );
                 }
+                self.record_restored(restored);
+                self.state_seen = self.state.modified();
+            }
+            Err(e) => {
+                self.known = known;
+                tracing::error!(error = %e, "the suspensions file cannot be read; the suspensions in force are kept")
+            }
+        }
+    }
+
+    /// After the replay: suspensions the trail holds (within what was read back)
+    /// that the state file lost while maskgate was stopped are put back.
+    fn restore_from_trail(&mut self) {
+        let from_trail: BTreeMap<String, maskgate_detect::Suspension> = self
+            .detector
+            .trail_suspensions()
+            .iter()
+            .map(|(login, alert)| {
+                let suspension = maskgate_detect::Suspension {
+                    since: OffsetDateTime::now_utc(),
+                    rule: alert.split('-').next().unwrap_or_default().to_owned(),
+                    alert: alert.clone(),
+                    summary: "restored from the audit trail".into(),
+                };
+                (login.clone(), suspension)
+            })
+            .collect();
+        let changes = self.state.update(|s| {
+            let restored = restore(s, &from_trail);
+            self.shared.suspended.replace(logins(s));
+            Ok::<_, StateError>((restored, s.suspended.clone()))
+        });
+        match changes {
+            Ok((restored, now)) => {
+                self.known = now;
+                self.record_restored(restored);
                 self.state_seen = self.state.modified();
             }
             Err(e) => {
                 tracing::error!(error = %e, "the suspensions file cannot be read; the suspensions in force are kept")
             }
+        }
+    }
+
+    fn record_restored(&self, restored: Vec<(String, maskgate_detect::Suspension)>) {
+        for (login, s) in restored {
+            tracing::error!(login = ?login, alert = %s.alert, "a suspension vanished from the suspensions file without an unlock; it is put back");
+            self.trail.record_event(
+                kind::ACCOUNT_SUSPENDED,
+                Payload::AccountSuspended(audit::AccountSuspended {
+                    login,
+                    alert: s.alert,
+                    rule: s.rule,
+                    restored: Some("vanished from the suspensions file without an unlock"),
+                }),
+            );
         }
     }
 
@@ -316,15 +440,15 @@ impl Service {
             return;
         }
         self.shared.suspended.add(login, &alert.id);
+        let suspension = maskgate_detect::Suspension {
+            since: OffsetDateTime::now_utc(),
+            rule: alert.rule.as_str().to_owned(),
+            alert: alert.id.clone(),
+            summary: alert.summary.clone(),
+        };
+        self.known.insert(login.to_owned(), suspension.clone());
         let saved = self.state.update(|s| {
-            s.suspended
-                .entry(login.to_owned())
-                .or_insert_with(|| maskgate_detect::Suspension {
-                    since: OffsetDateTime::now_utc(),
-                    rule: alert.rule.as_str().to_owned(),
-                    alert: alert.id.clone(),
-                    summary: alert.summary.clone(),
-                });
+            s.suspended.entry(login.to_owned()).or_insert(suspension);
             Ok::<_, StateError>(())
         });
         if let Err(e) = saved {
@@ -336,7 +460,8 @@ impl Service {
             Payload::AccountSuspended(audit::AccountSuspended {
                 login: login.to_owned(),
                 alert: alert.id.clone(),
-                rule: alert.rule.as_str(),
+                rule: alert.rule.as_str().to_owned(),
+                restored: None,
             }),
         );
     }

@@ -122,13 +122,19 @@ pub struct Statement {
     pub class: String,
     pub tables: Vec<TableTouch>,
     pub written: Vec<String>,
+    /// Fingerprints of the keys it pinned on lookup-only tables.
     pub keys: Vec<KeyPrint>,
+    /// Keys it pinned that could not be read, hence not fingerprinted: each may be
+    /// another person.
+    pub unkeyed: u64,
+    /// The id of the seal key its values are sealed under.
+    pub seal_key: Option<String>,
 }
 
 impl Statement {
     /// Whether the statement looked someone up by key on a lookup-only table.
     pub fn is_lookup(&self) -> bool {
-        self.tables.iter().any(|t| t.pinned)
+        self.tables.iter().any(|t| t.pinned) && (!self.keys.is_empty() || self.unkeyed > 0)
     }
 }
 
@@ -226,6 +232,10 @@ struct Line<'a> {
     #[serde(default)]
     keys: Vec<KeyPrint>,
     #[serde(default)]
+    unkeyed: u64,
+    #[serde(default)]
+    sealed: Option<SealedLine>,
+    #[serde(default)]
     sqlstate: Option<String>,
     #[serde(default)]
     stopped_by: Option<String>,
@@ -258,6 +268,11 @@ struct Line<'a> {
     command: Option<String>,
     #[serde(default)]
     os_user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SealedLine {
+    key_id: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -333,6 +348,8 @@ pub fn parse(line: &[u8]) -> Option<Observation> {
                 .collect(),
             written: l.written,
             keys: l.keys,
+            unkeyed: l.unkeyed,
+            seal_key: l.sealed.map(|s| s.key_id),
         }),
         "statement_end" => Observed::StatementEnd(StatementEnd {
             session: owned(&l.session)?,

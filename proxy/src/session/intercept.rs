@@ -226,7 +226,7 @@ impl<'m> Intercept<'m> {
                         let name = name.into_owned();
                         forward(pipe, OpKind::Close { kind, name })
                     }
-                    None => forward(pipe, OpKind::Describe),
+                    None => forward(pipe, OpKind::Describe { statement: None }),
                 }
             }
             frontend_tag::FLUSH => {

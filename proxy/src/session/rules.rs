@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use maskgate_policy::Policy;
 use maskgate_sql::StatementClass;
 
-use super::audit::{StatementAudit, Text};
+use super::audit::{Params, StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
 use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
@@ -150,7 +150,10 @@ impl SessionRules<'_> {
         }
         let stmt = if self.audit.is_on() {
             let text = Text::rewritten(sql, rewritten, &self.account);
-            match self.audit.begin("simple", &text, Vec::new()) {
+            match self
+                .audit
+                .begin("simple", &text, Vec::new(), &Params::default())
+            {
                 Ok(stmt) => stmt,
                 Err(e) => {
                     return self.deny(pipe, Replaced::Query, (Refusal::Unrecorded, e), sql, out)
@@ -201,7 +204,7 @@ impl SessionRules<'_> {
         if !self.restricted() {
             log_statement(body, "Parse", "parse");
             if self.audit.is_on() {
-                self.audit.parsed(name, Text::unanalyzed(sql));
+                self.audit.parsed(name, Text::unanalyzed(sql), &[]);
             }
             pipe.push(Op::new(parse_op(name, None, None)));
             return ClientVerdict::Forward;
@@ -238,8 +241,11 @@ impl SessionRules<'_> {
             Err(refusal) => return self.deny(pipe, Replaced::Parse { name }, refusal, sql, out),
         };
         if self.audit.is_on() {
-            self.audit
-                .parsed(name, Text::rewritten(sql, rewritten, &self.account));
+            self.audit.parsed(
+                name,
+                Text::rewritten(sql, rewritten, &self.account),
+                param_types,
+            );
         }
         let first = rewritten.statements.first();
         let fetch = first.and_then(fetch_cursor).map(str::to_owned);
@@ -365,7 +371,8 @@ impl SessionRules<'_> {
             self.auto_prepare.close(body);
             return ClientVerdict::Forward;
         }
-        pipe.push(Op::new(OpKind::Describe));
+        let statement = (kind == b'S').then(|| name.to_vec());
+        pipe.push(Op::new(OpKind::Describe { statement }));
         if self.auto_prepare.describe(body, out) {
             ClientVerdict::Replace
         } else {
@@ -469,8 +476,12 @@ impl SessionRules<'_> {
         if !self.audit.is_on() {
             return Ok(None);
         }
-        self.audit
-            .begin(protocol, &Text::unanalyzed(sql), Vec::new())
+        self.audit.begin(
+            protocol,
+            &Text::unanalyzed(sql),
+            Vec::new(),
+            &Params::default(),
+        )
     }
 
     /// The session ends: statements still unanswered are recorded as interrupted.
@@ -545,6 +556,11 @@ impl SessionRules<'_> {
     ) -> ServerVerdict {
         for lost in pipe.take_lost() {
             self.auto_prepare.lost(lost);
+        }
+        if tag == backend_tag::PARAMETER_DESCRIPTION {
+            if let Some(statement) = pipe.describing() {
+                self.audit.described(statement, body);
+            }
         }
         let verdict = self.answer(pipe, step, (tag, body), out);
         if pipe.has_finished() {
