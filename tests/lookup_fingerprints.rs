@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
 use serde_json::Value;
+use tokio_postgres::types::Type;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -150,8 +151,8 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
     );
     alerts(&dir, "canary", "clerk", 1).await;
 
-    // The honeytoken's number: a binary int4 whose bytes are "AAAA", leading
-    // zeros, a quoted and signed spelling.
+    // The honeytoken's number: a binary int4 whose bytes are "AAAA" (its type
+    // described by the server), leading zeros, a quoted and signed spelling.
     let clerk2 = proxy.connect("clerk2", PASSWORD).await.unwrap();
     clerk2
         .query(
@@ -169,7 +170,15 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         .simple_query("SELECT full_name FROM person WHERE id = '  +1094795585 '")
         .await
         .unwrap();
-    let keys = keys_of(&dir, "clerk2", 3).await;
+    // A type declared in the Parse (no Describe): an int8 read as one.
+    clerk2
+        .query_typed(
+            "SELECT full_name FROM person WHERE id = $1",
+            &[(&1094795585i64, Type::INT8)],
+        )
+        .await
+        .unwrap();
+    let keys = keys_of(&dir, "clerk2", 4).await;
     assert!(
         keys.iter()
             .all(|k| *k == keys[0] && k.as_array().map(Vec::len) == Some(1)),

@@ -7,7 +7,7 @@
 //! [`Suspended`] set: an atomic generation per statement, a map lookup at login.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
@@ -63,12 +63,82 @@ impl Suspended {
 }
 
 /// Reads the suspensions the state directory holds; a proxy does not start
-/// without knowing them (fail closed).
-pub fn load_suspended(config: &DetectionConfig) -> Result<(StateDir, Suspended), StateError> {
+/// without knowing them (fail closed). Suspensions the trail's `account_suspended`
+/// records hold (of the window detection reads back) that the file lost without
+/// an unlock are put back first, before any login is served; they are returned
+/// to be recorded.
+pub fn load_suspended(
+    config: &DetectionConfig,
+    audit_dir: Option<&Path>,
+) -> Result<(StateDir, Suspended, Restored), StateError> {
     let state = StateDir::open(&config.state_dir)?;
+    let from_trail = match audit_dir {
+        Some(dir) => trail_suspensions(dir, &config.settings),
+        None => BTreeMap::new(),
+    };
+    let (restored, now) = state.update(|s| {
+        let restored = restore(s, &from_trail);
+        Ok::<_, StateError>((restored, s.suspended.clone()))
+    })?;
     let suspended = Suspended::default();
-    suspended.replace(logins(&state.read()?));
-    Ok((state, suspended))
+    suspended.replace(
+        now.iter()
+            .map(|(l, s)| (l.clone(), s.alert.clone()))
+            .collect(),
+    );
+    let restored = Restored {
+        restored,
+        known: now,
+    };
+    Ok((state, suspended, restored))
+}
+
+/// Suspensions lost from the state file and put back from the trail, and the
+/// suspensions in force at start.
+pub struct Restored {
+    pub restored: Vec<(String, maskgate_detect::Suspension)>,
+    pub known: BTreeMap<String, maskgate_detect::Suspension>,
+}
+
+/// The accounts the trail shows suspended and not unlocked since, over what
+/// detection reads back at start (`history`, or `stale_days` if longer).
+fn trail_suspensions(
+    dir: &Path,
+    settings: &maskgate_detect::Settings,
+) -> BTreeMap<String, maskgate_detect::Suspension> {
+    use maskgate_detect::observe::{self, Observed};
+    let now = OffsetDateTime::now_utc();
+    let stale = time::Duration::days(settings.thresholds.stale_days as i64);
+    let since = (now - settings.history).min(now - stale);
+    let mut out = BTreeMap::new();
+    let read = maskgate_detect::trail::read_since(dir, Some(since), |line| {
+        if !matches!(
+            observe::line_kind(line),
+            Some(kind::ACCOUNT_SUSPENDED | kind::ACCOUNT_UNLOCKED)
+        ) {
+            return;
+        }
+        match observe::parse(line).map(|o| (o.time, o.event)) {
+            Some((at, Observed::Suspended { login, alert })) => {
+                let alert = alert.unwrap_or_default();
+                let suspension = maskgate_detect::Suspension {
+                    since: at,
+                    rule: alert.split('-').next().unwrap_or_default().to_owned(),
+                    alert,
+                    summary: "restored from the audit trail".into(),
+                };
+                out.insert(login, suspension);
+            }
+            Some((_, Observed::Unlocked { login, .. })) => {
+                out.remove(&login);
+            }
+            _ => {}
+        }
+    });
+    if let Err(e) = read {
+        tracing::error!(error = %e, "the audit trail could not be read for suspensions the state file may have lost");
+    }
+    out
 }
 
 /// Puts back into `s` the suspensions of `known` it lost without an unlock;
@@ -104,13 +174,12 @@ struct Service {
     audit_dir: PathBuf,
     policy: Option<Arc<Policy>>,
     state_seen: Option<SystemTime>,
-    /// The queue dropped records: lines are read from the trail, in order, until
-    /// detection has read through `newest`, the last seq the queue handed over.
-    behind: bool,
-    newest: u64,
+    follow: Follow,
     /// The suspensions last read from the state file, to tell a suspension lifted
     /// by an unlock from one that vanished from the file.
     known: BTreeMap<String, maskgate_detect::Suspension>,
+    /// Put back from the trail at start, to be recorded.
+    restored: Vec<(String, maskgate_detect::Suspension)>,
 }
 
 /// Starts the detection thread. It reads the last `history` of the trail first,
@@ -118,7 +187,7 @@ struct Service {
 pub fn start(
     shared: Arc<Shared>,
     config: &DetectionConfig,
-    state: StateDir,
+    (state, restored): (StateDir, Restored),
     lines: Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
     let (Some(trail), Some(audit)) = (shared.events.audit().cloned(), shared.config.audit.as_ref())
@@ -145,6 +214,8 @@ pub fn start(
         )?)
     };
     let tz = shared.policy.load().settings().timezone;
+    // A file deleted before the first look is a change too.
+    let state_seen = state.modified();
     let service = Service {
         audit_dir: audit.dir.clone(),
         detector: Detector::new(settings, tz),
@@ -152,10 +223,10 @@ pub fn start(
         state,
         webhooks,
         policy: None,
-        state_seen: None,
-        behind: false,
-        newest: 0,
-        known: BTreeMap::new(),
+        state_seen,
+        follow: Follow::default(),
+        known: restored.known,
+        restored: restored.restored,
         shared,
     };
     std::thread::Builder::new()
@@ -166,6 +237,8 @@ pub fn start(
 
 impl Service {
     fn run(mut self, lines: Receiver<Vec<u8>>) {
+        let restored = std::mem::take(&mut self.restored);
+        self.record_restored(restored);
         self.follow_policy();
         self.replay();
         let mut last_poll = Instant::now();
@@ -221,64 +294,20 @@ impl Service {
             }
         }
         self.respond(pending);
-        self.restore_from_trail();
     }
 
-    /// A line from the writer. Once the queue has dropped one, lines are read from
-    /// the trail instead until detection is through the last one the queue handed
-    /// over: no record is skipped and none is read out of order.
     fn live(&mut self, line: &[u8]) {
-        let dropped = self
-            .trail
-            .state()
-            .detection_resume
-            .swap(0, Ordering::AcqRel);
-        if dropped != 0 {
-            self.behind = true;
-            self.newest = self.newest.max(dropped);
-        }
-        if self.behind {
-            let seq = maskgate_detect::trail::line_seq(line).unwrap_or(0);
-            self.newest = self.newest.max(seq);
-            return;
-        }
-        let alerts = self.detector.ingest_line(line);
+        let alerts = self
+            .follow
+            .line(&mut self.detector, self.trail.state(), line);
         self.respond(alerts);
     }
 
-    /// Reads the records after the last one read from the trail, while behind.
-    /// Records the writer has not committed yet are read at a later call.
     fn catch_up(&mut self) {
-        if !self.behind {
-            return;
-        }
-        let since = self
-            .detector
-            .last_time()
-            .map(|t| t - time::Duration::minutes(1));
-        let last = self.detector.last_seq();
-        let detector = &mut self.detector;
-        let mut alerts = Vec::new();
-        let read = maskgate_detect::trail::read_since(&self.audit_dir, since, |line| {
-            if maskgate_detect::trail::line_seq(line).is_some_and(|seq| seq > last) {
-                alerts.extend(detector.ingest_line(line));
-            }
-        });
-        if let Err(e) = read {
-            tracing::error!(error = %e, "detection could not read the records its queue dropped");
-        }
+        let alerts = self
+            .follow
+            .catch_up(&mut self.detector, self.trail.state(), &self.audit_dir);
         self.respond(alerts);
-        if self.detector.last_seq() >= self.newest {
-            match self
-                .trail
-                .state()
-                .detection_resume
-                .swap(0, Ordering::AcqRel)
-            {
-                0 => self.behind = false,
-                dropped => self.newest = self.newest.max(dropped),
-            }
-        }
     }
 
     /// Honeytokens, accounts and time zone of the policy in force.
@@ -361,40 +390,6 @@ impl Service {
         }
     }
 
-    /// After the replay: suspensions the trail holds (within what was read back)
-    /// that the state file lost while maskgate was stopped are put back.
-    fn restore_from_trail(&mut self) {
-        let from_trail: BTreeMap<String, maskgate_detect::Suspension> = self
-            .detector
-            .trail_suspensions()
-            .iter()
-            .map(|(login, alert)| {
-                let suspension = maskgate_detect::Suspension {
-                    since: OffsetDateTime::now_utc(),
-                    rule: alert.split('-').next().unwrap_or_default().to_owned(),
-                    alert: alert.clone(),
-                    summary: "restored from the audit trail".into(),
-                };
-                (login.clone(), suspension)
-            })
-            .collect();
-        let changes = self.state.update(|s| {
-            let restored = restore(s, &from_trail);
-            self.shared.suspended.replace(logins(s));
-            Ok::<_, StateError>((restored, s.suspended.clone()))
-        });
-        match changes {
-            Ok((restored, now)) => {
-                self.known = now;
-                self.record_restored(restored);
-                self.state_seen = self.state.modified();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the suspensions file cannot be read; the suspensions in force are kept")
-            }
-        }
-    }
-
     fn record_restored(&self, restored: Vec<(String, maskgate_detect::Suspension)>) {
         for (login, s) in restored {
             tracing::error!(login = ?login, alert = %s.alert, "a suspension vanished from the suspensions file without an unlock; it is put back");
@@ -467,6 +462,10 @@ impl Service {
     }
 }
 
+#[path = "detection_follow.rs"]
+mod follow;
+use follow::Follow;
+
 /// Lines waiting for detection; past this the writer drops them (counted).
 const QUEUE: usize = 65_536;
 
@@ -475,11 +474,15 @@ pub(crate) struct Prepared {
     /// For the audit writer: where it hands every line.
     pub feed: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     pub suspended: Arc<Suspended>,
-    rest: Option<(DetectionConfig, StateDir, Receiver<Vec<u8>>)>,
+    rest: Option<(DetectionConfig, StateDir, Restored, Receiver<Vec<u8>>)>,
 }
 
-/// Reads the suspensions and makes the writer's feed, if detection is configured.
-pub(crate) fn prepare(config: Option<&DetectionConfig>) -> Result<Prepared, StateError> {
+/// Reads the suspensions (checked against the trail in `audit_dir`) and makes the
+/// writer's feed, if detection is configured.
+pub(crate) fn prepare(
+    config: Option<&DetectionConfig>,
+    audit_dir: Option<&Path>,
+) -> Result<Prepared, StateError> {
     let Some(config) = config else {
         return Ok(Prepared {
             feed: None,
@@ -487,12 +490,12 @@ pub(crate) fn prepare(config: Option<&DetectionConfig>) -> Result<Prepared, Stat
             rest: None,
         });
     };
-    let (state, suspended) = load_suspended(config)?;
+    let (state, suspended, restored) = load_suspended(config, audit_dir)?;
     let (feed, lines) = std::sync::mpsc::sync_channel(QUEUE);
     Ok(Prepared {
         feed: Some(feed),
         suspended: Arc::new(suspended),
-        rest: Some((config.clone(), state, lines)),
+        rest: Some((config.clone(), state, restored, lines)),
     })
 }
 
@@ -500,7 +503,9 @@ impl Prepared {
     /// Starts the detection thread (once the server's shared state exists).
     pub(crate) fn start(self, shared: &Arc<Shared>) -> std::io::Result<()> {
         match self.rest {
-            Some((config, state, lines)) => start(shared.clone(), &config, state, lines),
+            Some((config, state, restored, lines)) => {
+                start(shared.clone(), &config, (state, restored), lines)
+            }
             None => Ok(()),
         }
     }

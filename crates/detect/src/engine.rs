@@ -73,8 +73,6 @@ pub struct Detector {
     /// The last seq read: a record handed over twice (read back from a segment,
     /// then from the live feed) is read once.
     last_seq: u64,
-    /// Accounts the trail shows suspended and not unlocked since, with the alert.
-    suspended: std::collections::BTreeMap<String, String>,
 }
 
 impl Detector {
@@ -98,14 +96,7 @@ impl Detector {
             last_account_check: None,
             records: 0,
             last_seq: 0,
-            suspended: Default::default(),
         }
-    }
-
-    /// The accounts the trail read so far shows suspended and not unlocked since
-    /// (login, alert): a suspension that vanished from the state file is put back.
-    pub fn trail_suspensions(&self) -> &std::collections::BTreeMap<String, String> {
-        &self.suspended
     }
 
     pub fn settings(&self) -> &Settings {
@@ -200,14 +191,7 @@ impl Detector {
             Observed::Statement(s) => self.statement(o, s, &mut out),
             Observed::StatementEnd(end) => self.statement_end(o, end, &mut out),
             Observed::Alert(alert) => self.recorded_alert(alert),
-            Observed::Unlocked { login, .. } => {
-                self.suspended.remove(login);
-                self.unlocked(login);
-            }
-            Observed::Suspended { login, alert } => {
-                let alert = alert.clone().unwrap_or_default();
-                self.suspended.insert(login.clone(), alert);
-            }
+            Observed::Unlocked { login, .. } => self.unlocked(login),
             _ => {}
         }
         self.finish(out)
