@@ -42,7 +42,7 @@ use crate::budget::Clock;
 use crate::catalog;
 use crate::denial::Denial;
 use crate::enforce::Enforcer;
-use crate::facts::{RawPin, RawValue};
+use crate::facts::RawPin;
 use crate::functions;
 use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
@@ -209,25 +209,6 @@ impl<'e> Rewriter<'e> {
 
     fn rules(&self, table: &QualifiedName) -> &'e TableRules {
         &self.enforcer.rules.tables[table]
-    }
-
-    /// Remembers the value a lookup pin (`key = value`) compares `table`'s key with.
-    fn note_pin(&self, table: &QualifiedName, column: String, pin: &Expr) {
-        let Some((_, _, Expr::Value(ValueWithSpan { value, span }))) = comparison(pin) else {
-            return;
-        };
-        let value = match value {
-            Value::Placeholder(p) => match p[1..].parse() {
-                Ok(n) => RawValue::Parameter(n),
-                Err(_) => return,
-            },
-            _ => RawValue::Constant(*span),
-        };
-        self.pins.borrow_mut().push(RawPin {
-            table: table.clone(),
-            column,
-            value,
-        });
     }
 
     // ---------------------------------------------------------------- names

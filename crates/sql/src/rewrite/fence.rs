@@ -2,8 +2,28 @@
 //! predicates that go inside it.
 
 use super::*;
+use crate::facts::RawValue;
 
 impl Rewriter<'_> {
+    /// Remembers the value a lookup pin (`key = value`) compares `table`'s key with.
+    pub(super) fn note_pin(&self, table: &QualifiedName, column: String, pin: &Expr) {
+        let Some((_, _, Expr::Value(ValueWithSpan { value, span }))) = comparison(pin) else {
+            return;
+        };
+        let value = match value {
+            Value::Placeholder(p) => match p[1..].parse() {
+                Ok(n) => RawValue::Parameter(n),
+                Err(_) => return,
+            },
+            _ => RawValue::Constant(*span),
+        };
+        self.pins.borrow_mut().push(RawPin {
+            table: table.clone(),
+            column,
+            value,
+        });
+    }
+
     /// Finds, per protected FROM item, the lookup pin (moved out of WHERE) and the safe
     /// predicates (copied) that go inside its masking subquery.
     pub(super) fn plan_fences(
