@@ -73,8 +73,9 @@ pub fn load_suspended(
 ) -> Result<(StateDir, Suspended, Restored), StateError> {
     let state = StateDir::open(&config.state_dir)?;
     let from_trail = match audit_dir {
-        Some(dir) => trail_suspensions(dir, &config.settings),
-        None => BTreeMap::new(),
+        // A first start has no trail yet.
+        Some(dir) if dir.exists() => trail_suspensions(dir, &config.settings),
+        _ => BTreeMap::new(),
     };
     let (restored, now) = state.update(|s| {
         let restored = restore(s, &from_trail);
