@@ -62,6 +62,13 @@ fn personas() -> Vec<Persona> {
                 .into(),
         },
         Persona {
+            account: with_password("provincial_01", &["provincial_officer"]).with("province", "01"),
+            who: "provincial office, province 01: cards, bank accounts and payments through their participants; 20-row pages",
+            try_sql: "SELECT t.\"số thẻ\", b.account_number, b.holder_email FROM \"TheBHYT\" t \
+                      JOIN bank_account b ON b.participant_id = t.nguoi_id ORDER BY t.id LIMIT 5;"
+                .into(),
+        },
+        Persona {
             account: with_password("officer_48", &["claims_officer"]).with("province", "48"),
             who: "claims officer, province 48: reads and corrects its own province; identifiers masked",
             try_sql: "SELECT id, full_name, citizen_id FROM participant ORDER BY id LIMIT 5;".into(),

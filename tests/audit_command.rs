@@ -162,6 +162,9 @@ impl Trail {
                     Vec::new()
                 },
                 decision,
+                would: None,
+                would_sqlstate: None,
+                would_message: None,
                 reason: denied.then_some("policy"),
                 sqlstate: denied.then(|| "42501".to_owned()),
                 message: denied.then(|| "permission denied".to_owned()),
@@ -181,6 +184,7 @@ impl Trail {
                 outcome: if failed { "failed" } else { "completed" },
                 sqlstate: failed.then(|| "42501".to_owned()),
                 stopped_by: None,
+                would_stop: None,
                 rows,
                 bytes: rows * 40,
                 duration_us: 900,

@@ -230,8 +230,11 @@ fn cases() -> Vec<Case> {
         // --- session state ----------------------------------------------------------------------
         case("session-set-role", A, "SET ROLE postgres").denied(PRIV),
         case("session-authorization", A, "SET SESSION AUTHORIZATION postgres").denied(DENY_OR_SYNTAX),
-        case("session-search-path", A, "SET search_path = pg_temp, public").denied(PRIV),
-        case("session-explain", A, "EXPLAIN SELECT * FROM participant").denied(PRIV),
+        case("session-search-path", A, "SET search_path = pg_temp, public").denied(DENY),
+        case("session-explain", A, "EXPLAIN SELECT * FROM participant").rows(),
+        case("session-explain-costs", A, "EXPLAIN (COSTS ON) SELECT * FROM participant").denied(PRIV),
+        case("session-explain-verbose", A, "EXPLAIN VERBOSE SELECT * FROM participant").denied(PRIV),
+        case("session-search-path-catalog-last", A, "SET search_path = public, pg_catalog").denied(DENY),
         case("session-explain-analyze", A, "EXPLAIN ANALYZE SELECT phone FROM participant").denied(PRIV),
         case("session-do", A, "DO $$ BEGIN PERFORM 1; END $$").denied(DENY_OR_SYNTAX),
         case("session-create-function", A, "CREATE FUNCTION mg_f() RETURNS text LANGUAGE sql AS 'SELECT phone FROM participant LIMIT 1'")

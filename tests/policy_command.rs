@@ -155,7 +155,7 @@ fn the_example_policy_passes() {
     assert_eq!(run.code, 0, "{run}");
     let summary = last_line(&run.stdout);
     assert!(
-        summary.starts_with("policy OK: 6 accounts, 6 roles, 5 tables; "),
+        summary.starts_with("policy OK: 8 accounts, 8 roles, 9 tables; "),
         "{run}"
     );
     assert!(!run.stdout.contains("errors:"), "{run}");
@@ -247,7 +247,13 @@ fn live_check_finds_missing_columns_and_changed_types() {
         ),
         "{run}"
     );
-    assert_eq!(errors.matches(": error:").count(), 2, "{run}");
+    assert!(
+        errors.contains(
+            "public.bank_account.id: error: a row_filter_path refers to this column, which is neither a primary key nor unique on its own"
+        ),
+        "{run}"
+    );
+    assert_eq!(errors.matches(": error:").count(), 3, "{run}");
     assert!(
         warnings.contains("public.contribution.note: warning: not classified"),
         "{run}"
@@ -258,7 +264,7 @@ fn live_check_finds_missing_columns_and_changed_types() {
         "{run}"
     );
     assert!(
-        last_line(&run.stdout).starts_with("policy REFUSED: 2 errors"),
+        last_line(&run.stdout).starts_with("policy REFUSED: 3 errors"),
         "{run}"
     );
 }
@@ -437,7 +443,8 @@ fn explain_sql_denies_the_whole_string_when_one_statement_is_denied() {
     );
     assert_eq!(run.code, 1, "{run}");
     assert!(run.stdout.contains("\ndecision: denied\n"), "{run}");
-    assert!(run.stdout.contains("\nsqlstate: 42501\n"), "{run}");
+    // A relation outside the account's policy answers as a missing one.
+    assert!(run.stdout.contains("\nsqlstate: 42P01\n"), "{run}");
     assert!(
         run.stdout.contains("\nmessage: statement 2 of 2: "),
         "{run}"
@@ -604,4 +611,13 @@ CREATE TABLE benefit_claim (
     status text,
     province_code char(2)
 );
+CREATE TABLE "TheBHYT" (id bigint PRIMARY KEY, nguoi_id bigint, "số thẻ" varchar(15),
+    "nơi đăng ký" text, valid_to date);
+-- Not unique: a path through it could lead to two parents.
+CREATE TABLE bank_account (id bigint, participant_id bigint, bank_code text,
+    account_number varchar(20), holder_email text);
+CREATE UNIQUE INDEX bank_account_partial ON bank_account (id) WHERE id > 0;
+CREATE TABLE benefit_payment (id bigint PRIMARY KEY, bank_account_id bigint,
+    amount numeric(12,2), paid_on date);
+CREATE TABLE province (code char(2) PRIMARY KEY, name text);
 "#;

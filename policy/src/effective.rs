@@ -6,11 +6,14 @@
 
 use std::collections::BTreeMap;
 
+use sqlparser::ast::{Expr, Value};
+
 use crate::filter;
 use crate::model::{
-    Account, ColumnRule, EffectiveRules, QualifiedName, Role, RoleTable, StatementKinds,
-    TableClass, TableRules,
+    Account, ColumnRule, EffectiveRules, QualifiedName, Role, RoleMode, RoleTable, StatementKinds,
+    TableCap, TableClass, TableRules,
 };
+use crate::scope::{self, PathProblem, Pending};
 
 /// The rule one role gives each classified column of a table (fail closed: `Deny`).
 pub(crate) fn role_columns(rt: &RoleTable, class: &TableClass) -> BTreeMap<String, ColumnRule> {
@@ -59,7 +62,17 @@ pub(crate) enum MergeNote {
     },
     /// Roles make a table lookup-only on keys that have nothing in common; it is denied.
     DisjointLookupKeys { table: QualifiedName },
+    /// A row filter through foreign keys cannot be resolved; the table is denied.
+    Path {
+        table: QualifiedName,
+        problem: PathProblem,
+    },
+    /// Some roles are in monitor mode and some are not: everything is enforced.
+    MixedModes { monitored: Vec<String> },
 }
+
+/// One role's rules for a table: the role, what it says, and its rule per column.
+type Granting<'r> = (&'r Role, &'r RoleTable, BTreeMap<String, ColumnRule>);
 
 /// Merges the account's roles (in name order). Unknown roles or tables are skipped: the
 /// validator reports them, and a policy with errors is never used.
@@ -74,30 +87,16 @@ pub(crate) fn merge(
         .iter()
         .filter_map(|name| roles.get(name))
         .collect();
-    let mut rules = EffectiveRules {
-        login: account.login.clone(),
-        unrestricted: held.iter().any(|role| role.unrestricted),
-        statements: held.iter().fold(StatementKinds::default(), |acc, role| {
-            acc.union(role.statements)
-        }),
-        max_rows: min_of(held.iter().map(|r| r.max_rows)),
-        rows_per_hour: min_of(held.iter().map(|r| r.rows_per_hour)),
-        statements_per_minute: min_of(held.iter().map(|r| r.statements_per_minute)),
-        channels: held
-            .iter()
-            .flat_map(|role| role.channels.iter().cloned())
-            .collect(),
-        tables: BTreeMap::new(),
-    };
-
+    let mut rules = account_rules(account, &held, &mut notes);
     let mut names: Vec<&QualifiedName> = held.iter().flat_map(|r| r.tables.keys()).collect();
     names.sort();
     names.dedup();
+    let mut pending: BTreeMap<QualifiedName, Pending> = BTreeMap::new();
     for name in names {
         let Some(class) = tables.get(name) else {
             continue;
         };
-        let granting: Vec<(&Role, &RoleTable, BTreeMap<String, ColumnRule>)> = held
+        let granting: Vec<Granting<'_>> = held
             .iter()
             .filter(|role| !role.unrestricted)
             .filter_map(|role| {
@@ -108,113 +107,204 @@ pub(crate) fn merge(
         if granting.is_empty() {
             continue;
         }
+        let columns = merge_columns(name, &granting, &mut notes);
+        void_grants(name, class, &granting, &mut notes);
+        let Some(lookup_keys) = merge_lookup_keys(&granting) else {
+            notes.push(MergeNote::DisjointLookupKeys {
+                table: name.clone(),
+            });
+            continue;
+        };
+        pending.insert(name.clone(), pending_filter(account, &granting));
+        rules.tables.insert(
+            name.clone(),
+            TableRules {
+                row_filter: None,
+                max_rows: table_cap(granting.iter().map(|(_, rt, _)| rt.max_rows)),
+                lookup_keys,
+                columns,
+            },
+        );
+    }
+    let (filters, problems) = scope::resolve(&pending);
+    for (table, problem) in problems {
+        rules.tables.remove(&table);
+        notes.push(MergeNote::Path { table, problem });
+    }
+    for (table, filter) in filters {
+        if let Some(table_rules) = rules.tables.get_mut(&table) {
+            table_rules.row_filter = filter;
+        }
+    }
+    (rules, notes)
+}
 
-        let mut columns: BTreeMap<String, (ColumnRule, &str)> = BTreeMap::new();
-        for (role, _, role_cols) in &granting {
-            for (column, rule) in role_cols {
-                match columns.get(column) {
-                    None => {
+/// Everything but the tables: statement kinds, limits, channels, the mode.
+fn account_rules(account: &Account, held: &[&Role], notes: &mut Vec<MergeNote>) -> EffectiveRules {
+    let enforced: Vec<&&Role> = held.iter().filter(|r| !r.unrestricted).collect();
+    let monitored: Vec<String> = enforced
+        .iter()
+        .filter(|r| r.mode == RoleMode::Monitor)
+        .map(|r| r.name.clone())
+        .collect();
+    let monitor = !monitored.is_empty() && monitored.len() == enforced.len();
+    if !monitored.is_empty() && !monitor {
+        notes.push(MergeNote::MixedModes { monitored });
+    }
+    EffectiveRules {
+        login: account.login.clone(),
+        unrestricted: held.iter().any(|role| role.unrestricted),
+        statements: held.iter().fold(StatementKinds::default(), |acc, role| {
+            acc.union(role.statements)
+        }),
+        max_rows: min_of(held.iter().map(|r| r.max_rows)),
+        max_rows_per_session: min_of(held.iter().map(|r| r.max_rows_per_session)),
+        over_cap: held.iter().map(|r| r.over_cap).max().unwrap_or_default(),
+        monitor,
+        rows_per_hour: min_of(held.iter().map(|r| r.rows_per_hour)),
+        statements_per_minute: min_of(held.iter().map(|r| r.statements_per_minute)),
+        channels: held
+            .iter()
+            .flat_map(|role| role.channels.iter().cloned())
+            .collect(),
+        tables: BTreeMap::new(),
+    }
+}
+
+/// Per column the most restrictive rule; two different masks: the first role's.
+fn merge_columns(
+    name: &QualifiedName,
+    granting: &[Granting<'_>],
+    notes: &mut Vec<MergeNote>,
+) -> BTreeMap<String, ColumnRule> {
+    let mut columns: BTreeMap<String, (ColumnRule, &str)> = BTreeMap::new();
+    for (role, _, role_cols) in granting {
+        for (column, rule) in role_cols {
+            match columns.get(column) {
+                None => {
+                    columns.insert(column.clone(), (rule.clone(), &role.name));
+                }
+                Some((current, first)) => {
+                    if rule.restrictiveness() > current.restrictiveness() {
                         columns.insert(column.clone(), (rule.clone(), &role.name));
-                    }
-                    Some((current, first)) => {
-                        if rule.restrictiveness() > current.restrictiveness() {
-                            columns.insert(column.clone(), (rule.clone(), &role.name));
-                        } else if let (ColumnRule::Mask(a), ColumnRule::Mask(b)) = (current, rule) {
-                            if a != b {
-                                notes.push(MergeNote::MaskConflict {
-                                    table: name.clone(),
-                                    column: column.clone(),
-                                    used: (*first).to_owned(),
-                                    ignored: role.name.clone(),
-                                });
-                            }
+                    } else if let (ColumnRule::Mask(a), ColumnRule::Mask(b)) = (current, rule) {
+                        if a != b && rule.restrictiveness() == current.restrictiveness() {
+                            notes.push(MergeNote::MaskConflict {
+                                table: name.clone(),
+                                column: column.clone(),
+                                used: (*first).to_owned(),
+                                ignored: role.name.clone(),
+                            });
                         }
                     }
                 }
             }
         }
-        for (granter, _, granter_cols) in &granting {
-            for (denier, denier_rt, denier_cols) in &granting {
-                if granter.name == denier.name {
-                    continue;
-                }
-                let mut explicit = Vec::new();
-                let mut by_default = Vec::new();
-                for (column, rule) in granter_cols {
-                    if matches!(rule, ColumnRule::Deny)
-                        || !matches!(denier_cols.get(column), Some(ColumnRule::Deny))
-                    {
-                        continue;
-                    }
-                    let mentioned = denier_rt.columns.contains_key(column)
-                        || class.columns[column]
-                            .labels
-                            .iter()
-                            .any(|label| denier_rt.labels.contains_key(label));
-                    if mentioned {
-                        explicit.push(column.clone());
-                    } else {
-                        by_default.push(column.clone());
-                    }
-                }
-                for (columns, by_default) in [(explicit, false), (by_default, true)] {
-                    if !columns.is_empty() {
-                        notes.push(MergeNote::VoidGrant {
-                            table: name.clone(),
-                            columns,
-                            granting: granter.name.clone(),
-                            denying: denier.name.clone(),
-                            by_default,
-                        });
-                    }
-                }
-            }
-        }
+    }
+    columns
+        .into_iter()
+        .map(|(column, (rule, _))| (column, rule))
+        .collect()
+}
 
-        let filters: Vec<String> = granting
-            .iter()
-            .filter_map(|(_, rt, _)| rt.row_filter.as_deref())
-            .map(|f| {
-                let sql =
-                    filter::substitute(f, |attr| account.attributes.get(attr).map(String::as_str))
-                        .unwrap_or_else(|_| "false".to_owned());
-                format!("({sql})")
-            })
-            .collect();
-
-        let mut lookup_keys: Option<Vec<String>> = None;
-        for (_, rt, _) in &granting {
-            if rt.lookup_keys.is_empty() {
+/// Columns one role grants and another denies: the grant has no effect (warning).
+fn void_grants(
+    name: &QualifiedName,
+    class: &TableClass,
+    granting: &[Granting<'_>],
+    notes: &mut Vec<MergeNote>,
+) {
+    for (granter, _, granter_cols) in granting {
+        for (denier, denier_rt, denier_cols) in granting {
+            if granter.name == denier.name {
                 continue;
             }
-            lookup_keys = Some(match lookup_keys {
-                None => rt.lookup_keys.clone(),
-                Some(keys) => keys
-                    .into_iter()
-                    .filter(|k| rt.lookup_keys.contains(k))
-                    .collect(),
-            });
+            let mut explicit = Vec::new();
+            let mut by_default = Vec::new();
+            for (column, rule) in granter_cols {
+                if matches!(rule, ColumnRule::Deny)
+                    || !matches!(denier_cols.get(column), Some(ColumnRule::Deny))
+                {
+                    continue;
+                }
+                let mentioned = denier_rt.columns.contains_key(column)
+                    || class.columns[column]
+                        .labels
+                        .iter()
+                        .any(|label| denier_rt.labels.contains_key(label));
+                if mentioned {
+                    explicit.push(column.clone());
+                } else {
+                    by_default.push(column.clone());
+                }
+            }
+            for (columns, by_default) in [(explicit, false), (by_default, true)] {
+                if !columns.is_empty() {
+                    notes.push(MergeNote::VoidGrant {
+                        table: name.clone(),
+                        columns,
+                        granting: granter.name.clone(),
+                        denying: denier.name.clone(),
+                        by_default,
+                    });
+                }
+            }
         }
-        if lookup_keys.as_ref().is_some_and(Vec::is_empty) {
-            notes.push(MergeNote::DisjointLookupKeys {
-                table: name.clone(),
-            });
+    }
+}
+
+/// The keys every lookup-only role accepts; `None` when they have none in common.
+fn merge_lookup_keys(granting: &[Granting<'_>]) -> Option<Vec<String>> {
+    let mut lookup_keys: Option<Vec<String>> = None;
+    for (_, rt, _) in granting {
+        if rt.lookup_keys.is_empty() {
             continue;
         }
-
-        rules.tables.insert(
-            name.clone(),
-            TableRules {
-                row_filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
-                lookup_keys: lookup_keys.unwrap_or_default(),
-                columns: columns
-                    .into_iter()
-                    .map(|(column, (rule, _))| (column, rule))
-                    .collect(),
-            },
-        );
+        lookup_keys = Some(match lookup_keys {
+            None => rt.lookup_keys.clone(),
+            Some(keys) => keys
+                .into_iter()
+                .filter(|k| rt.lookup_keys.contains(k))
+                .collect(),
+        });
     }
-    (rules, notes)
+    match lookup_keys {
+        Some(keys) if keys.is_empty() => None,
+        keys => Some(keys.unwrap_or_default()),
+    }
+}
+
+/// The roles' own conditions with the account's attributes, and their paths.
+fn pending_filter(account: &Account, granting: &[Granting<'_>]) -> Pending {
+    let own = granting
+        .iter()
+        .filter_map(|(_, rt, _)| rt.row_filter.as_ref())
+        .map(|f| {
+            // The validator made sure every attribute is there; fail closed anyway.
+            filter::substitute(&f.expr, |attr| {
+                account.attributes.get(attr).map(String::as_str)
+            })
+            .unwrap_or(Expr::Value(Value::Boolean(false).into()))
+        })
+        .collect();
+    let paths = granting
+        .iter()
+        .map(|(_, rt, _)| rt.row_filter_path.clone())
+        .filter(|p| !p.is_empty())
+        .collect();
+    Pending { own, paths }
+}
+
+/// Per-table caps across roles: the smallest number wins over "none"; `None` when no
+/// role sets one (the account's `max_rows` applies).
+fn table_cap(caps: impl Iterator<Item = Option<TableCap>>) -> Option<TableCap> {
+    caps.flatten().reduce(|a, b| match (a, b) {
+        (TableCap::Rows(x), TableCap::Rows(y)) => TableCap::Rows(x.min(y)),
+        (TableCap::Rows(x), TableCap::Exempt) | (TableCap::Exempt, TableCap::Rows(x)) => {
+            TableCap::Rows(x)
+        }
+        (TableCap::Exempt, TableCap::Exempt) => TableCap::Exempt,
+    })
 }
 
 fn min_of(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
@@ -255,6 +345,8 @@ mod tests {
     fn explicit_beats_label_and_labels_take_most_restrictive() {
         let rt = RoleTable {
             row_filter: None,
+            row_filter_path: vec![],
+            max_rows: None,
             lookup_keys: vec![],
             labels: [
                 ("x".to_string(), ColumnRule::Allow),

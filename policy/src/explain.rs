@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::account::{format_fingerprint, format_hours, DAY_NAMES};
-use crate::model::ColumnRule;
+use crate::model::{ColumnRule, OverCap, TableCap};
 use crate::policy::Policy;
 
 impl Policy {
@@ -79,10 +79,22 @@ impl Policy {
             );
             return Some(out);
         }
+        if rules.monitor {
+            let _ = writeln!(
+                w,
+                "monitor mode: statements run as sent; what the rules below would do is recorded"
+            );
+        }
         let _ = writeln!(w, "statements: {}", rules.statements);
         let mut limits = Vec::new();
         if let Some(n) = rules.max_rows {
             limits.push(format!("{n} rows per statement"));
+            if rules.over_cap == OverCap::Refuse {
+                limits.push("a statement over its cap gets no row".to_owned());
+            }
+        }
+        if let Some(n) = rules.max_rows_per_session {
+            limits.push(format!("{n} rows per session"));
         }
         if let Some(n) = rules.rows_per_hour {
             limits.push(format!("{n} rows per hour"));
@@ -106,6 +118,15 @@ impl Policy {
             }
             if let Some(filter) = &table.row_filter {
                 let _ = writeln!(w, "    rows where {filter}");
+            }
+            match table.max_rows {
+                Some(TableCap::Rows(n)) => {
+                    let _ = writeln!(w, "    caps statements that read it at {n} rows");
+                }
+                Some(TableCap::Exempt) => {
+                    let _ = writeln!(w, "    does not cap statements (no personal data)");
+                }
+                None => {}
             }
             let width = table
                 .columns

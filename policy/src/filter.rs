@@ -1,10 +1,11 @@
-//! Row filters: `:name` attribute placeholders, their substitution as SQL literals, and the
-//! check that a filter is one boolean expression over the table's own columns.
+//! Row filters: `:name` attribute placeholders, the check that a filter is one boolean
+//! expression over the table's own columns, the parsed expression the validated policy
+//! keeps, and the substitution of an account's attributes into it as string literals.
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{visit_expressions, Expr};
+use sqlparser::ast::{visit_expressions, visit_expressions_mut, Expr, Value};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
@@ -144,26 +145,70 @@ pub(crate) fn attributes(filter: &str) -> Vec<String> {
         .collect()
 }
 
-/// Replaces every placeholder by its attribute as a literal made by
-/// [`maskgate_mask::quote_literal`]; `Err(name)` names the first attribute `lookup` does
-/// not know or whose value cannot be a literal (NUL, which loading already refuses).
-pub(crate) fn substitute<'a>(
-    filter: &str,
-    lookup: impl Fn(&str) -> Option<&'a str>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(filter.len());
+/// The filter as an expression, each `:name` a `Value::Placeholder(":name")`. Call
+/// only on a filter [`check`] found no problem with.
+pub(crate) fn parse(filter: &str) -> Option<Expr> {
+    // Placeholders become `$k` (a token of their own whatever surrounds them), then
+    // `:name` again in the tree; `check` refused every `$k` of the filter's own.
+    let mut text = String::with_capacity(filter.len());
+    let mut names = Vec::new();
     for piece in split(filter) {
         match piece {
-            Piece::Sql(sql) => out.push_str(sql),
+            Piece::Sql(sql) => text.push_str(sql),
             Piece::Attribute { name, .. } => {
-                let literal = lookup(name)
-                    .and_then(|value| maskgate_mask::quote_literal(value).ok())
-                    .ok_or_else(|| name.to_owned())?;
-                out.push_str(&literal);
+                names.push(name);
+                text.push_str(&format!(" ${} ", names.len()));
             }
         }
     }
-    Ok(out)
+    let mut expr = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&text)
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()?;
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::Value(value) = e {
+            if let Value::Placeholder(p) = &mut value.value {
+                let index = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
+                if let Some(name) = index.and_then(|i| names.get(i.wrapping_sub(1))) {
+                    *p = format!(":{name}");
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Some(expr)
+}
+
+/// Replaces every `:name` placeholder of a parsed filter by its attribute as a string
+/// literal (the printer of the statement encodes it); `Err(name)` names the first
+/// attribute `lookup` does not know.
+pub(crate) fn substitute<'a>(
+    filter: &Expr,
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> Result<Expr, String> {
+    let mut expr = filter.clone();
+    let mut missing = None;
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::Value(value) = e {
+            if let Value::Placeholder(p) = &value.value {
+                let name = p.strip_prefix(':').unwrap_or(p);
+                match lookup(name) {
+                    Some(v) if !v.contains('\0') => {
+                        value.value = Value::SingleQuotedString(v.to_owned())
+                    }
+                    _ => {
+                        missing = Some(name.to_owned());
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match missing {
+        Some(name) => Err(name),
+        None => Ok(expr),
+    }
 }
 
 /// A placeholder must be a token of its own. Glued to a word (`E:x`, `U&:x`, `int4:x`)
@@ -279,7 +324,21 @@ pub(crate) fn check(filter: &str, table: &str, columns: &BTreeSet<&str>) -> Vec<
             Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
                 problems.push(FilterProblem {
                     offset: None,
-                    message: "row_filter must not contain a subquery".into(),
+                    message: "row_filter must not contain a subquery; to filter through \
+                              another table use row_filter_path"
+                        .into(),
+                });
+            }
+            // The probe holds strings where the attributes were: any placeholder left is
+            // the filter's own, which would bind to a parameter of the client's.
+            Expr::Value(value) if matches!(value.value, Value::Placeholder(_)) => {
+                problems.push(FilterProblem {
+                    offset: offsets.offset(value.span.start.line, value.span.start.column),
+                    message: format!(
+                        "row_filter must not contain the parameter {}; \
+                         use :name for an account attribute",
+                        value.value
+                    ),
                 });
             }
             _ => {}
@@ -369,9 +428,16 @@ mod tests {
         assert_eq!(attributes(f), vec!["province", "unit", "_u1"]);
     }
 
+    fn substituted(
+        filter: &str,
+        lookup: impl Fn(&str) -> Option<&'static str>,
+    ) -> Result<Expr, String> {
+        substitute(&parse(filter).unwrap(), lookup)
+    }
+
     #[test]
-    fn substitutes_quoted_literals() {
-        let out = substitute(
+    fn substitutes_string_literals() {
+        let out = substituted(
             "province_code = :province and unit = :unit",
             |name| match name {
                 "province" => Some("01"),
@@ -380,17 +446,46 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(out, "province_code = '01' and unit = 'O''Brien'");
-        assert_eq!(substitute("a = :missing", |_| None).unwrap_err(), "missing");
         assert_eq!(
-            substitute("a = :v", |_| Some("x\\'; --")).unwrap(),
-            "a = E'x\\\\''; --'"
+            out.to_string(),
+            "province_code = '01' AND unit = 'O''Brien'"
         );
-        assert_eq!(substitute("a = :v", |_| Some("a\0")).unwrap_err(), "v");
         assert_eq!(
-            substitute("a::text = :v", |_| Some("1")).unwrap(),
-            "a::text = '1'"
+            substituted("a = :missing", |_| None).unwrap_err(),
+            "missing"
         );
+        let hostile = substituted("a = :v", |_| Some("x\\'; --")).unwrap();
+        assert!(matches!(
+            hostile,
+            Expr::BinaryOp { right, .. }
+                if matches!(&right.as_ref(), Expr::Value(v) if v.value == Value::SingleQuotedString("x\\'; --".into()))
+        ));
+        assert_eq!(substituted("a = :v", |_| Some("a\0")).unwrap_err(), "v");
+        assert_eq!(
+            substituted("a::text = :v", |_| Some("1"))
+                .unwrap()
+                .to_string(),
+            "a::TEXT = '1'"
+        );
+        assert_eq!(
+            substituted("(province_code||:p) = ':q' and x = :q", |n| Some(
+                if n == "p" { "P" } else { "Q" }
+            ))
+            .unwrap()
+            .to_string(),
+            "(province_code || 'P') = ':q' AND x = 'Q'"
+        );
+    }
+
+    #[test]
+    fn the_filters_own_parameters_are_refused() {
+        for bad in ["province_code = $1", "id = $2::bigint"] {
+            let problems = check(bad, "public.t", &cols());
+            assert!(
+                problems.iter().any(|p| p.message.contains("parameter")),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 
     #[test]

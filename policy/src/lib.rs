@@ -19,18 +19,20 @@ mod model;
 mod net;
 pub mod password;
 mod policy;
+mod scope;
 mod validate;
 mod verifier;
 
 pub use account::LoginDenial;
 pub use diagnostics::{Diagnostic, PolicyErrors, Severity};
 pub use model::{
-    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, PolicySettings,
-    QualifiedName, Role, RoleTable, StatementKind, StatementKinds, TableClass, TableKind,
-    TableRules,
+    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, FilterExpr, OverCap,
+    PathHop, PolicySettings, QualifiedName, Role, RoleMode, RoleTable, RowFilter, ScopePath,
+    StatementKind, StatementKinds, TableCap, TableClass, TableKind, TableRules,
 };
 pub use net::{IpNet, NetError};
 pub use policy::{FileChange, Generation, Loaded, Policy, Rejected};
+pub use scope::MAX_HOPS;
 
 pub use error::Location;
 pub use password::{check_password, WeakPassword};

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use maskgate_mask::MaskSpec;
+use maskgate_mask::{MaskKind, MaskSpec};
+use sqlparser::ast::{Expr, Query};
 use time::{Date, UtcOffset};
 
 use crate::net::IpNet;
@@ -118,12 +119,14 @@ pub enum ColumnRule {
 }
 
 impl ColumnRule {
-    /// deny > mask > allow: merging keeps the highest.
+    /// deny > null > mask > allow: merging keeps the highest. `null` (a column that
+    /// reads as NULL) hides more than any other mask.
     pub fn restrictiveness(&self) -> u8 {
         match self {
             ColumnRule::Allow => 0,
+            ColumnRule::Mask(spec) if spec.kind == MaskKind::Null => 2,
             ColumnRule::Mask(_) => 1,
-            ColumnRule::Deny => 2,
+            ColumnRule::Deny => 3,
         }
     }
 }
@@ -132,6 +135,7 @@ impl fmt::Display for ColumnRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ColumnRule::Allow => f.write_str("allow"),
+            ColumnRule::Mask(spec) if spec.kind == MaskKind::Null => f.write_str("null"),
             ColumnRule::Mask(spec) => write!(f, "mask {spec}"),
             ColumnRule::Deny => f.write_str("deny"),
         }
@@ -149,15 +153,19 @@ pub enum StatementKind {
     Update,
     /// DELETE.
     Delete,
+    /// `COPY … TO STDOUT`: a read whose rows leave as COPY data (masked and filtered
+    /// like a SELECT, counted against the same caps).
+    Export,
 }
 
 impl StatementKind {
     /// All kinds, in the order they are printed.
-    pub const ALL: [StatementKind; 4] = [
+    pub const ALL: [StatementKind; 5] = [
         StatementKind::Read,
         StatementKind::Insert,
         StatementKind::Update,
         StatementKind::Delete,
+        StatementKind::Export,
     ];
 
     /// The word used in policy files.
@@ -167,6 +175,7 @@ impl StatementKind {
             StatementKind::Insert => "insert",
             StatementKind::Update => "update",
             StatementKind::Delete => "delete",
+            StatementKind::Export => "export",
         }
     }
 
@@ -244,23 +253,91 @@ pub struct Role {
     pub statements: StatementKinds,
     /// Rows per statement.
     pub max_rows: Option<u64>,
+    /// Rows one session may read in all (paging in cap-sized steps ends there).
+    pub max_rows_per_session: Option<u64>,
+    /// What a statement with more rows than its cap gets.
+    pub over_cap: OverCap,
     /// Rolling quota of rows returned per hour.
     pub rows_per_hour: Option<u64>,
     /// Rolling quota of statements per minute.
     pub statements_per_minute: Option<u64>,
     /// Break-glass: statements pass unrewritten (still audited).
     pub unrestricted: bool,
+    /// Enforced, or only recorded as it would have been enforced.
+    pub mode: RoleMode,
     /// Notification channels it may LISTEN on and NOTIFY; no others.
     pub channels: BTreeSet<String>,
     /// The tables it may use; every other table is denied.
     pub tables: BTreeMap<QualifiedName, RoleTable>,
 }
 
+/// Whether a role's rules are applied or only recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RoleMode {
+    /// Statements are rewritten, denied and capped.
+    #[default]
+    Enforce,
+    /// Shadow mode, for rolling a role out: each statement is decided and recorded as
+    /// it would be enforced, and the original runs unchanged.
+    Monitor,
+}
+
+/// What a statement with more rows than its cap gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OverCap {
+    /// The rows up to the cap, then `54000`.
+    #[default]
+    Partial,
+    /// `54000` before any row is sent (at most cap + 1 rows are held back).
+    Refuse,
+}
+
+/// A cap one table sets on the statements that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableCap {
+    /// At most this many rows.
+    Rows(u64),
+    /// No personal data (a reference list): the table does not cap statements.
+    Exempt,
+}
+
+/// A row filter as written: one SQL boolean expression over the table's own columns,
+/// parsed once; `:name` attributes are `Value::Placeholder(":name")` in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterExpr {
+    /// As written, for reviewers.
+    pub text: String,
+    /// The parsed expression.
+    pub expr: Expr,
+}
+
+/// One step of a row filter through a foreign key: `column -> table(key)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathHop {
+    /// The referencing column, of the table before this step.
+    pub column: String,
+    /// The referenced table.
+    pub table: QualifiedName,
+    /// Its referenced column (a primary key or unique column).
+    pub key: String,
+}
+
+impl fmt::Display for PathHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}({})", self.column, self.table, self.key)
+    }
+}
+
 /// What a role says about one table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoleTable {
-    /// SQL boolean expression, `:name` standing for account attributes.
-    pub row_filter: Option<String>,
+    /// Over the table's own columns, `:name` standing for account attributes.
+    pub row_filter: Option<FilterExpr>,
+    /// Non-empty: a row is in scope only if this path of foreign keys leads to a row
+    /// of the last step's table that the account may see (its row filter applies).
+    pub row_filter_path: Vec<PathHop>,
+    /// Replaces the role's `max_rows` for statements reading this table.
+    pub max_rows: Option<TableCap>,
     /// Non-empty: each query must pin one of these columns by equality.
     pub lookup_keys: Vec<String>,
     /// Rules by classification label.
@@ -327,6 +404,13 @@ pub struct EffectiveRules {
     /// Minimum across roles.
     pub max_rows: Option<u64>,
     /// Minimum across roles.
+    pub max_rows_per_session: Option<u64>,
+    /// The most restrictive across roles.
+    pub over_cap: OverCap,
+    /// Every role is in monitor mode: statements run as sent, and what enforcing
+    /// them would have done is recorded.
+    pub monitor: bool,
+    /// Minimum across roles.
     pub rows_per_hour: Option<u64>,
     /// Minimum across roles.
     pub statements_per_minute: Option<u64>,
@@ -341,10 +425,59 @@ pub struct EffectiveRules {
 /// The merged rules for one table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableRules {
-    /// Each role's filter, parenthesised and joined with AND; attributes are SQL literals.
-    pub row_filter: Option<String>,
+    /// Every role's filter, ANDed; attributes substituted as string literals.
+    pub row_filter: Option<RowFilter>,
+    /// The cap this table sets on statements that read it; `None`: the account's
+    /// `max_rows`.
+    pub max_rows: Option<TableCap>,
     /// Non-empty: each query must pin one of these columns by equality.
     pub lookup_keys: Vec<String>,
     /// Every classified column of the table; unmentioned ones are `Deny`.
     pub columns: BTreeMap<String, ColumnRule>,
+}
+
+/// A table's merged row filter, parsed, with the account's attributes substituted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowFilter {
+    /// Each granting role's condition on the table's own columns, as written.
+    pub own: Vec<Expr>,
+    /// Each granting role's path of foreign keys.
+    pub paths: Vec<ScopePath>,
+}
+
+/// A row filter through foreign keys, resolved for one account: a row is in scope when
+/// its `column` is one of the keys `scope` returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopePath {
+    /// The referencing column of the filtered table.
+    pub column: String,
+    /// The steps as written; the last one's table is read through its own filter.
+    pub hops: Vec<PathHop>,
+    /// `SELECT "t"."key" FROM "schema"."t" WHERE …`: the referenced keys of the first
+    /// step's table whose rows are in scope, every column qualified.
+    pub scope: Box<Query>,
+}
+
+impl RowFilter {
+    /// The whole filter, with the path columns qualified by `qualifier` (how the
+    /// statement names the filtered table); own conditions stay as written.
+    pub fn expr(&self, qualifier: &str) -> Expr {
+        crate::scope::filter_expr(self, qualifier, false)
+    }
+
+    /// The whole filter with every column of the filtered table qualified by
+    /// `qualifier`, for use where other tables are in scope too.
+    pub fn qualified(&self, qualifier: &str) -> Expr {
+        crate::scope::filter_expr(self, qualifier, true)
+    }
+}
+
+impl fmt::Display for RowFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = self.own.iter().map(|e| format!("({e})")).collect();
+        for path in &self.paths {
+            parts.push(format!("({} IN ({}))", path.column, path.scope));
+        }
+        f.write_str(&parts.join(" AND "))
+    }
 }

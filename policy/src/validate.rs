@@ -11,14 +11,20 @@ use crate::effective::{self, MergeNote};
 use crate::filter;
 use crate::load::{Entry, Node, NodeValue};
 use crate::model::{
-    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, QualifiedName, Role,
-    RoleTable, StatementKind, StatementKinds, TableClass, TableKind,
+    Account, Assignment, Canary, ColumnClass, ColumnRule, EffectiveRules, FilterExpr, OverCap,
+    PathHop, QualifiedName, Role, RoleMode, RoleTable, StatementKind, StatementKinds, TableCap,
+    TableClass, TableKind,
 };
 use crate::net::IpNet;
+use crate::scope::{PathProblem, MAX_HOPS};
 use crate::verifier::ScramVerifier;
 
+mod account_fields;
 mod accounts;
 mod classification;
+mod column_rules;
+mod paths;
+mod role_tables;
 mod roles;
 mod values;
 
@@ -43,13 +49,23 @@ const ROLE_KEYS: &[&str] = &[
     "description",
     "statements",
     "max_rows",
+    "max_rows_per_session",
+    "over_cap",
     "rows_per_hour",
     "statements_per_minute",
     "unrestricted",
+    "mode",
     "channels",
     "tables",
 ];
-const ROLE_TABLE_KEYS: &[&str] = &["row_filter", "lookup_keys", "labels", "columns"];
+const ROLE_TABLE_KEYS: &[&str] = &[
+    "row_filter",
+    "row_filter_path",
+    "lookup_keys",
+    "max_rows",
+    "labels",
+    "columns",
+];
 const ACCOUNT_KEYS: &[&str] = &[
     "name",
     "verifier",

@@ -41,10 +41,11 @@ fn decision(c: &mut Criterion) {
     let policy = policy();
     let enforcement = Enforcement::new(Default::default());
     let account = enforcement.account(&policy, "clerk").unwrap();
-    assert!(account.decide(LOOKUP).is_ok());
+    let path = maskgate_sql::SearchPath::starting_at(account.policy_search_path().to_vec());
+    assert!(account.decide(LOOKUP, &path).is_ok());
 
     c.bench_function("decision/lookup/cached", |b| {
-        b.iter(|| account.decide(black_box(LOOKUP)))
+        b.iter(|| account.decide(black_box(LOOKUP), &path))
     });
     // A text not seen before each time: what the first use of a statement costs.
     let mut n = 0u64;
@@ -54,7 +55,7 @@ fn decision(c: &mut Criterion) {
                 n += 1;
                 format!("{LOOKUP} /* {n} */")
             },
-            |sql| account.decide(&sql),
+            |sql| account.decide(&sql, &path),
             BatchSize::SmallInput,
         )
     });

@@ -265,6 +265,11 @@ fn append_audit_metrics(text: &mut String, audit: &crate::audit::TrailState) {
             "Records detection's queue could not take: detection did not see them.",
             &audit.detection_dropped,
         ),
+        (
+            "maskgate_audit_segments_removed",
+            "Audit segments removed by retention, after export.",
+            &audit.segments_removed,
+        ),
     ];
     for (name, help, value) in counters {
         let _ = write!(
@@ -278,6 +283,12 @@ fn append_audit_metrics(text: &mut String, audit: &crate::audit::TrailState) {
         "# HELP maskgate_audit_writable Whether the audit trail can be written.\n\
          # TYPE maskgate_audit_writable gauge\nmaskgate_audit_writable {}\n",
         u8::from(audit.is_healthy())
+    );
+    let _ = write!(
+        text,
+        "# HELP maskgate_audit_segments_overdue Audit segments past retention that are kept (not exported, changed since export, or after one that is kept).\n\
+         # TYPE maskgate_audit_segments_overdue gauge\nmaskgate_audit_segments_overdue {}\n",
+        audit.segments_overdue.load(Relaxed)
     );
 }
 

@@ -71,7 +71,66 @@ pub async fn check_catalog(
         };
         findings.extend(compare(name, class, relation.as_ref()));
     }
+    findings.extend(check_path_keys(policy, conn).await?);
     Ok(findings)
+}
+
+/// Every column a `row_filter_path` step refers to must be a primary key or carry a
+/// unique constraint (or a unique index without a predicate or expression) on its own:
+/// a child row references one parent, whose filter decides.
+async fn check_path_keys(
+    policy: &Policy,
+    conn: &mut UpstreamConn,
+) -> Result<Vec<CatalogFinding>, UpstreamError> {
+    let mut keys = std::collections::BTreeSet::new();
+    for role in policy.roles().values() {
+        for table in role.tables.values() {
+            for hop in &table.row_filter_path {
+                keys.insert((hop.table.clone(), hop.key.clone()));
+            }
+        }
+    }
+    let mut findings = Vec::new();
+    for (table, key) in keys {
+        let Ok(sql) = unique_key_query(&table, &key) else {
+            continue;
+        };
+        let unique = conn
+            .query_rows(&sql)
+            .await?
+            .first()
+            .and_then(|row| row.first().cloned().flatten())
+            .is_some_and(|v| v == "t");
+        if !unique {
+            findings.push(CatalogFinding {
+                severity: Severity::Error,
+                table,
+                column: Some(key),
+                message: "a row_filter_path refers to this column, which is neither a primary \
+                          key nor unique on its own"
+                    .to_owned(),
+                hint: Some(
+                    "refer to the parent's primary key, or add a unique constraint on the column"
+                        .to_owned(),
+                ),
+            });
+        }
+    }
+    Ok(findings)
+}
+
+fn unique_key_query(table: &QualifiedName, key: &str) -> Result<String, QuoteError> {
+    Ok(format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+           JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] \
+          WHERE n.nspname = {} AND c.relname = {} AND a.attname = {} \
+            AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL)",
+        quote_literal(&table.schema)?,
+        quote_literal(&table.name)?,
+        quote_literal(key)?
+    ))
 }
 
 fn relation_query(name: &QualifiedName) -> Result<String, QuoteError> {

@@ -150,6 +150,9 @@ pub struct UpstreamConfig {
 /// tokens, a few gigabytes of trees.
 const MAX_STATEMENT_SIZE: usize = 16 << 20;
 
+/// The longest `max_sleep` accepted.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
 /// The longest `max_analysis_time` accepted.
 const MAX_ANALYSIS_TIME: Duration = Duration::from_secs(30);
 
@@ -480,6 +483,14 @@ impl Context<'_> {
                  holds one of a few analysis slots for as long as it runs",
             ));
         }
+        limits.max_sleep = self.duration_or(&raw.max_sleep, limits.max_sleep)?;
+        if limits.max_sleep > MAX_SLEEP {
+            let span = raw.max_sleep.as_ref().expect("out of range only when set");
+            return Err(self.error(
+                span,
+                "max_sleep must be at most 1h: a sleeping statement holds its connection",
+            ));
+        }
         Ok(limits)
     }
 
@@ -679,6 +690,7 @@ struct RawServer {
     max_statement_size: Option<Spanned<i64>>,
     max_statement_depth: Option<Spanned<i64>>,
     max_analysis_time: Option<Spanned<String>>,
+    max_sleep: Option<Spanned<String>>,
     max_failed_logins: Option<Spanned<i64>>,
     failed_login_window: Option<Spanned<String>>,
     lockout_duration: Option<Spanned<String>>,

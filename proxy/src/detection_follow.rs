@@ -101,6 +101,7 @@ mod tests {
             queue: 1024,
             strict: false,
             unrestricted_when_unavailable: WhenUnavailable::Refuse,
+            retention: None,
         }
     }
 

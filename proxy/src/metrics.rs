@@ -21,6 +21,8 @@ mod kinds;
 pub use guards::Guards;
 use kinds::*;
 
+use crate::observe::{GuardCheck, Would};
+
 /// `Content-Type` of [`Metrics::encode_text`] output (Prometheus text 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -156,6 +158,9 @@ pub struct Metrics {
     row_cap_exceeded: Counter,
     quota_statements_exceeded: Counter,
     quota_rows_exceeded: Counter,
+    quota_session_exceeded: Counter,
+    guard_refusals: Family<CheckLabel, Counter>,
+    monitor_decisions: Family<WouldLabel, Counter>,
     result_column_violations: Counter,
     event_overflows: Counter,
     guards: Guards,
@@ -292,6 +297,8 @@ impl Metrics {
         let quota_statements_exceeded =
             quotas.get_or_create_owned(&QuotaLabel("statements_per_minute"));
         let quota_rows_exceeded = quotas.get_or_create_owned(&QuotaLabel("rows_per_hour"));
+        let quota_session_exceeded =
+            quotas.get_or_create_owned(&QuotaLabel("max_rows_per_session"));
         registry.register(
             "quota_exceeded",
             "Statements refused or ended because the account's rolling quota was used up, by quota",
@@ -302,6 +309,21 @@ impl Metrics {
             "Rewritten statements refused because PostgreSQL's parser read maskgate's text \
              differently from what was analyzed (a printer bug)",
             PrinterMismatches,
+        );
+        let guard_refusals = Family::<CheckLabel, Counter>::default();
+        registry.register(
+            "guard_refusals",
+            "Statements PostgreSQL failed on a check the rewrite made it run: rows packed into \
+             values past the cap, an OFFSET parameter at or past the cap, a write referencing a \
+             parent outside the account's scope; by check",
+            guard_refusals.clone(),
+        );
+        let monitor_decisions = Family::<WouldLabel, Counter>::default();
+        registry.register(
+            "monitor_decisions",
+            "Statements of accounts in monitor mode, by what enforcement would have done \
+             (deny, rewrite, row_cap); they ran as sent",
+            monitor_decisions.clone(),
         );
         let result_column_violations = Counter::default();
         registry.register(
@@ -325,6 +347,9 @@ impl Metrics {
             row_cap_exceeded,
             quota_statements_exceeded,
             quota_rows_exceeded,
+            quota_session_exceeded,
+            guard_refusals,
+            monitor_decisions,
             result_column_violations,
             lockouts,
             policy_reloads_ok,
@@ -383,6 +408,25 @@ impl Metrics {
         } else {
             self.quota_statements_exceeded.inc();
         }
+    }
+
+    /// A session's `max_rows_per_session` refused or ended a statement.
+    pub fn session_budget_exceeded(&self) {
+        self.quota_session_exceeded.inc();
+    }
+
+    /// A check PostgreSQL ran for the rewrite failed the statement.
+    pub fn guard_refusal(&self, check: GuardCheck) {
+        self.guard_refusals
+            .get_or_create(&CheckLabel(check.as_str()))
+            .inc();
+    }
+
+    /// Monitor mode: what enforcing a statement would have done.
+    pub fn monitor_decision(&self, would: Would) {
+        self.monitor_decisions
+            .get_or_create(&WouldLabel(would.as_str()))
+            .inc();
     }
 
     /// A result column that should have been masked arrived as stored.

@@ -4,6 +4,8 @@
 //! * `verify` — `maskgate_audit::verify` with the public key alone.
 //! * `search`, `show` — find records, join statements with their ends, and (with
 //!   the seal key) open a statement's sealed constants and parameters.
+//! * `export` — copy finished segments to an archive with a receipt each, which
+//!   `[audit] retention` requires before it removes a segment.
 //!
 //! Exit status, for every subcommand: 0 done (for `verify`: clean), 1 `verify`:
 //! tampered / `show`: no such record, 2 `verify`: unsealed tail, 3 the command could
@@ -11,7 +13,7 @@
 //!
 //! # The audit of the audit
 //!
-//! `verify`, `search` and `show` record their own use: command, OS user, the
+//! `verify`, `search`, `show` and `export` record their own use: command, OS user, the
 //! normalized arguments (filters and record ids, never a decrypted value), whether
 //! sealed values were opened, and how many results were given. Where it goes:
 //!
@@ -19,10 +21,11 @@
 //!    chained and signed like any other: the tool opens a `maskgate_audit::Writer`,
 //!    which starts a new segment, appends the record and closes it with a final
 //!    checkpoint. That is only possible while no proxy writes the directory (the
-//!    proxy's writer holds `audit.lock`), and only with the trail's own signing key
-//!    (checked against the last checkpoint's signer, so a wrong key cannot make the
-//!    trail look tampered).
-//! 2. Otherwise (no key, proxy running, wrong key, or the trail cannot be
+//!    proxy's writer holds `audit.lock`), only in a directory a writer made (its
+//!    `audit.lock` is there: never an archive or a copy, which would fork the
+//!    chain), and only with the trail's own signing key (checked against the last
+//!    checkpoint's signer, so a wrong key cannot make the trail look tampered).
+//! 2. Otherwise (no key, proxy running, an archive, wrong key, or the trail cannot be
 //!    appended), as one JSON line appended to the tool log: `DIR/tool-uses.jsonl`,
 //!    or the file named by `--tool-log` (for instance when DIR is a read-only
 //!    copy). It is created 0600 and only ever appended to, one `write(2)` per line.
@@ -35,6 +38,7 @@
 //! report anyway, with a warning: its report holds no personal data, and refusing
 //! it would hide a tampered trail.)
 
+mod export;
 mod scan;
 mod search;
 mod show;
@@ -71,8 +75,8 @@ pub const CANNOT_RUN: i32 = 3;
 pub const EXIT_CODES: &str =
     "Exit status: 0 done (verify: clean); 1 verify: tampered, show: no such record; \
 2 verify: unsealed tail (records after the last checkpoint: proxy running, crashed, or tail cut); \
-3 the command could not run (usage, files, keys).\n\n\
-verify, search and show record their own use: in the trail with --signing-key when no proxy \
+3 the command could not run (usage, files, keys). export: 1 when the trail is tampered (nothing exported).\n\n\
+verify, search, show and export record their own use: in the trail with --signing-key when no proxy \
 is writing it, otherwise in DIR/tool-uses.jsonl (or --tool-log). See docs/audit-cli.md.";
 
 /// Names of the files `keygen` writes.
@@ -115,6 +119,10 @@ pub enum AuditCommand {
     /// Print one record by seq, a statement with its statement_end; with --decrypt,
     /// its sealed constants and parameters.
     Show(ShowArgs),
+    /// Verify the trail, copy every finished segment not yet exported to ARCHIVE
+    /// (synced, read back, SHA-256 compared) and append a receipt for each to
+    /// DIR/export-receipts.jsonl. Exit 0 done, 1 tampered (nothing exported), 3 could not run.
+    Export(export::ExportArgs),
 }
 
 /// Where the tool's own use is recorded (see `docs/audit-cli.md`).
@@ -143,6 +151,10 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// DIR is an archive made by `maskgate audit export`: its last segment, closed
+    /// by a rotation, is expected to be followed by segments not exported yet.
+    #[arg(long)]
+    archive: bool,
     #[command(flatten)]
     tool: ToolUse,
 }
@@ -232,6 +244,7 @@ pub fn run(command: AuditCommand) -> i32 {
         AuditCommand::Verify(args) => verify(&args),
         AuditCommand::Search(args) => run_search(&args),
         AuditCommand::Show(args) => show::run(&args),
+        AuditCommand::Export(args) => export::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -327,7 +340,11 @@ fn rotate_seal_key(path: &Path, key_id: Option<&str>) -> anyhow::Result<i32> {
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
     let key = keys::load_public_key(&args.public_key)?;
-    let report = maskgate_audit::verify(&args.dir, &key)?;
+    let report = if args.archive {
+        maskgate_audit::verify_archive(&args.dir, &key)?
+    } else {
+        maskgate_audit::verify(&args.dir, &key)?
+    };
     let code = match report.status() {
         Status::Clean => OK,
         Status::Tampered => TAMPERED,
@@ -337,10 +354,11 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
         command: "verify",
         os_user: os_user(),
         arguments: format!(
-            "dir={} public_key={}{}",
+            "dir={} public_key={}{}{}",
             args.dir.display(),
             key.fingerprint(),
-            if args.json { " json" } else { "" }
+            if args.json { " json" } else { "" },
+            if args.archive { " archive" } else { "" }
         ),
         decrypted: false,
         results: report.records(),
@@ -562,6 +580,15 @@ fn record_use(dir: &Path, tool: &ToolUse, use_: AuditTool) -> anyhow::Result<()>
 
 /// Appends an `audit_tool` record to the trail; returns the segment written.
 fn append_to_trail(dir: &Path, key_path: &Path, use_: &AuditTool) -> anyhow::Result<String> {
+    // Only into a directory a maskgate writer has written (it leaves its lock
+    // file): appending to an archive or a copy would fork the chain.
+    if !dir.join(maskgate_audit::segment::LOCK_FILE).exists() {
+        anyhow::bail!(
+            "{} is not a directory maskgate writes (no {}): an archive or a copy",
+            dir.display(),
+            maskgate_audit::segment::LOCK_FILE
+        );
+    }
     let key = keys::load_signing_key(key_path)?;
     let fingerprint = key.public_key().fingerprint();
     match last_signer(dir)? {

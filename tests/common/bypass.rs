@@ -135,11 +135,13 @@ pub const C79: &str = CLERK_79;
 pub const I: &str = INVESTIGATOR;
 pub const O: &str = OFFICER;
 
-pub const PRIV: &[&str] = &["42501"];
-pub const DENY: &[&str] = &["42501", "0A000"];
+/// A denial: `42501`, or `42P01` for a relation outside the account's policy
+/// (answered like one that does not exist, before anything runs).
+pub const PRIV: &[&str] = &["42501", "42P01"];
+pub const DENY: &[&str] = &["42501", "0A000", "42P01"];
 /// Statements maskgate cannot parse are refused like any other it cannot analyze.
 pub const UNPARSABLE: &[&str] = &["42501"];
-pub const DENY_OR_SYNTAX: &[&str] = &["42501", "0A000", "42601"];
+pub const DENY_OR_SYNTAX: &[&str] = &["42501", "0A000", "42601", "42P01"];
 
 pub const IDS_79: &str = "SELECT id FROM participant WHERE province_code = '79'";
 pub const COUNT_79: &str = "SELECT count(*) FROM participant WHERE province_code = '79'";

@@ -25,18 +25,20 @@
 //! waiting belong to the caller, which owns one [`Writer`] from one thread.
 //!
 //! File formats are described where they are produced: [`record`] (a line),
-//! [`segment`] (file names), [`checkpoint`], [`recovery`], [`keys`] and [`seal`]
-//! (key files).
+//! [`segment`] (file names), [`checkpoint`], [`recovery`], [`retention`] (removing
+//! old segments, export receipts), [`keys`] and [`seal`] (key files).
 
 #[cfg(not(unix))]
 compile_error!("maskgate-audit needs a unix platform: key files are created 0600 and the audit directory is locked with flock");
 
 pub mod chain;
 pub mod checkpoint;
+pub mod export;
 pub mod keys;
 pub mod record;
 pub mod recovery;
 mod report;
+pub mod retention;
 pub mod seal;
 pub mod segment;
 mod sequence;
@@ -45,13 +47,17 @@ mod writer;
 
 pub use chain::Digest;
 pub use checkpoint::SegmentEnd;
+pub use export::{plan_export, ExportError, ExportPlan, Receipt};
 pub use keys::{KeyError, PublicKey, SigningKey};
 pub use record::RecordError;
 pub use recovery::{RecoveryBody, SegmentState};
-pub use report::{Finding, Problem, Report, SegmentSummary, SeqRange, Severity, Status};
+pub use report::{
+    Finding, Problem, RemovedPrefix, Report, SegmentSummary, SeqRange, Severity, Status,
+};
+pub use retention::{plan_retention, RetentionBody, RetentionError, RetentionPlan};
 pub use seal::{SealError, Sealed, Sealer};
-pub use verify::{verify, VerifyError};
-pub use writer::{WriteError, Writer, WriterConfig};
+pub use verify::{verify, verify_archive, VerifyError};
+pub use writer::{Removal, WriteError, Writer, WriterConfig};
 
 /// Version of the on-disk format, written into every `segment_start` record so a
 /// reader can refuse a layout it does not know instead of misreading it.

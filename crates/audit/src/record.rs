@@ -37,10 +37,17 @@ pub const KIND_CHECKPOINT: &str = "checkpoint";
 pub const KIND_SEGMENT_START: &str = "segment_start";
 /// Kind of the record that declares an unclean stop ([`crate::recovery`]).
 pub const KIND_RECOVERY: &str = "recovery";
+/// Kind of the record that authorizes removing the oldest segments ([`crate::retention`]).
+pub const KIND_RETENTION: &str = "retention";
 
 /// Kinds only the writer may write: the verifier gives them meaning, so a caller
 /// record of one of these kinds would be misread.
-pub const WRITER_KINDS: [&str; 3] = [KIND_CHECKPOINT, KIND_SEGMENT_START, KIND_RECOVERY];
+pub const WRITER_KINDS: [&str; 4] = [
+    KIND_CHECKPOINT,
+    KIND_SEGMENT_START,
+    KIND_RECOVERY,
+    KIND_RETENTION,
+];
 
 /// The envelope keys a payload may not use.
 pub const ENVELOPE_KEYS: [&str; 4] = ["seq", "time", "kind", "prev"];
@@ -293,10 +300,11 @@ pub(crate) struct Envelope<'a> {
     pub prev: Cow<'a, str>,
 }
 
-/// A parsed envelope with its link decoded.
+/// A parsed envelope with its link and time decoded.
 #[derive(Debug)]
 pub(crate) struct ParsedEnvelope<'a> {
     pub seq: u64,
+    pub time: OffsetDateTime,
     pub kind: Cow<'a, str>,
     pub prev: Digest,
 }
@@ -310,15 +318,16 @@ pub(crate) fn parse_envelope(line: &[u8]) -> Result<ParsedEnvelope<'_>, &'static
         return Err("seq 0: sequence numbers start at 1");
     }
     let prev = Digest::parse_hex(&env.prev).ok_or("prev is not 64 lowercase hex digits")?;
-    match OffsetDateTime::parse(&env.time, &Rfc3339) {
-        Ok(t) if t.offset().is_utc() => {}
+    let time = match OffsetDateTime::parse(&env.time, &Rfc3339) {
+        Ok(t) if t.offset().is_utc() => t,
         _ => return Err("time is not an RFC 3339 UTC timestamp"),
-    }
+    };
     if env.kind.is_empty() {
         return Err("empty kind");
     }
     Ok(ParsedEnvelope {
         seq: env.seq,
+        time,
         kind: env.kind,
         prev,
     })
@@ -478,6 +487,10 @@ mod tests {
         assert_eq!(
             validate_kind("recovery"),
             Err(RecordError::ReservedKind("recovery"))
+        );
+        assert_eq!(
+            validate_kind("retention"),
+            Err(RecordError::ReservedKind("retention"))
         );
     }
 

@@ -196,6 +196,17 @@ pub struct SeqRange {
     pub last: u64,
 }
 
+/// The oldest segments, removed by retention as a sealed `retention` record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RemovedPrefix {
+    /// Segments 1 to this index are gone.
+    pub last_index: u64,
+    /// Records 1 to this seq are gone.
+    pub last_seq: u64,
+    /// Seq of the `retention` record that vouches for it.
+    pub authorized_by: u64,
+}
+
 /// The verifier's full answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -211,6 +222,12 @@ pub struct Report {
     pub(crate) findings: Vec<Finding>,
     /// Findings past the report's limit, counted but not listed.
     pub(crate) omitted_findings: u64,
+    /// The oldest segments, removed by retention: not a finding, the status is
+    /// unchanged.
+    pub(crate) removed_by_retention: Option<RemovedPrefix>,
+    /// Archives only: the last segment, closed by a rotation; the trail goes on
+    /// in segments not (yet) exported.
+    pub(crate) continues_after: Option<String>,
 }
 
 impl Report {
@@ -247,6 +264,14 @@ impl Report {
     }
     pub fn omitted_findings(&self) -> u64 {
         self.omitted_findings
+    }
+    /// The oldest segments, removed by retention (informational).
+    pub fn removed_by_retention(&self) -> Option<RemovedPrefix> {
+        self.removed_by_retention
+    }
+    /// Archives only: the last segment, closed by a rotation ([`crate::verify_archive`]).
+    pub fn continues_after(&self) -> Option<&str> {
+        self.continues_after.as_deref()
     }
 }
 
@@ -372,6 +397,19 @@ impl fmt::Display for Report {
             write!(f, " (seq {a} to {b})")?;
         }
         writeln!(f, ", verified with public key {}", self.public_key)?;
+        if let Some(r) = &self.removed_by_retention {
+            writeln!(
+                f,
+                "  removed by retention: segment(s) 1 to {}, records 1 to {} (as record {} states)",
+                r.last_index, r.last_seq, r.authorized_by
+            )?;
+        }
+        if let Some(name) = &self.continues_after {
+            writeln!(
+                f,
+                "  archive: ends with {name}, closed by a rotation (the trail goes on where it is written)"
+            )?;
+        }
         for r in &self.unsealed {
             writeln!(f, "  unsealed: records {} to {}", r.first, r.last)?;
         }

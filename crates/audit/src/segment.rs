@@ -134,19 +134,31 @@ pub(crate) enum Item<'a> {
 }
 
 /// Reads a segment line by line with one reused buffer and a bound on line length.
-pub(crate) struct LineReader {
-    reader: BufReader<File>,
+pub(crate) struct LineReader<R = File> {
+    reader: BufReader<R>,
     buf: Vec<u8>,
     done: bool,
 }
 
 impl LineReader {
     pub fn open(path: &Path) -> io::Result<LineReader> {
-        Ok(LineReader {
-            reader: BufReader::with_capacity(256 * 1024, File::open(path)?),
+        Ok(LineReader::new(File::open(path)?))
+    }
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(reader: R) -> LineReader<R> {
+        LineReader {
+            reader: BufReader::with_capacity(256 * 1024, reader),
             buf: Vec::new(),
             done: false,
-        })
+        }
+    }
+
+    /// The underlying reader; everything has been read from it once `next_item`
+    /// returned `None`.
+    pub fn into_inner(self) -> R {
+        self.reader.into_inner()
     }
 
     /// The next item, `None` at the end of the file.

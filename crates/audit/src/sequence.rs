@@ -43,6 +43,16 @@ impl SeqTrack {
         (self.max > 0).then_some(self.max)
     }
 
+    /// Continues a trail after record `seq`, whose hash is `digest`, as if it had
+    /// been seen: for a trail whose oldest segments were removed by retention
+    /// (the caller checks that a retention record vouches for that end).
+    pub fn start_after(&mut self, seq: u64, digest: Digest) {
+        self.max = seq;
+        self.pos_prev = Some((Some(seq), digest));
+        self.recent.insert(seq, digest);
+        self.order.push_back(seq);
+    }
+
     /// Notes a line that did not parse: it may have been the next record.
     pub fn damaged(&mut self, digest: Digest) {
         self.pos_prev = Some((None, digest));

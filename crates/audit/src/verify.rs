@@ -11,7 +11,10 @@
 //!   nothing after a final checkpoint; an unclosed segment followed by a `recovery`
 //!   record that states exactly what the files show;
 //! * the end: a clean shutdown's final checkpoint, or the unsealed records and the
-//!   open segment are reported.
+//!   open segment are reported;
+//! * a trail that starts after segment 1: accepted only if a `retention` record
+//!   sealed by a valid checkpoint vouches for exactly the removed prefix
+//!   ([`crate::retention`]); the sequence then continues from the prefix's end.
 //!
 //! Sequence numbers and links are tracked by seq, not only by position, so a
 //! swap of two records reads as one reordering rather than a cascade of breaks.
@@ -23,11 +26,13 @@ use std::path::{Path, PathBuf};
 use crate::chain::Digest;
 use crate::checkpoint::{Fault, SegmentEnd};
 use crate::keys::PublicKey;
-use crate::record::{self, KIND_RECOVERY, KIND_SEGMENT_START};
+use crate::record::{self, KIND_RECOVERY, KIND_RETENTION, KIND_SEGMENT_START};
 use crate::recovery::{RecoveryBody, RecoveryRecord, SegmentState, SegmentTracker};
 use crate::report::{
-    quote_from_file, Finding, Problem, Report, SegmentSummary, SeqRange, Severity, Status,
+    quote_from_file, Finding, Problem, RemovedPrefix, Report, SegmentSummary, SeqRange, Severity,
+    Status,
 };
+use crate::retention::{Authorizations, RetentionBody, RetentionRecord};
 use crate::segment::{segment_name, Item, LineReader, Listing, SegmentStartRecord};
 use crate::sequence::SeqTrack;
 
@@ -49,13 +54,44 @@ pub enum VerifyError {
 }
 
 /// Verifies the trail in `dir` against `public_key`.
+///
+/// A segment listed but gone when it is opened was removed by retention meanwhile
+/// (oldest first, while the writer runs): the directory is then read again, at
+/// most twice, so a verification of a live trail does not fail for that.
 pub fn verify(dir: &Path, public_key: &PublicKey) -> Result<Report, VerifyError> {
+    verify_with(dir, public_key, false)
+}
+
+/// Verifies an archive made by `maskgate audit export` ([`crate::export`]): like
+/// [`verify`], except that a last segment closed by a rotation is expected (the
+/// trail goes on where it is written) and reported in
+/// [`Report::continues_after`] instead of as a missing next segment.
+pub fn verify_archive(dir: &Path, public_key: &PublicKey) -> Result<Report, VerifyError> {
+    verify_with(dir, public_key, true)
+}
+
+fn verify_with(dir: &Path, public_key: &PublicKey, archive: bool) -> Result<Report, VerifyError> {
+    let mut attempt = 0;
+    loop {
+        match verify_once(dir, public_key, archive) {
+            Err(VerifyError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && attempt < 2 =>
+            {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn verify_once(dir: &Path, public_key: &PublicKey, archive: bool) -> Result<Report, VerifyError> {
     let listing = Listing::read(dir).map_err(|source| VerifyError::Io {
         op: "list",
         path: dir.to_owned(),
         source,
     })?;
     let mut v = Verifier::new(public_key);
+    v.archive = archive;
     for name in &listing.unexpected {
         v.error(
             None,
@@ -71,7 +107,15 @@ pub fn verify(dir: &Path, public_key: &PublicKey) -> Result<Report, VerifyError>
     let mut expected_index = 1;
     let mut prev_name: Option<&str> = None;
     for (index, name) in &listing.segments {
-        if *index != expected_index {
+        if prev_name.is_none() && *index > 1 {
+            // Removed by retention, or deleted: settled at the end, once every
+            // retention record has been read.
+            v.prefix = Some(Prefix {
+                index: *index,
+                name: name.clone(),
+                start: None,
+            });
+        } else if *index != expected_index {
             v.error(
                 Some(name),
                 None,
@@ -114,6 +158,22 @@ struct Verifier<'k> {
     first_seq: Option<u64>,
     unsealed: Vec<SeqRange>,
     scratch: Vec<Problem>,
+    /// The first segment, when it is not segment 1.
+    prefix: Option<Prefix>,
+    /// Retention records of the current segment, until its checkpoints are known.
+    retention: Vec<(u64, RetentionBody)>,
+    /// What the sealed retention records seen so far authorize.
+    authorizations: Authorizations,
+    /// An exported copy: the trail may go on after its last segment.
+    archive: bool,
+}
+
+/// The first segment of a trail that does not start at segment 1.
+struct Prefix {
+    index: u64,
+    name: String,
+    /// Its first record's seq and link, when it is a `segment_start`.
+    start: Option<(u64, Digest)>,
 }
 
 impl<'k> Verifier<'k> {
@@ -133,6 +193,10 @@ impl<'k> Verifier<'k> {
             first_seq: None,
             unsealed: Vec::new(),
             scratch: Vec::new(),
+            prefix: None,
+            retention: Vec::new(),
+            authorizations: Authorizations::default(),
+            archive: false,
         }
     }
 
@@ -222,6 +286,13 @@ impl<'k> Verifier<'k> {
             self.resolve(Declaration::None, name);
         }
         let state = t.state();
+        for (seq, body) in std::mem::take(&mut self.retention) {
+            // Only a record a valid checkpoint vouches for authorizes anything:
+            // records after the last checkpoint can be appended by anyone.
+            if state.sealed_through.is_some_and(|s| seq < s) {
+                self.authorizations.add(seq, body);
+            }
+        }
         let end = t.end();
         if end.is_some() && state.torn_bytes > 0 {
             self.error(
@@ -295,6 +366,14 @@ impl<'k> Verifier<'k> {
             self.first_seq = Some(env.seq);
         }
 
+        if line_no == 1 && env.seq > 1 && env.kind == KIND_SEGMENT_START {
+            if let Some(prefix) = self.prefix.as_mut().filter(|p| p.index == ctx.index) {
+                if self.records == 1 {
+                    prefix.start = Some((env.seq, env.prev));
+                    self.seq.start_after(env.seq - 1, env.prev);
+                }
+            }
+        }
         let mut problems = std::mem::take(&mut self.scratch);
         self.seq.observe(
             env.seq,
@@ -345,6 +424,24 @@ impl<'k> Verifier<'k> {
             );
         }
 
+        if kind == KIND_RETENTION {
+            match serde_json::from_slice::<RetentionRecord>(bytes) {
+                Ok(r) => self.retention.push((
+                    env.seq,
+                    RetentionBody {
+                        removed: r.removed,
+                        removed_before: r.removed_before,
+                    },
+                )),
+                Err(_) => self.error(
+                    Some(name),
+                    Some(line_no),
+                    Problem::Malformed {
+                        reason: "retention record fields missing, unknown or of the wrong type",
+                    },
+                ),
+            }
+        }
         if let Some(Err(fault)) = t.line(bytes, digest, Some((env.seq, kind)), self.key) {
             let problem = self.fault_problem(fault);
             self.error(Some(name), Some(line_no), problem);
@@ -555,9 +652,15 @@ impl<'k> Verifier<'k> {
                 );
             }
         }
+        let mut continues_after = None;
         if let Some((name, SegmentEnd::Rotate)) = self.last_end.take() {
-            self.error(Some(&name), None, Problem::MissingNextSegment);
+            if self.archive {
+                continues_after = Some(name);
+            } else {
+                self.error(Some(&name), None, Problem::MissingNextSegment);
+            }
         }
+        let removed = self.settle_prefix();
         for (first, last, at) in self.seq.deleted() {
             let (segment, line) = at.map_or((None, None), |(s, l)| (Some(s), Some(l)));
             self.error(segment.as_deref(), line, Problem::Deleted { first, last });
@@ -579,7 +682,49 @@ impl<'k> Verifier<'k> {
             unsealed: self.unsealed,
             findings: self.findings,
             omitted_findings: self.omitted,
+            removed_by_retention: removed,
+            continues_after,
         }
+    }
+
+    /// A trail starting after segment 1: removed by retention if a sealed record
+    /// vouches for exactly the end the first segment chains from, else missing
+    /// segments and deleted records.
+    fn settle_prefix(&mut self) -> Option<RemovedPrefix> {
+        let prefix = self.prefix.take()?;
+        let last_index = prefix.index - 1;
+        if let Some((first_seq, prev)) = prefix.start {
+            if let Some(record) = self
+                .authorizations
+                .through(last_index, first_seq - 1, &prev)
+            {
+                return Some(RemovedPrefix {
+                    last_index,
+                    last_seq: first_seq - 1,
+                    authorized_by: record,
+                });
+            }
+        }
+        self.error(
+            Some(&prefix.name),
+            None,
+            Problem::MissingSegments {
+                first_index: 1,
+                last_index,
+            },
+        );
+        if let Some((first_seq, _)) = prefix.start {
+            // The sequence was started after the gap: report it here instead.
+            self.error(
+                Some(&prefix.name),
+                Some(1),
+                Problem::Deleted {
+                    first: 1,
+                    last: first_seq - 1,
+                },
+            );
+        }
+        None
     }
 }
 

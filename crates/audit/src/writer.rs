@@ -35,9 +35,13 @@ use time::OffsetDateTime;
 
 use crate::chain::Digest;
 use crate::checkpoint::{self, Cover, SegmentEnd};
+use crate::keys::PublicKey;
 use crate::keys::SigningKey;
-use crate::record::{self, KeyCheck, RecordError, KIND_RECOVERY, KIND_SEGMENT_START};
+use crate::record::{
+    self, KeyCheck, RecordError, KIND_RECOVERY, KIND_RETENTION, KIND_SEGMENT_START,
+};
 use crate::recovery::{scan_tail, RecoveryBody};
+use crate::retention::{self, RetentionBody};
 use crate::seal::SealError;
 use crate::segment::{segment_name, Listing, SegmentStart, LOCK_FILE};
 
@@ -105,6 +109,23 @@ pub enum WriteError {
     },
     #[error("sequence numbers are exhausted")]
     Exhausted,
+    /// A retention plan no longer describes the oldest segments (nothing was
+    /// written or removed; the writer is still usable).
+    #[error("retention plan is out of date: {0}")]
+    StalePlan(&'static str),
+}
+
+/// What [`Writer::remove_segments`] did.
+#[derive(Debug)]
+pub struct Removal {
+    /// Seq of the `retention` record.
+    pub record: u64,
+    /// Files deleted.
+    pub deleted: usize,
+    /// What stopped the deletion after the record was written, if anything: the
+    /// files left are still authorized by the record, and the trail still verifies.
+    /// The writer stays usable.
+    pub error: Option<WriteError>,
 }
 
 /// The segment being written.
@@ -344,6 +365,41 @@ impl Writer {
         self.sync()?;
         self.closed = true;
         Ok(())
+    }
+
+    /// Removes the oldest segments, as planned by [`crate::retention::plan_retention`]:
+    /// first a `retention` record naming them, committed, sealed by a signed
+    /// checkpoint and synced, then the files, oldest first, and the directory's
+    /// entries synced. See [`crate::retention`].
+    ///
+    /// The plan is checked again first: if its segments are no longer the oldest
+    /// ones, nothing is written and [`WriteError::StalePlan`] is returned.
+    pub fn remove_segments(&mut self, body: &RetentionBody) -> Result<Removal, WriteError> {
+        self.healthy()?;
+        if body.removed.is_empty() {
+            return Err(WriteError::StalePlan("it removes nothing"));
+        }
+        let fresh = retention::still_oldest(&self.dir, body, self.seg.index)
+            .map_err(|source| io_error("list", &self.dir, source))?;
+        if !fresh {
+            return Err(WriteError::StalePlan(
+                "its segments are not the oldest ones of the directory",
+            ));
+        }
+        let record = self.push(KIND_RETENTION, body, KeyCheck::Trusted)?;
+        self.push_checkpoint(None)?;
+        self.sync()?;
+        let (deleted, error) = retention::delete(&self.dir, body);
+        Ok(Removal {
+            record,
+            deleted,
+            error: error.map(|(path, source)| io_error("remove", &path, source)),
+        })
+    }
+
+    /// The key that verifies this writer's checkpoints.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
     }
 
     /// What this writer found and declared when it opened after an unclean stop.

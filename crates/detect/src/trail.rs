@@ -58,9 +58,22 @@ pub fn line_time(line: &[u8]) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
 }
 
+/// Opens a segment; `None` when it is gone: `[audit] retention` removes the
+/// oldest segments while the proxy runs, and a segment removed after the
+/// directory was listed is simply no longer part of the trail.
+fn open_segment(path: &Path) -> Result<Option<File>, TrailError> {
+    match File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(error(path, e)),
+    }
+}
+
 fn first_time(path: &Path) -> Result<Option<OffsetDateTime>, TrailError> {
     let mut line = Vec::new();
-    let file = File::open(path).map_err(|e| error(path, e))?;
+    let Some(file) = open_segment(path)? else {
+        return Ok(None);
+    };
     BufReader::new(file)
         .take(64 * 1024)
         .read_until(b'\n', &mut line)
@@ -84,6 +97,8 @@ pub fn read_since(
         for (i, path) in all.iter().enumerate() {
             match first_time(path)? {
                 Some(t) if t <= since => start = i,
+                // Removed by retention meanwhile: older still than what follows.
+                None if !path.exists() => {}
                 _ => break,
             }
         }
@@ -91,7 +106,9 @@ pub fn read_since(
     let mut lines = 0;
     let mut buf = Vec::with_capacity(4096);
     for path in &all[start..] {
-        let file = File::open(path).map_err(|e| error(path, e))?;
+        let Some(file) = open_segment(path)? else {
+            continue;
+        };
         let mut reader = BufReader::with_capacity(256 * 1024, file);
         loop {
             buf.clear();

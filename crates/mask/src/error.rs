@@ -50,6 +50,22 @@ pub enum MaskError {
     #[error("mask_char {value:?} is not allowed: {reason}; use a single visible character such as '*', 'x' or '•'")]
     InvalidMaskChar { value: String, reason: &'static str },
 
+    #[error("{param} {value:?} is not allowed: {reason}")]
+    InvalidSeparator {
+        param: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+
+    #[error(
+        "mask `{kind}` takes {first} or {second}, not both: they keep the same end of the value"
+    )]
+    Conflict {
+        kind: &'static str,
+        first: &'static str,
+        second: &'static str,
+    },
+
     #[error(
         "key id {value:?} is not allowed; use 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'"
     )]

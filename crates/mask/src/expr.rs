@@ -60,6 +60,7 @@ impl MaskSpec {
                 &quote_literal(&mask_char.to_string())?,
                 *keep_length,
             )),
+            MaskKind::PartialAround { .. } => keep_type(partial_around_sql(&self.kind, &text)?),
             MaskKind::CitizenId => keep_type(shortcut(
                 &text,
                 "^[0-9]{12}$",
@@ -86,6 +87,7 @@ impl MaskSpec {
                 &[Keep::Hide(7), Keep::Last(3)],
             )?),
             MaskKind::Email => keep_type(email(&text)?),
+            MaskKind::EmailDomain => keep_type(email_domain(&text)?),
             MaskKind::Initials => initials(&text)?,
             MaskKind::Year => truncate_date("year", &col, &ty)?,
             MaskKind::Month => truncate_date("month", &col, &ty)?,
@@ -169,6 +171,89 @@ fn partial(v: &str, first: u32, last: u32, c: &str, keep_length: bool) -> String
     )
 }
 
+/// What one end of a `partial` mask around separators keeps.
+enum Side {
+    /// A fixed number of characters.
+    Fixed(u32),
+    /// Up to and including the first occurrence of this (quoted) separator.
+    Before(String),
+    /// From the last occurrence of this (quoted) separator on.
+    After(String),
+}
+
+impl Side {
+    /// How many characters of `v` this end keeps (0 when the separator is absent).
+    fn kept(&self, v: &str) -> String {
+        let found = |haystack: &str, needle: &str| {
+            let at = format!("strpos({haystack}, {needle})");
+            format!("(CASE WHEN {at} > 0 THEN {at} + char_length({needle}) - 1 ELSE 0 END)")
+        };
+        match self {
+            Side::Fixed(n) => n.to_string(),
+            Side::Before(separator) => found(v, separator),
+            Side::After(separator) => {
+                found(&format!("reverse({v})"), &format!("reverse({separator})"))
+            }
+        }
+    }
+}
+
+/// `partial` with `keep_before` or `keep_after`.
+fn partial_around_sql(kind: &MaskKind, text: &str) -> Result<String, MaskError> {
+    let MaskKind::PartialAround {
+        keep_before,
+        keep_after,
+        keep_first,
+        keep_last,
+        mask_char,
+        keep_length,
+    } = kind
+    else {
+        return Err(MaskError::Conflict {
+            kind: "partial",
+            first: "keep_before",
+            second: "keep_after",
+        });
+    };
+    let before = match keep_before {
+        Some(separator) => Side::Before(quote_literal(separator)?),
+        None => Side::Fixed((*keep_first).min(MAX_KEEP)),
+    };
+    let after = match keep_after {
+        Some(separator) => Side::After(quote_literal(separator)?),
+        None => Side::Fixed((*keep_last).min(MAX_KEEP)),
+    };
+    Ok(partial_around(
+        text,
+        &before,
+        &after,
+        &quote_literal(&mask_char.to_string())?,
+        *keep_length,
+    ))
+}
+
+/// Like [`partial`], with ends whose length depends on where a separator is:
+/// `keep_after = " "` on `Nguyễn Văn An` → `********** An`. A value no longer than
+/// what both ends keep is masked completely.
+fn partial_around(v: &str, first: &Side, last: &Side, c: &str, keep_length: bool) -> String {
+    let (first, last) = (first.kept(v), last.kept(v));
+    let len = format!("char_length({v})");
+    let kept = format!("({first} + {last})");
+    let (short, hidden) = if keep_length {
+        (
+            format!("repeat({c}, {len})"),
+            format!("repeat({c}, {len} - {kept})"),
+        )
+    } else {
+        let run = format!("repeat({c}, {FIXED_MASK_RUN})");
+        (run.clone(), run)
+    };
+    format!(
+        "CASE WHEN {v} IS NULL THEN NULL WHEN {len} <= {kept} THEN {short} \
+         ELSE left({v}, {first}) || {hidden} || right({v}, {last}) END"
+    )
+}
+
 /// One segment of a fixed-format identifier, in order.
 enum Keep {
     First(u32),
@@ -220,6 +305,18 @@ fn email(v: &str) -> Result<String, MaskError> {
     Ok(format!(
         "CASE WHEN {} THEN CASE WHEN {at} > 2 THEN left({v}, 1) ELSE {star} END || repeat({star}, {at} - 2) || substr({v}, {at}) ELSE {} END",
         matches(v, "^[^@]+@[^@]+$")?,
+        full_mask(v)?
+    ))
+}
+
+/// `an.nguyen@gmail.com` → `***@gmail.com`: a fixed run for the local part, so
+/// its length does not show; anything that is not one `@` between two non-empty
+/// parts is masked completely.
+fn email_domain(v: &str) -> Result<String, MaskError> {
+    Ok(format!(
+        "CASE WHEN {} THEN {} || substr({v}, strpos({v}, '@')) ELSE {} END",
+        matches(v, "^[^@]+@[^@]+$")?,
+        quote_literal(&SHORTCUT_CHAR.to_string().repeat(3))?,
         full_mask(v)?
     ))
 }

@@ -32,6 +32,10 @@ pub struct Limits {
     /// Wall-clock time of one analysis, checked between its steps and as the rewrite
     /// walks the tree.
     pub max_analysis_time: Duration,
+    /// The longest `pg_sleep` a statement may ask for: long enough for applications
+    /// to exercise their statement_timeout and cancel paths, too short to hold a
+    /// connection for long. PostgreSQL's `statement_timeout` still ends it sooner.
+    pub max_sleep: Duration,
 }
 
 impl Default for Limits {
@@ -44,6 +48,7 @@ impl Default for Limits {
             // the bound keeps a margin of two over that.
             max_depth: 8_000,
             max_analysis_time: Duration::from_secs(2),
+            max_sleep: Duration::from_secs(60),
         }
     }
 }

@@ -4,9 +4,14 @@
 //! data values (`pg_stats`, `pg_statistic`), other sessions' statements
 //! (`pg_stat_activity`, `pg_stat_statements`), secrets (`pg_authid`, `pg_shadow`,
 //! `pg_user_mappings`) or server settings (`pg_settings`, which includes the pseudonym
-//! keys if they are kept there) are not on the list and are therefore denied.
+//! keys if they are kept there) are not on the list and are therefore denied. Those
+//! that list tables, columns, indexes, constraints, types or comments are read
+//! through filters ([`pg`] and [`FILTERED_VIEWS`]) keeping only what the account may
+//! see.
 
 use maskgate_mask::{quote_ident, quote_literal};
+
+pub(crate) mod pg;
 
 /// `pg_catalog` relations a restricted account may read.
 const PG_CATALOG: &[&str] = &[
@@ -25,9 +30,18 @@ const PG_CATALOG: &[&str] = &[
     "pg_namespace",
     "pg_opclass",
     "pg_operator",
+    "pg_policy",
     "pg_proc",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
     "pg_range",
+    "pg_roles",
+    "pg_sequence",
+    "pg_statistic_ext",
     "pg_tables",
+    "pg_tablespace",
+    "pg_trigger",
     "pg_type",
 ];
 

@@ -1,7 +1,7 @@
 //! Statements other than queries, writes, prepared statements and cursors: which are
 //! harmless session housekeeping and which are refused.
 
-use sqlparser::ast::{Expr, Ident, Set, Statement, Value};
+use sqlparser::ast::{Expr, Ident, ObjectNamePart, Set, Statement, Value};
 
 use crate::denial::{sqlstate, Denial};
 use crate::enforce::StatementClass;
@@ -44,7 +44,24 @@ const SHOWABLE: &[&str] = &[
     "default_transaction_isolation",
     "default_transaction_read_only",
     "search_path",
+    "default_table_access_method",
+    "timezone_abbreviations",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
 ];
+
+/// Whether a client may read setting `name` (lower case): with SHOW or
+/// `current_setting()`. Never `maskgate.*`, which holds the pseudonym keys.
+pub(crate) fn is_readable_setting(name: &str) -> bool {
+    SETTABLE.contains(&name) || SHOWABLE.contains(&name)
+}
+
+/// Every setting [`is_readable_setting`] allows.
+pub(crate) fn readable_settings() -> impl Iterator<Item = &'static str> {
+    SETTABLE.iter().chain(SHOWABLE).copied()
+}
 
 /// Classifies a statement that is not a query. `Ok` means it may be forwarded as is.
 pub(crate) fn classify(statement: &Statement) -> Result<StatementClass, Denial> {
@@ -105,6 +122,10 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
                 [one] => one.as_str(),
                 _ => return Err(Denial::forbidden(format!("SET {}", names::display(&parts)))),
             };
+            if is_reset_all(&Statement::Set(set.clone())) || name == "search_path" {
+                // search_path: checked by `search_path::change_of`.
+                return Ok(StatementClass::Session);
+            }
             if !SETTABLE.contains(&name) {
                 return Err(Denial::forbidden(format!("SET {name}")));
             }
@@ -135,14 +156,37 @@ fn classify_set(set: &Set) -> Result<StatementClass, Denial> {
     }
 }
 
-/// Statements are analyzed as UTF-8. A client encoding PostgreSQL would read
-/// differently (a multi-byte one whose second bytes include `'` or `\`) could hide
-/// a quote from the analyzer, so restricted accounts keep UTF-8.
-fn is_utf8(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "utf8" | "utf-8" | "unicode"
-    )
+/// `RESET ALL`, as the tokens were rewritten for the parser (see
+/// `housekeeping::RESET_ALL_MARKER`). It resets only what SET may change.
+pub(crate) fn is_reset_all(statement: &Statement) -> bool {
+    let Statement::Set(Set::SingleAssignment {
+        hivevar: false,
+        variable,
+        values,
+        scope: None,
+    }) = statement
+    else {
+        return false;
+    };
+    matches!(variable.0.as_slice(), [ObjectNamePart::Identifier(ident)]
+        if ident.quote_style == Some('"') && ident.value == crate::housekeeping::RESET_ALL_MARKER)
+        && matches!(values.as_slice(), [Expr::Identifier(v)]
+            if v.quote_style.is_none() && v.value.eq_ignore_ascii_case("default"))
+}
+
+/// Whether PostgreSQL reads `name` as the encoding UTF8. Statements are analyzed as
+/// UTF-8; a client encoding PostgreSQL would read differently (a multi-byte one whose
+/// second bytes include `'` or `\`) could hide a quote from the analyzer, so
+/// restricted accounts keep UTF-8. PostgreSQL's `clean_encoding_name` keeps only the
+/// ASCII letters and digits of a name, lower-cased, before it looks the name up:
+/// `UTF-8`, `'utf-8'`, `utf_8` and `Unicode` are all UTF8, and nothing else is.
+pub fn is_utf8(name: &str) -> bool {
+    let cleaned: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    matches!(cleaned.as_str(), "utf8" | "unicode")
 }
 
 fn is_utf8_value(value: &Expr) -> bool {
@@ -197,5 +241,31 @@ pub(crate) fn construct_name(statement: &Statement) -> String {
         "this statement".to_owned()
     } else {
         words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_utf8;
+
+    #[test]
+    fn utf8_spellings_are_the_ones_postgresql_accepts() {
+        for name in [
+            "UTF8", "utf8", "utf-8", "'utf-8'", "UTF_8", "Unicode", " utf8 ",
+        ] {
+            assert!(is_utf8(name), "{name}");
+        }
+        for name in [
+            "",
+            "utf",
+            "utf16",
+            "utf8x",
+            "latin1",
+            "SQL_ASCII",
+            "sjis",
+            "big5",
+        ] {
+            assert!(!is_utf8(name), "{name}");
+        }
     }
 }

@@ -9,6 +9,10 @@ pub mod sqlstate {
     /// statement that does not parse (or uses a PostgreSQL syntax sqlparser lacks):
     /// it cannot be analyzed, so it is refused; the message says so.
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// A relation outside the account's policy, or one that does not exist: the
+    /// account's catalog lists neither, so both are answered as PostgreSQL answers
+    /// a relation that is not there.
+    pub const UNDEFINED_TABLE: &str = "42P01";
     /// A construct maskgate does not analyze (yet); refused rather than guessed at.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// Text PostgreSQL's own grammar does not accept (sqlparser, more lenient, did).

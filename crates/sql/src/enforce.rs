@@ -10,19 +10,25 @@
 //! `OFFSET 0` fence, denied-column errors, lookup-only pinning evaluated on the raw key
 //! inside the fence, pushdown of provably safe predicates, the row cap, writes
 //! (INSERT/UPDATE/DELETE), SQL-level PREPARE/EXECUTE, cursors (DECLARE, FETCH, MOVE,
-//! CLOSE) and `information_schema` restricted to what the account may see.
+//! CLOSE), the catalog (`pg_catalog` and `information_schema`) restricted to what the
+//! account may see (`catalog` and `catalog::pg`), the session's search_path
+//! ([`Enforcer::enforce_in`]), `RESET`/`RESET ALL`, EXPLAIN without ANALYZE (always
+//! `COSTS false`) and masked export (`COPY … TO STDOUT`, the `copy_out` module).
 //!
 //! Decisions, reads:
 //! - `*` and `t.*` expand to the columns the account may see: denied columns are
 //!   silently left out (the masking subquery does not project them), masked columns
-//!   come masked. The order is the classification's (alphabetical), not the table's.
+//!   come masked, in the table's column order when the proxy read it from the
+//!   database ([`Enforcer::with_column_order`]), else the classification's.
 //! - Whole-row references (`SELECT p FROM participant p`, `row_to_json(p)`) are allowed:
 //!   they see the masking subquery's row.
 //! - A denied column named anywhere in a statement is an error; a name is judged
 //!   conservatively (an unqualified name that any protected table of the statement
 //!   denies is refused even if it might have meant another table's column).
 //! - Unqualified function and operator names are not rewritten: PostgreSQL searches
-//!   `pg_catalog` first, and the session's search_path is the proxy's.
+//!   `pg_catalog` first (a session's search_path may list it only first).
+//! - A relation outside the account's policy answers `42P01`, as one that does not
+//!   exist (its catalog lists neither); a system relation it may not read, `42501`.
 //! - Parse failures and forbidden constructs answer `42501`; constructs not
 //!   analyzed `0A000`.
 //! - `information_schema.tables`, `columns`, `key_column_usage`, `table_constraints` and
@@ -94,7 +100,9 @@ use std::sync::Arc;
 use maskgate_policy::{
     ColumnRule, EffectiveRules, Policy, QualifiedName, StatementKind, TableClass,
 };
-use sqlparser::ast::{CloseCursor, DeclareType, FetchDirection, Ident, Query, Statement};
+use sqlparser::ast::{
+    CloseCursor, DeclareType, DescribeAlias, FetchDirection, Ident, Query, Statement,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -104,19 +112,25 @@ use crate::budget::{Clock, Limits};
 use crate::catalog;
 use crate::classify;
 use crate::copy_in::{self, CopyIn};
+use crate::copy_out::{self, CopyOut};
 use crate::denial::{sqlstate, Denial};
 use crate::facts::{self, KeyPin, RawPin, TablesTouched};
+use crate::housekeeping;
 use crate::lexical;
 use crate::mask::MaskRenderer;
 use crate::names;
 use crate::precedence;
 use crate::print;
 use crate::rewrite;
+use crate::search_path::{self, PathChange, SearchPath};
 use crate::verify;
 
 /// Statement and portal names maskgate uses upstream for its own statements; a
 /// client may not create or address them.
 pub const RESERVED_NAME_PREFIX: &str = "_maskgate_";
+
+/// The guard token of an enforcer not given one (tools and tests).
+pub const DEFAULT_GUARD_TOKEN: &str = "maskgate_guard";
 
 /// Everything needed to decide one account's statements under one policy generation.
 /// Owns what it needs, so the proxy can build it once per account and share it
@@ -128,10 +142,18 @@ pub struct Enforcer {
     pub(crate) fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
     /// Filtering subquery per `information_schema` view that names tables or columns.
     pub(crate) catalog_fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>>,
+    /// The OIDs each kind of guarded catalog function may be asked about.
+    pub(crate) catalog_guards: BTreeMap<catalog::pg::Guard, Result<Box<Query>, Denial>>,
+    /// Printed bytes of each guard: what one guarded call adds.
+    guard_bytes: BTreeMap<catalog::pg::Guard, usize>,
     /// Printed bytes of each of those subqueries: what one reference to its relation
     /// adds to the text sent upstream.
     fence_bytes: BTreeMap<QualifiedName, usize>,
     pub(crate) limits: Limits,
+    /// Marks the errors PostgreSQL raises for the checks it makes while a statement
+    /// runs (packed rows, OFFSET, in-scope parents), so the proxy can tell them from
+    /// the database's own.
+    pub(crate) guard_token: String,
 }
 
 /// The statements to forward, in order, each one our own serialization.
@@ -163,6 +185,10 @@ pub struct EnforcedStatement {
     /// The keys it pinned on lookup-only tables, for its audit record: detection
     /// fingerprints these values, and only these.
     pub pins: Vec<KeyPin>,
+    /// What it does to the session's search_path, which the proxy follows.
+    pub search_path: Option<PathChange>,
+    /// For `COPY … TO STDOUT`: which COPY data messages are rows, for counting.
+    pub copy_out: Option<CopyOut>,
 }
 
 /// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
@@ -198,12 +224,25 @@ impl Enforcer {
     /// search_path (PostgreSQL searches `pg_catalog` first unless it is listed).
     /// Unrestricted accounts are the caller's business: the enforcer always enforces.
     pub fn new(policy: Arc<Policy>, rules: EffectiveRules, masks: &dyn MaskRenderer) -> Enforcer {
+        Enforcer::with_column_order(policy, rules, masks, &BTreeMap::new())
+    }
+
+    /// [`Enforcer::new`] for tables whose columns are in `order` in the database
+    /// (by attnum), so `*` lists them in that order as PostgreSQL does. Columns of a
+    /// table `order` does not cover follow in the classification's order.
+    pub fn with_column_order(
+        policy: Arc<Policy>,
+        rules: EffectiveRules,
+        masks: &dyn MaskRenderer,
+        order: &BTreeMap<QualifiedName, Vec<String>>,
+    ) -> Enforcer {
         let fences: BTreeMap<QualifiedName, Result<Box<Query>, Denial>> = rules
             .tables
             .iter()
             .map(|(table, table_rules)| {
+                let order = order.get(table).map_or(&[][..], Vec::as_slice);
                 let fence = match policy.tables().get(table) {
-                    Some(class) => rewrite::build_fence(table, class, table_rules, masks),
+                    Some(class) => rewrite::build_fence(table, class, table_rules, masks, order),
                     None => Err(Denial::privilege(format!(
                         "relation \"{table}\" is not available to this account"
                     ))),
@@ -225,16 +264,38 @@ impl Enforcer {
                 (table.schema.as_str(), table.name.as_str(), columns)
             })
             .collect();
+        let parse = |sql: &str, what: &str| {
+            Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(sql)
+                .and_then(|mut parser| parser.parse_query())
+                .map_err(|_| Denial::unsupported(what.to_owned()))
+        };
+        let sets = catalog::pg::Sets::new(&visible);
         let catalog_fences = catalog::FILTERED_VIEWS
             .iter()
             .map(|view| {
                 let sql = catalog::filtered_view(view, &visible);
-                let fence = Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(&sql)
-                    .and_then(|mut parser| parser.parse_query())
-                    .map_err(|_| Denial::unsupported(format!("information_schema.{view}")));
-                (QualifiedName::new("information_schema", *view), fence)
+                let name = QualifiedName::new("information_schema", *view);
+                let fence = parse(&sql, &name.to_string());
+                (name, fence)
             })
+            .chain(catalog::pg::FILTERED.iter().filter_map(|relation| {
+                let sql = sets.fence(relation)?;
+                let name = QualifiedName::new("pg_catalog", *relation);
+                let fence = parse(&sql, &name.to_string());
+                Some((name, fence))
+            }))
+            .collect();
+        let catalog_guards = catalog::pg::GUARDED
+            .iter()
+            .map(|(_, _, guard)| {
+                let query = parse(&sets.guard(*guard), "a catalog function");
+                (*guard, query)
+            })
+            .collect::<BTreeMap<_, _>>();
+        let guard_bytes = catalog_guards
+            .iter()
+            .filter_map(|(guard, query)| Some((*guard, query.as_ref().ok()?.to_string().len())))
             .collect();
         let fence_bytes = fences
             .iter()
@@ -248,9 +309,24 @@ impl Enforcer {
             rules,
             fences,
             catalog_fences,
+            catalog_guards,
+            guard_bytes,
             fence_bytes,
             limits: Limits::default(),
+            guard_token: DEFAULT_GUARD_TOKEN.to_owned(),
         }
+    }
+
+    /// The same enforcer marking its run-time checks with `token` (see
+    /// [`Enforcer::guard_token`]); a process picks one at random.
+    pub fn with_guard_token(mut self, token: &str) -> Enforcer {
+        self.guard_token = token.to_owned();
+        self
+    }
+
+    /// What marks the errors of the checks PostgreSQL makes while a statement runs.
+    pub fn guard_token(&self) -> &str {
+        &self.guard_token
     }
 
     /// The same enforcer with other analysis limits.
@@ -265,6 +341,11 @@ impl Enforcer {
         self.fence_bytes.get(relation).copied().unwrap_or(0)
     }
 
+    /// What one call of a guarded catalog function adds to the printed statement.
+    pub(crate) fn guard_bytes(&self, guard: catalog::pg::Guard) -> usize {
+        self.guard_bytes.get(&guard).copied().unwrap_or(0)
+    }
+
     /// The account's rules this enforcer applies.
     pub fn rules(&self) -> &EffectiveRules {
         &self.rules
@@ -274,8 +355,27 @@ impl Enforcer {
         self.policy.tables()
     }
 
-    pub(crate) fn search_path(&self) -> &[String] {
+    /// The search_path names resolve through: the session's, when the caller gave
+    /// one ([`Enforcer::enforce_in`]), else the policy's.
+    pub(crate) fn search_path(&self) -> Vec<String> {
+        search_path::active().unwrap_or_else(|| self.policy.settings().search_path.clone())
+    }
+
+    /// The policy's search_path: a session's default unless its startup packet set one.
+    pub fn policy_search_path(&self) -> &[String] {
         &self.policy.settings().search_path
+    }
+
+    /// [`Enforcer::enforce`] in a session whose search_path is `path`: unqualified names
+    /// resolve through it, and a SET or RESET of it in `sql` applies to the statements
+    /// after it in the same string (each statement reports its change, for the
+    /// session to follow).
+    pub fn enforce_in(&self, sql: &str, path: &SearchPath) -> Result<Enforced, Denial> {
+        self.limits.check_size(sql)?;
+        let clock = Clock::start(&self.limits);
+        stacker::grow(ANALYSIS_STACK_BYTES, || {
+            search_path::with_path(Some(path), || self.enforce_on_own_stack(sql, &clock))
+        })
     }
 
     /// Decides a whole simple-protocol string (or one Parse message's text). Either every
@@ -311,6 +411,8 @@ impl Enforcer {
                     copy_in: Some(copy_in),
                     tables,
                     pins: Vec::new(),
+                    search_path: None,
+                    copy_out: None,
                 }],
             });
         }
@@ -323,7 +425,12 @@ impl Enforcer {
                 .enforce_statement(statement, is_move, sql, clock)
                 .and_then(|enforced| clock.check().map(|()| enforced))
             {
-                Ok(enforced) => out.push(enforced),
+                Ok(enforced) => {
+                    if let Some(change) = &enforced.search_path {
+                        search_path::follow(change);
+                    }
+                    out.push(enforced)
+                }
                 Err(denial) if count > 1 => {
                     return Err(Denial {
                         sqlstate: denial.sqlstate,
@@ -344,9 +451,30 @@ impl Enforcer {
         clock: &Clock,
     ) -> Result<EnforcedStatement, Denial> {
         precedence::check(&statement)?;
+        let path_change = search_path::change_of(&statement)?;
+        if let Some(PathChange::Set(path)) = &path_change {
+            let schemas: Vec<&str> = self
+                .rules
+                .tables
+                .keys()
+                .map(|t| t.schema.as_str())
+                .collect();
+            search_path::as_literals(&mut statement, path, &schemas);
+        }
         let tables = facts::tables_touched(self, &statement);
         let mut pins = Vec::new();
-        let decision = self.rewrite_statement(&mut statement, clock, &mut pins)?;
+        let mut copy_out = None;
+        let decision = if matches!(statement, Statement::Copy { to: true, .. }) {
+            copy_out = Some(copy_out::rewrite_copy_out(
+                self,
+                &mut statement,
+                clock,
+                &mut pins,
+            )?);
+            (StatementClass::Read, self.rules.max_rows, None)
+        } else {
+            self.rewrite_statement(&mut statement, clock, &mut pins)?
+        };
         clock.check()?;
         let printed = print::print(&mut statement)?;
         self.limits.check_printed(&printed.sql)?;
@@ -359,6 +487,9 @@ impl Enforcer {
                 None => return Err(Denial::unsupported("this MOVE")),
             }
         }
+        if classify::is_reset_all(&statement) {
+            sql = "RESET ALL".to_owned();
+        }
         Ok(EnforcedStatement {
             sql,
             kind: decision.0,
@@ -367,6 +498,8 @@ impl Enforcer {
             copy_in: None,
             tables,
             pins: facts::resolve_pins(self, original, pins),
+            search_path: path_change,
+            copy_out,
         })
     }
 
@@ -381,7 +514,8 @@ impl Enforcer {
         match statement {
             Statement::Query(query) => {
                 self.require(StatementKind::Read)?;
-                pins.extend(rewrite::rewrite_read(self, query, clock)?);
+                let (cap, pinned) = rewrite::rewrite_read(self, query, clock)?;
+                pins.extend(pinned);
                 Ok((StatementClass::Read, cap, None))
             }
             Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_) => {
@@ -394,6 +528,24 @@ impl Enforcer {
                 ))
             }
             Statement::Merge { .. } => Err(Denial::forbidden("MERGE")),
+            Statement::Explain {
+                describe_alias: DescribeAlias::Explain,
+                analyze: false,
+                verbose: false,
+                query_plan: false,
+                estimate: false,
+                statement: inner,
+                format: None,
+                options,
+            } => {
+                let Statement::Query(query) = inner.as_mut() else {
+                    return Err(Denial::unsupported("EXPLAIN of anything but a query"));
+                };
+                *options = Some(housekeeping::explain_options(options.as_deref())?);
+                self.require(StatementKind::Read)?;
+                rewrite::rewrite_read(self, query, clock)?;
+                Ok((StatementClass::Read, cap, None))
+            }
             Statement::Prepare {
                 name,
                 data_types,
@@ -476,7 +628,8 @@ impl Enforcer {
                     _ => return Err(Denial::unsupported("this form of DECLARE")),
                 };
                 self.require(StatementKind::Read)?;
-                pins.extend(rewrite::rewrite_read(self, query, clock)?);
+                let (cap, pinned) = rewrite::rewrite_read(self, query, clock)?;
+                pins.extend(pinned);
                 Ok((StatementClass::Cursor, cap, Some(cursor)))
             }
             Statement::Fetch {
@@ -626,6 +779,7 @@ fn prepare_tokens(
 ) -> Result<(Vec<TokenWithSpan>, Vec<bool>), Denial> {
     let mut moves = Vec::new();
     let mut cursor_statements = Vec::new();
+    let mut resets = Vec::new();
     let mut start = None;
     let mut at_start = true;
     let mut copy = false;
@@ -656,6 +810,8 @@ fn prepare_tokens(
                         start = Some(index);
                     } else if word.keyword == Keyword::COPY {
                         copy = true;
+                    } else if word.keyword == Keyword::RESET {
+                        resets.push(index);
                     }
                 }
             }
@@ -675,9 +831,22 @@ fn prepare_tokens(
     if let Some(start) = start {
         cursor_statements.push(start..tokens.len());
     }
-    for range in cursor_statements.into_iter().rev() {
-        let normalized = fetch_tokens(&tokens[range.clone()]);
-        tokens.splice(range, normalized);
+    // Statements are rewritten back to front, so earlier indices stay valid.
+    let mut edits: Vec<(usize, bool)> = cursor_statements
+        .iter()
+        .map(|r| (r.start, true))
+        .chain(resets.iter().map(|&at| (at, false)))
+        .collect();
+    edits.sort_unstable();
+    let mut ranges = cursor_statements.into_iter().rev();
+    for (at, cursor) in edits.into_iter().rev() {
+        if cursor {
+            let Some(range) = ranges.next() else { break };
+            let normalized = fetch_tokens(&tokens[range.clone()]);
+            tokens.splice(range, normalized);
+        } else {
+            housekeeping::reset_tokens(&mut tokens, at);
+        }
     }
     Ok((tokens, moves))
 }

@@ -29,6 +29,14 @@ pub(crate) fn tables_touched(enforcer: &Enforcer, statement: &Statement) -> Tabl
         }
         ControlFlow::<()>::Continue(())
     });
+    // `COPY table TO`: the table is not a relation the visitor reports.
+    if let Statement::Copy {
+        source: sqlparser::ast::CopySource::Table { table_name, .. },
+        ..
+    } = statement
+    {
+        read.extend(protected(enforcer, table_name));
+    }
     read.sort_unstable();
     read.dedup();
     let target = match statement {
@@ -93,7 +101,7 @@ pub(crate) struct RawPin {
     pub value: RawValue,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RawValue {
     Constant(Span),
     Parameter(usize),

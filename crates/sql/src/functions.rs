@@ -189,8 +189,34 @@ const SCALAR: &[&str] = &[
     "current_database",
     "version",
     "pg_typeof",
-    "format_type",
     "gen_random_uuid",
+    // session housekeeping: releases only this session's own advisory locks (pools
+    // call it when a connection is returned)
+    "pg_advisory_unlock_all",
+    // catalog helpers drivers and tools call; those that print an object's name or
+    // definition from its OID are guarded by `catalog::pg::GUARDED` instead
+    "current_schemas",
+    "pg_get_userbyid",
+    "pg_encoding_to_char",
+    "pg_char_to_encoding",
+    "pg_my_temp_schema",
+    "pg_is_other_temp_schema",
+    "pg_partition_ancestors",
+    "pg_partition_root",
+    // name -> OID lookups (NULL when nothing has the name); the filtered catalog
+    // lists what the account may see of the object
+    "pg_get_serial_sequence",
+    // set-returning functions PostgreSQL also accepts in a select list
+    "unnest",
+    "generate_subscripts",
+    "generate_series",
+    "pg_collation_is_visible",
+    "to_regclass",
+    "to_regtype",
+    "to_regnamespace",
+    "to_regproc",
+    "to_regprocedure",
+    "information_schema._pg_expandarray",
     // json
     "to_json",
     "to_jsonb",
@@ -256,11 +282,9 @@ const TABLE: &[&str] = &[
     "jsonb_path_query",
     "json_object_keys",
     "jsonb_object_keys",
+    "information_schema._pg_expandarray",
+    "pg_partition_ancestors",
 ];
-
-/// Longest `pg_sleep` allowed, in seconds: enough for a driver's keep-alive, too short
-/// to hold connections hostage.
-pub(crate) const MAX_SLEEP_SECONDS: f64 = 1.0;
 
 /// Whether a scalar, aggregate or window function is allowed. `name` is folded.
 pub(crate) fn scalar_allowed(name: &str) -> bool {
@@ -302,6 +326,22 @@ pub(crate) fn custom_type_allowed(name: &str) -> bool {
             | "daterange"
             | "tsrange"
             | "tstzrange"
+            // built-in names drivers and psql write qualified (`pg_catalog.text`)
+            | "text"
+            | "bool"
+            | "boolean"
+            | "char"
+            | "bytea"
+            | "date"
+            | "numeric"
+            | "int2vector"
+            | "oidvector"
+            | "regproc"
+            | "regprocedure"
+            | "regnamespace"
+            | "json"
+            | "jsonb"
+            | "uuid"
     )
 }
 

@@ -14,11 +14,13 @@ mod budget;
 mod catalog;
 mod classify;
 mod copy_in;
+mod copy_out;
 mod denial;
 pub mod enforce;
 mod facts;
 mod fingerprint;
 mod functions;
+mod housekeeping;
 mod lexical;
 mod mask;
 mod names;
@@ -26,20 +28,26 @@ mod normalize;
 mod precedence;
 mod print;
 mod rewrite;
+mod search_path;
 mod verify;
 
 pub use budget::Limits;
-pub use classify::SETTABLE;
+pub use classify::{is_utf8, SETTABLE};
 pub use copy_in::CopyIn;
+pub use copy_out::CopyOut;
 pub use denial::{sqlstate, Denial};
 pub use enforce::{
-    CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, RESERVED_NAME_PREFIX,
+    CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, DEFAULT_GUARD_TOKEN,
+    RESERVED_NAME_PREFIX,
 };
 pub use facts::{KeyPin, PinnedValue, TablesTouched};
 pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
 pub use normalize::{normalize, Normalized};
+pub use search_path::{parse_setting as parse_search_path, PathChange, SearchPath};
 pub use verify::printer_mismatches;
 
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

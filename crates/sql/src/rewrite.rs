@@ -48,14 +48,21 @@ use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
 
 mod binding;
+mod blocks;
+mod caps;
 mod checks;
 mod fence;
 mod from;
+mod guard;
+mod packing;
+mod pins;
 mod scope;
 #[cfg(test)]
 mod scope_tests;
 mod write;
 
+use caps::apply_cap;
+pub(crate) use caps::statement_cap;
 pub(crate) use checks::{check_execute_argument, check_type};
 use checks::{check_function, check_operator, function_name, plain_wildcard};
 pub(crate) use fence::build_fence;
@@ -63,19 +70,22 @@ use fence::{comparison, is_safe_comparison, join_and, split_and, split_and_ref, 
 use scope::{Columns, Level, Scopes};
 pub(crate) use write::{rewrite_copy_in, rewrite_write};
 
-/// Rewrites a top-level query in place and caps it. Returns the lookup keys it pinned.
+/// Rewrites a top-level query in place and caps it; returns its cap (see
+/// [`statement_cap`]) and the lookup keys it pinned.
 pub(crate) fn rewrite_read(
     enforcer: &Enforcer,
     query: &mut Query,
     clock: &Clock,
-) -> Result<Vec<RawPin>, Denial> {
+) -> Result<(Option<u64>, Vec<RawPin>), Denial> {
     let mut rewriter = Rewriter::new(enforcer, query, clock)?;
+    let cap = statement_cap(enforcer, &rewriter.tables);
+    rewriter.read_cap = cap;
     rewriter.open_block = query.with.is_none() && matches!(*query.body, SetExpr::Select(_));
     rewriter.query(query)?;
-    if let Some(cap) = enforcer.rules.max_rows {
+    if let Some(cap) = cap {
         apply_cap(query, cap)?;
     }
-    Ok(rewriter.pins.into_inner())
+    Ok((cap, rewriter.pins.into_inner()))
 }
 
 /// What a relation name in FROM turned out to be.
@@ -110,6 +120,8 @@ struct FromItem {
 #[derive(Debug, Default)]
 struct FencePlan {
     inside: Vec<Expr>,
+    /// The `column = value` comparisons among them, by column: what pins the item.
+    equal: Vec<(String, Expr)>,
     /// Nothing of the statement's own runs beside the row filter: no `OFFSET 0`.
     open: bool,
 }
@@ -132,6 +144,13 @@ struct Rewriter<'e> {
     /// The next query block is the statement's outermost one, whose fence may be left
     /// open (see [`Rewriter::may_open_fence`]).
     open_block: bool,
+    /// The policy tables the statement names.
+    tables: Vec<QualifiedName>,
+    /// The cap of a read: OFFSETs must stay below it, and what the select lists pack
+    /// into values counts against it (see [`packing`]). `None` for writes.
+    read_cap: Option<u64>,
+    /// A select-list expression is being checked.
+    output: bool,
     /// The lookup keys pinned so far, for the statement's audit record.
     pins: std::cell::RefCell<Vec<RawPin>>,
 }
@@ -165,6 +184,9 @@ impl<'e> Rewriter<'e> {
             target: None,
             queries: 0,
             open_block: false,
+            tables: Vec::new(),
+            read_cap: None,
+            output: false,
             pins: std::cell::RefCell::default(),
         };
         let mut tables = Vec::new();
@@ -187,15 +209,26 @@ impl<'e> Rewriter<'e> {
             }
             ControlFlow::<()>::Continue(())
         });
+        let _ = sqlparser::ast::visit_expressions(node, |expr| {
+            if let Expr::Function(function) = expr {
+                if let Some((_, guard)) = function_name(&function.name)
+                    .ok()
+                    .and_then(|name| catalog::pg::guard_of(&name))
+                {
+                    growth = growth.saturating_add(enforcer.guard_bytes(guard));
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
         // Refused before any subquery is built: the trees of tens of thousands of
         // them would take gigabytes.
         enforcer.limits.check_growth(growth)?;
         enforcer.limits.check_masking_subqueries(subqueries)?;
         tables.sort_unstable();
         tables.dedup();
-        for table in tables {
-            let rules = &enforcer.rules.tables[&table];
-            for column in enforcer.classification()[&table].columns.keys() {
+        for table in &tables {
+            let rules = &enforcer.rules.tables[table];
+            for column in enforcer.classification()[table].columns.keys() {
                 if matches!(rules.columns.get(column), None | Some(ColumnRule::Deny)) {
                     rewriter
                         .denied
@@ -204,6 +237,7 @@ impl<'e> Rewriter<'e> {
                 }
             }
         }
+        rewriter.tables = tables;
         Ok(rewriter)
     }
 
@@ -230,266 +264,29 @@ impl<'e> Rewriter<'e> {
         }
     }
 
-    // ---------------------------------------------------------------- queries
-
-    fn query(&mut self, query: &mut Query) -> Result<(), Denial> {
-        self.clock.check()?;
-        self.queries += 1;
-        if !query.locks.is_empty() {
-            return Err(Denial::unsupported("FOR UPDATE/FOR SHARE"));
-        }
-        if query.for_clause.is_some()
-            || query.settings.is_some()
-            || query.format_clause.is_some()
-            || !query.pipe_operators.is_empty()
-        {
-            return Err(Denial::unsupported("this query clause"));
-        }
-        let depth = self.ctes.len();
-        let result = self.query_inner(query);
-        self.ctes.truncate(depth);
-        result
-    }
-
-    fn query_inner(&mut self, query: &mut Query) -> Result<(), Denial> {
-        if let Some(with) = &mut query.with {
-            if with.recursive {
-                for cte in &with.cte_tables {
-                    self.ctes.push((cte_name(cte)?, cte_columns(cte)?));
-                }
-            }
-            for cte in &mut with.cte_tables {
-                let name = cte_name(cte)?;
-                if cte.from.is_some() {
-                    return Err(Denial::unsupported("CTE FROM"));
-                }
-                let columns = cte_columns(cte)?;
-                self.query(&mut cte.query)?;
-                if !with.recursive {
-                    self.ctes.push((name, columns));
-                }
-            }
-        }
-        self.set_expr(&mut query.body, query.order_by.as_mut())?;
-        match &mut query.limit_clause {
-            None => {}
-            Some(LimitClause::LimitOffset {
-                limit,
-                offset,
-                limit_by,
-            }) => {
-                if !limit_by.is_empty() {
-                    return Err(Denial::unsupported("LIMIT BY"));
-                }
-                if let Some(limit) = limit {
-                    self.visit(limit)?;
-                }
-                if let Some(offset) = offset {
-                    self.visit(&mut offset.value)?;
-                }
-            }
-            Some(LimitClause::OffsetCommaLimit { .. }) => {
-                return Err(Denial::unsupported("LIMIT offset, count"))
-            }
-        }
-        if let Some(fetch) = &mut query.fetch {
-            if let Some(quantity) = &mut fetch.quantity {
-                self.visit(quantity)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn set_expr(
-        &mut self,
-        body: &mut SetExpr,
-        order_by: Option<&mut sqlparser::ast::OrderBy>,
-    ) -> Result<(), Denial> {
-        match body {
-            SetExpr::Select(select) => return self.select(select, order_by),
-            SetExpr::Query(query) => self.query(query)?,
-            SetExpr::SetOperation { left, right, .. } => {
-                self.set_expr(left, None)?;
-                self.set_expr(right, None)?;
-            }
-            SetExpr::Values(values) => {
-                for row in &mut values.rows {
-                    for expr in row {
-                        self.visit(expr)?;
-                    }
-                }
-            }
-            SetExpr::Table(_) => return Err(Denial::unsupported("TABLE name")),
-            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
-                return Err(Denial::forbidden(
-                    "a data-modifying statement inside a query",
-                ))
-            }
-        }
-        if let Some(order_by) = order_by {
-            // The ORDER BY of a set operation sees only its output columns.
-            let outputs = scope::set_output_names(body);
-            self.order_by_outputs(order_by, &outputs)?;
-        }
-        Ok(())
-    }
-
-    /// ORDER BY of a block whose output columns are `outputs`: a bare name that is one
-    /// of them means that output column (PostgreSQL looks there first), which the
-    /// select list's own check covers.
-    fn order_by_outputs(
-        &mut self,
-        order_by: &mut sqlparser::ast::OrderBy,
-        outputs: &[String],
-    ) -> Result<(), Denial> {
-        if order_by.interpolate.is_some() {
-            return Err(Denial::unsupported("INTERPOLATE"));
-        }
-        match &mut order_by.kind {
-            OrderByKind::Expressions(exprs) => {
-                for item in exprs {
-                    if item.with_fill.is_some() {
-                        return Err(Denial::unsupported("WITH FILL"));
-                    }
-                    if is_output_name(&item.expr, outputs)? {
-                        continue;
-                    }
-                    self.visit(&mut item.expr)?;
-                }
-                Ok(())
-            }
-            OrderByKind::All(_) => Err(Denial::unsupported("ORDER BY ALL")),
-        }
-    }
-
-    fn select(
-        &mut self,
-        select: &mut Select,
-        order_by: Option<&mut sqlparser::ast::OrderBy>,
-    ) -> Result<(), Denial> {
-        if select.into.is_some() {
-            return Err(Denial::forbidden("SELECT … INTO"));
-        }
-        if select.top.is_some()
-            || select.exclude.is_some()
-            || !select.lateral_views.is_empty()
-            || select.prewhere.is_some()
-            || !select.cluster_by.is_empty()
-            || !select.distribute_by.is_empty()
-            || !select.sort_by.is_empty()
-            || select.qualify.is_some()
-            || select.value_table_mode.is_some()
-            || select.connect_by.is_some()
-            || select.flavor != SelectFlavor::Standard
-        {
-            return Err(Denial::unsupported("this SELECT clause"));
-        }
-
-        let outermost = std::mem::take(&mut self.open_block);
-        let (items, has_outer_join) = self.scan_from(&select.from)?;
-        self.scopes.levels.push(Level::visible(items.clone()));
-        let result = self.plan_select(select, order_by, &items, has_outer_join, outermost);
-        self.scopes.levels.pop();
-        result
-    }
-
-    /// [`Rewriter::select`] with the block's level pushed, all of it visible (as its
-    /// WHERE sees it) until its FROM is walked.
-    fn plan_select(
-        &mut self,
-        select: &mut Select,
-        order_by: Option<&mut sqlparser::ast::OrderBy>,
-        items: &[FromItem],
-        has_outer_join: bool,
-        outermost: bool,
-    ) -> Result<(), Denial> {
-        let mut plans = self.plan_fences(items, &mut select.selection, has_outer_join)?;
-        if outermost && self.may_open_fence(select, items) {
-            plans[0].open = true;
-        }
-        self.select_inner(select, order_by, items, &mut plans)
-    }
-
-    fn select_inner(
-        &mut self,
-        select: &mut Select,
-        order_by: Option<&mut sqlparser::ast::OrderBy>,
-        items: &[FromItem],
-        plans: &mut Vec<FencePlan>,
-    ) -> Result<(), Denial> {
-        let mut cursor = Cursor {
-            items,
-            next: 0,
-            plans,
-        };
-        for from in &mut select.from {
-            self.walk_from(from, &mut cursor)?;
-        }
-        self.reveal();
-        for item in &mut select.projection {
-            match item {
-                SelectItem::UnnamedExpr(expr) => self.visit(expr)?,
-                SelectItem::ExprWithAlias { expr, .. } => self.visit(expr)?,
-                SelectItem::Wildcard(options) => plain_wildcard(options)?,
-                SelectItem::QualifiedWildcard(kind, options) => {
-                    plain_wildcard(options)?;
-                    match kind {
-                        SelectItemQualifiedWildcardKind::ObjectName(name) => {
-                            self.check_whole_row(name)?
-                        }
-                        SelectItemQualifiedWildcardKind::Expr(expr) => self.visit(expr)?,
-                    }
-                }
-            }
-        }
-        if let Some(Distinct::On(exprs)) = &mut select.distinct {
-            for expr in exprs {
-                self.visit(expr)?;
-            }
-        }
-        if let Some(selection) = &mut select.selection {
-            self.visit(selection)?;
-        }
-        let outputs = scope::output_names(select);
-        match &mut select.group_by {
-            GroupByExpr::Expressions(exprs, modifiers) => {
-                if !modifiers.is_empty() {
-                    return Err(Denial::unsupported("this GROUP BY modifier"));
-                }
-                for expr in exprs {
-                    // A bare name is an input column of this block or else an output
-                    // column, never one of an enclosing block.
-                    if is_output_name(expr, &outputs)? {
-                        continue;
-                    }
-                    self.visit(expr)?;
-                }
-            }
-            GroupByExpr::All(_) => return Err(Denial::unsupported("GROUP BY ALL")),
-        }
-        if let Some(having) = &mut select.having {
-            self.visit(having)?;
-        }
-        for window in &mut select.named_window {
-            self.visit(window)?;
-        }
-        if let Some(order_by) = order_by {
-            self.order_by_outputs(order_by, &outputs)?;
-        }
-        Ok(())
-    }
-
     // ---------------------------------------------------------------- expressions
 
     fn visit<T: VisitMut>(&mut self, node: &mut T) -> Result<(), Denial> {
+        self.visit_as(node, false)
+    }
+
+    /// An expression of a select list: what it packs into values is counted.
+    fn visit_output(&mut self, expr: &mut Expr) -> Result<(), Denial> {
+        self.visit_as(expr, true)
+    }
+
+    fn visit_as<T: VisitMut>(&mut self, node: &mut T, output: bool) -> Result<(), Denial> {
+        let saved = std::mem::replace(&mut self.output, output);
         let mut checker = ExprCheck {
             rewriter: self,
             skip: 0,
         };
-        match node.visit(&mut checker) {
+        let result = match node.visit(&mut checker) {
             ControlFlow::Break(denial) => Err(denial),
             ControlFlow::Continue(()) => Ok(()),
-        }
+        };
+        self.output = saved;
+        result
     }
 
     fn check_expr(&self, expr: &Expr) -> Result<(), Denial> {
@@ -512,7 +309,11 @@ impl<'e> Rewriter<'e> {
                 self.check_compound(&folded)
             }
             Expr::Function(function) => {
-                check_function(function)?;
+                if function_name(&function.name)? == "pg_notify" {
+                    self.check_notify(function)?;
+                } else {
+                    check_function(function, self.enforcer.limits.max_sleep)?;
+                }
                 self.check_function_wildcards(function)
             }
             Expr::Cast {
@@ -598,6 +399,26 @@ impl VisitorMut for ExprCheck<'_, '_> {
         ControlFlow::Continue(())
     }
 
+    /// Catalog functions are guarded, and select-list values that pack rows are
+    /// wrapped, once their arguments were checked, so the guard's subquery and the
+    /// wrapper are not walked as the client's.
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        let rewritten = self.rewriter.guard_catalog_call(expr).and_then(|()| {
+            if self.rewriter.output {
+                self.rewriter.pack(expr)
+            } else {
+                Ok(())
+            }
+        });
+        match rewritten {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(denial) => ControlFlow::Break(denial),
+        }
+    }
+
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Denial> {
         if self.skip > 0 {
             return ControlFlow::Continue(());
@@ -608,7 +429,10 @@ impl VisitorMut for ExprCheck<'_, '_> {
             .tick()
             .and_then(|()| self.rewriter.check_expr(expr))
         {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(()) => {
+                self.rewriter.unqualify_schema(expr);
+                ControlFlow::Continue(())
+            }
             Err(denial) => ControlFlow::Break(denial),
         }
     }
@@ -631,7 +455,7 @@ fn resolve_unqualified(enforcer: &Enforcer, relation: &str) -> Result<Resolved, 
     if !catalog_listed && relation.starts_with("pg_") {
         return resolve_qualified(enforcer, "pg_catalog", relation);
     }
-    for schema in path {
+    for schema in &path {
         let candidate = QualifiedName::new(schema.as_str(), relation);
         if enforcer.classification().contains_key(&candidate)
             || (catalog::is_system_schema(schema) && catalog::is_allowed(schema, relation))
@@ -672,10 +496,26 @@ pub(crate) fn protected_table(enforcer: &Enforcer, name: &ObjectName) -> Option<
     }
 }
 
+/// A relation the account cannot use. System relations it may not read are listed
+/// in its catalog, so they are refused as PostgreSQL refuses a relation without the
+/// privilege (`42501`); any other relation outside its policy is not listed, and is
+/// answered exactly as one that does not exist (`42P01`), so the answer reveals
+/// nothing the account's catalog does not.
 fn not_available(relation: &str) -> Denial {
-    Denial::privilege(format!(
-        "relation \"{relation}\" is not available to this account"
-    ))
+    let system = relation
+        .split_once('.')
+        .map_or(relation.starts_with("pg_"), |(schema, _)| {
+            catalog::is_system_schema(schema)
+        });
+    if system {
+        return Denial::privilege(format!(
+            "relation \"{relation}\" is not available to this account"
+        ));
+    }
+    Denial {
+        sqlstate: crate::denial::sqlstate::UNDEFINED_TABLE,
+        message: format!("relation \"{relation}\" does not exist"),
+    }
 }
 
 fn denied_column(column: &str, table: &QualifiedName) -> Denial {
@@ -740,75 +580,4 @@ fn check_alias(alias: Option<&TableAlias>) -> Result<(), Denial> {
         names::check_quote(&alias.name)?;
     }
     Ok(())
-}
-
-/// Makes the outermost query return at most `cap + 1` rows, merged with its own LIMIT
-/// or FETCH FIRST.
-fn apply_cap(query: &mut Query, cap: u64) -> Result<(), Denial> {
-    let bound = cap.saturating_add(1);
-    let mut existing = None;
-    if let Some(fetch) = query.fetch.take() {
-        if fetch.with_ties || fetch.percent {
-            return Err(Denial::unsupported(
-                "FETCH … WITH TIES or PERCENT under a row cap",
-            ));
-        }
-        existing = Some(fetch.quantity.unwrap_or_else(|| number(1)));
-    }
-    match &mut query.limit_clause {
-        None => {
-            query.limit_clause = Some(LimitClause::LimitOffset {
-                limit: Some(merge_limit(existing, bound)),
-                offset: None,
-                limit_by: Vec::new(),
-            });
-        }
-        Some(LimitClause::LimitOffset { limit, .. }) => {
-            let current = limit.take().or(existing);
-            *limit = Some(merge_limit(current, bound));
-        }
-        Some(LimitClause::OffsetCommaLimit { .. }) => {
-            return Err(Denial::unsupported("LIMIT offset, count"))
-        }
-    }
-    Ok(())
-}
-
-fn merge_limit(existing: Option<Expr>, bound: u64) -> Expr {
-    match existing {
-        None => number(bound),
-        Some(Expr::Value(ValueWithSpan {
-            value: Value::Number(n, _),
-            ..
-        })) if n.parse::<u64>().is_ok() => number(n.parse::<u64>().unwrap_or(bound).min(bound)),
-        Some(other) => {
-            let bound = Expr::Cast {
-                kind: CastKind::Cast,
-                expr: Box::new(number(bound)),
-                data_type: DataType::BigInt(None),
-                format: None,
-            };
-            Expr::Function(Function {
-                name: ObjectName::from(vec![Ident::new("LEAST")]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(other)),
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(bound)),
-                    ],
-                    clauses: Vec::new(),
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: Vec::new(),
-            })
-        }
-    }
-}
-
-fn number(n: u64) -> Expr {
-    Expr::Value(Value::Number(n.to_string(), false).into())
 }

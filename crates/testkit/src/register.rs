@@ -18,6 +18,13 @@ use std::sync::OnceLock;
 
 use crate::{PgCluster, ProxyOptions, TestProxy, TestkitError};
 
+mod normalized;
+
+pub use normalized::{
+    bank_accounts, benefit_payments, provinces, the_bhyt, BankAccount, BenefitPayment, Province,
+    TheBhyt, PROVINCE_COUNT,
+};
+
 /// Number of participants (ids `1..=PARTICIPANTS`).
 pub const PARTICIPANTS: u32 = 3000;
 /// Number of employers (ids `1..=EMPLOYERS`).
@@ -265,9 +272,10 @@ pub fn benefit_claims() -> impl Iterator<Item = BenefitClaim> {
 }
 
 /// The DDL, data (COPY) and statistics of the register as one psql script.
-/// Drops and recreates the five tables, so loading twice is harmless.
+/// Drops and recreates the tables, so loading twice is harmless.
 pub fn script() -> String {
     let mut sql = String::from(SCHEMA);
+    sql.push_str(normalized::SCHEMA);
     copy(
         &mut sql,
         "public.employer (id, tax_code, name, province_code, address, contact_phone)",
@@ -349,14 +357,17 @@ pub fn script() -> String {
             ]
         }),
     );
-    sql.push_str("COMMIT;\nANALYZE public.employer, public.participant, public.contribution, public.health_card, public.benefit_claim;\n");
+    normalized::data(&mut sql);
+    sql.push_str("COMMIT;\nANALYZE public.employer, public.participant, public.contribution, public.health_card, public.benefit_claim, ");
+    sql.push_str(normalized::TABLES);
+    sql.push_str(";\n");
     sql
 }
 
 /// Column types exactly as `examples/policy/classification.toml` declares them.
 const SCHEMA: &str = "\
 BEGIN;
-DROP TABLE IF EXISTS public.benefit_claim, public.health_card, public.contribution, public.participant, public.employer CASCADE;
+DROP TABLE IF EXISTS public.benefit_payment, public.bank_account, public.\"TheBHYT\", public.benefit_claim, public.health_card, public.contribution, public.participant, public.employer CASCADE;
 CREATE TABLE public.employer (
     id            bigint PRIMARY KEY,
     tax_code      varchar(14) NOT NULL,
@@ -490,6 +501,11 @@ pub const AUDITOR: &str = "auditor";
 /// Login of the benefit desk of province "48" (role `claims_officer`): reads,
 /// inserts, updates and deletes in its province, identifiers masked.
 pub const OFFICER: &str = "officer_48";
+/// Login of the provincial officer of province "01" (role `provincial_officer`):
+/// participants and, through them, cards, bank accounts and payments.
+pub const PROVINCIAL: &str = "provincial_01";
+/// Login on trial of the monitored role `trainee_officer`, province "01".
+pub const TRAINEE: &str = "trainee_01";
 
 /// The standard test accounts, one per role of the example policy (the
 /// disabled break-glass role excepted), all with [`PASSWORD`].
@@ -501,6 +517,8 @@ pub fn accounts() -> Vec<Account> {
         Account::new(INVESTIGATOR, &["investigator"]),
         Account::new(AUDITOR, &["auditor"]),
         Account::new(OFFICER, &["claims_officer"]).with("province", "48"),
+        Account::new(PROVINCIAL, &["provincial_officer"]).with("province", "01"),
+        Account::new(TRAINEE, &["trainee_officer"]).with("province", "01"),
     ]
 }
 

@@ -97,6 +97,30 @@ fn loaded_register_has_exactly_the_classified_columns_and_the_generated_rows() {
     );
     assert!(count("SELECT count(*) FROM pg_stats WHERE tablename = 'participant'") > 0);
 
+    // The normalized tables: children with only the participant's id.
+    assert_eq!(
+        count("SELECT count(*) FROM province"),
+        register::PROVINCE_COUNT
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM \"TheBHYT\" t JOIN participant p ON p.id = t.nguoi_id"),
+        register::PARTICIPANTS as usize
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM benefit_payment"),
+        register::benefit_payments().count()
+    );
+    let card = register::the_bhyt().nth(41).unwrap();
+    assert_eq!(
+        cluster
+            .psql(&format!(
+                "SELECT \"số thẻ\" || '|' || \"nơi đăng ký\" FROM \"TheBHYT\" WHERE nguoi_id = {}",
+                card.nguoi_id
+            ))
+            .unwrap(),
+        format!("{}|{}", card.so_the, card.noi_dang_ky)
+    );
+
     let p = register::participant(1234);
     let row = cluster
         .psql(

@@ -10,6 +10,7 @@
 
 mod facts;
 mod records;
+mod retention;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,6 +92,10 @@ pub struct TrailState {
     /// The seq of the first record detection's queue dropped since detection last
     /// looked (0: none): detection reads the trail from there, in order.
     pub detection_resume: AtomicU64,
+    /// Segments past `retention` that are kept (not exported, changed since, …).
+    pub segments_overdue: AtomicU64,
+    /// Segments removed by retention.
+    pub segments_removed: AtomicU64,
 }
 
 impl TrailState {

@@ -178,8 +178,17 @@ pub struct Statement {
     pub tables: Vec<Arc<TableFacts>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub written: Vec<String>,
-    /// `allowed` (unrestricted, sent as typed), `rewritten`, or `denied`.
+    /// `allowed` (unrestricted, sent as typed), `rewritten`, `denied`, or `monitored`
+    /// (monitor mode: sent as typed; `would` says what enforcing it would have done).
     pub decision: &'static str,
+    /// Monitor mode: `deny` or `rewrite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would: Option<&'static str>,
+    /// Monitor mode: the SQLSTATE and message the denial would have had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_sqlstate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_message: Option<String>,
     /// For a denial: `policy`, `statement_quota`, `row_quota`, `copy_row`, `reserved_name`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -233,9 +242,13 @@ pub struct StatementEnd {
     /// The SQLSTATE the client got, if it got an error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
-    /// What stopped it: `row_cap`, `hourly_rows`, `protected_column`.
+    /// What stopped it: `row_cap`, `hourly_rows`, `session_rows`, `packed_rows`,
+    /// `offset`, `parent_scope`, `protected_column`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<&'static str>,
+    /// Monitor mode: what would have stopped it (`row_cap`); it ran to its end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_stop: Option<&'static str>,
     /// Rows sent to the client (DataRow and COPY TO data messages).
     pub rows: u64,
     /// Bytes of those messages, as sent on the wire.

@@ -14,6 +14,7 @@ use maskgate_detect::{Fingerprinter, KeyPrint, RawKey};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::retention::Retention;
 use super::{Entry, KeySource, KeyValue, ParamForm, Payload, Pending, TrailState};
 use crate::config::AuditConfig;
 
@@ -64,6 +65,7 @@ pub(super) struct WriterThread {
     last_checkpoint: Instant,
     last_reopen: Option<Instant>,
     feed: Feed,
+    retention: Retention,
 }
 
 impl WriterThread {
@@ -79,6 +81,7 @@ impl WriterThread {
             writer: Some(writer),
             sealer,
             receiver,
+            retention: Retention::new(config.retention, config.dir.clone(), state.clone()),
             state,
             dir: config.dir.clone(),
             signing_key: config.signing_key.clone(),
@@ -96,6 +99,9 @@ impl WriterThread {
 
     pub(super) fn run(mut self) {
         loop {
+            if let Err(error) = self.retention.tick(self.writer.as_mut()) {
+                self.failed(error, 0);
+            }
             let wait = self
                 .checkpoint_interval
                 .saturating_sub(self.last_checkpoint.elapsed());

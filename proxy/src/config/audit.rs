@@ -37,6 +37,9 @@ pub struct AuditConfig {
     /// A restricted statement's results wait until its record is on disk (fsync).
     pub strict: bool,
     pub unrestricted_when_unavailable: WhenUnavailable,
+    /// Exported segments whose last record is older than this are removed
+    /// (behind a `retention` record); `None` keeps every segment.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,7 @@ pub(super) struct RawAudit {
     queue: Option<Spanned<i64>>,
     strict: Option<bool>,
     unrestricted_when_unavailable: Option<Spanned<String>>,
+    retention: Option<Spanned<String>>,
 }
 
 impl Context<'_> {
@@ -114,6 +118,19 @@ impl Context<'_> {
                 ))
             }
         };
+        let retention = match &raw.retention {
+            None => None,
+            Some(span) => {
+                let keep = self.duration(span)?;
+                if keep < Duration::from_secs(1) {
+                    return Err(self.error(
+                        span,
+                        "retention must be at least 1s (production values are days, e.g. \"400d\")",
+                    ));
+                }
+                Some(keep)
+            }
+        };
         Ok(AuditConfig {
             dir: self.resolve_path(&raw.dir),
             signing_key: self.resolve_path(&raw.signing_key),
@@ -125,6 +142,7 @@ impl Context<'_> {
             queue,
             strict: raw.strict.unwrap_or(false),
             unrestricted_when_unavailable,
+            retention,
         })
     }
 }

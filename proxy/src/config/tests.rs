@@ -227,3 +227,19 @@ fn line_column_counts_characters() {
     assert_eq!(line_column("ab\nçd", 5), (2, 2));
     assert_eq!(line_column("", 0), (1, 1));
 }
+
+#[test]
+fn audit_retention_is_optional_and_bounded() {
+    let audit = "\n[audit]\ndir = \"audit\"\nsigning_key = \"k.pem\"\nseal_key = \"s.keys\"\n";
+    let c = parse(&format!("{GOOD}{audit}")).unwrap();
+    assert_eq!(c.audit.unwrap().retention, None);
+    let c = parse(&format!("{GOOD}{audit}retention = \"400d\"\n")).unwrap();
+    assert_eq!(
+        c.audit.unwrap().retention,
+        Some(Duration::from_secs(400 * 86_400))
+    );
+    let e = error_text(&format!("{GOOD}{audit}retention = \"500ms\"\n"));
+    assert!(e.contains("retention must be at least 1s"), "{e}");
+    let e = error_text(&format!("{GOOD}{audit}retention = \"forever\"\n"));
+    assert!(e.contains("not a duration"), "{e}");
+}

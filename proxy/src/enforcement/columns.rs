@@ -75,6 +75,26 @@ impl ColumnOids {
             .collect()
     }
 
+    /// Each table's classified columns in the database's order (attnum), so `*`
+    /// expands as PostgreSQL would.
+    pub fn column_order(&self) -> std::collections::BTreeMap<QualifiedName, Vec<String>> {
+        let mut by_table: std::collections::BTreeMap<QualifiedName, Vec<(i16, String)>> =
+            std::collections::BTreeMap::new();
+        for ((_, attnum), (table, column)) in &self.columns {
+            by_table
+                .entry(table.clone())
+                .or_default()
+                .push((*attnum, column.clone()));
+        }
+        by_table
+            .into_iter()
+            .map(|(table, mut columns)| {
+                columns.sort_unstable();
+                (table, columns.into_iter().map(|(_, c)| c).collect())
+            })
+            .collect()
+    }
+
     /// The table and column behind a wire identity, for the log.
     pub fn describe(&self, id: ColumnId) -> Option<String> {
         self.columns

@@ -58,6 +58,9 @@ pub struct Enforcement {
     /// server's syntax error quotes it, so the error can be told apart and replaced
     /// by the denial. Random per process, so a client cannot forge one.
     denial_token: String,
+    /// Marks the errors of the checks PostgreSQL makes while a restricted statement
+    /// runs (packed rows, OFFSET, in-scope parents): random per process.
+    guard_token: String,
     /// What one analysis may cost.
     limits: Limits,
     /// Cold analyses run a bounded number at a time, off the async workers.
@@ -77,6 +80,7 @@ impl Enforcement {
             quotas: Quotas::default(),
             denial_token: format!("maskgate_denied_{:016x}", rand::random::<u64>()),
             decisions: Arc::new(Decisions::new(DECISION_CACHE_BYTES)),
+            guard_token: format!("maskgate_guard_{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -101,6 +105,10 @@ impl Enforcement {
 
     pub fn denial_token(&self) -> &str {
         &self.denial_token
+    }
+
+    pub fn guard_token(&self) -> &str {
+        &self.guard_token
     }
 
     /// Loads the column identities for `policy` unless they are loaded already.
@@ -148,7 +156,12 @@ impl Enforcement {
             login,
             columns,
             &self.keys,
-            (self.limits, self.slots.clone(), self.decisions.clone()),
+            (
+                self.limits,
+                self.slots.clone(),
+                self.decisions.clone(),
+                &self.guard_token,
+            ),
         )?);
         self.accounts.insert(login.to_owned(), rules.clone());
         Some(rules)
@@ -163,12 +176,41 @@ pub struct AccountRules {
     /// What each table's rules do, for audit records.
     table_facts:
         std::collections::BTreeMap<maskgate_policy::QualifiedName, Arc<crate::audit::TableFacts>>,
-    /// Rows one statement may return.
+    /// Rows one statement may return (a statement's own cap may differ: see
+    /// [`maskgate_sql::EnforcedStatement::row_cap`]).
     pub max_rows: Option<u64>,
+    /// Rows one session may read in all.
+    pub max_rows_per_session: Option<u64>,
+    /// A statement over its cap gets no row at all.
+    pub refuse_over_cap: bool,
     pub rows_per_hour: Option<u64>,
     pub statements_per_minute: Option<u64>,
     /// `None` for unrestricted accounts: their statements pass unchanged.
     restricted: Option<Restricted>,
+    /// Shadow mode: statements pass unchanged, but are decided and recorded as the
+    /// rules would enforce them.
+    monitor: bool,
+}
+
+impl Restricted {
+    /// Decisions depend on the search_path names resolve through (and, for a RESET
+    /// of it, on the one it resets to): both are part of the key unless they are the
+    /// policy's.
+    fn decision_key<'s>(
+        &self,
+        sql: &'s str,
+        path: &maskgate_sql::SearchPath,
+    ) -> std::borrow::Cow<'s, str> {
+        let policy_path = self.enforcer.policy_search_path();
+        if path.current == policy_path && path.default == policy_path {
+            std::borrow::Cow::Borrowed(sql)
+        } else {
+            std::borrow::Cow::Owned(format!(
+                "\u{1}{:?}\u{1}{:?}\u{1}{sql}",
+                path.current, path.default
+            ))
+        }
+    }
 }
 
 struct Restricted {
@@ -193,7 +235,7 @@ impl AccountRules {
         login: &str,
         columns: Option<Arc<ColumnOids>>,
         keys: &PseudonymKeys,
-        (limits, slots, decisions): (Limits, Arc<Slots>, Arc<Decisions>),
+        (limits, slots, decisions, guard_token): (Limits, Arc<Slots>, Arc<Decisions>, &str),
     ) -> Option<AccountRules> {
         let rules = policy.effective(login)?;
         let (max_rows, rows_per_hour, statements_per_minute) = (
@@ -201,13 +243,24 @@ impl AccountRules {
             rules.rows_per_hour,
             rules.statements_per_minute,
         );
+        let monitor = rules.monitor && !rules.unrestricted;
         let restricted = (!rules.unrestricted).then(|| {
             let hidden = columns
                 .as_ref()
                 .map(|c| c.hidden_from(&rules))
                 .unwrap_or_default();
-            let enforcer = Enforcer::new(policy.clone(), rules.clone(), &KeyedMasks::new(keys))
-                .with_limits(limits);
+            let order = columns
+                .as_ref()
+                .map(|c| c.column_order())
+                .unwrap_or_default();
+            let enforcer = Enforcer::with_column_order(
+                policy.clone(),
+                rules.clone(),
+                &KeyedMasks::new(keys),
+                &order,
+            )
+            .with_limits(limits)
+            .with_guard_token(guard_token);
             Restricted {
                 login: login.into(),
                 enforcer,
@@ -223,11 +276,14 @@ impl AccountRules {
             policy,
             columns,
             table_facts,
+            max_rows_per_session: rules.max_rows_per_session,
+            refuse_over_cap: rules.over_cap == maskgate_policy::OverCap::Refuse,
             rules,
             max_rows,
             rows_per_hour,
             statements_per_minute,
             restricted,
+            monitor,
         })
     }
 
@@ -262,30 +318,57 @@ impl AccountRules {
         &self.policy
     }
 
+    /// The policy's search_path: a session's default unless its startup packet set one.
+    pub fn policy_search_path(&self) -> &[String] {
+        &self.policy.settings().search_path
+    }
+
+    /// What of a restricted session's search_path goes upstream: the schemas holding
+    /// one of the account's policy tables, and `pg_catalog` (see the analyzer's
+    /// `search_path` module for why).
+    pub fn upstream_search_path(&self, path: &[String]) -> Vec<String> {
+        path.iter()
+            .filter(|schema| {
+                *schema == "pg_catalog" || self.rules.tables.keys().any(|t| &t.schema == *schema)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Statements are rewritten and enforced.
     pub fn is_restricted(&self) -> bool {
-        self.restricted.is_some()
+        self.restricted.is_some() && !self.monitor
+    }
+
+    /// Statements pass unchanged and are decided only to be recorded.
+    pub fn is_monitored(&self) -> bool {
+        self.monitor
     }
 
     /// The decision for a statement text of a restricted account, from the cache
     /// when this text was seen under this policy generation.
-    pub fn decide(&self, sql: &str) -> Decision {
-        self.cached(sql).unwrap_or_else(|| self.analyze(sql))
+    pub fn decide(&self, sql: &str, path: &maskgate_sql::SearchPath) -> Decision {
+        self.cached(sql, path)
+            .unwrap_or_else(|| self.analyze(sql, path))
     }
 
-    /// The cached decision for a statement text, if it was seen under this policy.
-    pub fn cached(&self, sql: &str) -> Option<Decision> {
+    /// The cached decision for a statement text under `path`, if it was seen under
+    /// this policy.
+    pub fn cached(&self, sql: &str, path: &maskgate_sql::SearchPath) -> Option<Decision> {
         let restricted = self.restricted();
-        restricted.decisions.get(restricted.id, sql)
+        let key = restricted.decision_key(sql, path);
+        restricted.decisions.get(restricted.id, key.as_ref())
     }
 
     /// Analyzes a statement text (a slot, the budget and the time it takes) and
     /// caches the decision unless it depended on the load.
-    pub fn analyze(&self, sql: &str) -> Decision {
+    pub fn analyze(&self, sql: &str, path: &maskgate_sql::SearchPath) -> Decision {
         let restricted = self.restricted();
+        let key = restricted.decision_key(sql, path);
         let analyzed = restricted
             .slots
             .run(&restricted.login, sql.len(), || {
-                restricted.enforcer.enforce(sql)
+                restricted.enforcer.enforce_in(sql, path)
             })
             .and_then(|analyzed| analyzed);
         let transient = analyzed.as_ref().is_err_and(Denial::is_transient);
@@ -306,9 +389,11 @@ impl AccountRules {
         // A denial that depends on the load (no slot in time, the time budget) is
         // answered but not remembered: the same text may pass when tried again.
         if !transient {
-            restricted
-                .decisions
-                .insert((restricted.id, &restricted.share), sql, decision.clone());
+            restricted.decisions.insert(
+                (restricted.id, &restricted.share),
+                key.as_ref(),
+                decision.clone(),
+            );
         }
         decision
     }
@@ -316,7 +401,7 @@ impl AccountRules {
     fn restricted(&self) -> &Restricted {
         self.restricted
             .as_ref()
-            .expect("decisions are only made for restricted accounts")
+            .expect("decisions are only made for restricted or monitored accounts")
     }
 
     /// Whether a result column with this origin may not reach the account.

@@ -40,6 +40,24 @@ impl EncodeLabelSet for LimitLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct CheckLabel(pub(super) &'static str);
+
+impl EncodeLabelSet for CheckLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        [("check", self.0)].encode(encoder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct WouldLabel(pub(super) &'static str);
+
+impl EncodeLabelSet for WouldLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        [("would", self.0)].encode(encoder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct ReasonLabel(pub(super) RejectReason);
 
 impl EncodeLabelSet for ReasonLabel {

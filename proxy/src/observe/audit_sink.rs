@@ -39,7 +39,7 @@ pub(super) fn record(trail: &Trail, event: &Event) {
             }),
         ),
         // In the statement's own records.
-        Event::StatementRefused(_) | Event::StatementStopped(_) => return,
+        Event::StatementRefused(_) | Event::StatementStopped(_) | Event::Monitored(_) => return,
     };
     trail.record_event(kind, payload);
 }

@@ -21,6 +21,8 @@ pub enum Event {
     SessionEnded(SessionEnded),
     StatementRefused(StatementRefused),
     StatementStopped(StatementStopped),
+    /// Shadow mode: what enforcing a statement would have done.
+    Monitored(Monitored),
     PolicyReload(PolicyReload),
 }
 
@@ -70,6 +72,8 @@ pub enum Refusal {
     StatementQuota,
     /// `rows_per_hour` is used up.
     RowQuota,
+    /// The session has read its `max_rows_per_session`.
+    SessionBudget,
     /// A row of `COPY … FROM STDIN` outside the account's scope.
     CopyRow,
     /// The audit trail could not take the statement's record.
@@ -96,6 +100,10 @@ pub enum StopLimit {
     RowCap(u64),
     /// The account's `rows_per_hour` ran out.
     HourlyRows,
+    /// The session's `max_rows_per_session` ran out.
+    SessionRows(u64),
+    /// A check PostgreSQL made as the statement ran failed.
+    Guard(GuardCheck),
     /// A result column would have shown a protected column as stored.
     ProtectedColumn,
 }
@@ -117,4 +125,55 @@ pub struct PolicyReload {
     pub files: Vec<FileChange>,
     /// The new generation, or why the files were refused.
     pub outcome: Result<Generation, String>,
+}
+
+/// A check the rewrite has PostgreSQL make while a statement runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardCheck {
+    /// More rows packed into values (`json_agg`, `ARRAY(…)`, …) than the cap.
+    PackedRows(u64),
+    /// An OFFSET parameter at or beyond the cap.
+    Offset(u64),
+    /// A written row referenced a parent outside the account's scope.
+    ParentScope,
+}
+
+impl GuardCheck {
+    /// The name metrics and audit records use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardCheck::PackedRows(_) => "packed_rows",
+            GuardCheck::Offset(_) => "offset",
+            GuardCheck::ParentScope => "parent_scope",
+        }
+    }
+}
+
+/// What enforcing a monitored account's statement would have done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Would {
+    /// Deny it (with this SQLSTATE).
+    Deny,
+    /// Rewrite it.
+    Rewrite,
+    /// Stop it at its row cap.
+    Cap,
+}
+
+impl Would {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Would::Deny => "deny",
+            Would::Rewrite => "rewrite",
+            Would::Cap => "row_cap",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Monitored {
+    pub session: Arc<SessionContext>,
+    pub would: Would,
+    /// The statement's fingerprint; empty for a cap.
+    pub statement: String,
 }

@@ -18,6 +18,6 @@ pub use audit_sink::{admitted_login, session_facts};
 pub use bus::Events;
 pub use context::{SessionContext, SessionId, SessionTotals, TlsFacts};
 pub use event::{
-    Event, LoginAttempt, LoginOutcome, PolicyReload, Refusal, SessionEnd, SessionEnded,
-    StatementRefused, StatementStopped, StopLimit,
+    Event, GuardCheck, LoginAttempt, LoginOutcome, Monitored, PolicyReload, Refusal, SessionEnd,
+    SessionEnded, StatementRefused, StatementStopped, StopLimit, Would,
 };

@@ -18,12 +18,16 @@ pub(super) fn count(metrics: &Metrics, event: &Event) {
             Refusal::RowQuota => metrics.quota_exceeded(true),
             // Counted by the session, which knows which cap it was.
             Refusal::SessionLimit => {}
+            Refusal::SessionBudget => metrics.session_budget_exceeded(),
         },
         Event::StatementStopped(stopped) => match stopped.limit {
             StopLimit::RowCap(_) => metrics.row_cap_exceeded(),
             StopLimit::HourlyRows => metrics.quota_exceeded(true),
+            StopLimit::SessionRows(_) => metrics.session_budget_exceeded(),
+            StopLimit::Guard(check) => metrics.guard_refusal(check),
             StopLimit::ProtectedColumn => metrics.result_column_violation(),
         },
+        Event::Monitored(monitored) => metrics.monitor_decision(monitored.would),
         Event::PolicyReload(reload) => metrics.policy_reload(reload.outcome.is_ok()),
     }
 }
@@ -86,7 +90,20 @@ pub(super) fn log(event: &Event) {
             StopLimit::HourlyRows => tracing::info!(
                 session = %stopped.session.id, "statement stopped: hourly rows used up"
             ),
+            StopLimit::SessionRows(budget) => tracing::info!(
+                session = %stopped.session.id, budget, "statement stopped: the session's rows used up"
+            ),
+            StopLimit::Guard(check) => tracing::info!(
+                session = %stopped.session.id, check = check.as_str(),
+                "statement stopped by a check it ran under"
+            ),
         },
+        Event::Monitored(monitored) => tracing::info!(
+            session = %monitored.session.id,
+            would = monitored.would.as_str(),
+            statement = %monitored.statement,
+            "monitor mode: what enforcement would have done"
+        ),
         Event::PolicyReload(reload) => match &reload.outcome {
             Ok(after) => tracing::info!(before = %reload.before, after = %after, "policy reloaded"),
             Err(errors) => tracing::error!(

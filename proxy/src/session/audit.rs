@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use maskgate_detect::canonical::type_oid;
 use maskgate_detect::KeyKind;
-use maskgate_sql::{normalize, PinnedValue, StatementClass};
+use maskgate_sql::{normalize, Normalized, PinnedValue, StatementClass};
 use tokio::sync::oneshot;
 
 use super::pipeline::Finished;
@@ -37,8 +37,11 @@ pub(super) struct Text {
     class: String,
     tables: Vec<Arc<TableFacts>>,
     written: Vec<String>,
-    /// `allowed` (sent as typed) or `rewritten`.
+    /// `allowed` (sent as typed), `rewritten` or `monitored`.
     decision: &'static str,
+    /// Monitor mode: what enforcement would have done (`deny` or `rewrite`), and the
+    /// denial's SQLSTATE and message.
+    would: Option<(&'static str, Option<(String, String)>)>,
     /// The keys it pins on lookup-only tables.
     pins: Vec<PinnedKey>,
 }
@@ -66,7 +69,32 @@ impl Text {
             tables: Vec::new(),
             written: Vec::new(),
             decision: "allowed",
+            would: None,
             pins: Vec::new(),
+        })
+    }
+
+    /// A monitored account's statement, sent as typed: `would` is what enforcing it
+    /// would have done, with a denial's SQLSTATE and message.
+    /// Its pins are those enforcing would have made: the statement runs as typed, with
+    /// the same comparisons of the same keys.
+    pub(super) fn monitored(
+        sql: &str,
+        would: (&'static str, Option<(String, String)>),
+        rewritten: Option<&Rewritten>,
+    ) -> Arc<Text> {
+        let n = normalize(sql);
+        let pins = rewritten.map_or_else(Vec::new, |r| pins_of(&n, r));
+        Arc::new(Text {
+            statement: n.text,
+            literals: n.literals,
+            cut: n.cut,
+            class: "unanalyzed".into(),
+            tables: Vec::new(),
+            written: Vec::new(),
+            decision: "monitored",
+            would: Some(would),
+            pins,
         })
     }
 
@@ -76,19 +104,8 @@ impl Text {
         let mut class = String::new();
         let mut tables: Vec<Arc<TableFacts>> = Vec::new();
         let mut written = Vec::new();
-        let mut pins = Vec::new();
+        let pins = pins_of(&n, rewritten);
         for statement in &rewritten.statements {
-            pins.extend(statement.pins.iter().map(|pin| PinnedKey {
-                value: pin.value,
-                kind: KeyKind::of(&pin.column_type),
-                column_oid: type_oid(&pin.column_type),
-                sole_use: match pin.value {
-                    PinnedValue::Parameter(number) => {
-                        !n.cut && parameter_uses(&n.text, number) == 1
-                    }
-                    PinnedValue::Constant(_) => false,
-                },
-            }));
             if !class.is_empty() {
                 class.push(',');
             }
@@ -112,6 +129,7 @@ impl Text {
             tables,
             written,
             decision: "rewritten",
+            would: None,
             pins,
         })
     }
@@ -160,6 +178,21 @@ impl Text {
     }
 }
 
+/// The keys the statements of `rewritten` pin, with how their columns compare.
+fn pins_of(n: &Normalized, rewritten: &Rewritten) -> Vec<PinnedKey> {
+    let pins = rewritten.statements.iter().flat_map(|s| s.pins.iter());
+    pins.map(|pin| PinnedKey {
+        value: pin.value,
+        kind: KeyKind::of(&pin.column_type),
+        column_oid: type_oid(&pin.column_type),
+        sole_use: match pin.value {
+            PinnedValue::Parameter(number) => !n.cut && parameter_uses(&n.text, number) == 1,
+            PinnedValue::Constant(_) => false,
+        },
+    })
+    .collect()
+}
+
 /// How often `$number` stands in a normalized text.
 fn parameter_uses(text: &str, number: usize) -> usize {
     let needle = format!("${number}");
@@ -190,6 +223,7 @@ fn refusal_name(refusal: Refusal) -> &'static str {
         Refusal::Policy => "policy",
         Refusal::StatementQuota => "statement_quota",
         Refusal::RowQuota => "row_quota",
+        Refusal::SessionBudget => "session_rows",
         Refusal::CopyRow => "copy_row",
         Refusal::Unrecorded => "unrecorded",
         Refusal::SessionLimit => "session_limit",
@@ -282,6 +316,15 @@ impl StatementAudit {
             tables: text.tables.clone(),
             written: text.written.clone(),
             decision: text.decision,
+            would: text.would.as_ref().map(|(would, _)| *would),
+            would_sqlstate: text
+                .would
+                .as_ref()
+                .and_then(|(_, denial)| Some(denial.as_ref()?.0.clone())),
+            would_message: text
+                .would
+                .as_ref()
+                .and_then(|(_, denial)| Some(denial.as_ref()?.1.clone())),
             reason: None,
             sqlstate: None,
             message: None,
@@ -336,6 +379,9 @@ impl StatementAudit {
             tables: Vec::new(),
             written: Vec::new(),
             decision: "denied",
+            would: None,
+            would_sqlstate: None,
+            would_message: None,
             reason: Some(refusal_name(refusal)),
             sqlstate: Some(error.sqlstate.to_string()),
             message: Some(error.message.clone()),
@@ -425,6 +471,7 @@ impl StatementAudit {
             outcome: finished.outcome.as_str(),
             sqlstate: finished.seen.sqlstate.map(|s| s.to_string()),
             stopped_by: finished.seen.stopped_by,
+            would_stop: finished.seen.would_stop,
             rows: finished.seen.rows,
             bytes: finished.seen.bytes,
             duration_us: finished.duration.as_micros() as u64,

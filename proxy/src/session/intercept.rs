@@ -72,11 +72,14 @@ impl<'m> Intercept<'m> {
         account: Option<AccountGuard<'m>>,
         rules: Option<SessionRules<'m>>,
     ) -> Self {
+        let mut pipeline = Pipeline::default();
+        pipeline.hold = rules.as_ref().is_some_and(|r| r.holds_rows());
+        pipeline.shadow = rules.as_ref().is_some_and(|r| r.is_shadow());
         Self {
             metrics,
             account,
             rules,
-            pipeline: Pipeline::default(),
+            pipeline,
             unsynced: false,
             tx_status: b'I',
             server_fatal: false,
@@ -296,8 +299,8 @@ impl<'m> Intercept<'m> {
             Some(rules) => rules.server_message(&mut self.pipeline, step, (tag, body), out),
             None => match step {
                 Step::Drop => ServerVerdict::Drop,
-                Step::Row => match self.pipeline.count_row(|| true) {
-                    RowVerdict::Forward => ServerVerdict::Forward,
+                Step::Row => match self.pipeline.count_row(|| Ok(())) {
+                    RowVerdict::Forward | RowVerdict::Hold => ServerVerdict::Forward,
                     RowVerdict::Drop => ServerVerdict::Drop,
                 },
                 _ => ServerVerdict::Forward,

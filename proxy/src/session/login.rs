@@ -268,8 +268,9 @@ async fn attach(
         .await
         .map_err(|_| timed_out())??;
     let setup = async {
-        apply_settings(&mut upstream, request).await?;
-        account_rules(shared, policy, request, &mut upstream).await
+        let rules = account_rules(shared, policy, request, &mut upstream).await?;
+        apply_settings(&mut upstream, request, &rules).await?;
+        Ok(rules)
     };
     match tokio::time::timeout_at(deadline, setup).await {
         Ok(Ok(rules)) => Ok((upstream, rules)),
@@ -358,6 +359,15 @@ async fn account_rules(
                 rules::encoding_error(),
             ));
         }
+        if let Err(denial) = startup_search_path(request).transpose() {
+            return Err(SessionError::Refused(
+                RejectReason::StartupParameter,
+                ClientError::fatal(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!("startup parameter \"search_path\": {}", denial.message),
+                ),
+            ));
+        }
         if let Err(e) = shared.enforcement.load_columns(policy, upstream).await {
             tracing::error!(error = %e, "cannot read the column identities of the protected tables");
             return Err(unavailable());
@@ -367,6 +377,17 @@ async fn account_rules(
         .enforcement
         .account(policy, login)
         .ok_or_else(unavailable)
+}
+
+/// The search_path the client asked for at startup, if any, as maskgate reads it.
+pub(super) fn startup_search_path(
+    request: &StartupRequest,
+) -> Option<Result<Vec<String>, maskgate_sql::Denial>> {
+    request
+        .settings
+        .iter()
+        .find(|(name, _)| name == "search_path")
+        .map(|(_, value)| maskgate_sql::parse_search_path(value))
 }
 
 /// The client_encoding the client asked for at startup, if any.
@@ -382,12 +403,28 @@ fn request_encoding(request: &StartupRequest) -> Option<&str> {
 async fn apply_settings(
     upstream: &mut UpstreamConn,
     request: &StartupRequest,
+    rules: &AccountRules,
 ) -> Result<(), SessionError> {
     if request.settings.is_empty() {
         return Ok(());
     }
     let mut sql = String::new();
     for (name, value) in &request.settings {
+        // A restricted session's path goes upstream as the analyzer sends a SET of
+        // it: only the schemas of the account's tables (checked at login already).
+        let filtered;
+        let value = match startup_search_path(request) {
+            Some(Ok(path)) if name == "search_path" && rules.is_restricted() => {
+                let kept = rules.upstream_search_path(&path);
+                filtered = kept
+                    .iter()
+                    .map(|s| format!("\"{}\"", s.replace('"', "\"\"")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                &filtered
+            }
+            _ => value,
+        };
         // Names come from the allowlist in `params`, values from the client: both go
         // through the workspace's quoting functions (`params` already refused NUL).
         let (Ok(name), Ok(value)) = (
@@ -400,7 +437,15 @@ async fn apply_settings(
             )
             .into());
         };
-        sql.push_str(&format!("SET {name} = {value};"));
+        if name == "\"search_path\"" {
+            // A list, read as PostgreSQL reads it in the startup packet (SET would
+            // take the literal as one schema name).
+            sql.push_str(&format!(
+                "SELECT pg_catalog.set_config('search_path', {value}, false);"
+            ));
+        } else {
+            sql.push_str(&format!("SET {name} = {value};"));
+        }
     }
     match upstream.run_internal(&sql).await {
         Ok(_) => Ok(()),

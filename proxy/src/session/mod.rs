@@ -314,7 +314,10 @@ async fn run_session(attached: Attached, shared: &Shared) -> SessionEnd {
             &shared.metrics,
             AccountGuard::new(&shared.policy, policy, &request.user)
                 .with_suspensions(&shared.suspended),
-            SessionRules::new(&shared.enforcement, rules, (&shared.events, context)),
+            SessionRules::new(&shared.enforcement, rules, (&shared.events, context))
+                .with_startup_search_path(
+                    login::startup_search_path(&request).and_then(Result::ok),
+                ),
             (
                 shared.config.server.max_message_size,
                 shared.config.server.session_limits,

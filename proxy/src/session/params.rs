@@ -16,7 +16,6 @@ fn refusal_reason(name: &str) -> Option<&'static str> {
         "role" | "session_authorization" | "is_superuser" => {
             "it would change the identity of the session"
         }
-        "search_path" => "it would change how table and function names resolve",
         "local_preload_libraries"
         | "session_preload_libraries"
         | "shared_preload_libraries"
@@ -106,7 +105,10 @@ fn add_setting(
             format!("startup parameter \"{name}\" may not be set through maskgate: {reason}"),
         ));
     }
-    if CONNECTION_KEYS.contains(&lower.as_str()) || !ALLOWED_SETTINGS.contains(&lower.as_str()) {
+    // search_path: passed through for unrestricted accounts; checked at login and
+    // followed by maskgate's own name resolution for restricted ones.
+    let allowed = ALLOWED_SETTINGS.contains(&lower.as_str()) || lower == "search_path";
+    if CONNECTION_KEYS.contains(&lower.as_str()) || !allowed {
         return Err(ClientError::fatal(
             SqlState::INSUFFICIENT_PRIVILEGE,
             format!("startup parameter \"{name}\" is not allowed through maskgate"),
@@ -241,9 +243,7 @@ mod tests {
         for (key, value) in [
             ("role", "postgres"),
             ("session_authorization", "postgres"),
-            ("search_path", "evil"),
             ("local_preload_libraries", "x"),
-            ("Search_Path", "evil"),
         ] {
             let e = parse(&[("user", "alice"), (key, value)]).unwrap_err();
             assert_eq!(e.sqlstate, SqlState::INSUFFICIENT_PRIVILEGE);
@@ -255,13 +255,21 @@ mod tests {
     fn refused_settings_cannot_hide_in_options() {
         for opts in [
             "-c role=postgres",
-            "-csearch_path=evil",
-            "--search-path=evil",
             "-c session_authorization=postgres",
+            "--session-authorization=postgres",
         ] {
             let e = parse(&[("user", "alice"), ("options", opts)]).unwrap_err();
             assert_eq!(e.sqlstate, SqlState::INSUFFICIENT_PRIVILEGE, "{opts}");
         }
+    }
+
+    #[test]
+    fn search_path_is_a_setting_like_the_others() {
+        let req = parse(&[("user", "a"), ("options", "-c search_path=sales,public")]).unwrap();
+        assert_eq!(
+            req.settings,
+            vec![("search_path".to_string(), "sales,public".to_string())]
+        );
     }
 
     #[test]

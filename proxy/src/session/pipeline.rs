@@ -51,8 +51,12 @@ pub enum CountKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementPlan {
     pub key: CountKey,
+    /// The statement's own cap (the tables it reads may set one).
+    pub cap: Option<u64>,
     /// The statement declares this cursor: its count starts again once it has run.
     pub declares: Option<String>,
+    /// A restricted account's `COPY … TO STDOUT`: its CopyData rows are counted.
+    pub copy_out: Option<maskgate_sql::CopyOut>,
 }
 
 /// A client message as it went upstream, with the state that belongs to it.
@@ -147,12 +151,16 @@ pub enum Limit {
     PerStatement(u64),
     /// The account's hourly row quota is used up.
     Hourly,
+    /// The session has read its `max_rows_per_session`.
+    Session(u64),
 }
 
 /// What to do with a DataRow.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RowVerdict {
     Forward,
+    /// Kept back until the statement ends within its cap (`over_cap = "refuse"`).
+    Hold,
     /// Over a limit: never forwarded.
     Drop,
 }
@@ -167,6 +175,10 @@ pub enum Completion {
     Exceeded {
         limit: Limit,
         more_pending: bool,
+    },
+    /// Shadow mode: it ran to its end, past the cap that would have stopped it.
+    Shadowed {
+        cap: u64,
     },
 }
 
@@ -196,6 +208,10 @@ struct Counter {
     cap: Option<u64>,
     exceeded: Option<Limit>,
     declares: Option<String>,
+    /// Counted COPY data: its format, and whether a CSV header line is still to come.
+    copy_out: Option<(maskgate_sql::CopyOut, bool)>,
+    /// Shadow mode: the cap was passed, and not enforced.
+    passed: bool,
 }
 
 impl Counter {
@@ -206,7 +222,19 @@ impl Counter {
             cap,
             exceeded: None,
             declares: None,
+            copy_out: None,
+            passed: false,
         }
+    }
+
+    /// Whether a CopyData message of a counted COPY … TO is a row: not the CSV
+    /// header line (the first message) nor the binary trailer (only the 16-bit -1).
+    fn copy_row(&mut self, body: &[u8]) -> Option<bool> {
+        let (format, header_pending) = self.copy_out.as_mut()?;
+        if std::mem::take(header_pending) {
+            return Some(false);
+        }
+        Some(!(format.binary && body == [0xff, 0xff]))
     }
 }
 
@@ -250,6 +278,10 @@ pub struct Pipeline {
     finished: Vec<Finished>,
     /// The named statements and portals the session holds upstream.
     pub resources: Resources,
+    /// Rows are held back until their statement ends within its cap.
+    pub hold: bool,
+    /// Shadow mode: caps are counted and reported, never enforced.
+    pub shadow: bool,
 }
 
 impl Pipeline {
@@ -322,9 +354,15 @@ impl Pipeline {
         }
         match active.copy {
             Copy::In => return self.copy_in(tag, body),
-            Copy::Out if matches!(tag, backend_tag::COPY_DATA | backend_tag::COPY_DONE) => {
-                return Ok(Step::Pass)
+            Copy::Out if tag == backend_tag::COPY_DATA => {
+                let row = active.counter.as_mut().and_then(|c| c.copy_row(body));
+                return Ok(if row == Some(true) {
+                    Step::Row
+                } else {
+                    Step::Pass
+                });
             }
+            Copy::Out if tag == backend_tag::COPY_DONE => return Ok(Step::Pass),
             _ => {}
         }
         match active.op.kind {
@@ -634,8 +672,11 @@ impl Pipeline {
         let plan = statements.as_mut().and_then(VecDeque::pop_front);
         let mut counter = Counter::new(
             plan.as_ref().map_or(CountKey::Statement, |p| p.key.clone()),
-            *cap,
+            plan.as_ref().map_or(*cap, |p| p.cap),
         );
+        if let Some(plan) = &plan {
+            counter.copy_out = plan.copy_out.map(|format| (format, format.header));
+        }
         counter.declares = plan.and_then(|p| p.declares);
         active.counter = Some(counter);
     }
@@ -664,11 +705,18 @@ impl Pipeline {
             self.confirmed.cursor_rows.remove(&cursor);
         }
         match counter.exceeded {
+            None if counter.passed => {
+                self.active().seen.would_stop = Some("row_cap");
+                Completion::Shadowed {
+                    cap: counter.cap.unwrap_or(0),
+                }
+            }
             None => Completion::Done,
             Some(limit) => {
                 let (stopped_by, sqlstate) = match limit {
                     Limit::PerStatement(_) => ("row_cap", SqlState::PROGRAM_LIMIT_EXCEEDED),
                     Limit::Hourly => ("hourly_rows", SqlState::CONFIGURATION_LIMIT_EXCEEDED),
+                    Limit::Session(_) => ("session_rows", SqlState::CONFIGURATION_LIMIT_EXCEEDED),
                 };
                 self.note_error(sqlstate, Some(stopped_by));
                 Completion::Exceeded {
@@ -700,9 +748,10 @@ impl Pipeline {
             .any(Op::answered)
     }
 
-    /// A DataRow of the active statement: forwarded while under its cap and while
-    /// `take_hourly` grants the row from the account's hourly quota.
-    pub fn count_row(&mut self, take_hourly: impl FnOnce() -> bool) -> RowVerdict {
+    /// A DataRow of the active statement: forwarded (or held back, see
+    /// [`Pipeline::hold`]) while under its cap and while `take` grants the row from
+    /// the account's hourly quota and the session's budget.
+    pub fn count_row(&mut self, take: impl FnOnce() -> Result<(), Limit>) -> RowVerdict {
         let Some(active) = self.active.as_mut() else {
             return RowVerdict::Drop;
         };
@@ -714,15 +763,37 @@ impl Pipeline {
         }
         let before = self.confirmed.before(&counter.key);
         if let Some(cap) = counter.cap.filter(|cap| before + counter.rows >= *cap) {
-            counter.exceeded = Some(Limit::PerStatement(cap));
-            return RowVerdict::Drop;
+            if self.shadow {
+                counter.passed = true;
+            } else {
+                counter.exceeded = Some(Limit::PerStatement(cap));
+                return RowVerdict::Drop;
+            }
         }
-        if !take_hourly() {
-            counter.exceeded = Some(Limit::Hourly);
+        if let Err(limit) = take() {
+            counter.exceeded = Some(limit);
             return RowVerdict::Drop;
         }
         counter.rows += 1;
-        RowVerdict::Forward
+        if self.hold && counter.cap.is_some() && !self.shadow {
+            RowVerdict::Hold
+        } else {
+            RowVerdict::Forward
+        }
+    }
+
+    /// The client gets `sqlstate` for the statement answering now or the one that just
+    /// failed, in place of the server's error: what stopped it.
+    pub fn restate_error(&mut self, sqlstate: SqlState, stopped_by: &'static str) {
+        let seen = match self.active.as_mut() {
+            Some(active) => &mut active.seen,
+            None => match self.finished.last_mut() {
+                Some(finished) => &mut finished.seen,
+                None => return,
+            },
+        };
+        seen.sqlstate = Some(sqlstate);
+        seen.stopped_by = Some(stopped_by);
     }
 
     /// The proxy ends the active statement with its own error (a limit, a protected

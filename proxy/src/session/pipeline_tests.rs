@@ -13,7 +13,9 @@ fn query(plans: usize, cap: Option<u64>) -> OpKind {
             (0..plans)
                 .map(|_| StatementPlan {
                     key: CountKey::Statement,
+                    cap,
                     declares: None,
+                    copy_out: None,
                 })
                 .collect(),
         ),
@@ -58,7 +60,7 @@ fn rows(p: &mut Pipeline, n: usize) -> usize {
     (0..n)
         .filter(|_| {
             assert_eq!(p.server(b'D', b"").unwrap(), Step::Row);
-            p.count_row(|| true) == RowVerdict::Forward
+            p.count_row(|| Ok(())) == RowVerdict::Forward
         })
         .count()
 }
@@ -176,7 +178,9 @@ fn an_execute_of_a_declared_cursor_counts_with_its_fetches() {
         statements: Some(
             [StatementPlan {
                 key: CountKey::Cursor("c".into()),
+                cap: Some(5),
                 declares: None,
+                copy_out: None,
             }]
             .into(),
         ),
@@ -300,7 +304,11 @@ fn the_hourly_quota_is_asked_for_every_forwarded_row() {
     let mut take = || {
         let ok = left > 0;
         left -= u32::from(ok);
-        ok
+        if ok {
+            Ok(())
+        } else {
+            Err(Limit::Hourly)
+        }
     };
     let forwarded = (0..4)
         .filter(|_| {
@@ -316,4 +324,65 @@ fn the_hourly_quota_is_asked_for_every_forwarded_row() {
             ..
         })
     ));
+}
+
+#[test]
+fn each_statement_of_a_query_counts_under_its_own_cap() {
+    let mut p = Pipeline::default();
+    p.push(op(OpKind::Query {
+        statements: Some(
+            [Some(1), None]
+                .into_iter()
+                .map(|cap| StatementPlan {
+                    key: CountKey::Statement,
+                    cap,
+                    declares: None,
+                    copy_out: None,
+                })
+                .collect(),
+        ),
+        cap: Some(1),
+    }));
+    let mut counted = Vec::new();
+    for statement in 0..2 {
+        feed(&mut p, b"T");
+        let forwarded = (0..3)
+            .filter(|_| {
+                p.server(b'D', b"").unwrap();
+                p.count_row(|| Ok(())) == RowVerdict::Forward
+            })
+            .count();
+        counted.push((statement, forwarded));
+        let _ = p.server(b'C', b"SELECT 3\0").unwrap();
+    }
+    assert_eq!(counted, [(0, 1), (1, 3)], "the second statement has no cap");
+}
+
+#[test]
+fn held_rows_and_shadow_caps() {
+    let mut p = Pipeline {
+        hold: true,
+        ..Pipeline::default()
+    };
+    p.push(op(query(1, Some(2))));
+    feed(&mut p, b"T");
+    p.server(b'D', b"").unwrap();
+    assert_eq!(p.count_row(|| Ok(())), RowVerdict::Hold);
+    let mut shadow = Pipeline {
+        shadow: true,
+        ..Pipeline::default()
+    };
+    shadow.push(op(query(1, Some(1))));
+    feed(&mut shadow, b"T");
+    let forwarded = (0..3)
+        .filter(|_| {
+            shadow.server(b'D', b"").unwrap();
+            shadow.count_row(|| Ok(())) == RowVerdict::Forward
+        })
+        .count();
+    assert_eq!(forwarded, 3, "a shadow cap stops nothing");
+    assert_eq!(
+        shadow.server(b'C', b"SELECT 3\0").unwrap(),
+        Step::Complete(Completion::Shadowed { cap: 1 })
+    );
 }

@@ -22,10 +22,7 @@ pub(super) fn denial_error(denial: &Denial) -> ClientError {
 /// Statements are analyzed as UTF-8; PostgreSQL must read them the same way, or a
 /// multi-byte encoding could hide a quote from the analyzer.
 pub(super) fn is_utf8(encoding: &str) -> bool {
-    matches!(
-        encoding.to_ascii_lowercase().as_str(),
-        "utf8" | "utf-8" | "unicode"
-    )
+    maskgate_sql::is_utf8(encoding)
 }
 
 pub(super) fn encoding_error() -> ClientError {
@@ -93,6 +90,16 @@ pub(super) fn invalid_encoding(text: &[u8], error: std::str::Utf8Error) -> Clien
             bytes.join(" ")
         ),
     )
+}
+
+pub(super) fn session_budget_error(budget: u64) -> ClientError {
+    ClientError::error(
+        SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+        format!(
+            "this session has read {budget} rows, the most this account's roles allow per session"
+        ),
+    )
+    .with_hint("end the session; paging through a table is not what this account is for")
 }
 
 pub(super) fn malformed(what: &str) -> ClientError {

@@ -24,8 +24,10 @@ use super::audit::{Params, StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
 use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
-use super::pipeline::{Completion, Limit, Op, OpKind, Pipeline, RowVerdict, Step};
-use super::rule_errors::{cap_error, denial_error, hourly_error, reserved_error};
+use super::pipeline::{Completion, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step};
+use super::rule_errors::{
+    cap_error, denial_error, hourly_error, reserved_error, session_budget_error,
+};
 pub(super) use super::rule_errors::{encoding_error, is_utf8, malformed};
 use super::rule_errors::{invalid_encoding, statement_text};
 use super::statements::{drops_prepared, drops_prepared_tag, fetch_cursor, log_statement, plan};
@@ -36,6 +38,13 @@ use crate::observe::{
 };
 use crate::protocol::fields::Fields;
 use crate::protocol::{self, backend_tag, frontend_tag};
+
+mod answers;
+mod caps;
+mod guard_errors;
+mod monitor;
+
+use caps::{HeldRows, StatementCaps};
 
 /// The statement name of the Parse that stands upstream for a refused Bind, Describe,
 /// Close or Execute: a named Parse that fails leaves the unnamed statement alone.
@@ -58,6 +67,14 @@ pub struct SessionRules<'m> {
     copy: CopyChecks,
     /// The session's statement records.
     audit: StatementAudit,
+    /// The session's search_path, which a restricted account's names resolve through.
+    search_path: maskgate_sql::SearchPath,
+    /// The cap of each statement and portal the client prepared.
+    caps: StatementCaps,
+    /// Rows of the answering statement held back (`over_cap = "refuse"`).
+    held: HeldRows,
+    /// Rows sent to the client in this session, against `max_rows_per_session`.
+    session_rows: u64,
 }
 
 impl<'m> SessionRules<'m> {
@@ -75,11 +92,34 @@ impl<'m> SessionRules<'m> {
             account,
             auto_prepare: AutoPrepare::default(),
             copy: CopyChecks::default(),
+            search_path: maskgate_sql::SearchPath::starting_at(Vec::new()),
+            caps: StatementCaps::default(),
+            held: HeldRows::default(),
+            session_rows: 0,
         }
+        .with_startup_search_path(None)
+    }
+
+    /// The session's search_path starts (and resets) at the one of its startup packet,
+    /// or else the policy's.
+    pub fn with_startup_search_path(mut self, path: Option<Vec<String>>) -> Self {
+        let default = path.unwrap_or_else(|| self.account.policy_search_path().to_vec());
+        self.search_path = maskgate_sql::SearchPath::starting_at(default);
+        self
     }
 
     fn restricted(&self) -> bool {
         self.account.is_restricted()
+    }
+
+    /// Rows are held back until their statement ends within its cap.
+    pub fn holds_rows(&self) -> bool {
+        self.restricted() && self.account.refuse_over_cap
+    }
+
+    /// Shadow mode: caps are counted and reported, not enforced.
+    pub fn is_shadow(&self) -> bool {
+        self.account.is_monitored()
     }
 }
 
@@ -105,6 +145,9 @@ impl SessionRules<'_> {
             // Sent as typed, in whatever client_encoding the session uses: its
             // record keeps a lossy UTF-8 reading of the text.
             let sql = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(body));
+            if self.account.is_monitored() {
+                return self.monitored_query(pipe, &sql, out);
+            }
             if let Err(refusal) = self.admit(1, false) {
                 return self.deny(pipe, Replaced::Query, refusal, &sql, out);
             }
@@ -166,6 +209,7 @@ impl SessionRules<'_> {
         for statement in &rewritten.statements {
             if drops_prepared(&statement.sql) {
                 self.auto_prepare.forget_all();
+                self.caps.forget_all();
             }
             if let Some(copy_in) = &statement.copy_in {
                 self.copy.expect(copy_in.clone());
@@ -201,6 +245,12 @@ impl SessionRules<'_> {
             Err(_) => String::from_utf8_lossy(text),
         };
         let sql = &*sql;
+        if self.account.is_monitored() {
+            log_statement(body, "Parse", "parse");
+            self.monitored_parse(name, sql, f.rest());
+            pipe.push(Op::new(parse_op(name, None, None)));
+            return ClientVerdict::Forward;
+        }
         if !self.restricted() {
             log_statement(body, "Parse", "parse");
             if self.audit.is_on() {
@@ -227,10 +277,15 @@ impl SessionRules<'_> {
                 SqlState::SYNTAX_ERROR,
                 "cannot insert multiple commands into a prepared statement",
             )),
-            Ok(rewritten) if rewritten.statements.iter().any(|s| s.copy_in.is_some()) => {
+            Ok(rewritten)
+                if rewritten
+                    .statements
+                    .iter()
+                    .any(|s| s.copy_in.is_some() || s.copy_out.is_some()) =>
+            {
                 refused(ClientError::error(
                     SqlState::FEATURE_NOT_SUPPORTED,
-                    "COPY … FROM STDIN is accepted from restricted accounts in a simple query only",
+                    "COPY is accepted from restricted accounts in a simple query only",
                 ))
             }
             Ok(rewritten) => Ok(rewritten),
@@ -248,6 +303,8 @@ impl SessionRules<'_> {
             );
         }
         let first = rewritten.statements.first();
+        self.caps
+            .parsed(name, first.map_or(self.account.max_rows, |s| s.row_cap));
         let fetch = first.and_then(fetch_cursor).map(str::to_owned);
         if drops_prepared(&rewritten.text) {
             self.auto_prepare.forget_all();
@@ -297,7 +354,7 @@ impl SessionRules<'_> {
         };
         let op = Op::new(OpKind::Execute {
             portal: String::from_utf8_lossy(portal).into_owned(),
-            cap: self.account.max_rows,
+            cap: self.caps.of_portal(portal, self.account.max_rows),
         });
         pipe.push(op.audited(stmt));
         ClientVerdict::Forward
@@ -325,6 +382,7 @@ impl SessionRules<'_> {
             }
         }
         self.audit.bound(portal, statement, body);
+        self.caps.bound(portal, statement);
         pipe.push(Op::new(OpKind::Bind {
             portal: String::from_utf8_lossy(portal).into_owned(),
             statement: String::from_utf8_lossy(statement).into_owned(),
@@ -364,6 +422,7 @@ impl SessionRules<'_> {
         }
         if tag == frontend_tag::CLOSE {
             self.audit.closed(kind, name);
+            self.caps.closed(kind, name);
             pipe.push(Op::new(OpKind::Close {
                 kind,
                 name: String::from_utf8_lossy(name).into_owned(),
@@ -580,24 +639,36 @@ impl SessionRules<'_> {
     ) -> ServerVerdict {
         match step {
             Step::Drop => ServerVerdict::Drop,
-            Step::Row => match pipe.count_row(|| self.take_hourly_row()) {
+            Step::Row => match pipe.count_row(|| self.take_row()) {
                 RowVerdict::Forward => {
                     pipe.note_sent(protocol::frame::HEADER_LEN + body.len());
                     ServerVerdict::Forward
+                }
+                RowVerdict::Hold => {
+                    self.held.hold(tag, body);
+                    ServerVerdict::Drop
                 }
                 RowVerdict::Drop => ServerVerdict::Drop,
             },
             Step::Complete(completion) => {
                 if drops_prepared_tag(body) {
                     self.auto_prepare.forget_all();
+                    self.caps.forget_all();
                 }
-                self.complete(pipe, completion, out)
+                self.complete(pipe, completion, (tag, body), out)
             }
             Step::Description => self.description(pipe, body, out),
             Step::Error(denial) => {
+                self.held.discard();
                 if let Some(denial) = denial.filter(|_| self.carries_token(body)) {
                     denial.encode(out);
                     return ServerVerdict::Replace;
+                }
+                if self.restricted() {
+                    if let Some(error) = self.guard_error(pipe, body) {
+                        error.encode(out);
+                        return ServerVerdict::Replace;
+                    }
                 }
                 self.without_detail(tag, body, out)
             }
@@ -631,119 +702,6 @@ impl SessionRules<'_> {
             _ => ServerVerdict::Forward,
         }
     }
-
-    /// A RowDescription: a protected column that arrives as stored stops the statement.
-    fn description(
-        &mut self,
-        pipe: &mut Pipeline,
-        body: &[u8],
-        out: &mut BytesMut,
-    ) -> ServerVerdict {
-        if !self.restricted() {
-            return ServerVerdict::Forward;
-        }
-        let Some(column) = self.hidden_column(body) else {
-            return ServerVerdict::Forward;
-        };
-        self.events.emit(Event::StatementStopped(StatementStopped {
-            session: self.session.clone(),
-            limit: StopLimit::ProtectedColumn,
-            column: Some(self.account.describe_column(column)),
-        }));
-        let error = ClientError::error(
-            SqlState::INTERNAL_ERROR,
-            "maskgate stopped this statement: its result would have shown a protected column as stored",
-        );
-        pipe.note_error(error.sqlstate, Some("protected_column"));
-        stop(pipe, error, false, out)
-    }
-
-    /// A statement ended; if it went past a limit, its end becomes the error.
-    fn complete(
-        &mut self,
-        pipe: &mut Pipeline,
-        completion: Completion,
-        out: &mut BytesMut,
-    ) -> ServerVerdict {
-        let Completion::Exceeded {
-            limit,
-            more_pending,
-        } = completion
-        else {
-            return ServerVerdict::Forward;
-        };
-        let (stopped, error) = match limit {
-            Limit::PerStatement(cap) => (StopLimit::RowCap(cap), cap_error(cap)),
-            Limit::Hourly => (
-                StopLimit::HourlyRows,
-                hourly_error(self.account.rows_per_hour.unwrap_or(0)),
-            ),
-        };
-        self.events.emit(Event::StatementStopped(StatementStopped {
-            session: self.session.clone(),
-            limit: stopped,
-            column: None,
-        }));
-        stop(pipe, error, more_pending, out)
-    }
-
-    /// Whether a server error quotes this process's denial token.
-    fn carries_token(&self, body: &[u8]) -> bool {
-        let token = self.enforcement.denial_token().as_bytes();
-        body.windows(token.len()).any(|w| w == token)
-    }
-
-    /// Errors and notices reach restricted accounts with severity, SQLSTATE and
-    /// message only.
-    fn without_detail(&self, tag: u8, body: &[u8], out: &mut BytesMut) -> ServerVerdict {
-        if !self.restricted() {
-            return ServerVerdict::Forward;
-        }
-        match protocol::write_without_detail(out, tag, body) {
-            Ok(()) => ServerVerdict::Replace,
-            Err(_) => ServerVerdict::Close(ClientError::fatal(
-                SqlState::PROTOCOL_VIOLATION,
-                "invalid message from the database server",
-            )),
-        }
-    }
-
-    /// The first field of a RowDescription that shows a hidden column as stored.
-    fn hidden_column(&self, body: &[u8]) -> Option<crate::enforcement::ColumnId> {
-        let mut f = Fields::new(body, "RowDescription");
-        let count = f.i16().ok()?;
-        for _ in 0..count {
-            f.cstr().ok()?;
-            let table = f.i32().ok()? as u32;
-            let column = f.i16().ok()?;
-            f.bytes(4 + 2 + 4 + 2).ok()?;
-            if table != 0 && self.account.is_hidden((table, column)) {
-                return Some((table, column));
-            }
-        }
-        None
-    }
-}
-
-/// Ends the current statement with `error` in place of its next message. If more
-/// statements were sent behind it that the server will run although the client will
-/// believe them skipped after the error, the session is closed instead.
-fn stop(
-    pipe: &mut Pipeline,
-    error: ClientError,
-    more_pending: bool,
-    out: &mut BytesMut,
-) -> ServerVerdict {
-    if more_pending || !pipe.stop() {
-        let mut fatal = error;
-        fatal.severity = crate::error::Severity::Fatal;
-        fatal.hint = Some(
-            "statements sent after it in the same batch had already run; the session is closed so that none of their results is misread".into(),
-        );
-        return ServerVerdict::Close(fatal);
-    }
-    error.encode(out);
-    ServerVerdict::Replace
 }
 
 fn parse_op(name: &[u8], fetch_cursor: Option<String>, prepared: Option<u32>) -> OpKind {

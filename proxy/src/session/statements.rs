@@ -23,19 +23,16 @@ pub(super) fn drops_prepared_tag(tag: &[u8]) -> bool {
 /// How a statement's rows count: a DECLARE starts its cursor's count again, a
 /// FETCH or MOVE adds to it.
 pub(super) fn plan(statement: &EnforcedStatement) -> StatementPlan {
-    match &statement.cursor {
-        Some(cursor) if cursor.declare => StatementPlan {
-            key: CountKey::Statement,
-            declares: Some(cursor.name.clone()),
-        },
-        Some(cursor) => StatementPlan {
-            key: CountKey::Cursor(cursor.name.clone()),
-            declares: None,
-        },
-        None => StatementPlan {
-            key: CountKey::Statement,
-            declares: None,
-        },
+    let (key, declares) = match &statement.cursor {
+        Some(cursor) if cursor.declare => (CountKey::Statement, Some(cursor.name.clone())),
+        Some(cursor) => (CountKey::Cursor(cursor.name.clone()), None),
+        None => (CountKey::Statement, None),
+    };
+    StatementPlan {
+        key,
+        cap: statement.row_cap,
+        declares,
+        copy_out: statement.copy_out,
     }
 }
 

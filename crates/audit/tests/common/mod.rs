@@ -65,7 +65,12 @@ impl Trail {
         let mut v: Vec<PathBuf> = fs::read_dir(self.path())
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(maskgate_audit::segment::parse_segment_name)
+                    .is_some()
+            })
             .collect();
         v.sort();
         v

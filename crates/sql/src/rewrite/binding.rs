@@ -89,6 +89,26 @@ impl Rewriter<'_> {
         }
     }
 
+    /// `schema.table.column` naming an unaliased FROM item becomes `table.column`:
+    /// the item may now be a masking or filtering subquery under the table's name,
+    /// which a schema-qualified reference would not find (PostgreSQL refuses two
+    /// unaliased items of one name, so the shorter reference means the same).
+    pub(super) fn unqualify_schema(&self, expr: &mut Expr) {
+        let Expr::CompoundIdentifier(parts) = expr else {
+            return;
+        };
+        let [schema, relation, _] = parts.as_slice() else {
+            return;
+        };
+        if !self
+            .scopes
+            .relation(&fold(relation), Some(&fold(schema)))
+            .is_empty()
+        {
+            parts.remove(0);
+        }
+    }
+
     fn check_qualified(&self, qualifier: &str, column: &str) -> Result<(), Denial> {
         let named = self.scopes.relation(qualifier, None);
         if named.is_empty() {

@@ -21,6 +21,9 @@ pub(super) fn function_name(name: &ObjectName) -> Result<String, Denial> {
     match parts.as_slice() {
         [function] => Ok(function.clone()),
         [schema, function] if schema == "pg_catalog" => Ok(function.clone()),
+        [schema, function] if schema == "information_schema" && function == "_pg_expandarray" => {
+            Ok(format!("{schema}.{function}"))
+        }
         _ => Err(Denial::privilege(format!(
             "function {} is not allowed for this account",
             names::display(&parts)
@@ -28,7 +31,10 @@ pub(super) fn function_name(name: &ObjectName) -> Result<String, Denial> {
     }
 }
 
-pub(super) fn check_function(function: &Function) -> Result<(), Denial> {
+pub(super) fn check_function(
+    function: &Function,
+    max_sleep: std::time::Duration,
+) -> Result<(), Denial> {
     let name = function_name(&function.name)?;
     if function.uses_odbc_syntax || !matches!(function.parameters, FunctionArguments::None) {
         return Err(Denial::unsupported("this function call syntax"));
@@ -41,9 +47,12 @@ pub(super) fn check_function(function: &Function) -> Result<(), Denial> {
         }
     }
     if name == "pg_sleep" {
-        return check_sleep(function);
+        return check_sleep(function, max_sleep);
     }
-    if functions::scalar_allowed(&name) {
+    if name == "current_setting" {
+        return check_current_setting(function);
+    }
+    if functions::scalar_allowed(&name) || crate::catalog::pg::guard_of(&name).is_some() {
         Ok(())
     } else {
         Err(Denial::privilege(format!(
@@ -52,8 +61,70 @@ pub(super) fn check_function(function: &Function) -> Result<(), Denial> {
     }
 }
 
-/// `pg_sleep(<number literal>)` up to [`functions::MAX_SLEEP_SECONDS`].
-pub(super) fn check_sleep(function: &Function) -> Result<(), Denial> {
+/// The arguments of a call as plain expressions; `None` for named arguments or `*`.
+pub(super) fn plain_args(function: &Function) -> Option<Vec<&Expr>> {
+    match &function.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|arg| match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
+                _ => None,
+            })
+            .collect(),
+        FunctionArguments::None => Some(Vec::new()),
+        FunctionArguments::Subquery(_) => None,
+    }
+}
+
+/// A string literal's value (plain or `E'…'` form).
+pub(super) fn string_literal(expr: &Expr) -> Option<&str> {
+    match strip(expr) {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s),
+            ..
+        }) => Some(s),
+        _ => None,
+    }
+}
+
+/// `current_setting('<name>' [, <boolean literal>])` of a setting the account may
+/// read anyway with SHOW: drivers ask for `application_name`, `server_version` and
+/// the like. The name must be a literal, so `maskgate.*` (the pseudonym keys) and
+/// settings that reveal the server or other sessions stay out of reach.
+fn check_current_setting(function: &Function) -> Result<(), Denial> {
+    let refused = || {
+        Denial::privilege(
+            "current_setting is allowed only with a literal name of a setting this account \
+             may SHOW",
+        )
+    };
+    let args = plain_args(function).ok_or_else(refused)?;
+    let (name, rest) = args.split_first().ok_or_else(refused)?;
+    // A name that is not a literal is checked when the statement runs (see
+    // `guard_setting_name`).
+    let name = string_literal(name).unwrap_or("application_name");
+    let missing_ok = matches!(
+        rest,
+        [] | [Expr::Value(ValueWithSpan {
+            value: Value::Boolean(_),
+            ..
+        })]
+    );
+    if missing_ok && crate::classify::is_readable_setting(&name.to_ascii_lowercase()) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
+/// `pg_sleep(<number literal>)` up to `max_sleep` ([`crate::Limits::max_sleep`]):
+/// long enough for applications to exercise their timeouts and cancels, whose
+/// `statement_timeout` PostgreSQL applies as usual.
+pub(super) fn check_sleep(
+    function: &Function,
+    max_sleep: std::time::Duration,
+) -> Result<(), Denial> {
     let seconds = match &function.args {
         FunctionArguments::List(list) => match list.args.as_slice() {
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan {
@@ -65,10 +136,10 @@ pub(super) fn check_sleep(function: &Function) -> Result<(), Denial> {
         _ => None,
     };
     match seconds {
-        Some(s) if (0.0..=functions::MAX_SLEEP_SECONDS).contains(&s) => Ok(()),
+        Some(s) if (0.0..=max_sleep.as_secs_f64()).contains(&s) => Ok(()),
         _ => Err(Denial::privilege(format!(
-            "pg_sleep is allowed only with a literal of at most {} second",
-            functions::MAX_SLEEP_SECONDS
+            "pg_sleep is allowed only with a literal of at most {} seconds",
+            max_sleep.as_secs_f64()
         ))),
     }
 }
@@ -184,9 +255,149 @@ pub(crate) fn check_type(data_type: &DataType) -> Result<(), Denial> {
 
 pub(super) fn check_operator(op: &BinaryOperator) -> Result<(), Denial> {
     match op {
+        BinaryOperator::PGCustomBinaryOperator(parts) if is_catalog_operator(parts) => Ok(()),
         BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_) => Err(
             Denial::privilege("custom operators are not allowed for this account"),
         ),
         _ => Ok(()),
     }
+}
+
+/// `OPERATOR(pg_catalog.~)` and the like, as psql writes its pattern matches: a
+/// built-in comparison or pattern operator named in `pg_catalog`, which is the same
+/// operator the bare symbol means for built-in types.
+fn is_catalog_operator(parts: &[String]) -> bool {
+    matches!(parts, [schema, op] if schema == "pg_catalog"
+        && matches!(op.as_str(),
+            "=" | "<>" | "<" | "<=" | ">" | ">=" | "~" | "~*" | "!~" | "!~*" | "~~" | "!~~"
+                | "~~*" | "!~~*"))
+}
+
+impl Rewriter<'_> {
+    /// `pg_notify('<channel>', payload)` as NOTIFY is allowed: on a channel one of the
+    /// account's roles lists, named by a literal (`pg_notify` does not fold it).
+    pub(super) fn check_notify(&self, function: &Function) -> Result<(), Denial> {
+        let channel = plain_args(function).and_then(|args| match args.as_slice() {
+            [channel, _payload] => string_literal(channel).map(str::to_owned),
+            _ => None,
+        });
+        match channel {
+            Some(channel) if self.enforcer.rules.channels.contains(&channel) => Ok(()),
+            Some(channel) => Err(Denial::privilege(format!(
+                "notification channel \"{channel}\" is not available to this account"
+            ))),
+            None => Err(Denial::privilege(
+                "pg_notify is allowed only with a literal channel name",
+            )),
+        }
+    }
+}
+
+impl Rewriter<'_> {
+    /// A call of a catalog function that prints an object's name or definition from
+    /// its OID (see `catalog::pg::GUARDED`), as
+    /// `CASE WHEN <oid> IN (<the visible OIDs>) THEN <call> END`: for an object the
+    /// account's catalog does not list it answers NULL, as for an OID that names
+    /// nothing. Other expressions are left alone.
+    pub(super) fn guard_catalog_call(&self, expr: &mut Expr) -> Result<(), Denial> {
+        let Expr::Function(function) = expr else {
+            return Ok(());
+        };
+        if function_name(&function.name).is_ok_and(|name| name == "current_setting") {
+            return guard_setting_name(function);
+        }
+        let Some((index, guard)) = function_name(&function.name)
+            .ok()
+            .and_then(|name| crate::catalog::pg::guard_of(&name))
+        else {
+            return Ok(());
+        };
+        let unsupported = || Denial::unsupported("this call of a catalog function");
+        let args = plain_args(function).ok_or_else(unsupported)?;
+        let argument = if guard == crate::catalog::pg::Guard::Column {
+            match args.as_slice() {
+                [relation, column] => Expr::Tuple(vec![(*relation).clone(), (*column).clone()]),
+                _ => return Err(unsupported()),
+            }
+        } else {
+            args.get(index)
+                .map(|arg| (*arg).clone())
+                .ok_or_else(unsupported)?
+        };
+        let visible = match self.enforcer.catalog_guards.get(&guard) {
+            Some(Ok(query)) => query.clone(),
+            Some(Err(denial)) => return Err(denial.clone()),
+            None => return Err(internal()),
+        };
+        let call = std::mem::replace(expr, Expr::Value(Value::Null.into()));
+        *expr = Expr::Case {
+            case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            operand: None,
+            conditions: vec![sqlparser::ast::CaseWhen {
+                condition: Expr::InSubquery {
+                    expr: Box::new(match argument {
+                        tuple @ Expr::Tuple(_) => tuple,
+                        other => Expr::Nested(Box::new(other)),
+                    }),
+                    subquery: visible,
+                    negated: false,
+                },
+                result: call,
+            }],
+            else_result: None,
+        };
+        Ok(())
+    }
+}
+
+/// `current_setting(<expression>)`, whose name is known only when the statement runs
+/// (a bind parameter), becomes `current_setting(CASE WHEN lower(<expression>) IN
+/// (<readable settings>) THEN <expression> END)`: any other name reads as NULL (the
+/// function is strict), never a `maskgate.*` setting.
+fn guard_setting_name(function: &mut Function) -> Result<(), Denial> {
+    let FunctionArguments::List(list) = &mut function.args else {
+        return Err(internal());
+    };
+    let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(name))) = list.args.first_mut() else {
+        return Err(internal());
+    };
+    if string_literal(name).is_some() {
+        return Ok(());
+    }
+    let readable = crate::classify::readable_settings()
+        .map(|setting| Expr::Value(Value::SingleQuotedString(setting.to_owned()).into()))
+        .collect();
+    let original = std::mem::replace(name, Expr::Value(Value::Null.into()));
+    let lower = Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new("lower")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Nested(
+                Box::new(original.clone()),
+            )))],
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    });
+    *name = Expr::Case {
+        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![sqlparser::ast::CaseWhen {
+            condition: Expr::InList {
+                expr: Box::new(lower),
+                list: readable,
+                negated: false,
+            },
+            result: Expr::Nested(Box::new(original)),
+        }],
+        else_result: None,
+    };
+    Ok(())
 }

@@ -7,7 +7,14 @@ use crate::facts::RawValue;
 impl Rewriter<'_> {
     /// Remembers the value a lookup pin (`key = value`) compares `table`'s key with.
     pub(super) fn note_pin(&self, table: &QualifiedName, column: String, pin: &Expr) {
-        let Some((_, _, Expr::Value(ValueWithSpan { value, span }))) = comparison(pin) else {
+        if let Some((_, _, value)) = comparison(pin) {
+            self.note_value(table, column, value);
+        }
+    }
+
+    /// Remembers `value` as the value `table`'s `column` is pinned to (once).
+    pub(super) fn note_value(&self, table: &QualifiedName, column: String, value: &Expr) {
+        let Expr::Value(ValueWithSpan { value, span }) = value else {
             return;
         };
         let value = match value {
@@ -17,19 +24,28 @@ impl Rewriter<'_> {
             },
             _ => RawValue::Constant(*span),
         };
-        self.pins.borrow_mut().push(RawPin {
-            table: table.clone(),
-            column,
-            value,
-        });
+        let mut pins = self.pins.borrow_mut();
+        if !pins
+            .iter()
+            .any(|p| &p.table == table && p.column == column && p.value == value)
+        {
+            pins.push(RawPin {
+                table: table.clone(),
+                column,
+                value,
+            });
+        }
     }
 
     /// Finds, per protected FROM item, the lookup pin (moved out of WHERE) and the safe
-    /// predicates (copied) that go inside its masking subquery.
+    /// predicates (copied) that go inside its masking subquery. `joins` are the ON
+    /// conditions of the block's inner joins, where a lookup-only table may be tied to
+    /// a pinned parent (see [`super::pins`]).
     pub(super) fn plan_fences(
         &self,
         items: &[FromItem],
         selection: &mut Option<Expr>,
+        joins: &[Expr],
         has_outer_join: bool,
     ) -> Result<Vec<FencePlan>, Denial> {
         let mut plans: Vec<FencePlan> = items.iter().map(|_| FencePlan::default()).collect();
@@ -41,6 +57,7 @@ impl Rewriter<'_> {
             split_and_ref(expr, &mut conjuncts);
         }
         let mut pinned = Vec::new();
+        let mut unpinned = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let Some(table) = item.protected.as_ref().filter(|_| !item.raw) else {
                 continue;
@@ -58,14 +75,14 @@ impl Rewriter<'_> {
                     (op == BinaryOperator::Eq && rules.lookup_keys.contains(&name))
                         .then_some((i, name))
                 });
-                let Some((pin, key)) = pin else {
-                    return Err(lookup_only(table, rules));
-                };
-                pinned.push(pin);
-                self.note_pin(table, key, conjuncts[pin]);
-                plans[index]
-                    .inside
-                    .push(self.raw_predicate(conjuncts[pin], &table.name)?);
+                match pin {
+                    Some((pin, key)) => {
+                        pinned.push(pin);
+                        self.note_pin(table, key, conjuncts[pin]);
+                        self.plan_inside(&mut plans[index], conjuncts[pin], index, &table.name)?;
+                    }
+                    None => unpinned.push(index),
+                }
             }
             for (i, conjunct) in conjuncts.iter().enumerate() {
                 if pinned.contains(&i) {
@@ -79,13 +96,14 @@ impl Rewriter<'_> {
                         continue;
                     };
                     if matches!(rules.columns.get(&name), Some(ColumnRule::Allow)) {
-                        plans[index]
-                            .inside
-                            .push(self.raw_predicate(conjunct, &table.name)?);
+                        self.plan_inside(&mut plans[index], conjunct, index, &table.name)?;
                     }
                 }
             }
         }
+        let mut ties: Vec<&Expr> = conjuncts.clone();
+        ties.extend(joins.iter());
+        self.pin_through_parents(&unpinned, items, &ties, &mut plans)?;
         if !pinned.is_empty() {
             let mut owned = Vec::new();
             if let Some(expr) = selection.take() {
@@ -100,6 +118,43 @@ impl Rewriter<'_> {
             *selection = join_and(kept);
         }
         Ok(plans)
+    }
+
+    /// Lookup-only items not pinned by their own keys: pinned through a pinned parent,
+    /// or refused.
+    fn pin_through_parents(
+        &self,
+        unpinned: &[usize],
+        items: &[FromItem],
+        ties: &[&Expr],
+        plans: &mut [FencePlan],
+    ) -> Result<(), Denial> {
+        for &index in unpinned {
+            let Some(pin) = self.parent_pin(index, items, ties, plans)? else {
+                let table = items[index].protected.as_ref().ok_or_else(internal)?;
+                return Err(lookup_only(table, self.rules(table)));
+            };
+            plans[index].inside.push(pin);
+        }
+        Ok(())
+    }
+
+    /// Puts `conjunct` (a comparison of a column of item `index`) inside its masking
+    /// subquery, remembering an equality for the items that may be pinned through it.
+    fn plan_inside(
+        &self,
+        plan: &mut FencePlan,
+        conjunct: &Expr,
+        index: usize,
+        qualifier: &str,
+    ) -> Result<(), Denial> {
+        if let Some((column, BinaryOperator::Eq, value)) = comparison(conjunct) {
+            if let Some(name) = self.column_of(column, index) {
+                plan.equal.push((name, value.clone()));
+            }
+        }
+        plan.inside.push(self.raw_predicate(conjunct, qualifier)?);
+        Ok(())
     }
 
     /// Whether the outermost block's only table may go without `OFFSET 0`. The fence
@@ -325,16 +380,19 @@ pub(super) fn is_value(expr: &Expr) -> bool {
 }
 
 /// The masking subquery of `table` for an account, before any statement needs it:
-/// masked projection, row filter, fence. Built once per [`Enforcer`].
+/// masked projection, row filter, fence. Built once per [`Enforcer`]. `order` is the
+/// table's column order in the database (attnum), so `*` expands as PostgreSQL would;
+/// columns it does not name follow in the classification's order.
 pub(crate) fn build_fence(
     table: &QualifiedName,
     class: &TableClass,
     rules: &TableRules,
     masks: &dyn MaskRenderer,
+    order: &[String],
 ) -> Result<Box<Query>, Denial> {
     let qualifier = quote_ident(&table.name);
     let mut projection = Vec::new();
-    for (column, column_class) in &class.columns {
+    for (column, column_class) in in_column_order(class, order) {
         let reference = format!("{qualifier}.{}", quote_ident(column));
         match rules.columns.get(column) {
             Some(ColumnRule::Allow) => projection.push(reference),
@@ -366,13 +424,26 @@ pub(crate) fn build_fence(
         quote_ident(&table.schema),
         qualifier
     );
-    if let Some(filter) = &rules.row_filter {
-        sql.push_str(" WHERE ");
-        sql.push_str(filter);
-    }
     sql.push_str(" OFFSET 0");
-    Parser::new(&PostgreSqlDialect {})
+    let mut query = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(&sql)
         .and_then(|mut parser| parser.parse_query())
-        .map_err(|_| Denial::unsupported(format!("the masking subquery of table {table}")))
+        .map_err(|_| Denial::unsupported(format!("the masking subquery of table {table}")))?;
+    // The filter is the validated policy's expression, never text parsed again.
+    if let (Some(filter), SetExpr::Select(select)) = (&rules.row_filter, query.body.as_mut()) {
+        select.selection = Some(filter.expr(&table.name));
+    }
+    Ok(query)
+}
+
+/// The classified columns of a table, those named in `order` first, in its order.
+fn in_column_order<'c>(
+    class: &'c TableClass,
+    order: &'c [String],
+) -> impl Iterator<Item = (&'c String, &'c maskgate_policy::ColumnClass)> {
+    let ordered = order
+        .iter()
+        .filter_map(|column| class.columns.get_key_value(column));
+    let rest = class.columns.iter().filter(|(c, _)| !order.contains(c));
+    ordered.chain(rest)
 }

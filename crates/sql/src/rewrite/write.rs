@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
-use maskgate_policy::{ColumnRule, QualifiedName, StatementKind, TableClass};
+use maskgate_policy::{ColumnRule, QualifiedName, RowFilter, ScopePath, StatementKind, TableClass};
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
     visit_expressions, visit_expressions_mut, Assignment, AssignmentTarget, BinaryOperator,
@@ -46,8 +46,8 @@ use sqlparser::ast::{
 
 use super::scope::{Columns, Level};
 use super::{
-    comparison, denied_column, internal, is_safe_comparison, join_and, lookup_only, plain_wildcard,
-    split_and, split_and_ref, strip, Cursor, FromItem, Resolved, Rewriter, Target,
+    comparison, denied_column, guard, internal, is_safe_comparison, join_and, lookup_only,
+    plain_wildcard, split_and, split_and_ref, strip, Cursor, FromItem, Resolved, Rewriter, Target,
 };
 use crate::budget::Clock;
 use crate::copy_in::{copy_text, CopyIn};
@@ -62,9 +62,7 @@ mod row_scope;
 
 pub(crate) use copy_in::rewrite_copy_in;
 use returning::rewrite_returning;
-use row_scope::{
-    check_assignment, check_inserted_rows, guard, is_default, qualify_filter, writable, FilterFacts,
-};
+use row_scope::{check_assignment, check_inserted_rows, is_default, writable, FilterFacts};
 
 /// Rewrites an allowed INSERT, UPDATE or DELETE in place. Returns whether it returns
 /// rows (RETURNING), and the lookup keys it pinned.
@@ -221,7 +219,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
     let mut items = vec![target_item(rewriter, &table, &reference, aliased)];
     items.extend(sources);
     push_write_level(rewriter, &table, &reference, items.clone());
-    let mut plans = rewriter.plan_fences(&items, parts.selection, outer)?;
+    let mut plans = rewriter.plan_fences(&items, parts.selection, &[], outer)?;
     let mut cursor = Cursor {
         items: &items,
         next: 1,
@@ -273,6 +271,7 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
         if !is_default(&assignment.value) {
             rewriter.visit(&mut assignment.value)?;
         }
+        keep_parent_in_scope(rewriter, &table, &facts, assignment)?;
     }
     for conjunct in rest.iter_mut().chain(joins.iter_mut()) {
         rewriter.visit(conjunct)?;
@@ -282,18 +281,12 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
         rewrite_returning(rewriter, returning, &items[1..])?;
     }
 
-    let filter = facts.expr.as_ref().map(|filter| {
-        qualify_filter(
-            filter,
-            &rewriter.enforcer.classification()[&table],
-            &reference,
-        )
-    });
+    let filter = facts.filter.as_ref().map(|f| f.qualified(&reference));
     let mut where_parts: Vec<Expr> = filter.iter().cloned().collect();
     where_parts.extend(outside);
     if let Some(rest) = join_and(rest) {
         where_parts.push(match filter {
-            Some(filter) => guard(filter, rest),
+            Some(filter) => row_scope::guard(filter, rest),
             None => rest,
         });
     }
@@ -303,6 +296,38 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
 
     let reads = parts.returning.is_some() || !parts.sources.is_empty() || rewriter.queries > 0;
     Ok((parts.returning.is_some(), reads))
+}
+
+/// `SET fk = value` where a path of the row filter starts from `fk`: the new parent
+/// must be one of the account's, checked as the row is updated.
+fn keep_parent_in_scope(
+    rewriter: &Rewriter<'_>,
+    table: &QualifiedName,
+    facts: &FilterFacts,
+    assignment: &mut Assignment,
+) -> Result<(), Denial> {
+    let targets: Vec<&ObjectName> = match &assignment.target {
+        AssignmentTarget::ColumnName(name) => vec![name],
+        AssignmentTarget::Tuple(names) => names.iter().collect(),
+    };
+    let mut path = None;
+    for name in targets.iter().copied() {
+        if let [column] = names::parts(name)?.as_slice() {
+            path = path.or(facts.path_from(column));
+        }
+    }
+    let Some(path) = path else {
+        return Ok(());
+    };
+    if targets.len() != 1 {
+        return Err(Denial::privilege(format!(
+            "column \"{}\" of table \"{table}\" leads this account's row filter to its parent: \
+             set it on its own, not in a list",
+            path.column
+        )));
+    }
+    assignment.value = row_scope::in_scope(rewriter, table, path, &assignment.value)?;
+    Ok(())
 }
 
 /// INSERT. Returns (returns rows, reads data).
@@ -390,7 +415,7 @@ fn rewrite_insert(
     }
     let facts = FilterFacts::of(rewriter, &target)?;
     rewriter.query(source)?;
-    check_inserted_rows(&target, &facts, &written, source)?;
+    check_inserted_rows(rewriter, &target, &facts, &written, source)?;
     let reads =
         returning.is_some() || !matches!(*source.body, SetExpr::Values(_)) || rewriter.queries > 1;
 

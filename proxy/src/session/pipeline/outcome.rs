@@ -12,6 +12,8 @@ pub struct Seen {
     /// The SQLSTATE of the first error the client got.
     pub sqlstate: Option<SqlState>,
     pub stopped_by: Option<&'static str>,
+    /// Shadow mode: the limit that would have stopped it.
+    pub would_stop: Option<&'static str>,
 }
 
 /// How an audited statement ended.

@@ -5,34 +5,59 @@
 use crate::enforcement::Decision;
 use crate::error::{ClientError, SqlState};
 use crate::observe::Refusal;
-use crate::session::rule_errors::hourly_error;
+use crate::session::pipeline::Limit;
+use crate::session::rule_errors::{hourly_error, session_budget_error};
 
 use super::SessionRules;
 
 impl SessionRules<'_> {
-    /// Takes one row from the account's hourly quota, if it has one.
-    pub(super) fn take_hourly_row(&self) -> bool {
-        match self.account.rows_per_hour {
-            Some(per_hour) => self.usage.try_take_rows(1, per_hour),
-            None => true,
+    /// Takes one row from the session's budget and the account's hourly quota, if
+    /// they have one; the limit that refuses it otherwise.
+    pub(in crate::session) fn take_row(&mut self) -> Result<(), Limit> {
+        if let Some(budget) = self.account.max_rows_per_session {
+            if self.session_rows >= budget && !self.account.is_monitored() {
+                return Err(Limit::Session(budget));
+            }
         }
+        if let Some(per_hour) = self.account.rows_per_hour {
+            if !self.usage.try_take_rows(1, per_hour) {
+                return Err(Limit::Hourly);
+            }
+        }
+        self.session_rows += 1;
+        Ok(())
     }
 
     /// The decision for `sql`: from the cache, or analyzed if the account's
     /// statement quota has room. A statement the analysis refuses is charged to the
     /// quota too, so refused statements cannot be used to spend analysis time
     /// without limit.
-    pub(super) fn decide(&self, sql: &str) -> Result<Decision, (Refusal, ClientError)> {
-        if let Some(decision) = self.account.cached(sql) {
-            return Ok(decision);
+    pub(super) fn decide(&mut self, sql: &str) -> Result<Decision, (Refusal, ClientError)> {
+        let decision = match self.account.cached(sql, &self.search_path) {
+            Some(decision) => decision,
+            None => self.analyze(sql)?,
+        };
+        // The session follows the search_path changes its statements make.
+        if let Ok(rewritten) = decision.as_ref() {
+            for change in rewritten
+                .statements
+                .iter()
+                .filter_map(|s| s.search_path.as_ref())
+            {
+                self.search_path.apply(change);
+            }
         }
+        Ok(decision)
+    }
+
+    fn analyze(&self, sql: &str) -> Result<Decision, (Refusal, ClientError)> {
         let Some(per_minute) = self.account.statements_per_minute else {
-            return Ok(self.account.analyze(sql));
+            return Ok(self.account.analyze(sql, &self.search_path));
         };
         if !is_transaction_control(sql) && !self.usage.has_statements_left(per_minute) {
             return Err((Refusal::StatementQuota, statement_quota_error(per_minute)));
         }
-        let decision = self.account.analyze(sql);
+        let decision = self.account.analyze(sql, &self.search_path);
         if decision.is_err() {
             // Best effort: a quota that is full already refuses the next one.
             let _ = self.usage.try_statements(1, per_minute);
@@ -48,8 +73,13 @@ impl SessionRules<'_> {
         statements: u64,
         transaction_only: bool,
     ) -> Result<(), (Refusal, ClientError)> {
-        if transaction_only {
+        if transaction_only || self.account.is_monitored() {
             return Ok(());
+        }
+        if let Some(budget) = self.account.max_rows_per_session {
+            if self.session_rows >= budget {
+                return Err((Refusal::SessionBudget, session_budget_error(budget)));
+            }
         }
         if let Some(per_minute) = self.account.statements_per_minute {
             if !self.usage.try_statements(statements, per_minute) {

@@ -23,8 +23,15 @@ pub(crate) fn rewrite_copy_in(
         listed.push(column);
     }
     let facts = FilterFacts::of(&rewriter, &table)?;
+    if let Some(path) = facts.paths.first() {
+        return Err(Denial::privilege(format!(
+            "the row filter of table \"{table}\" follows column \"{}\" to another table, which \
+             maskgate cannot check on copied rows: use INSERT",
+            path.column
+        )));
+    }
     let mut required = Vec::new();
-    if facts.expr.is_some() {
+    if facts.filter.is_some() {
         let Some(equalities) = &facts.equalities else {
             return Err(Denial::privilege(format!(
                 "the row filter of table \"{table}\" cannot be checked on copied rows, so this \

@@ -62,14 +62,17 @@ pub(super) fn check_assignment(
 }
 
 /// Each inserted row must give every column of a `column = literal` filter as exactly
-/// that literal; rows from anything but VALUES or one plain SELECT cannot be checked.
+/// that literal, and every column a path of the filter starts from as a literal or
+/// parameter that PostgreSQL checks against the parent's scope as the row is
+/// inserted; rows from anything but VALUES or one plain SELECT cannot be checked.
 pub(super) fn check_inserted_rows(
+    rewriter: &Rewriter<'_>,
     table: &QualifiedName,
     facts: &FilterFacts,
     columns: &[String],
-    source: &Query,
+    source: &mut Query,
 ) -> Result<(), Denial> {
-    if facts.expr.is_none() {
+    if facts.filter.is_none() {
         return Ok(());
     }
     let Some(equalities) = &facts.equalities else {
@@ -88,11 +91,27 @@ pub(super) fn check_inserted_rows(
         };
         required.push((position, column, value));
     }
-    let rows: Vec<Vec<&Expr>> = match source.body.as_ref() {
-        SetExpr::Values(values) => values.rows.iter().map(|row| row.iter().collect()).collect(),
+    let mut through = Vec::with_capacity(facts.paths.len());
+    for path in &facts.paths {
+        let Some(position) = columns.iter().position(|c| *c == path.column) else {
+            return Err(Denial::privilege(format!(
+                "rows inserted into table \"{table}\" must give column \"{}\", which this \
+                 account's row filter follows to {}",
+                path.column,
+                path.hops[path.hops.len() - 1].table
+            )));
+        };
+        through.push((position, path));
+    }
+    let mut rows: Vec<Vec<&mut Expr>> = match source.body.as_mut() {
+        SetExpr::Values(values) => values
+            .rows
+            .iter_mut()
+            .map(|row| row.iter_mut().collect())
+            .collect(),
         SetExpr::Select(select) => {
             let mut row = Vec::with_capacity(select.projection.len());
-            for item in &select.projection {
+            for item in &mut select.projection {
                 match item {
                     SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
                         row.push(expr)
@@ -104,7 +123,7 @@ pub(super) fn check_inserted_rows(
         }
         _ => return Err(unchecked_rows(table)),
     };
-    for row in rows {
+    for row in &mut rows {
         for (position, column, value) in &required {
             if !row
                 .get(*position)
@@ -117,8 +136,48 @@ pub(super) fn check_inserted_rows(
                 )));
             }
         }
+        for (position, path) in &through {
+            let expr = row
+                .get_mut(*position)
+                .ok_or_else(|| unchecked_rows(table))?;
+            **expr = in_scope(rewriter, table, path, expr)?;
+        }
     }
     Ok(())
+}
+
+/// `value` for a column a path of the row filter starts from, checked by PostgreSQL
+/// against the keys of the parent's in-scope rows. Only a literal or parameter (or a
+/// cast of one) is accepted: the check evaluates it twice.
+pub(super) fn in_scope(
+    rewriter: &Rewriter<'_>,
+    table: &QualifiedName,
+    path: &ScopePath,
+    value: &Expr,
+) -> Result<Expr, Denial> {
+    if !is_plain_value(value) {
+        return Err(Denial::privilege(format!(
+            "column \"{}\" of table \"{table}\" leads this account's row filter to {}: a \
+             write may set it only to a literal or a parameter, checked against the rows \
+             of it this account may see",
+            path.column,
+            path.hops[path.hops.len() - 1].table
+        )));
+    }
+    super::guard::in_scope(
+        value.clone(),
+        path.scope.clone(),
+        &table.to_string(),
+        &rewriter.enforcer.guard_token,
+    )
+}
+
+fn is_plain_value(expr: &Expr) -> bool {
+    match strip(expr) {
+        Expr::Value(_) => true,
+        Expr::Cast { expr, .. } => is_plain_value(expr),
+        _ => false,
+    }
 }
 
 pub(super) fn unchecked_rows(table: &QualifiedName) -> Denial {
@@ -130,12 +189,14 @@ pub(super) fn unchecked_rows(table: &QualifiedName) -> Denial {
 
 /// What the rewrite needs to know about a table's row filter.
 pub(super) struct FilterFacts {
-    /// The filter as the masking subquery applies it; `None` without one.
-    pub(super) expr: Option<Expr>,
-    /// The table's columns it reads.
+    /// The filter; `None` without one.
+    pub(super) filter: Option<RowFilter>,
+    /// The table's columns its own conditions read.
     pub(super) columns: BTreeSet<String>,
-    /// `Some` when the filter is a conjunction of `column = literal`.
+    /// `Some` when the own conditions are a conjunction of `column = literal`.
     pub(super) equalities: Option<Vec<(String, Value)>>,
+    /// Its paths through foreign keys.
+    pub(super) paths: Vec<ScopePath>,
 }
 
 impl FilterFacts {
@@ -143,40 +204,45 @@ impl FilterFacts {
         rewriter: &Rewriter<'_>,
         table: &QualifiedName,
     ) -> Result<FilterFacts, Denial> {
-        let fence = match rewriter.enforcer.fences.get(table) {
-            Some(Ok(fence)) => fence,
-            Some(Err(denial)) => return Err(denial.clone()),
-            None => return Err(internal()),
-        };
-        let SetExpr::Select(select) = fence.body.as_ref() else {
-            return Err(internal());
-        };
-        let Some(expr) = select.selection.clone() else {
+        // A table without a masking subquery (no column to show) is not available.
+        if let Some(Err(denial)) = rewriter.enforcer.fences.get(table) {
+            return Err(denial.clone());
+        }
+        let Some(filter) = rewriter.rules(table).row_filter.clone() else {
             return Ok(FilterFacts {
-                expr: None,
+                filter: None,
                 columns: BTreeSet::new(),
                 equalities: Some(Vec::new()),
+                paths: Vec::new(),
             });
         };
         let class = &rewriter.enforcer.classification()[table];
         let mut columns = BTreeSet::new();
-        let _ = visit_expressions(&expr, |e| {
-            if let Some(column) = column_name(e).filter(|c| class.columns.contains_key(c)) {
-                columns.insert(column);
-            }
-            ControlFlow::<()>::Continue(())
-        });
         let mut conjuncts = Vec::new();
-        split_and_ref(&expr, &mut conjuncts);
+        for own in &filter.own {
+            let _ = visit_expressions(own, |e| {
+                if let Some(column) = column_name(e).filter(|c| class.columns.contains_key(c)) {
+                    columns.insert(column);
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            split_and_ref(own, &mut conjuncts);
+        }
         let equalities = conjuncts
             .iter()
             .map(|conjunct| equality(conjunct, class))
             .collect();
         Ok(FilterFacts {
-            expr: Some(expr),
+            paths: filter.paths.clone(),
+            filter: Some(filter),
             columns,
             equalities,
         })
+    }
+
+    /// The path that starts from `column`, if one does.
+    pub(super) fn path_from(&self, column: &str) -> Option<&ScopePath> {
+        self.paths.iter().find(|p| p.column == column)
     }
 }
 
@@ -225,21 +291,6 @@ pub(super) fn is_literal(expr: &Expr, value: &Value) -> bool {
 pub(super) fn is_default(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(ident) if ident.quote_style.is_none()
         && ident.value.eq_ignore_ascii_case("default"))
-}
-
-/// The filter with every column qualified by the target's name, so it means the target
-/// whatever the alias and whatever else UPDATE … FROM brings in.
-pub(super) fn qualify_filter(filter: &Expr, class: &TableClass, reference: &str) -> Expr {
-    let mut filter = filter.clone();
-    let _ = visit_expressions_mut(&mut filter, |expr| {
-        if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
-            if let Some(column) = column_name(expr).filter(|c| class.columns.contains_key(c)) {
-                *expr = Expr::CompoundIdentifier(vec![quoted(reference), quoted(&column)]);
-            }
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    filter
 }
 
 /// `CASE WHEN <filter> THEN <condition> ELSE false END`: PostgreSQL evaluates the
