@@ -34,6 +34,16 @@ max_rows = 5
 lookup_keys = ["citizen_id", "id"]
 labels = { "pii.identifier" = { mask = "partial", keep_last = 4 } }
 columns = { id = "allow", full_name = "allow" }
+
+[roles.trainee]
+description = "A clerk in shadow mode: statements run as sent"
+statements = ["read"]
+mode = "monitor"
+
+[roles.trainee.tables."public.person"]
+lookup_keys = ["citizen_id", "id"]
+labels = { "pii.identifier" = { mask = "partial", keep_last = 4 } }
+columns = { id = "allow", full_name = "allow" }
 "#;
 
 const SCHEMA: &str = "
@@ -101,13 +111,14 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         .unwrap()
         .unwrap();
     cluster.psql(SCHEMA).unwrap();
-    let users = ["clerk", "clerk2", "clerk3", "clerk4"];
+    let users = ["clerk", "clerk2", "clerk3", "clerk4", "trainee"];
     let options = ProxyOptions {
         users: users
             .iter()
             .map(|u| (u.to_string(), PASSWORD.to_string()))
             .collect(),
         roles: vec!["clerk".into()],
+        user_roles: vec![("trainee".into(), vec!["trainee".into()])],
         policy_files: vec![("register.toml".into(), POLICY.into())],
         extra_config: "[detection]\n[detection.thresholds]\nenumeration_keys = 50\n".into(),
         ..ProxyOptions::default()
@@ -185,6 +196,20 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         "{keys:?}"
     );
     alerts(&dir, "canary", "clerk2", 1).await;
+
+    // A shadow-mode account runs its lookups as typed; their keys are those
+    // enforcing would pin, and the honeytoken is seen.
+    let trainee = proxy.connect("trainee", PASSWORD).await.unwrap();
+    trainee
+        .query(
+            "SELECT full_name, 'x' FROM person WHERE citizen_id = $1",
+            &[&"999000000001"],
+        )
+        .await
+        .unwrap();
+    let keys = keys_of(&dir, "trainee", 1).await;
+    assert_eq!(keys[0], keys_of(&dir, "clerk", 1).await[0]);
+    alerts(&dir, "canary", "trainee", 1).await;
 
     // One person looked up 25 times with a growing second parameter: one key, and
     // no enumeration alert.

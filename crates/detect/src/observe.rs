@@ -115,7 +115,7 @@ pub struct Statement {
     pub stmt: u64,
     pub user: String,
     pub client: Option<IpAddr>,
-    /// `allowed`, `rewritten` or `denied`.
+    /// `allowed`, `rewritten`, `monitored` (shadow mode: run as typed) or `denied`.
     pub decision: String,
     /// A denial's reason (`policy`, `statement_quota`, …).
     pub reason: Option<String>,
@@ -132,9 +132,12 @@ pub struct Statement {
 }
 
 impl Statement {
-    /// Whether the statement looked someone up by key on a lookup-only table.
+    /// Whether the statement looked someone up by key on a lookup-only table. A
+    /// monitored statement names no tables (it ran as typed, unmasked), but its keys
+    /// are those enforcing would have pinned, so they are lookups too.
     pub fn is_lookup(&self) -> bool {
-        self.tables.iter().any(|t| t.pinned) && (!self.keys.is_empty() || self.unkeyed > 0)
+        (self.tables.iter().any(|t| t.pinned) || self.decision == "monitored")
+            && (!self.keys.is_empty() || self.unkeyed > 0)
     }
 }
 
