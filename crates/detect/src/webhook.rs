@@ -292,43 +292,61 @@ impl DeadLetter {
     }
 
     /// Offers the entries for `url` to `send`, in order, until it fails; rewrites
-    /// the file without those sent. Returns (sent, whether one failed).
+    /// the file without those sent. Returns (sent, whether one failed). The file is
+    /// locked only to read it and to rewrite it, never while `send` waits on a
+    /// receiver: other receivers' alerts (and the detection thread, when a queue is
+    /// full) are never held up by this one's retry.
     fn retry(
         &self,
         url: &str,
         mut send: impl FnMut(&[u8]) -> bool,
     ) -> std::io::Result<(u64, bool)> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let text = match std::fs::read(&self.path) {
+        let text = match self.read() {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, false)),
             Err(e) => return Err(e),
         };
-        let mut kept = Vec::with_capacity(text.len());
-        let (mut sent, mut failed) = (0, false);
+        let mut sent: Vec<&[u8]> = Vec::new();
+        let mut failed = false;
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let entry: Option<serde_json::Value> = serde_json::from_slice(line).ok();
             let alert = entry
                 .as_ref()
-                .filter(|e| !failed && e["url"] == url)
+                .filter(|e| e["url"] == url)
                 .and_then(|e| serde_json::to_vec(&e["alert"]).ok());
-            match alert {
-                Some(alert) if send(&alert) => sent += 1,
-                Some(_) => {
-                    failed = true;
-                    kept.extend_from_slice(line);
-                    kept.push(b'\n');
-                }
-                None => {
-                    kept.extend_from_slice(line);
-                    kept.push(b'\n');
+            let Some(alert) = alert else { continue };
+            if !send(&alert) {
+                failed = true;
+                break;
+            }
+            sent.push(line);
+        }
+        let sent_count = sent.len() as u64;
+        if !sent.is_empty() {
+            // Lines appended (or removed by another receiver's retry) meanwhile are
+            // kept as they are now: only the lines sent leave the file.
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::fs::read(&self.path)?;
+            let mut kept = Vec::with_capacity(now.len());
+            for line in now.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                match sent.iter().position(|s| *s == line) {
+                    Some(i) => {
+                        sent.swap_remove(i);
+                    }
+                    None => {
+                        kept.extend_from_slice(line);
+                        kept.push(b'\n');
+                    }
                 }
             }
-        }
-        if sent > 0 {
             replace(&self.path, &kept)?;
         }
-        Ok((sent, failed))
+        Ok((sent_count, failed))
+    }
+
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        std::fs::read(&self.path)
     }
 }
 
@@ -502,6 +520,47 @@ mod tests {
         wait_until("the good receiver got every alert", || {
             got.lock().unwrap().len() == 3
         });
+    }
+
+    #[test]
+    fn a_retry_waiting_on_its_receiver_does_not_lock_the_dead_letter_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = DeadLetter {
+            path: dir.path().join("dead.jsonl"),
+            lock: Arc::default(),
+            stats: Arc::default(),
+        };
+        dead.append("http://a/", "down", br#"{"id":"canary-1"}"#);
+        let (started, wait_started) = mpsc::channel();
+        let (release, wait_release) = mpsc::channel::<()>();
+        let retrying = {
+            let dead = dead.clone();
+            std::thread::spawn(move || {
+                dead.retry("http://a/", |_| {
+                    started.send(()).unwrap();
+                    wait_release.recv().unwrap();
+                    true
+                })
+                .unwrap()
+            })
+        };
+        wait_started.recv().unwrap();
+        // Another receiver's alert is dead-lettered while the retry waits.
+        let (appended, wait_appended) = mpsc::channel();
+        let other = dead.clone();
+        std::thread::spawn(move || {
+            other.append("http://b/", "down", br#"{"id":"canary-2"}"#);
+            appended.send(()).unwrap();
+        });
+        let not_held_up = wait_appended.recv_timeout(Duration::from_secs(10)).is_ok();
+        release.send(()).unwrap();
+        assert_eq!(retrying.join().unwrap(), (1, false));
+        assert!(not_held_up, "the append waited for the retry's receiver");
+        let text = std::fs::read_to_string(&dead.path).unwrap();
+        assert!(
+            !text.contains("canary-1") && text.contains("canary-2"),
+            "{text}"
+        );
     }
 
     #[test]
