@@ -134,6 +134,7 @@ fn generate(dir: &Path, records: u64) -> (u64, String) {
                 sqlstate: denied.then(|| "42501".to_owned()),
                 message: denied.then(|| "maskgate: column ssn may not be read".to_owned()),
                 sealed_values: 2,
+                keys: Vec::new(),
             }), Some(Secret {
                 literals: vec!["2024".to_owned()],
                 params: vec![Some(format!("756.{:04}.{:04}.{:02}", i % 9999, i % 7777, i % 97))],

@@ -29,6 +29,10 @@ pub enum ReportCommand {
         /// Write here instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Verify the trail with this public key first (refused if it does not
+        /// verify); without it the report says the trail was not verified.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
     },
     /// The facts of a breach notification for one account (JSON or printable HTML),
     /// from a trail that verifies.
@@ -144,8 +148,19 @@ fn run_inner(command: ReportCommand) -> anyhow::Result<()> {
             to,
             format,
             output,
+            public_key,
         } => {
             let cx = context(&config)?;
+            let verification = match &public_key {
+                Some(path) => {
+                    let verified = maskgate_audit::verify(&cx.audit_dir, &public_key_at(path)?)?;
+                    if verified.status() == maskgate_audit::Status::Tampered {
+                        return Err(breach::BreachError::Tampered(verified.to_string()).into());
+                    }
+                    Some(breach::verification(&verified))
+                }
+                None => None,
+            };
             let to = to
                 .as_deref()
                 .map(parse_instant)
@@ -156,8 +171,9 @@ fn run_inner(command: ReportCommand) -> anyhow::Result<()> {
                 .map(parse_instant)
                 .transpose()?
                 .unwrap_or(to - Duration::days(1));
-            let report =
+            let mut report =
                 daily::build(&cx.audit_dir, from, to, &cx.classification, &cx.suspensions)?;
+            report.verification = verification;
             let text = match format.as_str() {
                 "text" => report.to_text(),
                 "json" => serde_json::to_string_pretty(&report)? + "\n",
@@ -177,9 +193,7 @@ fn run_inner(command: ReportCommand) -> anyhow::Result<()> {
             output,
         } => {
             let cx = context(&config)?;
-            let key_text = std::fs::read_to_string(&public_key)
-                .with_context(|| format!("cannot read {}", public_key.display()))?;
-            let key = maskgate_audit::PublicKey::from_pem(&key_text)?;
+            let key = public_key_at(&public_key)?;
             let (mut account, mut start, mut end) = (account, None, None);
             if let Some(id) = &alert {
                 let found = find_alert(&cx.audit_dir, id)?;
@@ -216,6 +230,12 @@ fn run_inner(command: ReportCommand) -> anyhow::Result<()> {
             emit(output.as_deref(), &text)
         }
     }
+}
+
+fn public_key_at(path: &Path) -> anyhow::Result<maskgate_audit::PublicKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(maskgate_audit::PublicKey::from_pem(&text)?)
 }
 
 fn find_alert(dir: &Path, id: &str) -> anyhow::Result<maskgate_detect::observe::AlertRecord> {

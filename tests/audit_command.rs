@@ -169,6 +169,7 @@ impl Trail {
                 sqlstate: denied.then(|| "42501".to_owned()),
                 message: denied.then(|| "permission denied".to_owned()),
                 sealed_values: secret.len(),
+                keys: Vec::new(),
             }),
             Some(secret),
         )

@@ -122,7 +122,13 @@ async fn wait_for(dir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Valu
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("no {what} record in the trail");
+    let kinds: Vec<String> = records(dir)
+        .iter()
+        .rev()
+        .take(15)
+        .map(|r| format!("{} {} {}", r["kind"], r["login"], r["restored"]))
+        .collect();
+    panic!("no {what} record in the trail: {kinds:?}");
 }
 
 fn maskgate(args: &[&str]) -> std::process::Output {
@@ -248,6 +254,22 @@ async fn an_enumerating_session_is_suspended_alerted_and_unlocked() {
     proxy.restart().await.unwrap();
     assert_suspended(proxy.connect("clerk", PASSWORD).await.unwrap_err());
 
+    // Deleting the suspensions file lifts nothing: a running proxy puts the
+    // suspension back and records it, and one started without the file reads it
+    // back from the trail before it serves a login.
+    let state_file = proxy.config_dir().join("detection/suspensions.json");
+    std::fs::remove_file(&state_file).unwrap();
+    wait_for(&dir, "restored suspension", |r| {
+        r["kind"] == "account_suspended" && r["login"] == "clerk" && r["restored"].is_string()
+    })
+    .await;
+    assert_suspended(proxy.connect("clerk", PASSWORD).await.unwrap_err());
+    assert!(state_file.exists());
+    proxy.stop().await;
+    std::fs::remove_file(&state_file).unwrap();
+    proxy.restart().await.unwrap();
+    assert_suspended(proxy.connect("clerk", PASSWORD).await.unwrap_err());
+
     // A honeytoken read raises its own alert at once.
     let other = proxy.connect("clerk2", PASSWORD).await.unwrap();
     lookup(&other, CANARY).await.unwrap();
@@ -279,15 +301,20 @@ async fn an_enumerating_session_is_suspended_alerted_and_unlocked() {
         "account", "unlock", "clerk", "--reason", "ok", "--config", &config,
     ]);
     assert!(!short.status.success(), "a reason is required");
-    let unlocked = maskgate(&[
-        "account",
-        "unlock",
-        "clerk",
-        "--reason",
-        "reviewed with the clerk's manager: a test run",
-        "--config",
-        &config,
-    ]);
+    // Who unlocked comes from the kernel, not from SUDO_USER, which anyone sets.
+    let unlocked = Command::new(env!("CARGO_BIN_EXE_maskgate"))
+        .args([
+            "account",
+            "unlock",
+            "clerk",
+            "--reason",
+            "reviewed with the clerk's manager: a test run",
+            "--config",
+            &config,
+        ])
+        .env("SUDO_USER", "mallory")
+        .output()
+        .unwrap();
     assert!(
         unlocked.status.success(),
         "{}",
@@ -300,6 +327,10 @@ async fn an_enumerating_session_is_suspended_alerted_and_unlocked() {
         "reviewed with the clerk's manager: a test run"
     );
     assert_eq!(record["alert"], alert["id"]);
+    assert!(
+        !record["by"].as_str().unwrap().contains("mallory"),
+        "{record}"
+    );
     let mut back = None;
     for _ in 0..100 {
         if let Ok(c) = proxy.connect("clerk", PASSWORD).await {
@@ -370,6 +401,19 @@ async fn an_enumerating_session_is_suspended_alerted_and_unlocked() {
         String::from_utf8_lossy(&by_alert.stderr)
     );
     assert!(String::from_utf8_lossy(&by_alert.stdout).contains("pii.identifier"));
+    let verified = maskgate(&[
+        "report",
+        "daily",
+        "--config",
+        &config,
+        "--format",
+        "json",
+        "--public-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(verified.status.success());
+    let verified: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verified["verification"]["status"], "CLEAN");
     let daily = maskgate(&["report", "daily", "--config", &config, "--format", "html"]);
     assert!(
         daily.status.success(),
@@ -378,6 +422,7 @@ async fn an_enumerating_session_is_suspended_alerted_and_unlocked() {
     );
     let html = String::from_utf8_lossy(&daily.stdout);
     assert!(html.contains("<svg") && html.contains("enumeration") && !html.contains("src=\"http"));
+    assert!(html.contains("NOT verified"));
 
     // A trail that does not verify gives no breach report.
     let segment = dir.join("audit-000001.jsonl");

@@ -225,6 +225,32 @@ async fn denials_in_a_pipelined_batch_arrive_at_their_own_statements() {
     assert_eq!(rows, [1, 0, 1, 0, 1]);
 }
 
+/// A message that ends the session (here a FunctionCall, which maskgate does not
+/// relay; a suspended or disabled account's next statement is the same path) comes
+/// after the answers to the messages before it, as PostgreSQL would send them: a
+/// driver matches answers to requests in order, and would otherwise take the FATAL
+/// error for an earlier request's answer and see its own request cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_by_a_message_first_answers_the_messages_before_it() {
+    let proxy = register_proxy().await;
+    let mut wire = Wire::login(&proxy, INVESTIGATOR, PASSWORD).await;
+    wire.send(
+        Batch::new()
+            .query("SELECT 1")
+            .describe_or_close(b'C', b'S', "gone")
+            .sync()
+            .raw(b'F', &[0, 0, 0, 0]),
+    )
+    .await;
+    let tags: Vec<u8> = wire.until_closed().await.iter().map(|m| m.tag).collect();
+    assert_eq!(
+        tags,
+        [b'T', b'D', b'C', b'Z', b'3', b'Z', b'E'],
+        "{:?}",
+        String::from_utf8_lossy(&tags)
+    );
+}
+
 /// Spends `statements` × `rows` of the investigator's hourly rows.
 async fn spend(wire: &mut Wire, statements: usize, rows: usize) {
     for _ in 0..statements {

@@ -6,8 +6,8 @@
 //! after the record is written, and never waits for it. Sessions only read the
 //! [`Suspended`] set: an atomic generation per statement, a map lookup at login.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
@@ -63,12 +63,100 @@ impl Suspended {
 }
 
 /// Reads the suspensions the state directory holds; a proxy does not start
-/// without knowing them (fail closed).
-pub fn load_suspended(config: &DetectionConfig) -> Result<(StateDir, Suspended), StateError> {
+/// without knowing them (fail closed). Suspensions the trail's `account_suspended`
+/// records hold (of the window detection reads back) that the file lost without
+/// an unlock are put back first, before any login is served; they are returned
+/// to be recorded.
+pub fn load_suspended(
+    config: &DetectionConfig,
+    audit_dir: Option<&Path>,
+) -> Result<(StateDir, Suspended, Restored), StateError> {
     let state = StateDir::open(&config.state_dir)?;
+    let from_trail = match audit_dir {
+        // A first start has no trail yet.
+        Some(dir) if dir.exists() => trail_suspensions(dir, &config.settings),
+        _ => BTreeMap::new(),
+    };
+    let (restored, now) = state.update(|s| {
+        let restored = restore(s, &from_trail);
+        Ok::<_, StateError>((restored, s.suspended.clone()))
+    })?;
     let suspended = Suspended::default();
-    suspended.replace(logins(&state.read()?));
-    Ok((state, suspended))
+    suspended.replace(
+        now.iter()
+            .map(|(l, s)| (l.clone(), s.alert.clone()))
+            .collect(),
+    );
+    let restored = Restored {
+        restored,
+        known: now,
+    };
+    Ok((state, suspended, restored))
+}
+
+/// Suspensions lost from the state file and put back from the trail, and the
+/// suspensions in force at start.
+pub struct Restored {
+    pub restored: Vec<(String, maskgate_detect::Suspension)>,
+    pub known: BTreeMap<String, maskgate_detect::Suspension>,
+}
+
+/// The accounts the trail shows suspended and not unlocked since, over what
+/// detection reads back at start (`history`, or `stale_days` if longer).
+fn trail_suspensions(
+    dir: &Path,
+    settings: &maskgate_detect::Settings,
+) -> BTreeMap<String, maskgate_detect::Suspension> {
+    use maskgate_detect::observe::{self, Observed};
+    let now = OffsetDateTime::now_utc();
+    let stale = time::Duration::days(settings.thresholds.stale_days as i64);
+    let since = (now - settings.history).min(now - stale);
+    let mut out = BTreeMap::new();
+    let read = maskgate_detect::trail::read_since(dir, Some(since), |line| {
+        if !matches!(
+            observe::line_kind(line),
+            Some(kind::ACCOUNT_SUSPENDED | kind::ACCOUNT_UNLOCKED)
+        ) {
+            return;
+        }
+        match observe::parse(line).map(|o| (o.time, o.event)) {
+            Some((at, Observed::Suspended { login, alert })) => {
+                let alert = alert.unwrap_or_default();
+                let suspension = maskgate_detect::Suspension {
+                    since: at,
+                    rule: alert.split('-').next().unwrap_or_default().to_owned(),
+                    alert,
+                    summary: "restored from the audit trail".into(),
+                };
+                out.insert(login, suspension);
+            }
+            Some((_, Observed::Unlocked { login, .. })) => {
+                out.remove(&login);
+            }
+            _ => {}
+        }
+    });
+    if let Err(e) = read {
+        tracing::error!(error = %e, "the audit trail could not be read for suspensions the state file may have lost");
+    }
+    out
+}
+
+/// Puts back into `s` the suspensions of `known` it lost without an unlock;
+/// returns them.
+fn restore(
+    s: &mut maskgate_detect::Suspensions,
+    known: &BTreeMap<String, maskgate_detect::Suspension>,
+) -> Vec<(String, maskgate_detect::Suspension)> {
+    let mut restored = Vec::new();
+    for (login, suspension) in known {
+        let unlocked = s.unlocks.iter().any(|u| &u.login == login);
+        if !unlocked && !s.suspended.contains_key(login) {
+            s.suspended.insert(login.clone(), suspension.clone());
+            restored.push((login.clone(), suspension.clone()));
+        }
+    }
+    restored
 }
 
 fn logins(s: &maskgate_detect::Suspensions) -> HashMap<String, String> {
@@ -87,8 +175,12 @@ struct Service {
     audit_dir: PathBuf,
     policy: Option<Arc<Policy>>,
     state_seen: Option<SystemTime>,
-    /// The writer's count of lines detection's queue could not take, when last read.
-    dropped_seen: u64,
+    follow: Follow,
+    /// The suspensions last read from the state file, to tell a suspension lifted
+    /// by an unlock from one that vanished from the file.
+    known: BTreeMap<String, maskgate_detect::Suspension>,
+    /// Put back from the trail at start, to be recorded.
+    restored: Vec<(String, maskgate_detect::Suspension)>,
 }
 
 /// Starts the detection thread. It reads the last `history` of the trail first,
@@ -96,7 +188,7 @@ struct Service {
 pub fn start(
     shared: Arc<Shared>,
     config: &DetectionConfig,
-    state: StateDir,
+    (state, restored): (StateDir, Restored),
     lines: Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
     let (Some(trail), Some(audit)) = (shared.events.audit().cloned(), shared.config.audit.as_ref())
@@ -114,12 +206,17 @@ pub fn start(
             .collect();
         Some(Webhooks::start(
             targets,
-            settings.webhook_timeout,
-            settings.webhook_attempts,
+            maskgate_detect::webhook::DeliverySettings {
+                timeout: settings.webhook_timeout,
+                attempts: settings.webhook_attempts,
+                retry_every: maskgate_detect::webhook::RETRY_EVERY,
+            },
             state.dead_letter(),
         )?)
     };
     let tz = shared.policy.load().settings().timezone;
+    // A file deleted before the first look is a change too.
+    let state_seen = state.modified();
     let service = Service {
         audit_dir: audit.dir.clone(),
         detector: Detector::new(settings, tz),
@@ -127,8 +224,10 @@ pub fn start(
         state,
         webhooks,
         policy: None,
-        state_seen: None,
-        dropped_seen: 0,
+        state_seen,
+        follow: Follow::default(),
+        known: restored.known,
+        restored: restored.restored,
         shared,
     };
     std::thread::Builder::new()
@@ -139,15 +238,14 @@ pub fn start(
 
 impl Service {
     fn run(mut self, lines: Receiver<Vec<u8>>) {
+        let restored = std::mem::take(&mut self.restored);
+        self.record_restored(restored);
         self.follow_policy();
         self.replay();
         let mut last_poll = Instant::now();
         loop {
             match lines.recv_timeout(POLL_EVERY) {
-                Ok(line) => {
-                    let alerts = self.detector.ingest_line(&line);
-                    self.respond(alerts);
-                }
+                Ok(line) => self.live(&line),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -175,7 +273,12 @@ impl Service {
         let detector = &mut self.detector;
         let read = maskgate_detect::trail::read_since(&self.audit_dir, Some(since), |line| {
             let recent = maskgate_detect::trail::line_time(line).is_some_and(|t| t >= full_from);
-            if recent || maskgate_detect::observe::line_kind(line) == Some("login") {
+            let kind = maskgate_detect::observe::line_kind(line);
+            let kept = matches!(
+                kind,
+                Some("login" | "account_suspended" | "account_unlocked")
+            );
+            if recent || kept {
                 detector.ingest_line(line);
             }
         });
@@ -194,27 +297,17 @@ impl Service {
         self.respond(pending);
     }
 
-    /// When the queue dropped lines (a burst, or the start-up replay), reads them
-    /// from the trail: lines already read are skipped by their seq. Lines not yet
-    /// written when it reads are missed.
+    fn live(&mut self, line: &[u8]) {
+        let alerts = self
+            .follow
+            .line(&mut self.detector, self.trail.state(), line);
+        self.respond(alerts);
+    }
+
     fn catch_up(&mut self) {
-        let dropped = self.trail.state().detection_dropped.load(Ordering::Relaxed);
-        if dropped == self.dropped_seen {
-            return;
-        }
-        self.dropped_seen = dropped;
-        let since = self
-            .detector
-            .last_time()
-            .map(|t| t - time::Duration::minutes(1));
-        let detector = &mut self.detector;
-        let mut alerts = Vec::new();
-        let read = maskgate_detect::trail::read_since(&self.audit_dir, since, |line| {
-            alerts.extend(detector.ingest_line(line));
-        });
-        if let Err(e) = read {
-            tracing::error!(error = %e, "detection could not read the records its queue dropped");
-        }
+        let alerts = self
+            .follow
+            .catch_up(&mut self.detector, self.trail.state(), &self.audit_dir);
         self.respond(alerts);
     }
 
@@ -229,13 +322,14 @@ impl Service {
             return;
         }
         let fingerprinter = self.trail.fingerprinter();
-        self.detector.set_canaries(
-            policy
-                .canaries()
-                .iter()
-                .filter_map(|c| fingerprinter.print(&c.value))
-                .map(|p| p.k),
-        );
+        // Canonical for the canary's column, as the writer fingerprints lookups.
+        self.detector
+            .set_canaries(policy.canaries().iter().filter_map(|c| {
+                let column = policy.tables().get(&c.table)?.columns.get(&c.column)?;
+                let kind = maskgate_detect::KeyKind::of(&column.pg_type);
+                let print = fingerprinter.key(maskgate_detect::RawKey::Text(&c.value), kind)?;
+                Some(print.k)
+            }));
         self.detector.set_accounts(
             policy
                 .accounts()
@@ -253,18 +347,27 @@ impl Service {
     }
 
     /// Suspensions changed on disk (an unlock): take them, and record the unlocks.
+    /// A suspension gone from the file without an unlock (the file deleted or
+    /// edited) is put back, logged and recorded: only `account unlock` lifts one.
     fn follow_state(&mut self) {
         let modified = self.state.modified();
         if modified == self.state_seen {
             return;
         }
         self.state_seen = modified;
-        let unlocks = self.state.update(|s| {
+        let known = std::mem::take(&mut self.known);
+        let changes = self.state.update(|s| {
+            let restored = restore(s, &known);
             self.shared.suspended.replace(logins(s));
-            Ok::<_, StateError>(std::mem::take(&mut s.unlocks))
+            Ok::<_, StateError>((
+                std::mem::take(&mut s.unlocks),
+                restored,
+                s.suspended.clone(),
+            ))
         });
-        match unlocks {
-            Ok(unlocks) => {
+        match changes {
+            Ok((unlocks, restored, now)) => {
+                self.known = now;
                 for u in unlocks {
                     tracing::warn!(login = ?u.login, by = ?u.by, "account unlocked by an officer");
                     self.trail.record_event(
@@ -278,11 +381,28 @@ impl Service {
                         }),
                     );
                 }
+                self.record_restored(restored);
                 self.state_seen = self.state.modified();
             }
             Err(e) => {
+                self.known = known;
                 tracing::error!(error = %e, "the suspensions file cannot be read; the suspensions in force are kept")
             }
+        }
+    }
+
+    fn record_restored(&self, restored: Vec<(String, maskgate_detect::Suspension)>) {
+        for (login, s) in restored {
+            tracing::error!(login = ?login, alert = %s.alert, "a suspension vanished from the suspensions file without an unlock; it is put back");
+            self.trail.record_event(
+                kind::ACCOUNT_SUSPENDED,
+                Payload::AccountSuspended(audit::AccountSuspended {
+                    login,
+                    alert: s.alert,
+                    rule: s.rule,
+                    restored: Some("vanished from the suspensions file without an unlock"),
+                }),
+            );
         }
     }
 
@@ -316,15 +436,15 @@ impl Service {
             return;
         }
         self.shared.suspended.add(login, &alert.id);
+        let suspension = maskgate_detect::Suspension {
+            since: OffsetDateTime::now_utc(),
+            rule: alert.rule.as_str().to_owned(),
+            alert: alert.id.clone(),
+            summary: alert.summary.clone(),
+        };
+        self.known.insert(login.to_owned(), suspension.clone());
         let saved = self.state.update(|s| {
-            s.suspended
-                .entry(login.to_owned())
-                .or_insert_with(|| maskgate_detect::Suspension {
-                    since: OffsetDateTime::now_utc(),
-                    rule: alert.rule.as_str().to_owned(),
-                    alert: alert.id.clone(),
-                    summary: alert.summary.clone(),
-                });
+            s.suspended.entry(login.to_owned()).or_insert(suspension);
             Ok::<_, StateError>(())
         });
         if let Err(e) = saved {
@@ -336,11 +456,16 @@ impl Service {
             Payload::AccountSuspended(audit::AccountSuspended {
                 login: login.to_owned(),
                 alert: alert.id.clone(),
-                rule: alert.rule.as_str(),
+                rule: alert.rule.as_str().to_owned(),
+                restored: None,
             }),
         );
     }
 }
+
+#[path = "detection_follow.rs"]
+mod follow;
+use follow::Follow;
 
 /// Lines waiting for detection; past this the writer drops them (counted).
 const QUEUE: usize = 65_536;
@@ -350,11 +475,15 @@ pub(crate) struct Prepared {
     /// For the audit writer: where it hands every line.
     pub feed: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     pub suspended: Arc<Suspended>,
-    rest: Option<(DetectionConfig, StateDir, Receiver<Vec<u8>>)>,
+    rest: Option<(DetectionConfig, StateDir, Restored, Receiver<Vec<u8>>)>,
 }
 
-/// Reads the suspensions and makes the writer's feed, if detection is configured.
-pub(crate) fn prepare(config: Option<&DetectionConfig>) -> Result<Prepared, StateError> {
+/// Reads the suspensions (checked against the trail in `audit_dir`) and makes the
+/// writer's feed, if detection is configured.
+pub(crate) fn prepare(
+    config: Option<&DetectionConfig>,
+    audit_dir: Option<&Path>,
+) -> Result<Prepared, StateError> {
     let Some(config) = config else {
         return Ok(Prepared {
             feed: None,
@@ -362,12 +491,12 @@ pub(crate) fn prepare(config: Option<&DetectionConfig>) -> Result<Prepared, Stat
             rest: None,
         });
     };
-    let (state, suspended) = load_suspended(config)?;
+    let (state, suspended, restored) = load_suspended(config, audit_dir)?;
     let (feed, lines) = std::sync::mpsc::sync_channel(QUEUE);
     Ok(Prepared {
         feed: Some(feed),
         suspended: Arc::new(suspended),
-        rest: Some((config.clone(), state, lines)),
+        rest: Some((config.clone(), state, restored, lines)),
     })
 }
 
@@ -375,7 +504,9 @@ impl Prepared {
     /// Starts the detection thread (once the server's shared state exists).
     pub(crate) fn start(self, shared: &Arc<Shared>) -> std::io::Result<()> {
         match self.rest {
-            Some((config, state, lines)) => start(shared.clone(), &config, state, lines),
+            Some((config, state, restored, lines)) => {
+                start(shared.clone(), &config, (state, restored), lines)
+            }
             None => Ok(()),
         }
     }

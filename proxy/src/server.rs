@@ -164,7 +164,8 @@ impl Server {
             ),
             None => None,
         };
-        let detection = crate::detection::prepare(config.detection.as_ref())
+        let audit_dir = config.audit.as_ref().map(|a| a.dir.as_path());
+        let detection = crate::detection::prepare(config.detection.as_ref(), audit_dir)
             .map_err(|e| ServerError::Detection(e.to_string()))?;
         let audit = match &config.audit {
             Some(audit) => Some(

@@ -492,19 +492,35 @@ fn describe_search(args: &SearchArgs) -> String {
     parts.join(" ")
 }
 
-/// Who runs the tool: the real user id's name (not `$USER`, which anyone sets),
-/// with the sudo caller when there is one.
+/// Who runs the command: the real user id's name (not `$USER`, which anyone
+/// sets), and the user who logged in to the
+/// machine when that is someone else (the kernel's login uid, which `sudo` and
+/// `su` keep and the process cannot change). `SUDO_USER` is not used: whoever runs
+/// the command can set it.
 pub(crate) fn os_user() -> String {
     let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| "?".to_owned(), |u| u.name);
-    let mut who = format!("{name} (uid {uid})");
-    if let Ok(sudo) = std::env::var("SUDO_USER") {
-        who.push_str(&format!(" via sudo from {}", search::printable(&sudo, 64)));
+    let mut who = format!("{} (uid {uid})", user_name(uid));
+    if let Some(login) = login_uid().filter(|l| *l != uid) {
+        who.push_str(&format!(
+            ", logged in as {} (uid {login})",
+            user_name(login)
+        ));
     }
     who
+}
+
+fn user_name(uid: nix::unistd::Uid) -> String {
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| "?".to_owned(), |u| u.name)
+}
+
+/// `/proc/self/loginuid`, unless unset (no login session, as in a container).
+fn login_uid() -> Option<nix::unistd::Uid> {
+    let text = std::fs::read_to_string("/proc/self/loginuid").ok()?;
+    let uid: u32 = text.trim().parse().ok()?;
+    (uid != u32::MAX).then(|| nix::unistd::Uid::from_raw(uid))
 }
 
 /// A line of the tool log.

@@ -102,6 +102,11 @@ impl Batch {
     pub fn copy_done(self) -> Batch {
         self.message(b'c', &[])
     }
+
+    /// Any message, as `tag` and body.
+    pub fn raw(self, tag: u8, body: &[u8]) -> Batch {
+        self.message(tag, body)
+    }
 }
 
 fn cstr(s: &str) -> Vec<u8> {
@@ -199,6 +204,32 @@ impl Wire {
             seen.push(msg);
             if last {
                 return seen;
+            }
+        }
+    }
+
+    /// Every message until the connection closes.
+    pub async fn until_closed(&mut self) -> Vec<Msg> {
+        let mut seen = Vec::new();
+        loop {
+            if self.buf.len() >= 5 {
+                let len = i32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
+                if self.buf.len() > len {
+                    let frame = self.buf.split_to(len + 1);
+                    seen.push(Msg {
+                        tag: frame[0],
+                        body: frame[5..].to_vec(),
+                    });
+                    continue;
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            let read = tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut chunk))
+                .await
+                .expect("maskgate closes in time");
+            match read {
+                Ok(n) if n > 0 => self.buf.put_slice(&chunk[..n]),
+                _ => return seen,
             }
         }
     }

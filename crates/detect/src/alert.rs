@@ -64,9 +64,14 @@ pub struct Evidence {
     pub certificates: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sessions: Vec<String>,
-    /// Other accounts involved (login bursts, shared assignment documents).
+    /// Other accounts involved (login bursts: only the policy's accounts; shared
+    /// assignment documents).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<String>,
+    /// Login names tried that are not accounts of the policy (counted, never
+    /// listed: they may be passwords or citizen IDs typed in the wrong field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_names: Option<u64>,
 }
 
 impl Evidence {

@@ -14,8 +14,8 @@ use time::{Date, OffsetDateTime, UtcOffset};
 
 use crate::alert::{Alert, Evidence};
 use crate::config::{Rule, Settings, Severity};
-use crate::observe::{self, AlertRecord, Login, Observation, Observed, Statement, StatementEnd};
-use crate::state::{AccountState, LiveSession, Lookup};
+use crate::observe::{self, AlertRecord, Observation, Observed};
+use crate::state::AccountState;
 
 /// Alerts raised while reading history are kept only when this recent.
 const REPLAY_HORIZON: Duration = Duration::from_secs(86400);
@@ -41,6 +41,7 @@ pub struct AccountInfo {
 #[derive(Debug)]
 struct Open {
     seq: u64,
+    /// A lookup whose end says whether it found anyone.
     lookup: bool,
 }
 
@@ -55,7 +56,10 @@ pub struct Detector {
     settings: Settings,
     tz: UtcOffset,
     canaries: HashSet<u64>,
+    /// Per account and honeytoken: last alert, reads since, never alerted yet.
+    canary_reads: HashMap<(String, u64), (OffsetDateTime, u64, bool)>,
     policy_accounts: Vec<AccountInfo>,
+    known_logins: HashSet<String>,
     accounts: HashMap<String, AccountState>,
     sessions: HashMap<String, SessionInfo>,
     failures: HashMap<IpAddr, VecDeque<(OffsetDateTime, u64, String)>>,
@@ -78,7 +82,9 @@ impl Detector {
             settings,
             tz,
             canaries: HashSet::new(),
+            canary_reads: HashMap::new(),
             policy_accounts: Vec::new(),
+            known_logins: HashSet::new(),
             accounts: HashMap::new(),
             sessions: HashMap::new(),
             failures: HashMap::new(),
@@ -104,6 +110,7 @@ impl Detector {
 
     /// The policy's accounts, for the stale-access checks.
     pub fn set_accounts(&mut self, accounts: Vec<AccountInfo>) {
+        self.known_logins = accounts.iter().map(|a| a.login.clone()).collect();
         self.policy_accounts = accounts;
     }
 
@@ -114,6 +121,11 @@ impl Detector {
     /// Records read so far.
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// The seq of the last record read.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 
     /// The time of the newest record read.
@@ -179,11 +191,7 @@ impl Detector {
             Observed::Statement(s) => self.statement(o, s, &mut out),
             Observed::StatementEnd(end) => self.statement_end(o, end, &mut out),
             Observed::Alert(alert) => self.recorded_alert(alert),
-            Observed::Unlocked { login, .. } => {
-                if let Some(account) = self.accounts.get_mut(login) {
-                    account.reset_windows();
-                }
-            }
+            Observed::Unlocked { login, .. } => self.unlocked(login),
             _ => {}
         }
         self.finish(out)
@@ -222,6 +230,35 @@ impl Detector {
         self.accounts.get_mut(login).expect("inserted")
     }
 
+    /// After an officer's review the account starts afresh: empty windows, and no
+    /// cooldown holding back its next alert.
+    fn unlocked(&mut self, login: &str) {
+        if let Some(account) = self.accounts.get_mut(login) {
+            account.reset_windows();
+        }
+        self.last_alert.retain(|(_, subject), _| subject != login);
+        self.canary_reads.retain(|(account, _), _| account != login);
+    }
+
+    /// Whether `rule` alerted on `subject` within its cooldown: a new alert would be
+    /// held back, so its evidence need not be gathered.
+    fn cooling(&self, rule: Rule, subject: &str, o: &Observation) -> bool {
+        let cooldown = self.cooldown(rule);
+        !cooldown.is_zero()
+            && self
+                .last_alert
+                .get(&(rule, subject.to_owned()))
+                .is_some_and(|last| o.time - *last < cooldown)
+    }
+
+    fn cooldown(&self, rule: Rule) -> Duration {
+        match rule {
+            Rule::Canary => Duration::ZERO,
+            Rule::StaleAccount => STALE_COOLDOWN,
+            _ => self.settings.cooldown,
+        }
+    }
+
     /// Builds an alert unless the same rule alerted on the same subject within the
     /// cooldown.
     #[allow(clippy::too_many_arguments)]
@@ -239,11 +276,7 @@ impl Detector {
             .map(str::to_owned)
             .or_else(|| client.map(|c| c.to_string()))
             .unwrap_or_default();
-        let cooldown = match rule {
-            Rule::Canary => Duration::ZERO,
-            Rule::StaleAccount => STALE_COOLDOWN,
-            _ => self.settings.cooldown,
-        };
+        let cooldown = self.cooldown(rule);
         let key = (rule, subject);
         if let Some(last) = self.last_alert.get(&key) {
             if !cooldown.is_zero() && o.time - *last < cooldown {
@@ -288,244 +321,6 @@ impl Detector {
         if at > *last {
             *last = at;
         }
-    }
-
-    fn admitted(&mut self, o: &Observation, login: &Login, out: &mut Vec<Alert>) {
-        let Some(user) = login.user.clone() else {
-            return;
-        };
-        let session = login.session.clone().unwrap_or_default();
-        self.sessions.insert(
-            session.clone(),
-            SessionInfo {
-                user: user.clone(),
-                client: login.client,
-                open: HashMap::new(),
-            },
-        );
-        let t = &self.settings.thresholds;
-        let (history_days, switch) = (t.history_days, t.address_switch);
-        let tz = self.tz;
-        let account = self.account(&user);
-        if !login.roles.is_empty() {
-            account.roles = login.roles.clone();
-        }
-        let mut found: Vec<Finding> = sharing(account, o, login, &session, switch)
-            .into_iter()
-            .collect();
-        if account.active_days >= history_days {
-            found.extend(new_client(account, o, login));
-            found.extend(unusual_time(account, o, tz));
-        }
-        if let Some(ip) = login.client {
-            account.clients.insert(ip, o.time);
-        }
-        if let Some(cert) = &login.certificate {
-            account.certificates.insert(cert.clone());
-        }
-        account.live.insert(
-            session,
-            LiveSession {
-                client: login.client,
-                certificate: login.certificate.clone(),
-                login_seq: o.seq,
-            },
-        );
-        account.last_login = Some((o.time, login.client, o.seq));
-        account.touch(o.time, tz);
-        for (rule, severity, summary, evidence) in found {
-            self.raise(
-                out,
-                rule,
-                severity,
-                (Some(&user), login.client),
-                o,
-                summary,
-                evidence,
-            );
-        }
-    }
-
-    fn refused(&mut self, o: &Observation, login: &Login, out: &mut Vec<Alert>) {
-        if login.reason.as_deref() != Some("auth_failed") {
-            return;
-        }
-        let Some(ip) = login.client else {
-            return;
-        };
-        let t = &self.settings.thresholds;
-        let (span, failures, names) = (t.probe_window, t.login_burst_failures, t.login_burst_names);
-        if self.failures.len() > MAX_ADDRESSES {
-            self.failures
-                .retain(|_, w| w.back().is_some_and(|(t, _, _)| o.time - *t <= span));
-        }
-        let window = self.failures.entry(ip).or_default();
-        window.push_back((o.time, o.seq, login.user.clone().unwrap_or_default()));
-        while window.front().is_some_and(|(t, _, _)| o.time - *t > span) {
-            window.pop_front();
-        }
-        let mut accounts: Vec<String> = window.iter().map(|(_, _, u)| u.clone()).collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        if (window.len() as u64) < failures || (accounts.len() as u64) < names {
-            return;
-        }
-        let start = window.front().map(|(t, _, _)| *t).unwrap_or(o.time);
-        let mut evidence =
-            Evidence::records(window.iter().map(|(_, s, _)| *s), window.len() as u64)
-                .threshold(failures)
-                .window(start, o.time);
-        evidence.addresses = vec![ip.to_string()];
-        let summary = format!(
-            "{} failed logins from {ip} across {} account names in {} minutes",
-            window.len(),
-            accounts.len(),
-            span.as_secs() / 60
-        );
-        evidence.accounts = accounts;
-        self.raise(
-            out,
-            Rule::LoginBurst,
-            Severity::High,
-            (None, Some(ip)),
-            o,
-            summary,
-            evidence,
-        );
-    }
-
-    fn statement(&mut self, o: &Observation, s: &Statement, out: &mut Vec<Alert>) {
-        let tz = self.tz;
-        let session = self
-            .sessions
-            .entry(s.session.clone())
-            .or_insert_with(|| SessionInfo {
-                user: s.user.clone(),
-                client: s.client,
-                open: HashMap::new(),
-            });
-        let lookup = s.is_lookup() && !s.keys.is_empty();
-        if s.decision != "denied" {
-            session.open.insert(s.stmt, Open { seq: o.seq, lookup });
-        }
-        self.account(&s.user).touch(o.time, tz);
-        if s.decision == "denied" {
-            self.probe(o, &s.user, s.client, out);
-        }
-        if !lookup {
-            return;
-        }
-        for key in &s.keys {
-            if self.canaries.contains(&key.k) {
-                let mut evidence = Evidence::records([o.seq], 1);
-                evidence.sessions = vec![s.session.clone()];
-                evidence.addresses = addresses([s.client]);
-                self.raise(
-                    out,
-                    Rule::Canary,
-                    Severity::High,
-                    (Some(&s.user), s.client),
-                    o,
-                    "a honeytoken record marked in the policy was looked up".into(),
-                    evidence,
-                );
-            }
-        }
-        let t = &self.settings.thresholds;
-        let (span, max_keys, max_near) =
-            (t.enumeration_window, t.enumeration_keys, t.sequential_keys);
-        let account = self.account(&s.user);
-        let mut found = None;
-        for key in &s.keys {
-            let (distinct, near) = account.lookups.push(
-                Lookup {
-                    time: o.time,
-                    seq: o.seq,
-                    key: *key,
-                },
-                span,
-            );
-            let start = account.lookups.entries.front().map_or(o.time, |l| l.time);
-            if distinct >= max_keys {
-                let evidence = Evidence::records(account.lookups.first_seqs(None), distinct)
-                    .threshold(max_keys)
-                    .window(start, o.time);
-                found = Some((
-                    format!(
-                        "{distinct} distinct lookup keys in {} minutes",
-                        span.as_secs() / 60
-                    ),
-                    evidence,
-                ));
-            } else if near >= max_near {
-                let evidence = Evidence::records(account.lookups.first_seqs(key.n), near)
-                    .threshold(max_near)
-                    .window(start, o.time);
-                found = Some((
-                    format!(
-                        "{near} distinct sequential lookup keys (one key range) in {} minutes",
-                        span.as_secs() / 60
-                    ),
-                    evidence,
-                ));
-            }
-        }
-        if let Some((summary, mut evidence)) = found {
-            evidence.addresses = addresses([s.client]);
-            self.raise(
-                out,
-                Rule::Enumeration,
-                Severity::High,
-                (Some(&s.user), s.client),
-                o,
-                summary,
-                evidence,
-            );
-        }
-    }
-
-    fn statement_end(&mut self, o: &Observation, end: &StatementEnd, out: &mut Vec<Alert>) {
-        let Some(session) = self.sessions.get_mut(&end.session) else {
-            return;
-        };
-        let Some(open) = session.open.remove(&end.stmt) else {
-            return;
-        };
-        let (user, client) = (session.user.clone(), session.client);
-        let probe = end
-            .stopped_by
-            .as_deref()
-            .is_some_and(|s| s != "protected_column")
-            || (end.outcome == "failed"
-                && end.sqlstate.as_deref().is_some_and(|s| s.starts_with("42")));
-        if probe {
-            self.probe(o, &user, client, out);
-        }
-        let t = &self.settings.thresholds;
-        let (span, max_empty) = (t.enumeration_window, t.empty_lookups);
-        let account = self.account(&user);
-        if open.lookup && end.outcome == "completed" && end.rows == 0 {
-            let count = account.empty_lookups.push(o.time, open.seq, span);
-            if count >= max_empty {
-                let start = account.empty_lookups.start().unwrap_or(o.time);
-                let evidence = Evidence::records(account.empty_lookups.seqs(), count)
-                    .threshold(max_empty)
-                    .window(start, o.time);
-                self.raise(
-                    out,
-                    Rule::Enumeration,
-                    Severity::High,
-                    (Some(&user), client),
-                    o,
-                    format!(
-                        "{count} lookups found nothing in {} minutes",
-                        span.as_secs() / 60
-                    ),
-                    evidence,
-                );
-            }
-        }
-        self.volume(o, &user, client, open.seq, end.rows, out);
     }
 
     fn probe(&mut self, o: &Observation, user: &str, client: Option<IpAddr>, out: &mut Vec<Alert>) {
@@ -622,70 +417,6 @@ impl Detector {
     }
 }
 
-/// Another live session from another machine, or a login from another address
-/// moments ago.
-fn sharing(
-    account: &AccountState,
-    o: &Observation,
-    login: &Login,
-    session: &str,
-    switch: Duration,
-) -> Option<Finding> {
-    let other = account.live.iter().find(|(_, s)| {
-        differs(s.client, login.client)
-            || differs(s.certificate.as_deref(), login.certificate.as_deref())
-    });
-    if let Some((other_session, s)) = other {
-        let mut evidence = Evidence::records([s.login_seq, o.seq], 2);
-        evidence.sessions = vec![other_session.clone(), session.to_owned()];
-        evidence.addresses = addresses([s.client, login.client]);
-        let summary = format!(
-            "concurrent sessions of one account from {}",
-            evidence.addresses.join(" and ")
-        );
-        return Some((Rule::AccountSharing, Severity::Medium, summary, evidence));
-    }
-    let (when, ip, seq) = account.last_login?;
-    if !differs(ip, login.client) || o.time - when >= switch {
-        return None;
-    }
-    let mut evidence = Evidence::records([seq, o.seq], 2).window(when, o.time);
-    evidence.addresses = addresses([ip, login.client]);
-    let summary = format!(
-        "logins from {} {} minutes apart",
-        evidence.addresses.join(" and "),
-        (o.time - when).whole_minutes()
-    );
-    Some((Rule::AccountSharing, Severity::Medium, summary, evidence))
-}
-
-/// A client address or certificate never seen for the account.
-fn new_client(account: &AccountState, o: &Observation, login: &Login) -> Option<Finding> {
-    let known_client = login
-        .client
-        .is_none_or(|ip| account.clients.contains_key(&ip));
-    let known_cert = login
-        .certificate
-        .as_ref()
-        .is_none_or(|c| account.certificates.contains(c));
-    if known_client && known_cert {
-        return None;
-    }
-    let mut evidence = Evidence::records([o.seq], 1);
-    evidence.addresses = addresses([login.client]);
-    evidence.certificates = login.certificate.iter().cloned().collect();
-    let what = if known_client {
-        "certificate"
-    } else {
-        "address"
-    };
-    let summary = format!(
-        "login from a client {what} never seen for the account in {} active days",
-        account.active_days
-    );
-    Some((Rule::NewClient, Severity::Low, summary, evidence))
-}
-
 /// Both known and different.
 fn differs<T: PartialEq>(a: Option<T>, b: Option<T>) -> bool {
     matches!((a, b), (Some(a), Some(b)) if a != b)
@@ -699,31 +430,9 @@ fn addresses<const N: usize>(ips: [Option<IpAddr>; N]) -> Vec<String> {
 
 type Finding = (Rule, Severity, String, Evidence);
 
-/// An hour, or a day of the week, the account's history does not have.
-fn unusual_time(account: &AccountState, o: &Observation, tz: UtcOffset) -> Option<Finding> {
-    let local = o.time.to_offset(tz);
-    let hour = local.hour() as usize;
-    let weekday = local.weekday();
-    let days = account.active_days;
-    let near = account.hour_days[(hour + 23) % 24]
-        + account.hour_days[hour]
-        + account.hour_days[(hour + 1) % 24];
-    let summary = if near == 0 {
-        format!(
-            "login at {:02}:{:02} local time; in {days} active days the account was never active between {:02}:00 and {:02}:00",
-            local.hour(),
-            local.minute(),
-            (hour + 23) % 24,
-            (hour + 2) % 24
-        )
-    } else if account.weekday_days[weekday.number_days_from_monday() as usize] == 0 {
-        format!("login on a {weekday}; in {days} active days the account was never active on a {weekday}")
-    } else {
-        return None;
-    };
-    let evidence = Evidence::records([o.seq], 1);
-    Some((Rule::OffHours, Severity::Medium, summary, evidence))
-}
-
 #[path = "accounts_check.rs"]
 mod accounts_check;
+#[path = "engine_logins.rs"]
+mod logins;
+#[path = "engine_lookups.rs"]
+mod lookups;

@@ -13,6 +13,7 @@
 compile_error!("maskgate-detect needs a unix platform (flock, file modes)");
 
 pub mod alert;
+pub mod canonical;
 pub mod config;
 mod engine;
 pub mod fingerprint;
@@ -24,6 +25,7 @@ pub mod trail;
 pub mod webhook;
 
 pub use alert::{Alert, Evidence};
+pub use canonical::{KeyKind, RawKey};
 pub use config::{RawSettings, Rule, Settings, SettingsError, Severity, Thresholds};
 pub use engine::{AccountInfo, Detector};
 pub use fingerprint::{Fingerprinter, KeyPrint};

@@ -115,20 +115,29 @@ pub struct Statement {
     pub stmt: u64,
     pub user: String,
     pub client: Option<IpAddr>,
-    /// `allowed`, `rewritten` or `denied`.
+    /// `allowed`, `rewritten`, `monitored` (shadow mode: run as typed) or `denied`.
     pub decision: String,
     /// A denial's reason (`policy`, `statement_quota`, …).
     pub reason: Option<String>,
     pub class: String,
     pub tables: Vec<TableTouch>,
     pub written: Vec<String>,
+    /// Fingerprints of the keys it pinned on lookup-only tables.
     pub keys: Vec<KeyPrint>,
+    /// Keys it pinned that could not be read, hence not fingerprinted: each may be
+    /// another person.
+    pub unkeyed: u64,
+    /// The id of the seal key its values are sealed under.
+    pub seal_key: Option<String>,
 }
 
 impl Statement {
-    /// Whether the statement looked someone up by key on a lookup-only table.
+    /// Whether the statement looked someone up by key on a lookup-only table. A
+    /// monitored statement names no tables (it ran as typed, unmasked), but its keys
+    /// are those enforcing would have pinned, so they are lookups too.
     pub fn is_lookup(&self) -> bool {
-        self.tables.iter().any(|t| t.pinned)
+        (self.tables.iter().any(|t| t.pinned) || self.decision == "monitored")
+            && (!self.keys.is_empty() || self.unkeyed > 0)
     }
 }
 
@@ -226,6 +235,10 @@ struct Line<'a> {
     #[serde(default)]
     keys: Vec<KeyPrint>,
     #[serde(default)]
+    unkeyed: u64,
+    #[serde(default)]
+    sealed: Option<SealedLine>,
+    #[serde(default)]
     sqlstate: Option<String>,
     #[serde(default)]
     stopped_by: Option<String>,
@@ -258,6 +271,11 @@ struct Line<'a> {
     command: Option<String>,
     #[serde(default)]
     os_user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SealedLine {
+    key_id: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -333,6 +351,8 @@ pub fn parse(line: &[u8]) -> Option<Observation> {
                 .collect(),
             written: l.written,
             keys: l.keys,
+            unkeyed: l.unkeyed,
+            seal_key: l.sealed.map(|s| s.key_id),
         }),
         "statement_end" => Observed::StatementEnd(StatementEnd {
             session: owned(&l.session)?,

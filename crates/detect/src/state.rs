@@ -13,6 +13,10 @@ use crate::fingerprint::KeyPrint;
 const HOURLY_HISTORY: usize = 24 * 28;
 /// Hours of history an account needs before its own baseline is used.
 pub const BASELINE_HOURS: usize = 8;
+/// Days with activity at an hour (or on a weekday) the account's history does not
+/// have before that hour becomes usual: one night of harvesting does not make
+/// nights normal, and each of those days is judged (and may alert) first.
+pub const LEARN_DAYS: u32 = 3;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Lookup {
@@ -135,6 +139,9 @@ pub struct AccountState {
     pub active_days: u64,
     pub hour_days: [u32; 24],
     pub weekday_days: [u32; 7],
+    /// Days with activity at an unusual hour or weekday, not yet learned.
+    unusual_hours: [u32; 24],
+    unusual_weekdays: [u32; 7],
     last_day: Option<Date>,
     last_hour: Option<(Date, u8)>,
     pub lookups: Lookups,
@@ -146,22 +153,49 @@ pub struct AccountState {
     pub hour_seqs: Vec<u64>,
     /// Rows of past hours with activity, oldest first.
     pub hourly: VecDeque<u64>,
-    p90: Option<(usize, u64)>,
+    /// Hours ever added to `hourly`, and the 90th percentile at that count.
+    hours_added: u64,
+    p90: Option<(u64, u64)>,
 }
 
 impl AccountState {
-    /// Marks the account active at `time` (local hour and day).
-    pub fn touch(&mut self, time: OffsetDateTime, tz: UtcOffset) {
+    /// Whether `time` (local) starts an hour in which the account was not active yet.
+    pub fn new_hour(&self, time: OffsetDateTime, tz: UtcOffset) -> bool {
+        let local = time.to_offset(tz);
+        self.last_hour != Some((local.date(), local.hour()))
+    }
+
+    /// Whether the account was active within an hour of `hour` on some day.
+    pub fn usual_hour(&self, hour: usize) -> bool {
+        self.hour_days[(hour + 23) % 24] + self.hour_days[hour] + self.hour_days[(hour + 1) % 24]
+            > 0
+    }
+
+    /// Marks the account active at `time` (local hour and day). Once its history is
+    /// used (`judged`), an unusual hour or weekday is learned only after
+    /// [`LEARN_DAYS`] days with activity then.
+    pub fn touch(&mut self, time: OffsetDateTime, tz: UtcOffset, judged: bool) {
         let local = time.to_offset(tz);
         let (date, hour) = (local.date(), local.hour());
         if self.last_day != Some(date) {
             self.last_day = Some(date);
             self.active_days += 1;
-            self.weekday_days[date.weekday().number_days_from_monday() as usize] += 1;
+            let day = date.weekday().number_days_from_monday() as usize;
+            let unusual = judged && self.weekday_days[day] == 0;
+            learn(
+                &mut self.weekday_days[day],
+                &mut self.unusual_weekdays[day],
+                unusual,
+            );
         }
         if self.last_hour != Some((date, hour)) {
             self.last_hour = Some((date, hour));
-            self.hour_days[hour as usize] += 1;
+            let usual = !judged || self.usual_hour(hour as usize);
+            learn(
+                &mut self.hour_days[hour as usize],
+                &mut self.unusual_hours[hour as usize],
+                !usual,
+            );
         }
     }
 
@@ -175,6 +209,7 @@ impl AccountState {
         if self.hour_start != Some(hour) {
             if self.hour_start.is_some() && self.hour_rows > 0 {
                 self.hourly.push_back(self.hour_rows);
+                self.hours_added += 1;
                 if self.hourly.len() > HOURLY_HISTORY {
                     self.hourly.pop_front();
                 }
@@ -194,15 +229,15 @@ impl AccountState {
         if self.hourly.len() < BASELINE_HOURS {
             return None;
         }
-        if let Some((len, value)) = self.p90 {
-            if len == self.hourly.len() {
+        if let Some((added, value)) = self.p90 {
+            if added == self.hours_added {
                 return Some(value);
             }
         }
         let mut sorted: Vec<u64> = self.hourly.iter().copied().collect();
         sorted.sort_unstable();
         let value = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
-        self.p90 = Some((self.hourly.len(), value));
+        self.p90 = Some((self.hours_added, value));
         Some(value)
     }
 
@@ -213,5 +248,38 @@ impl AccountState {
         self.probes = Window::default();
         self.hour_rows = 0;
         self.hour_seqs.clear();
+    }
+}
+
+/// Counts a day of activity at an hour or weekday: into the usual days, or, when it
+/// is `unusual`, into the days waiting to be learned.
+fn learn(usual: &mut u32, waiting: &mut u32, unusual: bool) {
+    if unusual && *waiting + 1 < LEARN_DAYS {
+        *waiting += 1;
+    } else {
+        *usual += 1 + std::mem::take(waiting);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_baseline_follows_the_history_once_it_is_full() {
+        let mut a = AccountState::default();
+        let start = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let hour = |h: usize| start + time::Duration::hours(h as i64);
+        for h in 0..=HOURLY_HISTORY + 1 {
+            a.add_rows(hour(h), h as u64, 10);
+        }
+        assert_eq!(a.hourly.len(), HOURLY_HISTORY);
+        assert_eq!(a.baseline(), Some(10));
+        // A full history of busier hours: the baseline moves with it.
+        for h in HOURLY_HISTORY + 2..2 * HOURLY_HISTORY + 3 {
+            a.add_rows(hour(h), h as u64, 1000);
+        }
+        assert_eq!(a.hourly.len(), HOURLY_HISTORY);
+        assert_eq!(a.baseline(), Some(1000));
     }
 }

@@ -42,6 +42,13 @@ pub fn segments(dir: &Path) -> Result<Vec<PathBuf>, TrailError> {
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
+/// The seq of a line's envelope (its first field).
+pub fn line_seq(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..len]).ok()?.parse().ok()
+}
+
 /// The time of a line's envelope.
 pub fn line_time(line: &[u8]) -> Option<OffsetDateTime> {
     const KEY: &[u8] = b"\"time\":\"";

@@ -17,7 +17,7 @@ fn settings() -> Settings {
 
 fn detector() -> Detector {
     let mut d = Detector::new(settings(), UtcOffset::UTC);
-    let canary = Fingerprinter::new(&gen::KEY).print(gen::CANARY).unwrap();
+    let canary = Fingerprinter::new(&gen::KEY).print(gen::CANARY);
     d.set_canaries([canary.k]);
     d.set_accounts(gen::accounts());
     d

@@ -27,11 +27,13 @@ pub struct CopyOut {
     pub binary: bool,
 }
 
-/// Checks and rewrites a `COPY … TO` statement; returns how its rows arrive.
+/// Checks and rewrites a `COPY … TO` statement; returns how its rows arrive. Adds
+/// the lookup keys it pins to `pins`.
 pub(crate) fn rewrite_copy_out(
     enforcer: &Enforcer,
     statement: &mut Statement,
     clock: &Clock,
+    pins: &mut Vec<crate::facts::RawPin>,
 ) -> Result<CopyOut, Denial> {
     let Statement::Copy {
         source,
@@ -63,7 +65,7 @@ pub(crate) fn rewrite_copy_out(
             columns,
         } => table_query(table_name, columns)?,
     };
-    rewrite::rewrite_read(enforcer, &mut query, clock)?;
+    pins.extend(rewrite::rewrite_read(enforcer, &mut query, clock)?.1);
     *source = CopySource::Query(query);
     Ok(copy_out)
 }

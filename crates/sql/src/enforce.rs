@@ -114,7 +114,7 @@ use crate::classify;
 use crate::copy_in::{self, CopyIn};
 use crate::copy_out::{self, CopyOut};
 use crate::denial::{sqlstate, Denial};
-use crate::facts::{self, TablesTouched};
+use crate::facts::{self, KeyPin, RawPin, TablesTouched};
 use crate::housekeeping;
 use crate::lexical;
 use crate::mask::MaskRenderer;
@@ -182,6 +182,9 @@ pub struct EnforcedStatement {
     pub copy_in: Option<CopyIn>,
     /// The policy tables it reads and writes, for its audit record.
     pub tables: TablesTouched,
+    /// The keys it pinned on lookup-only tables, for its audit record: detection
+    /// fingerprints these values, and only these.
+    pub pins: Vec<KeyPin>,
     /// What it does to the session's search_path, which the proxy follows.
     pub search_path: Option<PathChange>,
     /// For `COPY … TO STDOUT`: which COPY data messages are rows, for counting.
@@ -407,6 +410,7 @@ impl Enforcer {
                     cursor: None,
                     copy_in: Some(copy_in),
                     tables,
+                    pins: Vec::new(),
                     search_path: None,
                     copy_out: None,
                 }],
@@ -458,12 +462,18 @@ impl Enforcer {
             search_path::as_literals(&mut statement, path, &schemas);
         }
         let tables = facts::tables_touched(self, &statement);
+        let mut pins = Vec::new();
         let mut copy_out = None;
         let decision = if matches!(statement, Statement::Copy { to: true, .. }) {
-            copy_out = Some(copy_out::rewrite_copy_out(self, &mut statement, clock)?);
+            copy_out = Some(copy_out::rewrite_copy_out(
+                self,
+                &mut statement,
+                clock,
+                &mut pins,
+            )?);
             (StatementClass::Read, self.rules.max_rows, None)
         } else {
-            self.rewrite_statement(&mut statement, clock)?
+            self.rewrite_statement(&mut statement, clock, &mut pins)?
         };
         clock.check()?;
         let printed = print::print(&mut statement)?;
@@ -487,26 +497,30 @@ impl Enforcer {
             cursor: decision.2,
             copy_in: None,
             tables,
+            pins: facts::resolve_pins(self, original, pins),
             search_path: path_change,
             copy_out,
         })
     }
 
-    /// Checks and rewrites one statement in place.
+    /// Checks and rewrites one statement in place; adds the keys it pins to `pins`.
     fn rewrite_statement(
         &self,
         statement: &mut Statement,
         clock: &Clock,
+        pins: &mut Vec<RawPin>,
     ) -> Result<(StatementClass, Option<u64>, Option<CursorUse>), Denial> {
         let cap = self.rules.max_rows;
         match statement {
             Statement::Query(query) => {
                 self.require(StatementKind::Read)?;
-                let cap = rewrite::rewrite_read(self, query, clock)?;
+                let (cap, pinned) = rewrite::rewrite_read(self, query, clock)?;
+                pins.extend(pinned);
                 Ok((StatementClass::Read, cap, None))
             }
             Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_) => {
-                let returns = rewrite::rewrite_write(self, statement, clock)?;
+                let (returns, pinned) = rewrite::rewrite_write(self, statement, clock)?;
+                pins.extend(pinned);
                 Ok((
                     StatementClass::Write,
                     if returns { cap } else { None },
@@ -554,7 +568,8 @@ impl Enforcer {
                         classify::construct_name(inner)
                     )));
                 }
-                self.rewrite_statement(inner, clock)?;
+                // Its parameters are those of a later EXECUTE, not of this message.
+                self.rewrite_statement(inner, clock, &mut Vec::new())?;
                 Ok((StatementClass::Session, None, None))
             }
             // `DEALLOCATE ALL` is read by sqlparser as a statement named `all`.
@@ -613,7 +628,8 @@ impl Enforcer {
                     _ => return Err(Denial::unsupported("this form of DECLARE")),
                 };
                 self.require(StatementKind::Read)?;
-                let cap = rewrite::rewrite_read(self, query, clock)?;
+                let (cap, pinned) = rewrite::rewrite_read(self, query, clock)?;
+                pins.extend(pinned);
                 Ok((StatementClass::Cursor, cap, Some(cursor)))
             }
             Statement::Fetch {

@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 
 use maskgate_policy::QualifiedName;
 use sqlparser::ast::{FromTable, ObjectName, Statement, TableFactor, TableObject};
+use sqlparser::tokenizer::{Location, Span};
 
 use crate::enforce::Enforcer;
 
@@ -68,4 +69,97 @@ fn table_name(factor: &TableFactor) -> Option<&ObjectName> {
 
 pub(crate) fn protected(enforcer: &Enforcer, name: &ObjectName) -> Option<QualifiedName> {
     crate::rewrite::protected_table(enforcer, name)
+}
+
+/// The key a statement pinned on a lookup-only table, so that the audit trail can
+/// fingerprint that one value (and only it) for detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPin {
+    pub table: QualifiedName,
+    pub column: String,
+    /// The key column's type as the classification declares it (`char(12)`,
+    /// `bigint`): how the value compares, hence how it is canonicalised.
+    pub column_type: String,
+    pub value: PinnedValue,
+}
+
+/// Which value of the client's message a pin compares the key with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinnedValue {
+    /// The constant at this index of the client's text as [`crate::normalize`]
+    /// lists them; `None` when it is not one the trail keeps.
+    Constant(Option<usize>),
+    /// The bind parameter `$n` (from 1).
+    Parameter(usize),
+}
+
+/// A pin as the rewrite finds it: a constant by its place in the text.
+#[derive(Debug, Clone)]
+pub(crate) struct RawPin {
+    pub table: QualifiedName,
+    pub column: String,
+    pub value: RawValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawValue {
+    Constant(Span),
+    Parameter(usize),
+}
+
+/// Names the constants of `pins` by their index among the constants of `sql`:
+/// the constant must start and end exactly where the parser's token did.
+pub(crate) fn resolve_pins(enforcer: &Enforcer, sql: &str, pins: Vec<RawPin>) -> Vec<KeyPin> {
+    let spans = if pins
+        .iter()
+        .any(|p| matches!(p.value, RawValue::Constant(_)))
+    {
+        crate::normalize::literal_spans(sql)
+    } else {
+        Vec::new()
+    };
+    pins.into_iter()
+        .map(|pin| {
+            let value = match pin.value {
+                RawValue::Parameter(n) => PinnedValue::Parameter(n),
+                RawValue::Constant(span) => {
+                    let range = (offset(sql, span.start), offset(sql, span.end));
+                    PinnedValue::Constant(match range {
+                        (Some(start), Some(end)) => spans.iter().position(|s| *s == (start, end)),
+                        _ => None,
+                    })
+                }
+            };
+            let column_type = enforcer
+                .classification()
+                .get(&pin.table)
+                .and_then(|t| t.columns.get(&pin.column))
+                .map(|c| c.pg_type.clone())
+                .unwrap_or_default();
+            KeyPin {
+                table: pin.table,
+                column: pin.column,
+                column_type,
+                value,
+            }
+        })
+        .collect()
+}
+
+/// The byte offset of a tokenizer location (lines and columns from 1, columns in
+/// characters, a line ending at `\n`).
+fn offset(sql: &str, at: Location) -> Option<usize> {
+    let (mut line, mut column) = (1u64, 1u64);
+    for (i, c) in sql.char_indices() {
+        if (line, column) == (at.line, at.column) {
+            return Some(i);
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    ((line, column) == (at.line, at.column)).then_some(sql.len())
 }

@@ -34,18 +34,18 @@ pub struct Normalized {
 
 /// Splits `sql` into its normalized text and its constants.
 pub fn normalize(sql: &str) -> Normalized {
-    let mut scan = Scan {
-        src: sql.as_bytes(),
-        pos: 0,
-        out: Normalized {
-            text: String::with_capacity(sql.len().min(MAX_TEXT_BYTES)),
-            ..Normalized::default()
-        },
-        literal_bytes: 0,
-        space: false,
-    };
+    let mut scan = Scan::new(sql, false);
     scan.run();
     scan.out
+}
+
+/// Where each constant [`normalize`] keeps starts and ends in `sql` (byte offsets,
+/// end exclusive), in the order of [`Normalized::literals`]: how the analyzer names
+/// the constant a lookup pinned.
+pub(crate) fn literal_spans(sql: &str) -> Vec<(usize, usize)> {
+    let mut scan = Scan::new(sql, true);
+    scan.run();
+    scan.spans
 }
 
 struct Scan<'a> {
@@ -55,9 +55,35 @@ struct Scan<'a> {
     literal_bytes: usize,
     /// Whitespace or a comment was passed since the last piece.
     space: bool,
+    /// The text was cut: constants are still collected, the text is not extended.
+    text_full: bool,
+    /// Collect [`literal_spans`] rather than the text.
+    want_spans: bool,
+    spans: Vec<(usize, usize)>,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
+    fn new(sql: &'a str, want_spans: bool) -> Scan<'a> {
+        let capacity = if want_spans {
+            0
+        } else {
+            sql.len().min(MAX_TEXT_BYTES)
+        };
+        Scan {
+            src: sql.as_bytes(),
+            pos: 0,
+            out: Normalized {
+                text: String::with_capacity(capacity),
+                ..Normalized::default()
+            },
+            literal_bytes: 0,
+            space: false,
+            text_full: want_spans,
+            want_spans,
+            spans: Vec::new(),
+        }
+    }
+
     fn run(&mut self) {
         while self.pos < self.src.len() {
             let start = self.pos;
@@ -94,9 +120,11 @@ impl Scan<'_> {
                     self.piece(start);
                 }
             }
-            if self.out.text.len() > MAX_TEXT_BYTES {
+            if !self.text_full && self.out.text.len() > MAX_TEXT_BYTES {
+                // The constants after the cut are still kept (sealed): the trail
+                // then holds every value a lookup pinned.
                 self.cut_text();
-                return;
+                self.text_full = true;
             }
         }
     }
@@ -199,11 +227,18 @@ impl Scan<'_> {
         let value = &self.src[start..self.pos];
         if self.literal_bytes + value.len() <= MAX_LITERAL_BYTES {
             self.literal_bytes += value.len();
-            self.out
-                .literals
-                .push(String::from_utf8_lossy(value).into_owned());
+            if self.want_spans {
+                self.spans.push((start, self.pos));
+            } else {
+                self.out
+                    .literals
+                    .push(String::from_utf8_lossy(value).into_owned());
+            }
         } else {
             self.out.cut = true;
+        }
+        if self.text_full {
+            return;
         }
         let n = self.out.literals.len() + usize::from(self.out.cut);
         self.separate();
@@ -212,6 +247,9 @@ impl Scan<'_> {
     }
 
     fn piece(&mut self, start: usize) {
+        if self.text_full {
+            return;
+        }
         self.separate();
         self.out
             .text
@@ -398,6 +436,30 @@ mod tests {
         let n = normalize(&long);
         assert!(n.text.len() <= MAX_TEXT_BYTES + '…'.len_utf8());
         assert!(n.cut);
+    }
+
+    #[test]
+    fn constants_after_the_cut_are_still_kept() {
+        let long = format!(
+            "SELECT {} FROM person WHERE citizen_id = '000000000500'",
+            "abc, ".repeat(5000)
+        );
+        let n = normalize(&long);
+        assert!(n.cut && !n.text.contains("citizen_id"));
+        assert_eq!(n.literals, ["'000000000500'"]);
+        let spans = literal_spans(&long);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(&long[spans[0].0..spans[0].1], "'000000000500'");
+    }
+
+    #[test]
+    fn spans_name_the_constants_in_order() {
+        let sql = "SELECT 'a', E'b\\\\' , 42 /* 'no' */ FROM t WHERE x = $$c$$";
+        let spans: Vec<&str> = literal_spans(sql)
+            .into_iter()
+            .map(|(s, e)| &sql[s..e])
+            .collect();
+        assert_eq!(spans, normalize(sql).literals);
     }
 
     #[test]

@@ -42,6 +42,7 @@ use crate::budget::Clock;
 use crate::catalog;
 use crate::denial::Denial;
 use crate::enforce::Enforcer;
+use crate::facts::RawPin;
 use crate::functions;
 use crate::mask::MaskRenderer;
 use crate::names::{self, fold, quote_ident, quoted};
@@ -70,12 +71,12 @@ use scope::{Columns, Level, Scopes};
 pub(crate) use write::{rewrite_copy_in, rewrite_write};
 
 /// Rewrites a top-level query in place and caps it; returns its cap (see
-/// [`statement_cap`]).
+/// [`statement_cap`]) and the lookup keys it pinned.
 pub(crate) fn rewrite_read(
     enforcer: &Enforcer,
     query: &mut Query,
     clock: &Clock,
-) -> Result<Option<u64>, Denial> {
+) -> Result<(Option<u64>, Vec<RawPin>), Denial> {
     let mut rewriter = Rewriter::new(enforcer, query, clock)?;
     let cap = statement_cap(enforcer, &rewriter.tables);
     rewriter.read_cap = cap;
@@ -84,7 +85,7 @@ pub(crate) fn rewrite_read(
     if let Some(cap) = cap {
         apply_cap(query, cap)?;
     }
-    Ok(cap)
+    Ok((cap, rewriter.pins.into_inner()))
 }
 
 /// What a relation name in FROM turned out to be.
@@ -150,6 +151,8 @@ struct Rewriter<'e> {
     read_cap: Option<u64>,
     /// A select-list expression is being checked.
     output: bool,
+    /// The lookup keys pinned so far, for the statement's audit record.
+    pins: std::cell::RefCell<Vec<RawPin>>,
 }
 
 /// The table of an UPDATE, DELETE or INSERT. PostgreSQL reads it as stored, so every
@@ -184,6 +187,7 @@ impl<'e> Rewriter<'e> {
             tables: Vec::new(),
             read_cap: None,
             output: false,
+            pins: std::cell::RefCell::default(),
         };
         let mut tables = Vec::new();
         let mut growth = 0usize;

@@ -771,3 +771,6 @@ fn copy_from_stdin_needs_the_insert_grant_and_states_what_rows_must_hold() {
         "0A000"
     );
 }
+
+#[path = "tests_pins.rs"]
+mod pins;

@@ -303,6 +303,22 @@ async fn a_lookup_only_child_is_pinned_by_its_key_or_through_its_parent() {
     assert!(denial.message.contains("lookup-only"), "{denial}");
 }
 
+/// A child read through its pinned parent names the parent's key value as its pin
+/// (once, when the parent is lookup-only too), so detection counts the person read.
+#[test]
+fn a_child_read_through_its_parent_names_the_parents_key_as_pin() {
+    let rules = policy().effective("clerk_01").unwrap();
+    let keys = PseudonymKeys::default();
+    let enforcer = Enforcer::new(policy().clone(), rules, &KeyedMasks::new(&keys));
+    let sql = "SELECT t.\"số thẻ\" FROM participant p JOIN \"TheBHYT\" t ON t.nguoi_id = p.id \
+               WHERE p.citizen_id = $1";
+    let pins = &enforcer.enforce(sql).unwrap().statements[0].pins;
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    assert_eq!(pins[0].table.to_string(), "public.participant");
+    assert_eq!(pins[0].column, "citizen_id");
+    assert_eq!(pins[0].value, maskgate_sql::PinnedValue::Parameter(1));
+}
+
 #[tokio::test]
 async fn writes_reference_in_scope_parents_only() {
     let mut client = connect().await;

@@ -87,8 +87,11 @@ pub struct TrailState {
     /// Records queued but lost with a failed write.
     pub lost: AtomicU64,
     pub checkpoints: AtomicU64,
-    /// Records detection's queue could not take (detection missed them).
+    /// Records detection's queue could not take (it reads them from the trail).
     pub detection_dropped: AtomicU64,
+    /// The seq of the first record detection's queue dropped since detection last
+    /// looked (0: none): detection reads the trail from there, in order.
+    pub detection_resume: AtomicU64,
     /// Segments past `retention` that are kept (not exported, changed since, …).
     pub segments_overdue: AtomicU64,
     /// Segments removed by retention.

@@ -51,7 +51,11 @@ pub enum Payload {
 pub struct AccountSuspended {
     pub login: String,
     pub alert: String,
-    pub rule: &'static str,
+    pub rule: String,
+    /// Set when a suspension that vanished from the state file without an unlock
+    /// was put back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<&'static str>,
 }
 
 /// A suspension lifted by `maskgate account unlock`.
@@ -196,6 +200,38 @@ pub struct Statement {
     pub message: Option<String>,
     /// Number of constants and bind parameters in the sealed value.
     pub sealed_values: usize,
+    /// Where the keys it pinned on lookup-only tables are among the sealed values:
+    /// the writer fingerprints those (`keys`, `unkeyed`), never writes them.
+    #[serde(skip)]
+    pub keys: Vec<KeySource>,
+}
+
+/// A pinned lookup key: where its value is, and how its column compares.
+#[derive(Debug, Clone)]
+pub struct KeySource {
+    pub value: KeyValue,
+    pub kind: maskgate_detect::KeyKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyValue {
+    /// `Secret::literals[i]`; `None`: a constant the trail does not keep.
+    Constant(Option<usize>),
+    /// `Secret::params[index]`, as it was sent, read as the type `oid` if known.
+    Param {
+        index: usize,
+        form: ParamForm,
+        oid: Option<u32>,
+    },
+}
+
+/// How a bind parameter was sent, as far as its record can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamForm {
+    Text,
+    Binary,
+    /// Not kept: past the bytes kept per statement.
+    Cut,
 }
 
 #[derive(Debug, Serialize)]

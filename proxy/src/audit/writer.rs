@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use std::sync::mpsc::{SyncSender, TrySendError};
 
 use maskgate_audit::{Sealed, Sealer, WriteError, Writer, WriterConfig};
-use maskgate_detect::{Fingerprinter, KeyPrint};
+use maskgate_detect::{Fingerprinter, KeyPrint, RawKey};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::retention::Retention;
-use super::{Entry, Payload, Pending, TrailState};
+use super::{Entry, KeySource, KeyValue, ParamForm, Payload, Pending, TrailState};
 use crate::config::AuditConfig;
 
 /// How often a failed trail is opened again.
@@ -28,9 +28,16 @@ struct WithSeal<'a> {
     payload: &'a Payload,
     #[serde(skip_serializing_if = "Option::is_none")]
     sealed: Option<Sealed>,
-    /// Keyed fingerprints of a lookup's constants (`maskgate_detect::fingerprint`).
+    /// Keyed fingerprints of the keys a lookup pinned (`maskgate_detect::fingerprint`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     keys: Vec<KeyPrint>,
+    /// Pinned keys that could not be read, so not fingerprinted.
+    #[serde(skip_serializing_if = "is_zero")]
+    unkeyed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where appended records go on to, and how lookups are fingerprinted.
@@ -162,7 +169,7 @@ impl WriterThread {
             secret,
             durable,
         } = pending;
-        let keys = lookup_prints(&self.feed.fingerprinter, &payload, secret.as_ref());
+        let (keys, unkeyed) = lookup_prints(&self.feed.fingerprinter, &payload, secret.as_ref());
         let (Some(writer), sealer) = (self.writer.as_mut(), &self.sealer) else {
             return;
         };
@@ -179,14 +186,23 @@ impl WriterThread {
                 payload: &payload,
                 sealed,
                 keys,
+                unkeyed,
             })
         });
         match result {
-            Ok(_) => {
+            Ok(seq) => {
                 if let (Some(lines), Some(line)) = (&self.feed.lines, writer.last_record()) {
                     match lines.try_send(line.to_vec()) {
                         Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                         Err(TrySendError::Full(_)) => {
+                            // Detection reads the trail from here before it takes
+                            // another line from its queue.
+                            let _ = self.state.detection_resume.compare_exchange(
+                                0,
+                                seq,
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            );
                             let n =
                                 self.state.detection_dropped.fetch_add(1, Ordering::Relaxed) + 1;
                             if n.is_power_of_two() {
@@ -322,30 +338,57 @@ impl WriterThread {
     }
 }
 
-/// The fingerprints of a statement's constants and parameters when it pinned a
-/// lookup key: detection counts distinct people looked up, and spots honeytokens,
-/// from these alone.
+/// The fingerprints of the keys a statement pinned on lookup-only tables, each in
+/// its canonical form for the key column, and how many could not be read:
+/// detection counts distinct people looked up, and spots honeytokens, from these.
 fn lookup_prints(
     fingerprinter: &Fingerprinter,
     payload: &Payload,
     secret: Option<&super::Secret>,
-) -> Vec<KeyPrint> {
+) -> (Vec<KeyPrint>, u64) {
     let (Payload::Statement(statement), Some(secret)) = (payload, secret) else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
-    if !statement.tables.iter().any(|t| !t.pinned_by.is_empty()) {
-        return Vec::new();
+    let mut prints: Vec<KeyPrint> = Vec::new();
+    let mut unkeyed = 0;
+    for source in &statement.keys {
+        match key_print(fingerprinter, source, secret) {
+            Some(Some(p)) if prints.iter().any(|q| q.k == p.k) => {}
+            Some(Some(p)) => prints.push(p),
+            Some(None) => unkeyed += 1,
+            // `key = NULL` finds nobody.
+            None => {}
+        }
     }
-    let params: Vec<_> = secret
-        .params
-        .iter()
-        .flatten()
-        .map(|p| maskgate_detect::fingerprint::param_text(p))
-        .collect();
-    let values = secret
-        .literals
-        .iter()
-        .map(String::as_str)
-        .chain(params.iter().map(|p| p.as_ref()));
-    fingerprinter.prints(values)
+    (prints, unkeyed)
+}
+
+/// One pinned key's fingerprint: `Some(None)` when its value cannot be read,
+/// `None` for a NULL parameter.
+fn key_print(
+    fingerprinter: &Fingerprinter,
+    source: &KeySource,
+    secret: &super::Secret,
+) -> Option<Option<KeyPrint>> {
+    let print = |raw: RawKey<'_>| fingerprinter.key(raw, source.kind);
+    Some(match source.value {
+        KeyValue::Constant(index) => index
+            .and_then(|i| secret.literals.get(i))
+            .and_then(|typed| print(RawKey::Constant(typed))),
+        KeyValue::Param { index, form, oid } => {
+            let value = match secret.params.get(index) {
+                Some(None) => return None,
+                Some(Some(value)) => value,
+                None => return Some(None),
+            };
+            match form {
+                ParamForm::Text => print(RawKey::Text(value)),
+                ParamForm::Binary => value
+                    .strip_prefix("\\x")
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|bytes| print(RawKey::Binary(&bytes, oid))),
+                ParamForm::Cut => None,
+            }
+        }
+    })
 }

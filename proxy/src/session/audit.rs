@@ -11,11 +11,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use maskgate_sql::{normalize, StatementClass};
+use maskgate_detect::canonical::type_oid;
+use maskgate_detect::KeyKind;
+use maskgate_sql::{normalize, Normalized, PinnedValue, StatementClass};
 use tokio::sync::oneshot;
 
 use super::pipeline::Finished;
-use crate::audit::{self, kind, Payload, Secret, TableFacts, Trail};
+use crate::audit::{
+    self, kind, KeySource, KeyValue, ParamForm, Payload, Secret, TableFacts, Trail,
+};
 use crate::enforcement::{AccountRules, Rewritten};
 use crate::error::{ClientError, SqlState};
 use crate::observe::{Refusal, SessionContext};
@@ -38,6 +42,19 @@ pub(super) struct Text {
     /// Monitor mode: what enforcement would have done (`deny` or `rewrite`), and the
     /// denial's SQLSTATE and message.
     would: Option<(&'static str, Option<(String, String)>)>,
+    /// The keys it pins on lookup-only tables.
+    pins: Vec<PinnedKey>,
+}
+
+/// A pinned key, with how its column compares.
+#[derive(Debug)]
+struct PinnedKey {
+    value: PinnedValue,
+    kind: KeyKind,
+    /// The type PostgreSQL gives an untyped parameter compared with the column.
+    column_oid: Option<u32>,
+    /// A parameter used only in this comparison: its type is inferred from it.
+    sole_use: bool,
 }
 
 impl Text {
@@ -53,16 +70,21 @@ impl Text {
             written: Vec::new(),
             decision: "allowed",
             would: None,
+            pins: Vec::new(),
         })
     }
 
     /// A monitored account's statement, sent as typed: `would` is what enforcing it
     /// would have done, with a denial's SQLSTATE and message.
+    /// Its pins are those enforcing would have made: the statement runs as typed, with
+    /// the same comparisons of the same keys.
     pub(super) fn monitored(
         sql: &str,
         would: (&'static str, Option<(String, String)>),
+        rewritten: Option<&Rewritten>,
     ) -> Arc<Text> {
         let n = normalize(sql);
+        let pins = rewritten.map_or_else(Vec::new, |r| pins_of(&n, r));
         Arc::new(Text {
             statement: n.text,
             literals: n.literals,
@@ -72,6 +94,7 @@ impl Text {
             written: Vec::new(),
             decision: "monitored",
             would: Some(would),
+            pins,
         })
     }
 
@@ -81,6 +104,7 @@ impl Text {
         let mut class = String::new();
         let mut tables: Vec<Arc<TableFacts>> = Vec::new();
         let mut written = Vec::new();
+        let pins = pins_of(&n, rewritten);
         for statement in &rewritten.statements {
             if !class.is_empty() {
                 class.push(',');
@@ -106,8 +130,81 @@ impl Text {
             written,
             decision: "rewritten",
             would: None,
+            pins,
         })
     }
+
+    /// Where each pinned key is in the record's sealed values, and how to read it.
+    fn key_sources(&self, params: &Params) -> Vec<KeySource> {
+        self.pins
+            .iter()
+            .filter_map(|pin| {
+                let value = match pin.value {
+                    PinnedValue::Constant(index) => KeyValue::Constant(index),
+                    PinnedValue::Parameter(number) => {
+                        let index = number.checked_sub(1)?;
+                        // The type the server reads it as: declared, described,
+                        // or inferred from the key column it alone is compared with.
+                        let oid = [params.declared.get(index), params.described.get(index)]
+                            .into_iter()
+                            .flatten()
+                            .copied()
+                            .find(|oid| *oid != 0)
+                            .or(pin.column_oid.filter(|_| pin.sole_use));
+                        KeyValue::Param {
+                            index,
+                            form: params.forms.get(index).copied().unwrap_or(ParamForm::Text),
+                            oid,
+                        }
+                    }
+                };
+                Some(KeySource {
+                    value,
+                    kind: pin.kind,
+                })
+            })
+            .collect()
+    }
+
+    /// The parameter numbers the pins read, whose values are always kept.
+    fn pinned_params(&self) -> Vec<usize> {
+        self.pins
+            .iter()
+            .filter_map(|p| match p.value {
+                PinnedValue::Parameter(n) => n.checked_sub(1),
+                PinnedValue::Constant(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The keys the statements of `rewritten` pin, with how their columns compare.
+fn pins_of(n: &Normalized, rewritten: &Rewritten) -> Vec<PinnedKey> {
+    let pins = rewritten.statements.iter().flat_map(|s| s.pins.iter());
+    pins.map(|pin| PinnedKey {
+        value: pin.value,
+        kind: KeyKind::of(&pin.column_type),
+        column_oid: type_oid(&pin.column_type),
+        sole_use: match pin.value {
+            PinnedValue::Parameter(number) => !n.cut && parameter_uses(&n.text, number) == 1,
+            PinnedValue::Constant(_) => false,
+        },
+    })
+    .collect()
+}
+
+/// How often `$number` stands in a normalized text.
+fn parameter_uses(text: &str, number: usize) -> usize {
+    let needle = format!("${number}");
+    let bytes = text.as_bytes();
+    text.match_indices(&needle)
+        .filter(|(at, _)| {
+            let before = at.checked_sub(1).map(|i| bytes[i]);
+            let after = bytes.get(at + needle.len());
+            !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+                && !after.is_some_and(u8::is_ascii_digit)
+        })
+        .count()
 }
 
 fn class_name(class: StatementClass) -> &'static str {
@@ -136,6 +233,24 @@ fn refusal_name(refusal: Refusal) -> &'static str {
 struct Bound {
     text: Arc<Text>,
     params: Vec<Option<String>>,
+    info: Params,
+}
+
+/// What the record of a bound statement needs to read its parameters.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Params {
+    /// Types the Parse declared (0: left to the server).
+    declared: Vec<u32>,
+    /// Types the server described (ParameterDescription).
+    described: Vec<u32>,
+    forms: Vec<ParamForm>,
+}
+
+/// A prepared statement as its Executes will record it.
+struct Prepared {
+    text: Arc<Text>,
+    declared: Vec<u32>,
+    described: Vec<u32>,
 }
 
 /// The session's side of the audit trail.
@@ -145,7 +260,7 @@ pub(super) struct StatementAudit {
     id: String,
     client: String,
     next: u64,
-    prepared: HashMap<Vec<u8>, Arc<Text>>,
+    prepared: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Bound>,
     /// Strict mode: the newest record the session's next results wait for.
     durable: Option<oneshot::Receiver<()>>,
@@ -176,12 +291,14 @@ impl StatementAudit {
         protocol: &'static str,
         text: &Text,
         params: Vec<Option<String>>,
+        info: &Params,
     ) -> Result<Option<u64>, ClientError> {
         let Some(trail) = &self.trail else {
             return Ok(None);
         };
         self.next += 1;
         let stmt = self.next;
+        let keys = text.key_sources(info);
         let secret = Secret {
             literals: text.literals.clone(),
             params,
@@ -212,6 +329,7 @@ impl StatementAudit {
             sqlstate: None,
             message: None,
             sealed_values: secret.len(),
+            keys,
         });
         let restricted = self.session.restricted;
         let queued = if trail.is_strict() && restricted {
@@ -268,24 +386,39 @@ impl StatementAudit {
             sqlstate: Some(error.sqlstate.to_string()),
             message: Some(error.message.clone()),
             sealed_values: secret.len(),
+            keys: Vec::new(),
         });
         if let Err(why) = trail.record(kind::STATEMENT, payload, Some(secret)) {
             tracing::error!(session = %self.id, error = %why, "a denied statement could not be recorded");
         }
     }
 
-    /// A Parse: what an Execute of `name` will run.
-    pub(super) fn parsed(&mut self, name: &[u8], text: Arc<Text>) {
+    /// A Parse: what an Execute of `name` will run, and the parameter types it
+    /// declares (`param_types`: count and OIDs as sent).
+    pub(super) fn parsed(&mut self, name: &[u8], text: Arc<Text>, param_types: &[u8]) {
         if self.is_on() {
-            self.prepared.insert(name.to_vec(), text);
+            let declared = oids(param_types).unwrap_or_default();
+            let prepared = Prepared {
+                text,
+                declared,
+                described: Vec::new(),
+            };
+            self.prepared.insert(name.to_vec(), prepared);
+        }
+    }
+
+    /// The server described the parameters of `name` (a ParameterDescription).
+    pub(super) fn described(&mut self, name: &[u8], body: &[u8]) {
+        if let Some(prepared) = self.prepared.get_mut(name) {
+            prepared.described = oids(body).unwrap_or_default();
         }
     }
 
     /// A Close of a statement (`S`) or portal (`P`).
     pub(super) fn closed(&mut self, kind: u8, name: &[u8]) {
         match kind {
-            b'S' => self.prepared.remove(name),
-            _ => self.portals.remove(name).map(|b| b.text),
+            b'S' => self.prepared.remove(name).map(|_| ()),
+            _ => self.portals.remove(name).map(|_| ()),
         };
     }
 
@@ -299,13 +432,21 @@ impl StatementAudit {
         if !self.is_on() {
             return;
         }
-        let Some(text) = self.prepared.get(statement).cloned() else {
+        let Some(prepared) = self.prepared.get(statement) else {
             // A statement prepared with SQL PREPARE or before maskgate saw it.
             self.portals.remove(portal);
             return;
         };
-        let params = bind_params(body).unwrap_or_default();
-        self.portals.insert(portal.to_vec(), Bound { text, params });
+        let keep = prepared.text.pinned_params();
+        let (params, forms) = bind_params(body, &keep).unwrap_or_default();
+        let info = Params {
+            declared: prepared.declared.clone(),
+            described: prepared.described.clone(),
+            forms,
+        };
+        let text = prepared.text.clone();
+        self.portals
+            .insert(portal.to_vec(), Bound { text, params, info });
     }
 
     /// An Execute: the portal's statement begins.
@@ -313,12 +454,12 @@ impl StatementAudit {
         if !self.is_on() {
             return Ok(None);
         }
-        let (text, params) = match self.portals.get(portal) {
-            Some(bound) => (bound.text.clone(), bound.params.clone()),
+        let (text, params, info) = match self.portals.get(portal) {
+            Some(bound) => (bound.text.clone(), bound.params.clone(), bound.info.clone()),
             // A cursor's name, or a portal bound from a statement never seen.
-            None => (Text::unanalyzed(""), Vec::new()),
+            None => (Text::unanalyzed(""), Vec::new(), Params::default()),
         };
-        self.begin("extended", &text, params)
+        self.begin("extended", &text, params, &info)
     }
 
     /// A statement's answer ended: its closing record and the session's totals.
@@ -363,8 +504,17 @@ impl StatementAudit {
     }
 }
 
-/// The parameters of a Bind message: text as sent, binary as `\x` hex.
-fn bind_params(body: &[u8]) -> Option<Vec<Option<String>>> {
+/// A count and that many OIDs (a Parse's parameter types, a ParameterDescription).
+fn oids(body: &[u8]) -> Option<Vec<u32>> {
+    let mut f = Fields::new(body, "types");
+    let count = f.i16().ok()?;
+    (0..count).map(|_| f.i32().ok().map(|v| v as u32)).collect()
+}
+
+/// The parameters of a Bind message: text as sent, binary as `\x` hex, and how
+/// each was sent. Past [`MAX_PARAM_BYTES`] values are cut, but never those of
+/// `keep` (the pinned lookup keys, bounded by the message size).
+fn bind_params(body: &[u8], keep: &[usize]) -> Option<(Vec<Option<String>>, Vec<ParamForm>)> {
     let mut f = Fields::new(body, "Bind");
     f.cstr().ok()?;
     f.cstr().ok()?;
@@ -374,29 +524,58 @@ fn bind_params(body: &[u8]) -> Option<Vec<Option<String>>> {
         .ok()?;
     let count = f.i16().ok()? as usize;
     let mut params = Vec::with_capacity(count);
+    let mut forms = Vec::with_capacity(count);
     let mut kept = 0usize;
     for i in 0..count {
-        let len = f.i32().ok()?;
-        if len < 0 {
-            params.push(None);
-            continue;
-        }
-        let value = f.bytes(len as usize).ok()?;
-        kept += value.len();
-        if kept > MAX_PARAM_BYTES {
-            params.push(Some("<cut>".into()));
-            continue;
-        }
         let binary = match formats.as_slice() {
             [] => false,
             [one] => *one == 1,
             many => many.get(i).copied() == Some(1),
         };
+        let len = f.i32().ok()?;
+        if len < 0 {
+            params.push(None);
+            forms.push(if binary {
+                ParamForm::Binary
+            } else {
+                ParamForm::Text
+            });
+            continue;
+        }
+        let value = f.bytes(len as usize).ok()?;
+        if !keep.contains(&i) {
+            kept += value.len();
+            if kept > MAX_PARAM_BYTES {
+                params.push(Some("<cut>".into()));
+                forms.push(ParamForm::Cut);
+                continue;
+            }
+        }
         params.push(Some(if binary {
             format!("\\x{}", hex::encode(value))
         } else {
             String::from_utf8_lossy(value).into_owned()
         }));
+        forms.push(if binary {
+            ParamForm::Binary
+        } else {
+            ParamForm::Text
+        });
     }
-    Some(params)
+    Some((params, forms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parameter_uses;
+
+    #[test]
+    fn parameter_uses_count_whole_placeholders() {
+        assert_eq!(parameter_uses("SELECT a FROM t WHERE k = $1", 1), 1);
+        assert_eq!(
+            parameter_uses("SELECT $1::int8, a$1 FROM t WHERE k = $1 AND x = $10", 1),
+            2
+        );
+        assert_eq!(parameter_uses("SELECT $2", 1), 0);
+    }
 }

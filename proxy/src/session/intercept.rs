@@ -259,7 +259,7 @@ impl<'m> Intercept<'m> {
                         let name = name.into_owned();
                         forward(pipe, OpKind::Close { kind, name })
                     }
-                    None => forward(pipe, OpKind::Describe),
+                    None => forward(pipe, OpKind::Describe { statement: None }),
                 }
             }
             frontend_tag::FLUSH => {
@@ -342,6 +342,11 @@ impl<'m> Intercept<'m> {
     /// its upstream connection reused without losing anything.
     pub fn is_idle(&self) -> bool {
         self.pipeline.is_idle() && !self.unsynced && self.tx_status == b'I'
+    }
+
+    /// Every message sent upstream has been answered.
+    pub fn answered(&self) -> bool {
+        self.pipeline.is_idle()
     }
 
     /// Statements sent and not yet answered.

@@ -94,7 +94,10 @@ pub enum OpKind {
         portal: String,
         statement: String,
     },
-    Describe,
+    /// A Describe; `statement` names the prepared statement it describes (`S`).
+    Describe {
+        statement: Option<Vec<u8>>,
+    },
     Execute {
         portal: String,
         cap: Option<u64>,
@@ -323,6 +326,14 @@ impl Pipeline {
         self.ops.push_back(op);
     }
 
+    /// The prepared statement the server is describing now, if it is.
+    pub fn describing(&self) -> Option<&[u8]> {
+        match &self.active.as_ref()?.op.kind {
+            OpKind::Describe { statement } => statement.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Nothing sent is unanswered.
     pub fn is_idle(&self) -> bool {
         self.ops.is_empty() && self.active.is_none()
@@ -549,9 +560,9 @@ impl Pipeline {
             (OpKind::Parse { .. }, backend_tag::PARSE_COMPLETE) => Step::Pass,
             (OpKind::Bind { .. }, backend_tag::BIND_COMPLETE) => Step::Pass,
             (OpKind::Close { .. }, backend_tag::CLOSE_COMPLETE) => Step::Pass,
-            (OpKind::Describe, backend_tag::PARAMETER_DESCRIPTION) => return Ok(Step::Pass),
-            (OpKind::Describe, backend_tag::NO_DATA) => Step::Pass,
-            (OpKind::Describe, backend_tag::ROW_DESCRIPTION) => Step::Description,
+            (OpKind::Describe { .. }, backend_tag::PARAMETER_DESCRIPTION) => return Ok(Step::Pass),
+            (OpKind::Describe { .. }, backend_tag::NO_DATA) => Step::Pass,
+            (OpKind::Describe { .. }, backend_tag::ROW_DESCRIPTION) => Step::Description,
             _ => return Err(Desync("unexpected answer to an extended-protocol message")),
         };
         let mut done = self.active.take().expect("a message is being answered");

@@ -37,6 +37,11 @@ const HIGH_WATER: usize = 64 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 /// PostgreSQL's own limit on a message it sends.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
+/// How long a session the proxy ends waits for the answers it owes the client for
+/// the messages before the one that ended it.
+const OWED_ANSWERS_WAIT: Duration = Duration::from_secs(2);
+/// A Flush: the server sends what it holds back until a Sync.
+const FLUSH: [u8; 5] = [b'H', 0, 0, 0, 4];
 
 /// Bytes a Parse may carry besides its statement text: the statement's name and
 /// up to 65,535 parameter types.
@@ -105,6 +110,10 @@ pub struct Relay<'a> {
     draining: bool,
     idle_timer: Option<Pin<Box<Sleep>>>,
     idle_timeout: Option<Duration>,
+    /// A client message ended the session while earlier ones were unanswered: the
+    /// error waits for their answers (as PostgreSQL answers in order), at most
+    /// until the deadline, and nothing more is read from the client.
+    closing: Option<(ClientError, Pin<Box<Sleep>>)>,
 }
 
 impl<'a> Relay<'a> {
@@ -139,6 +148,7 @@ impl<'a> Relay<'a> {
             draining: false,
             idle_timer: None,
             idle_timeout: None,
+            closing: None,
         }
     }
 
@@ -229,6 +239,12 @@ impl<'a> Relay<'a> {
 
     fn poll_relay(&mut self, cx: &mut Context<'_>) -> Poll<RelayEnd> {
         loop {
+            if let Some((_, deadline)) = &mut self.closing {
+                if self.intercept.answered() || deadline.as_mut().poll(cx).is_ready() {
+                    let (error, _) = self.closing.take().expect("checked");
+                    return Poll::Ready(RelayEnd::Closed(error));
+                }
+            }
             let idle = self.intercept.is_idle() && self.client_in.is_empty();
             if idle && self.draining && self.client_out.is_empty() {
                 return Poll::Ready(RelayEnd::Closed(shutdown_error()));
@@ -323,7 +339,7 @@ impl<'a> Relay<'a> {
                     )));
                 }
             }
-            if self.upstream_out.len() < HIGH_WATER {
+            if self.closing.is_none() && self.upstream_out.len() < HIGH_WATER {
                 if self.client_in.capacity() - self.client_in.len() < READ_CHUNK / 2 {
                     self.client_in.reserve(READ_CHUNK);
                 }
@@ -402,8 +418,21 @@ impl<'a> Relay<'a> {
     }
 
     /// Passes every complete client message through the intercept and queues
-    /// it for the server; returns how the session ends if a message ends it.
+    /// it for the server; returns how the session ends if a message ends it. A
+    /// session ended while messages before it are unanswered ends once they are.
     fn process_client(&mut self) -> Option<RelayEnd> {
+        match self.process_client_messages() {
+            Some(RelayEnd::Closed(error)) if !self.intercept.answered() => {
+                self.upstream_out.extend_from_slice(&FLUSH);
+                let deadline = Box::pin(tokio::time::sleep(OWED_ANSWERS_WAIT));
+                self.closing = Some((error, deadline));
+                None
+            }
+            end => end,
+        }
+    }
+
+    fn process_client_messages(&mut self) -> Option<RelayEnd> {
         let mut pos = 0;
         let mut end = None;
         if !self.drop_unread() {

@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use maskgate_policy::Policy;
 use maskgate_sql::StatementClass;
 
-use super::audit::{StatementAudit, Text};
+use super::audit::{Params, StatementAudit, Text};
 use super::auto_prepare::{self, AutoPrepare, Unnamed};
 use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
@@ -196,7 +196,10 @@ impl SessionRules<'_> {
         }
         let stmt = if self.audit.is_on() {
             let text = Text::rewritten(sql, rewritten, &self.account);
-            match self.audit.begin("simple", &text, Vec::new()) {
+            match self
+                .audit
+                .begin("simple", &text, Vec::new(), &Params::default())
+            {
                 Ok(stmt) => stmt,
                 Err(e) => {
                     return self.deny(pipe, Replaced::Query, (Refusal::Unrecorded, e), sql, out)
@@ -248,14 +251,14 @@ impl SessionRules<'_> {
         let sql = &*sql;
         if self.account.is_monitored() {
             log_statement(body, "Parse", "parse");
-            self.monitored_parse(name, sql);
+            self.monitored_parse(name, sql, f.rest());
             pipe.push(Op::new(parse_op(name, None, None)));
             return ClientVerdict::Forward;
         }
         if !self.restricted() {
             log_statement(body, "Parse", "parse");
             if self.audit.is_on() {
-                self.audit.parsed(name, Text::unanalyzed(sql));
+                self.audit.parsed(name, Text::unanalyzed(sql), &[]);
             }
             let op = Op::new(parse_op(name, None, None));
             pipe.push(op.with_text(text.len(), sql_name_ops(text)));
@@ -298,8 +301,11 @@ impl SessionRules<'_> {
             Err(refusal) => return self.deny(pipe, Replaced::Parse { name }, refusal, sql, out),
         };
         if self.audit.is_on() {
-            self.audit
-                .parsed(name, Text::rewritten(sql, rewritten, &self.account));
+            self.audit.parsed(
+                name,
+                Text::rewritten(sql, rewritten, &self.account),
+                param_types,
+            );
         }
         let first = rewritten.statements.first();
         self.caps
@@ -431,7 +437,8 @@ impl SessionRules<'_> {
             self.auto_prepare.close(body);
             return ClientVerdict::Forward;
         }
-        pipe.push(Op::new(OpKind::Describe));
+        let statement = (kind == b'S').then(|| name.to_vec());
+        pipe.push(Op::new(OpKind::Describe { statement }));
         if self.auto_prepare.describe(body, out) {
             ClientVerdict::Replace
         } else {
@@ -547,8 +554,12 @@ impl SessionRules<'_> {
         if !self.audit.is_on() {
             return Ok(None);
         }
-        self.audit
-            .begin(protocol, &Text::unanalyzed(sql), Vec::new())
+        self.audit.begin(
+            protocol,
+            &Text::unanalyzed(sql),
+            Vec::new(),
+            &Params::default(),
+        )
     }
 
     /// The session ends: statements still unanswered are recorded as interrupted.
@@ -642,6 +653,11 @@ impl SessionRules<'_> {
                         self.caps.closed(b'S', name.as_bytes());
                     }
                 }
+            }
+        }
+        if tag == backend_tag::PARAMETER_DESCRIPTION {
+            if let Some(statement) = pipe.describing() {
+                self.audit.described(statement, body);
             }
         }
         let verdict = self.answer(pipe, step, (tag, body), out);

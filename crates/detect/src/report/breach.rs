@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use super::daily::{alerts_table, AlertRow};
 use super::html::{bars, esc, page, table};
+use super::subjects::{DataSubjects, Subjects};
 use super::{hour_of, rfc3339, Classification};
 use crate::observe::{self, Observed};
 use crate::trail::{self, TrailError};
@@ -65,6 +66,16 @@ pub struct Verification {
     pub records: u64,
     /// Seq ranges no checkpoint covers yet.
     pub unsealed: Vec<(u64, u64)>,
+    /// The last seq a signed checkpoint covers, and the last seq in the trail.
+    pub sealed_through: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// The trail does not end with a signed final checkpoint: records after
+    /// `sealed_through` may be missing (a cut copy) or not sealed yet (a running
+    /// proxy); what the report counts may be short by them.
+    pub tail_may_be_cut: bool,
+    /// The same, for people.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub warning: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -75,16 +86,6 @@ pub struct Machine {
     pub sessions: u64,
     pub first: String,
     pub last: String,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct DataSubjects {
-    /// Distinct people looked up by key (counted from keyed fingerprints).
-    pub looked_up: u64,
-    /// Rows of statements that were not lookups by key: each may be another person.
-    pub rows_not_by_key: u64,
-    /// Upper bound: both added.
-    pub at_most: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -109,6 +110,8 @@ pub struct Category {
     pub columns: Vec<String>,
     /// Whether every column of this category reached the account masked or not at all.
     pub only_masked: bool,
+    /// `in clear`, `masked only`, or `not at all` (every column denied).
+    pub reached: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -147,59 +150,119 @@ pub fn build(
         from: rfc3339(from),
         to: rfc3339(to),
         generated: rfc3339(OffsetDateTime::now_utc()),
-        verification: Verification {
-            status: verified.status().to_string(),
-            public_key: verified.public_key_fingerprint().to_owned(),
-            records: verified.records(),
-            unsealed: verified
-                .unsealed()
-                .iter()
-                .map(|r| (r.first, r.last))
-                .collect(),
-        },
+        verification: verification(&verified),
         ..BreachReport::default()
     };
     let mut scan = Scan {
         account,
         r: report,
         sessions: HashSet::new(),
-        lookups: HashSet::new(),
-        keys: HashSet::new(),
+        counted: HashSet::new(),
+        subjects: Subjects::default(),
         machines: BTreeMap::new(),
         tables: BTreeMap::new(),
         hourly: BTreeMap::new(),
         first: None,
         last: None,
+        seal_key: None,
     };
     trail::read_since(dir, Some(from), |line| {
-        let Some(o) = observe::parse(line).filter(|o| o.time >= from) else {
+        let Some(o) = observe::parse(line) else {
             return;
         };
+        scan.seal_key(&o, from);
+        if o.time < from {
+            return;
+        }
         // Actions taken: until now, not only until `to`.
         scan.action(&o);
         if o.time <= to {
             scan.activity(o);
+        } else if let Observed::StatementEnd(e) = &o.event {
+            scan.subjects.late_end(e);
         }
     })?;
     Ok(scan.finish(classification))
+}
+
+/// What the verifier found, and what it means for the report when the trail does
+/// not end with a signed final checkpoint.
+pub fn verification(verified: &maskgate_audit::Report) -> Verification {
+    let sealed_through = verified
+        .segments()
+        .iter()
+        .filter_map(|s| s.sealed_through)
+        .max();
+    let unsealed: Vec<(u64, u64)> = verified
+        .unsealed()
+        .iter()
+        .map(|r| (r.first, r.last))
+        .collect();
+    let tail_may_be_cut = verified.status() == Status::UnsealedTail;
+    let warning = if tail_may_be_cut {
+        format!(
+            "The trail does not end with a signed final checkpoint: maskgate is still running, \
+             stopped without closing it, or this copy was cut. Signed checkpoints cover records \
+             up to seq {}; {}. Records after the last one may be missing from this copy, and \
+             then from every count in this report.",
+            sealed_through.map_or_else(|| "none".into(), |s| s.to_string()),
+            if unsealed.is_empty() {
+                "no record after it is in this copy".to_owned()
+            } else {
+                format!("records {unsealed:?} are in this copy but not covered by a signature")
+            }
+        )
+    } else {
+        String::new()
+    };
+    Verification {
+        status: verified.status().to_string(),
+        public_key: verified.public_key_fingerprint().to_owned(),
+        records: verified.records(),
+        unsealed,
+        sealed_through,
+        last_seq: verified.last_seq(),
+        tail_may_be_cut,
+        warning,
+    }
 }
 
 struct Scan<'a> {
     account: &'a str,
     r: BreachReport,
     sessions: HashSet<String>,
-    /// `session/stmt` of the lookups by key.
-    lookups: HashSet<String>,
-    keys: HashSet<u64>,
+    /// Sessions counted on a machine.
+    counted: HashSet<String>,
+    subjects: Subjects,
     machines: BTreeMap<String, MachineAcc>,
     /// Table -> statements, and column -> how it was seen.
     tables: BTreeMap<String, (u64, BTreeMap<String, String>)>,
     hourly: BTreeMap<OffsetDateTime, u64>,
     first: Option<OffsetDateTime>,
     last: Option<OffsetDateTime>,
+    /// The seal key of the last statement read.
+    seal_key: Option<String>,
 }
 
 impl Scan<'_> {
+    /// A new seal key in use from the period on is a key rotation.
+    fn seal_key(&mut self, o: &observe::Observation, from: OffsetDateTime) {
+        let Observed::Statement(s) = &o.event else {
+            return;
+        };
+        let Some(key) = &s.seal_key else {
+            return;
+        };
+        if self.seal_key.as_ref().is_some_and(|k| k != key) && o.time >= from {
+            self.r.actions.push(Action {
+                at: rfc3339(o.time),
+                action: "audit seal key rotated".into(),
+                detail: format!("values sealed under key {key:?} from here on"),
+            });
+        }
+        self.seal_key = Some(key.clone());
+    }
+
     fn action(&mut self, o: &observe::Observation) {
         let at = rfc3339(o.time);
         let account = self.account;
@@ -245,12 +308,14 @@ impl Scan<'_> {
     fn activity(&mut self, o: observe::Observation) {
         match o.event {
             Observed::Login(l) if l.admitted && l.user.as_deref() == Some(self.account) => {
-                self.sessions.extend(l.session);
+                self.sessions.extend(l.session.clone());
                 let m = self
                     .machines
                     .entry(l.client.map(|c| c.to_string()).unwrap_or_default())
                     .or_default();
-                m.sessions += 1;
+                if l.session.is_some_and(|s| self.counted.insert(s)) {
+                    m.sessions += 1;
+                }
                 m.certificates.extend(l.certificate);
                 m.applications.extend(l.application_name);
                 m.first.get_or_insert(o.time);
@@ -261,9 +326,7 @@ impl Scan<'_> {
                 self.r.records += e.rows;
                 self.r.bytes += e.bytes;
                 *self.hourly.entry(hour_of(o.time)).or_default() += e.rows;
-                if !self.lookups.contains(&format!("{}/{}", e.session, e.stmt)) {
-                    self.r.data_subjects.rows_not_by_key += e.rows;
-                }
+                self.subjects.end(&e);
             }
             _ => {}
         }
@@ -281,13 +344,16 @@ impl Scan<'_> {
             self.r.denied_statements += 1;
             return;
         }
-        if let Some(m) = s.client.and_then(|c| self.machines.get_mut(&c.to_string())) {
+        // A session whose login came before the period is known by its statements.
+        if let Some(client) = s.client {
+            let m = self.machines.entry(client.to_string()).or_default();
+            if self.counted.insert(s.session.clone()) {
+                m.sessions += 1;
+            }
+            m.first.get_or_insert(time);
             m.last = Some(time);
         }
-        if s.is_lookup() {
-            self.lookups.insert(format!("{}/{}", s.session, s.stmt));
-            self.keys.extend(s.keys.iter().map(|k| k.k));
-        }
+        self.subjects.statement(&s);
         for t in s.tables {
             let entry = self.tables.entry(t.table.clone()).or_default();
             entry.0 += 1;
@@ -307,8 +373,7 @@ impl Scan<'_> {
         let mut r = self.r;
         r.first_activity = self.first.map(rfc3339);
         r.last_activity = self.last.map(rfc3339);
-        r.data_subjects.looked_up = self.keys.len() as u64;
-        r.data_subjects.at_most = r.data_subjects.looked_up + r.data_subjects.rows_not_by_key;
+        r.data_subjects = self.subjects.finish();
         r.machines = self
             .machines
             .into_iter()
@@ -321,7 +386,9 @@ impl Scan<'_> {
                 last: m.last.map(rfc3339).unwrap_or_default(),
             })
             .collect();
-        let mut categories: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
+        // Per label: its columns, and whether any reached the account in clear,
+        // masked.
+        let mut categories: BTreeMap<String, (Vec<String>, bool, bool)> = BTreeMap::new();
         for (table, (statements, seen)) in self.tables {
             let columns = classification
                 .tables
@@ -332,11 +399,10 @@ impl Scan<'_> {
             for (column, labels) in columns {
                 let how = seen.get(&column).cloned().unwrap_or_else(|| "clear".into());
                 for label in &labels {
-                    let c = categories
-                        .entry(label.clone())
-                        .or_insert((Vec::new(), true));
+                    let c = categories.entry(label.clone()).or_default();
                     c.0.push(format!("{table}.{column}"));
-                    c.1 &= how != "clear";
+                    c.1 |= how == "clear";
+                    c.2 |= how.starts_with("masked");
                 }
                 read.push(ColumnRead {
                     column,
@@ -352,7 +418,7 @@ impl Scan<'_> {
         }
         r.categories = categories
             .into_iter()
-            .map(|(label, (columns, only_masked))| Category {
+            .map(|(label, (columns, clear, masked))| Category {
                 description: classification
                     .labels
                     .get(&label)
@@ -360,7 +426,13 @@ impl Scan<'_> {
                     .unwrap_or_default(),
                 label,
                 columns,
-                only_masked,
+                only_masked: !clear,
+                reached: match (clear, masked) {
+                    (true, _) => "in clear",
+                    (false, true) => "masked only",
+                    (false, false) => "not at all",
+                }
+                .into(),
             })
             .collect();
         r.rows_per_hour = self
@@ -391,13 +463,10 @@ impl BreachReport {
             esc(&self.verification.public_key),
             esc(&self.verification.status),
             self.verification.records,
-            if self.verification.unsealed.is_empty() {
+            if self.verification.warning.is_empty() {
                 String::new()
             } else {
-                format!(
-                    " Records {:?} are not yet covered by a signed checkpoint.",
-                    self.verification.unsealed
-                )
+                format!(" <b>{}</b>", esc(&self.verification.warning))
             }
         );
         b.push_str("<h2>Summary</h2>");
@@ -420,8 +489,16 @@ impl BreachReport {
                 vec!["records (rows) sent".into(), self.records.to_string()],
                 vec!["bytes sent".into(), self.bytes.to_string()],
                 vec![
-                    "people looked up by key".into(),
+                    "people looked up by key and found".into(),
                     self.data_subjects.looked_up.to_string(),
+                ],
+                vec![
+                    "rows of lookups by key, each set of keys once".into(),
+                    self.data_subjects.lookup_rows.to_string(),
+                ],
+                vec![
+                    "rows of lookups whose key could not be read".into(),
+                    self.data_subjects.unkeyed_rows.to_string(),
                 ],
                 vec![
                     "rows not read by key".into(),
@@ -449,10 +526,10 @@ impl BreachReport {
                         esc(&c.label),
                         esc(&c.description),
                         esc(&c.columns.join(", ")),
-                        if c.only_masked {
-                            "masked only".into()
-                        } else {
+                        if c.reached == "in clear" {
                             "<b>in clear</b>".into()
+                        } else {
+                            esc(&c.reached)
                         },
                     ]
                 })

@@ -10,7 +10,9 @@ use std::path::Path;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
+use super::breach::Verification;
 use super::html::{bars, esc, page, table};
+use super::subjects::Subjects;
 use super::{hour_of, rfc3339, Classification};
 use crate::config::Rule;
 use crate::observe::{self, Observed};
@@ -25,6 +27,9 @@ pub struct DailyReport {
     pub from: String,
     pub to: String,
     pub generated: String,
+    /// The trail's verification, when a public key was given; `None`: the report
+    /// was built from the trail as it is, not verified.
+    pub verification: Option<Verification>,
     pub totals: Totals,
     pub alerts: Vec<AlertRow>,
     pub suspensions: Vec<SuspensionRow>,
@@ -76,8 +81,10 @@ pub struct Reader {
     pub account: String,
     pub statements: u64,
     pub rows: u64,
-    /// Distinct lookup keys (people looked up by key).
+    /// Distinct people looked up by key and found.
     pub people: u64,
+    /// Upper bound of the people its statements read (see the breach report).
+    pub people_at_most: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +98,10 @@ pub struct Denials {
 pub struct RefusedFrom {
     pub client: String,
     pub count: u64,
+    /// Login names tried that are accounts of the policy.
     pub accounts: Vec<String>,
+    /// Other login names tried (counted, never listed: they may be passwords).
+    pub other_names: u64,
     pub reasons: BTreeMap<String, u64>,
 }
 
@@ -121,7 +131,7 @@ pub struct Hourly {
 struct Reading {
     statements: u64,
     rows: u64,
-    keys: HashSet<u64>,
+    subjects: Subjects,
 }
 
 /// Refused logins from one address: count, login names, reasons.
@@ -193,17 +203,17 @@ impl Scan {
                     *e.1.entry(s.reason.unwrap_or_default()).or_default() += 1;
                     return;
                 }
-                let reading = self.readers.entry(s.user).or_default();
+                let reading = self.readers.entry(s.user.clone()).or_default();
                 reading.statements += 1;
-                if s.tables.iter().any(|t| t.pinned) {
-                    reading.keys.extend(s.keys.iter().map(|k| k.k));
-                }
+                reading.subjects.statement(&s);
             }
             Observed::StatementEnd(end) => {
                 self.report.totals.rows += end.rows;
                 self.hourly.entry(hour_of(o.time)).or_default().1 += end.rows;
                 if let Some(user) = self.sessions.get(&end.session) {
-                    self.readers.entry(user.clone()).or_default().rows += end.rows;
+                    let reading = self.readers.entry(user.clone()).or_default();
+                    reading.rows += end.rows;
+                    reading.subjects.end(&end);
                 }
             }
             Observed::Alert(a) => {
@@ -269,19 +279,27 @@ impl Scan {
         let mut readers: Vec<Reader> = self
             .readers
             .into_iter()
-            .map(|(account, x)| Reader {
-                account,
-                statements: x.statements,
-                rows: x.rows,
-                people: x.keys.len() as u64,
+            .map(|(account, x)| {
+                let subjects = x.subjects.finish();
+                Reader {
+                    account,
+                    statements: x.statements,
+                    rows: x.rows,
+                    people: subjects.looked_up,
+                    people_at_most: subjects.at_most,
+                }
             })
             .collect();
         readers.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.account.cmp(&b.account)));
         r.top_by_rows = readers.iter().take(TOP).cloned().collect();
-        readers.sort_by(|a, b| b.people.cmp(&a.people).then(a.account.cmp(&b.account)));
+        readers.sort_by(|a, b| {
+            (b.people_at_most, b.people)
+                .cmp(&(a.people_at_most, a.people))
+                .then(a.account.cmp(&b.account))
+        });
         r.top_by_people = readers
             .into_iter()
-            .filter(|x| x.people > 0)
+            .filter(|x| x.people_at_most > 0)
             .take(TOP)
             .collect();
         r.denials = self
@@ -299,11 +317,17 @@ impl Scan {
             .refused
             .into_iter()
             .map(|(client, x)| {
-                let mut accounts: Vec<String> = x.accounts.into_iter().collect();
+                let tried = x.accounts.len();
+                let mut accounts: Vec<String> = x
+                    .accounts
+                    .into_iter()
+                    .filter(|a| classification.accounts.contains_key(a))
+                    .collect();
                 accounts.sort();
                 RefusedFrom {
                     client,
                     count: x.count,
+                    other_names: (tried - accounts.len()) as u64,
                     accounts,
                     reasons: x.reasons,
                 }
@@ -359,10 +383,30 @@ impl AlertRow {
 }
 
 impl DailyReport {
+    /// Whether, and how, the trail was verified.
+    pub fn verification_line(&self) -> String {
+        match &self.verification {
+            None => "the audit trail was NOT verified (no --public-key): a changed trail \
+                     would give a changed report"
+                .into(),
+            Some(v) if v.warning.is_empty() => {
+                format!(
+                    "audit trail verified with public key {}: {}",
+                    v.public_key, v.status
+                )
+            }
+            Some(v) => format!(
+                "audit trail verified with public key {}: {}. {}",
+                v.public_key, v.status, v.warning
+            ),
+        }
+    }
+
     pub fn to_text(&self) -> String {
         let mut o = String::new();
         let t = &self.totals;
         let _ = writeln!(o, "maskgate daily review, {} to {}", self.from, self.to);
+        let _ = writeln!(o, "  {}", self.verification_line());
         let _ = writeln!(
             o,
             "  {} statements, {} rows sent, {} logins ({} refused), {} denied statements, {} alerts",
@@ -397,12 +441,12 @@ impl DailyReport {
                 x.account, x.rows, x.statements, x.people
             );
         }
-        let _ = writeln!(o, "\nTOP READERS BY PEOPLE LOOKED UP");
+        let _ = writeln!(o, "\nTOP READERS BY PEOPLE (AT MOST)");
         for x in &self.top_by_people {
             let _ = writeln!(
                 o,
-                "  {:<20} {:>8} people {:>10} rows",
-                x.account, x.people, x.rows
+                "  {:<20} {:>8} people at most {:>8} looked up by key {:>10} rows",
+                x.account, x.people_at_most, x.people, x.rows
             );
         }
         self.text_access(&mut o);
@@ -418,10 +462,11 @@ impl DailyReport {
         for x in &self.refused_logins {
             let _ = writeln!(
                 o,
-                "  {:<40} {:>6} accounts: {}",
+                "  {:<40} {:>6} accounts: {} (and {} other names)",
                 x.client,
                 x.count,
-                x.accounts.join(", ")
+                x.accounts.join(", "),
+                x.other_names
             );
         }
         let _ = writeln!(o, "\nLOGINS FROM NEW MACHINES");
@@ -457,8 +502,8 @@ impl DailyReport {
     pub fn to_html(&self) -> String {
         let t = &self.totals;
         let mut b = format!(
-            "<p>{} to {} &middot; generated {}</p><p>{} statements, {} rows sent, {} logins ({} refused), {} denied statements, <b>{} alerts</b></p>",
-            esc(&self.from), esc(&self.to), esc(&self.generated), t.statements, t.rows, t.logins, t.refused_logins, t.denied, t.alerts
+            "<p>{} to {} &middot; generated {}</p><p><b>{}</b></p><p>{} statements, {} rows sent, {} logins ({} refused), {} denied statements, <b>{} alerts</b></p>",
+            esc(&self.from), esc(&self.to), esc(&self.generated), esc(&self.verification_line()), t.statements, t.rows, t.logins, t.refused_logins, t.denied, t.alerts
         );
         let hours: Vec<(String, u64)> = self
             .hourly
@@ -506,11 +551,23 @@ impl DailyReport {
                 .collect::<Vec<_>>(),
         ));
         b.push_str(&table(
-            &["account (by people looked up)", "people", "rows"],
+            &[
+                "account (by people read)",
+                "people, at most",
+                "looked up by key",
+                "rows",
+            ],
             &self
                 .top_by_people
                 .iter()
-                .map(|x| vec![esc(&x.account), x.people.to_string(), x.rows.to_string()])
+                .map(|x| {
+                    vec![
+                        esc(&x.account),
+                        x.people_at_most.to_string(),
+                        x.people.to_string(),
+                        x.rows.to_string(),
+                    ]
+                })
                 .collect::<Vec<_>>(),
         ));
         self.html_access(&mut b);
@@ -534,7 +591,12 @@ impl DailyReport {
                 .collect::<Vec<_>>(),
         ));
         b.push_str(&table(
-            &["refused logins from", "count", "account names", "reasons"],
+            &[
+                "refused logins from",
+                "count",
+                "accounts (and other names)",
+                "reasons",
+            ],
             &self
                 .refused_logins
                 .iter()
@@ -542,7 +604,11 @@ impl DailyReport {
                     vec![
                         esc(&x.client),
                         x.count.to_string(),
-                        esc(&x.accounts.join(", ")),
+                        esc(&format!(
+                            "{} (+{} other)",
+                            x.accounts.join(", "),
+                            x.other_names
+                        )),
                         esc(&format!("{:?}", x.reasons)),
                     ]
                 })

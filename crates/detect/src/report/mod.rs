@@ -5,6 +5,7 @@
 pub mod breach;
 pub mod daily;
 pub mod html;
+pub mod subjects;
 
 use std::collections::BTreeMap;
 

@@ -47,8 +47,14 @@ impl Gen {
         }
     }
 
-    fn push(&mut self, t: OffsetDateTime, v: Value) {
+    /// Any record (`kind` in `v`).
+    pub fn push(&mut self, t: OffsetDateTime, v: Value) {
         self.lines.push((t, v));
+    }
+
+    /// The fingerprint of a canonical key value.
+    pub fn print(&self, key: &str) -> Value {
+        serde_json::to_value(self.prints.print(key)).unwrap()
     }
 
     pub fn login(&mut self, t: OffsetDateTime, user: &str, ip: &str, roles: &[&str]) -> String {
@@ -77,13 +83,21 @@ impl Gen {
         key: &str,
         rows: u64,
     ) {
-        let keys: Vec<Value> = self
-            .prints
-            .prints([key])
-            .iter()
-            .map(|p| serde_json::to_value(p).unwrap())
-            .collect();
-        self.push(t, json!({"kind":"statement","session":session,"stmt":stmt,"user":user,"client":format!("{ip}:50000"),"protocol":"extended","statement":"SELECT full_name, citizen_id FROM participant WHERE citizen_id = $1","class":"read","tables":[{"table":"public.participant","masked":["citizen_id:partial"],"pinned_by":["citizen_id"],"roles":["clerk"]}],"decision":"rewritten","sealed_values":1,"keys":keys}));
+        let keys = vec![self.print(key)];
+        self.lookup_with(t, (session, stmt), user, ip, (keys, 0), rows);
+    }
+
+    /// A lookup with these fingerprints and `unkeyed` keys that could not be read.
+    pub fn lookup_with(
+        &mut self,
+        t: OffsetDateTime,
+        (session, stmt): (&str, u64),
+        user: &str,
+        ip: &str,
+        (keys, unkeyed): (Vec<Value>, u64),
+        rows: u64,
+    ) {
+        self.push(t, json!({"kind":"statement","session":session,"stmt":stmt,"user":user,"client":format!("{ip}:50000"),"protocol":"extended","statement":"SELECT full_name, citizen_id FROM participant WHERE citizen_id = $1","class":"read","tables":[{"table":"public.participant","masked":["citizen_id:partial"],"pinned_by":["citizen_id"],"roles":["clerk"]}],"decision":"rewritten","sealed_values":1,"keys":keys,"unkeyed":unkeyed}));
         self.push(t + Duration::milliseconds(3), json!({"kind":"statement_end","session":session,"stmt":stmt,"outcome":"completed","rows":rows,"bytes":rows * 80,"duration_us":900}));
     }
 

@@ -2,8 +2,41 @@
 //! predicates that go inside it.
 
 use super::*;
+use crate::facts::RawValue;
 
 impl Rewriter<'_> {
+    /// Remembers the value a lookup pin (`key = value`) compares `table`'s key with.
+    pub(super) fn note_pin(&self, table: &QualifiedName, column: String, pin: &Expr) {
+        if let Some((_, _, value)) = comparison(pin) {
+            self.note_value(table, column, value);
+        }
+    }
+
+    /// Remembers `value` as the value `table`'s `column` is pinned to (once).
+    pub(super) fn note_value(&self, table: &QualifiedName, column: String, value: &Expr) {
+        let Expr::Value(ValueWithSpan { value, span }) = value else {
+            return;
+        };
+        let value = match value {
+            Value::Placeholder(p) => match p[1..].parse() {
+                Ok(n) => RawValue::Parameter(n),
+                Err(_) => return,
+            },
+            _ => RawValue::Constant(*span),
+        };
+        let mut pins = self.pins.borrow_mut();
+        if !pins
+            .iter()
+            .any(|p| &p.table == table && p.column == column && p.value == value)
+        {
+            pins.push(RawPin {
+                table: table.clone(),
+                column,
+                value,
+            });
+        }
+    }
+
     /// Finds, per protected FROM item, the lookup pin (moved out of WHERE) and the safe
     /// predicates (copied) that go inside its masking subquery. `joins` are the ON
     /// conditions of the block's inner joins, where a lookup-only table may be tied to
@@ -36,18 +69,16 @@ impl Rewriter<'_> {
                         "the lookup-only table {table} in a query with an outer join"
                     )));
                 }
-                let pin = conjuncts.iter().enumerate().position(|(i, c)| {
-                    !pinned.contains(&i)
-                        && comparison(c).is_some_and(|(column, op, _)| {
-                            op == BinaryOperator::Eq
-                                && self
-                                    .column_of(column, index)
-                                    .is_some_and(|name| rules.lookup_keys.contains(&name))
-                        })
+                let pin = conjuncts.iter().enumerate().find_map(|(i, c)| {
+                    let (column, op, _) = comparison(c).filter(|_| !pinned.contains(&i))?;
+                    let name = self.column_of(column, index)?;
+                    (op == BinaryOperator::Eq && rules.lookup_keys.contains(&name))
+                        .then_some((i, name))
                 });
                 match pin {
-                    Some(pin) => {
+                    Some((pin, key)) => {
                         pinned.push(pin);
+                        self.note_pin(table, key, conjuncts[pin]);
                         self.plan_inside(&mut plans[index], conjuncts[pin], index, &table.name)?;
                     }
                     None => unpinned.push(index),

@@ -90,6 +90,9 @@ impl Rewriter<'_> {
                         .flatten()
                     });
                     if let Some((column, value)) = pinned {
+                        // The child is read by the parent's key value: detection
+                        // fingerprints that value as a lookup of the parent.
+                        self.note_value(&hop.table, column.clone(), value);
                         return self.pin_through(&table.name, hop, &column, value).map(Some);
                     }
                 }

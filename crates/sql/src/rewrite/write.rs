@@ -53,6 +53,7 @@ use crate::budget::Clock;
 use crate::copy_in::{copy_text, CopyIn};
 use crate::denial::Denial;
 use crate::enforce::Enforcer;
+use crate::facts::RawPin;
 use crate::names::{self, fold, quoted};
 
 mod copy_in;
@@ -64,12 +65,12 @@ use returning::rewrite_returning;
 use row_scope::{check_assignment, check_inserted_rows, is_default, writable, FilterFacts};
 
 /// Rewrites an allowed INSERT, UPDATE or DELETE in place. Returns whether it returns
-/// rows (RETURNING).
+/// rows (RETURNING), and the lookup keys it pinned.
 pub(crate) fn rewrite_write(
     enforcer: &Enforcer,
     statement: &mut Statement,
     clock: &Clock,
-) -> Result<bool, Denial> {
+) -> Result<(bool, Vec<RawPin>), Denial> {
     let kind = match statement {
         Statement::Insert(_) => StatementKind::Insert,
         Statement::Update { .. } => StatementKind::Update,
@@ -155,7 +156,7 @@ pub(crate) fn rewrite_write(
              (RETURNING, a subquery, FROM/USING or INSERT … SELECT)",
         ));
     }
-    Ok(returns)
+    Ok((returns, rewriter.pins.into_inner()))
 }
 
 /// `target.column = source.column` with an `allow` column of the target and a column
@@ -236,17 +237,15 @@ fn rewrite_filtered(rewriter: &mut Rewriter<'_>, parts: Parts<'_>) -> Result<(bo
     }
     let mut outside = Vec::new();
     if !rules.lookup_keys.is_empty() {
-        let pin = conjuncts.iter().position(|conjunct| {
-            comparison(conjunct).is_some_and(|(column, op, _)| {
-                op == BinaryOperator::Eq
-                    && rewriter
-                        .column_of(column, 0)
-                        .is_some_and(|name| rules.lookup_keys.contains(&name))
-            })
+        let pin = conjuncts.iter().enumerate().find_map(|(i, conjunct)| {
+            let (column, op, _) = comparison(conjunct)?;
+            let name = rewriter.column_of(column, 0)?;
+            (op == BinaryOperator::Eq && rules.lookup_keys.contains(&name)).then_some((i, name))
         });
-        let Some(pin) = pin else {
+        let Some((pin, key)) = pin else {
             return Err(lookup_only(&table, rules));
         };
+        rewriter.note_pin(&table, key, &conjuncts[pin]);
         let pin = conjuncts.remove(pin);
         outside.push(rewriter.raw_predicate(&pin, &reference)?);
     }

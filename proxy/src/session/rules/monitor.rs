@@ -32,7 +32,11 @@ impl SessionRules<'_> {
             would,
             statement: maskgate_sql::fingerprint(sql),
         }));
-        (Text::monitored(sql, (would.as_str(), denial)), plans)
+        let rewritten = decision.as_ref().as_ref().ok();
+        (
+            Text::monitored(sql, (would.as_str(), denial), rewritten),
+            plans,
+        )
     }
 
     /// A monitored account's Query: recorded with its shadow decision, sent as typed.
@@ -43,7 +47,10 @@ impl SessionRules<'_> {
         out: &mut BytesMut,
     ) -> ClientVerdict {
         let (text, plans) = self.shadow_decision(sql);
-        let stmt = match self.audit.begin("simple", &text, Vec::new()) {
+        let stmt = match self
+            .audit
+            .begin("simple", &text, Vec::new(), &Params::default())
+        {
             Ok(stmt) => stmt,
             Err(e) => return self.deny(pipe, Replaced::Query, (Refusal::Unrecorded, e), sql, out),
         };
@@ -57,14 +64,14 @@ impl SessionRules<'_> {
 
     /// A monitored account's Parse: its Executes are recorded with its shadow
     /// decision and counted against the cap it would have had.
-    pub(super) fn monitored_parse(&mut self, name: &[u8], sql: &str) {
+    pub(super) fn monitored_parse(&mut self, name: &[u8], sql: &str, param_types: &[u8]) {
         let (text, plans) = self.shadow_decision(sql);
         let cap = plans
             .and_then(|mut plans| plans.pop_front())
             .map_or(self.account.max_rows, |plan| plan.cap);
         self.caps.parsed(name, cap);
         if self.audit.is_on() {
-            self.audit.parsed(name, text);
+            self.audit.parsed(name, text, param_types);
         }
     }
 
