@@ -179,6 +179,7 @@ impl<'m> Intercept<'m> {
                         OpKind::Execute {
                             portal: String::new(),
                             cap: None,
+                            max_rows: 0,
                         },
                     ),
                 }

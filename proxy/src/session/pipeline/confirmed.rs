@@ -2,16 +2,23 @@
 
 use std::collections::HashMap;
 
-use super::CountKey;
+use maskgate_sql::Motion;
+
+use super::cursors::Cursor;
+use super::{CountKey, FetchOf};
 
 /// Counts and names the server has confirmed, for the statements still to come.
 #[derive(Debug, Default)]
 pub(super) struct Confirmed {
     pub(super) portal_rows: HashMap<String, u64>,
-    pub(super) cursor_rows: HashMap<String, u64>,
+    pub(super) cursors: HashMap<String, Cursor>,
     pub(super) portal_keys: HashMap<String, CountKey>,
-    /// Prepared statements that FETCH from a cursor, by statement name.
-    pub(super) fetches: HashMap<String, String>,
+    /// Prepared statements that declare or read a cursor, by name.
+    pub(super) fetches: HashMap<String, FetchOf>,
+    /// Portals bound to such a statement: what the statement does to the cursor.
+    pub(super) portal_motions: HashMap<String, Option<Motion>>,
+    /// Portals bound to a prepared DECLARE: the cursor it declares.
+    pub(super) portal_declares: HashMap<String, String>,
 }
 
 impl Confirmed {
@@ -19,7 +26,7 @@ impl Confirmed {
         match key {
             CountKey::Statement => 0,
             CountKey::Portal(p) => self.portal_rows.get(p).copied().unwrap_or(0),
-            CountKey::Cursor(c) => self.cursor_rows.get(c).copied().unwrap_or(0),
+            CountKey::Cursor(c) => self.cursors.get(c).map_or(0, |c| c.sent),
         }
     }
 
@@ -35,10 +42,25 @@ impl Confirmed {
         }
     }
 
+    /// What an Execute of `portal` for `max_rows` rows (0: all) does to the cursor
+    /// it reads: a bound FETCH's motion, run whole (a FETCH executed a few rows at a
+    /// time cannot be placed: `None`), or the cursor itself read forward.
+    pub(super) fn execute_motion(&self, portal: &str, max_rows: u32) -> Option<Motion> {
+        match self.portal_motions.get(portal) {
+            Some(motion) => motion.filter(|_| max_rows == 0),
+            None => Some(Motion::Step {
+                forward: true,
+                count: (max_rows > 0).then_some(u64::from(max_rows)),
+            }),
+        }
+    }
+
     /// The transaction ended, and with it every protocol portal: their counts go.
     /// (Cursors declared WITH HOLD outlive it; their counts stay.)
     pub(super) fn transaction_ended(&mut self) {
         self.portal_rows.clear();
         self.portal_keys.clear();
+        self.portal_motions.clear();
+        self.portal_declares.clear();
     }
 }
