@@ -1,7 +1,7 @@
 //! A restricted account works through real drivers and tools: psql's `\d` family,
 //! psycopg, asyncpg, SQLAlchemy reflection, node-postgres, pgjdbc (tests/drivers/)
-//! and tokio-postgres, each over TLS (tokio-postgres in plain TCP: the workspace has
-//! no TLS connector for it). Every client asserts that it works, that the masked
+//! and tokio-postgres (through tokio-postgres-rustls), each over TLS verified against
+//! the proxy's certificate. Every client asserts that it works, that the masked
 //! column comes back masked and that the denied column, its index, its constraint and
 //! its comment, and the table outside the policy, never appear; this test also scans
 //! everything the clients printed for them.
@@ -240,9 +240,52 @@ fn jdbc_checks(proxy: &TestProxy) -> Vec<String> {
     run("pgjdbc", command, proxy)
 }
 
+/// tokio-postgres over TLS (rustls, verifying the proxy's certificate), as the
+/// restricted account.
+async fn tls_client(proxy: &TestProxy) -> tokio_postgres::Client {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_file(proxy.ca_cert_path()).unwrap();
+    roots.add(ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+    let conninfo = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=clerk password='{PASSWORD}' \
+         dbname={} sslmode=require connect_timeout=10",
+        proxy.port(),
+        proxy.database()
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
 async fn tokio_postgres_checks(proxy: &TestProxy) -> Vec<String> {
-    let client = proxy.connect("clerk", PASSWORD).await.unwrap();
+    let client = tls_client(proxy).await;
     let mut ok = Vec::new();
+    let rows = client
+        .simple_query("SELECT * FROM person WHERE id = 2")
+        .await
+        .unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .expect("a row");
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert!(!names.contains(&"phone"), "{names:?}");
+    assert_eq!(row.get("citizen_id"), Some("********4002"));
+    ok.push("ok tokio-postgres over TLS simple query (text results)".to_owned());
     let statement = client
         .prepare("SELECT * FROM person WHERE id = $1")
         .await
@@ -261,22 +304,36 @@ async fn tokio_postgres_checks(proxy: &TestProxy) -> Vec<String> {
     );
     let row = client.query_one(&statement, &[&2i64]).await.unwrap();
     assert_eq!(row.get::<_, &str>("citizen_id"), "********4002");
-    ok.push("ok tokio-postgres prepared (binary results)".to_owned());
-    let error = client
-        .simple_query("SELECT phone FROM person")
+    ok.push("ok tokio-postgres over TLS prepared (binary results)".to_owned());
+    for sql in ["SELECT phone FROM person", "SELECT * FROM hidden_payroll"] {
+        let error = client.simple_query(sql).await.unwrap_err();
+        assert!(
+            matches!(
+                error.code(),
+                Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+                    | Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+            ),
+            "{sql}: {error:?}"
+        );
+    }
+    let columns = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_name = 'person' ORDER BY ordinal_position",
+            &[],
+        )
         .await
-        .unwrap_err();
-    assert_eq!(
-        error.code(),
-        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
-    );
-    ok.push("ok tokio-postgres denied column refused".to_owned());
+        .unwrap();
+    let columns: Vec<String> = columns.iter().map(|r| r.get(0)).collect();
+    assert!(columns.iter().any(|c| c == "citizen_id"), "{columns:?}");
+    assert_nothing_leaks("tokio-postgres catalog", &columns.join(" "));
+    ok.push("ok tokio-postgres over TLS denied column and table never appear".to_owned());
     client
         .batch_execute("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;")
         .await
         .unwrap();
     client.batch_execute("DISCARD ALL").await.unwrap();
-    ok.push("ok tokio-postgres pool reset statements".to_owned());
+    ok.push("ok tokio-postgres over TLS pool reset statements".to_owned());
     ok
 }
 

@@ -93,6 +93,23 @@ def psycopg_checks():
         expect(len(first) == 3 and len(first) + len(rest) == 20, "20 rows in steps")
         expect_row(names, first[0])
 
+    def scrollable_cursor():
+        # scroll() is MOVE [ABSOLUTE] n on a SCROLL cursor; rows fetched again count.
+        with conn.transaction():
+            cur = conn.cursor(name="scrolled", scrollable=True)
+            cur.execute("SELECT id, citizen_id FROM person ORDER BY id")
+            first = cur.fetchmany(5)
+            cur.scroll(-3)
+            again = cur.fetchone()
+            cur.scroll(0, mode="absolute")
+            head = cur.fetchone()
+            cur.scroll(19, mode="absolute")
+            last = cur.fetchone()
+            cur.close()
+        expect([r[0] for r in first] == [2, 4, 6, 8, 10], f"first five: {first}")
+        expect(again[0] == 6 and head[0] == 2 and last[0] == 40, f"{again} {head} {last}")
+        expect(all(r[1].startswith("********") for r in first + [again, head, last]), "masked")
+
     def denied_column():
         try:
             conn.execute("SELECT phone FROM person")
@@ -111,6 +128,7 @@ def psycopg_checks():
     check("psycopg binary", binary)
     check("psycopg pipeline", pipeline)
     check("psycopg server-side cursor", server_side_cursor)
+    check("psycopg scrollable server-side cursor", scrollable_cursor)
     check("psycopg denied column refused", denied_column)
     check("psycopg session settings", session_settings)
     conn.close()

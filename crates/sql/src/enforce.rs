@@ -83,9 +83,10 @@
 //!   parser, printed back as MOVE) and CLOSE are allowed; [`EnforcedStatement::cursor`]
 //!   names the cursor so the proxy can count its rows across FETCHes. Forms sqlparser
 //!   does not read are brought into one it does before parsing (`FETCH c`, `FETCH NEXT
-//!   c`, `FETCH FORWARD FROM c`); negative counts are parse errors. `LAST`, `ABSOLUTE`
-//!   and `RELATIVE` are refused (`42501`): the proxy caps a cursor by counting the rows
-//!   it passes over, so a cursor may only step through its rows, never jump.
+//!   c`, `FETCH FORWARD FROM c`, signed counts). Every direction is allowed;
+//!   [`CursorUse::motion`] says what a FETCH or MOVE does to the cursor, so the proxy
+//!   can place each row it returns and never send the row past the cap (module
+//!   `cursor_position`).
 //! - `SET client_encoding` / `SET NAMES` only to UTF-8: statements are analyzed as
 //!   UTF-8, and PostgreSQL must read them the same way.
 //!
@@ -100,9 +101,7 @@ use std::sync::Arc;
 use maskgate_policy::{
     ColumnRule, EffectiveRules, Policy, QualifiedName, StatementKind, TableClass,
 };
-use sqlparser::ast::{
-    CloseCursor, DeclareType, DescribeAlias, FetchDirection, Ident, Query, Statement,
-};
+use sqlparser::ast::{CloseCursor, DeclareType, DescribeAlias, Ident, Query, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -113,6 +112,7 @@ use crate::catalog;
 use crate::classify;
 use crate::copy_in::{self, CopyIn};
 use crate::copy_out::{self, CopyOut};
+use crate::cursor_position::Motion;
 use crate::denial::{sqlstate, Denial};
 use crate::facts::{self, KeyPin, RawPin, TablesTouched};
 use crate::housekeeping;
@@ -198,6 +198,9 @@ pub struct CursorUse {
     pub name: String,
     /// True for DECLARE (the count starts again), false for FETCH/MOVE/CLOSE.
     pub declare: bool,
+    /// For FETCH and MOVE: where it moves the cursor, so the proxy can tell the
+    /// position of every row it returns.
+    pub motion: Option<Motion>,
 }
 
 /// What a statement does, as far as quotas and audit care.
@@ -638,8 +641,9 @@ impl Enforcer {
                 direction,
                 ..
             } => {
-                check_fetch_direction(direction)?;
-                Ok((StatementClass::Cursor, cap, Some(cursor_use(name, false)?)))
+                let mut cursor = cursor_use(name, false)?;
+                cursor.motion = Some(Motion::of(direction)?);
+                Ok((StatementClass::Cursor, cap, Some(cursor)))
             }
             Statement::Close { cursor } => {
                 let cursor = match cursor {
@@ -686,26 +690,13 @@ impl Enforcer {
     }
 }
 
-/// The proxy caps a cursor by counting the rows it passes over (fetched or moved), so
-/// the cursor may only step through its rows: jumping to a position (LAST, ABSOLUTE,
-/// RELATIVE) would reach the row after the cap without passing the rows before it.
-fn check_fetch_direction(direction: &FetchDirection) -> Result<(), Denial> {
-    match direction {
-        FetchDirection::Last
-        | FetchDirection::Absolute { .. }
-        | FetchDirection::Relative { .. } => Err(Denial::forbidden(
-            "FETCH or MOVE with LAST, ABSOLUTE or RELATIVE (step through the cursor instead)",
-        )),
-        _ => Ok(()),
-    }
-}
-
 fn cursor_use(name: &Ident, declare: bool) -> Result<CursorUse, Denial> {
     names::check_quote(name)?;
     check_not_reserved(name)?;
     Ok(CursorUse {
         name: names::fold(name),
         declare,
+        motion: None,
     })
 }
 
@@ -863,6 +854,24 @@ fn fetch_tokens(statement: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
         span: template.span,
     };
     words[0] = keyword(&words[0], "FETCH");
+    // PostgreSQL reads signed counts (`MOVE -3 FROM c`, `ABSOLUTE -1`); sqlparser
+    // reads a number token, which may carry its sign.
+    if let Some(at) = words
+        .iter()
+        .position(|t| matches!(t.token, Token::Minus | Token::Plus))
+    {
+        if let (true, Some(Token::Number(n, long))) =
+            (at > 0, words.get(at + 1).map(|t| t.token.clone()))
+        {
+            let sign = if words[at].token == Token::Minus {
+                "-"
+            } else {
+                ""
+            };
+            words[at + 1].token = Token::Number(format!("{sign}{n}"), long);
+            words.remove(at);
+        }
+    }
     let is_position = |t: &TokenWithSpan| {
         is_keyword(&t.token, Keyword::FROM) || is_keyword(&t.token, Keyword::IN)
     };

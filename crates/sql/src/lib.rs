@@ -15,6 +15,7 @@ mod catalog;
 mod classify;
 mod copy_in;
 mod copy_out;
+mod cursor_position;
 mod denial;
 pub mod enforce;
 mod facts;
@@ -35,6 +36,7 @@ pub use budget::Limits;
 pub use classify::{is_utf8, SETTABLE};
 pub use copy_in::CopyIn;
 pub use copy_out::CopyOut;
+pub use cursor_position::{CursorPosition, Motion};
 pub use denial::{sqlstate, Denial};
 pub use enforce::{
     CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, DEFAULT_GUARD_TOKEN,

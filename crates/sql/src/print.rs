@@ -265,6 +265,12 @@ fn encode(value: &Value) -> Result<Encoded, Denial> {
             text: digits.clone(),
             string: None,
         }),
+        // A signed count of FETCH or MOVE, made one token before parsing (the
+        // tokenizer reads the sign of any other number as an operator).
+        Value::Number(digits, false) if is_signed_count(digits) => Ok(Encoded {
+            text: digits.clone(),
+            string: None,
+        }),
         Value::Number(..) => Err(Denial::privilege(
             "a numeric literal maskgate does not read the way PostgreSQL does",
         )),
@@ -311,6 +317,12 @@ fn quote(value: &str) -> Result<String, Denial> {
 /// Digits, an optional fraction and an optional exponent: read alike by every
 /// PostgreSQL version (no `0x`, `0o`, `0b` prefixes or `_` separators, which
 /// PostgreSQL 16 reads as one number and earlier versions as a number and a name).
+/// `-` and digits only.
+fn is_signed_count(text: &str) -> bool {
+    text.strip_prefix('-')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn is_plain_number(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut at = 0;

@@ -529,7 +529,7 @@ fn prepare_rewrites_its_statement_and_execute_takes_only_values() {
 
 #[test]
 fn cursors_are_rewritten_like_reads_and_named_for_counting() {
-    use crate::CursorUse;
+    use crate::{CursorUse, Motion};
     let enforced = enforce(
         "analyst_79",
         "DECLARE \"Big\" BINARY NO SCROLL CURSOR WITH HOLD FOR SELECT id, full_name FROM participant; \
@@ -545,20 +545,22 @@ fn cursors_are_rewritten_like_reads_and_named_for_counting() {
         declare.sql
     );
     assert!(declare.sql.ends_with("LIMIT 1001"), "{}", declare.sql);
-    let big = |declare| {
+    let big = |declare, motion| {
         Some(CursorUse {
             name: "Big".to_owned(),
             declare,
+            motion,
         })
     };
-    assert_eq!(declare.cursor, big(true));
+    let step = |forward, count| Some(Motion::Step { forward, count });
+    assert_eq!(declare.cursor, big(true, None));
     assert_eq!(declare.row_cap, Some(1000));
     assert_eq!(fetch.sql, "FETCH FORWARD 10 FROM \"Big\"");
-    assert_eq!(fetch.cursor, big(false));
+    assert_eq!(fetch.cursor, big(false, step(true, Some(10))));
     assert_eq!(fetch.row_cap, Some(1000));
     assert_eq!(moved.sql, "MOVE ALL IN \"Big\"");
-    assert_eq!(moved.cursor, big(false));
-    assert_eq!(close.cursor, big(false));
+    assert_eq!(moved.cursor, big(false, step(true, None)));
+    assert_eq!(close.cursor, big(false, None));
     assert_eq!(close_all.cursor, None);
     for statement in &enforced.statements {
         assert_eq!(statement.kind, crate::StatementClass::Cursor);
@@ -570,7 +572,11 @@ fn cursors_are_rewritten_like_reads_and_named_for_counting() {
             .cursor,
         Some(CursorUse {
             name: "mycursor".to_owned(),
-            declare: false
+            declare: false,
+            motion: Some(Motion::Step {
+                forward: true,
+                count: Some(1)
+            }),
         })
     );
     for (sql, out) in [
@@ -591,7 +597,7 @@ fn cursors_are_rewritten_like_reads_and_named_for_counting() {
     for sql in [
         "FETCH",
         "MOVE",
-        "FETCH -5 FROM c",
+        "FETCH - FROM c",
         "FETCH 5",
         "DECLARE c CURSOR FOR SELECT phone FROM participant",
         "DECLARE c CURSOR FOR SELECT * FROM participant FOR UPDATE",
@@ -676,24 +682,76 @@ fn output_reparses_to_the_same_text() {
 }
 
 #[test]
-fn cursors_may_only_step_through_their_rows() {
-    for sql in [
-        "FETCH LAST FROM c",
-        "FETCH ABSOLUTE 51 FROM c",
-        "FETCH RELATIVE 10 FROM c",
-        "MOVE ABSOLUTE 50 IN c",
-        "MOVE LAST IN c",
+fn cursors_may_be_positioned_and_each_motion_is_named() {
+    use crate::Motion;
+    let step = |forward, count| Motion::Step { forward, count };
+    for (sql, out, motion) in [
+        (
+            "FETCH LAST FROM c",
+            "FETCH LAST FROM c",
+            Motion::Absolute(-1),
+        ),
+        (
+            "FETCH FIRST FROM c",
+            "FETCH FIRST FROM c",
+            Motion::Absolute(1),
+        ),
+        (
+            "FETCH ABSOLUTE 51 FROM c",
+            "FETCH ABSOLUTE 51 FROM c",
+            Motion::Absolute(51),
+        ),
+        (
+            "FETCH ABSOLUTE -2 FROM c",
+            "FETCH ABSOLUTE -2 FROM c",
+            Motion::Absolute(-2),
+        ),
+        (
+            "FETCH RELATIVE -10 FROM c",
+            "FETCH RELATIVE -10 FROM c",
+            Motion::Relative(-10),
+        ),
+        (
+            "FETCH RELATIVE 0 FROM c",
+            "FETCH RELATIVE 0 FROM c",
+            step(true, Some(0)),
+        ),
+        (
+            "MOVE ABSOLUTE 50 IN c",
+            "MOVE ABSOLUTE 50 IN c",
+            Motion::Absolute(50),
+        ),
+        ("MOVE LAST IN c", "MOVE LAST IN c", Motion::Absolute(-1)),
+        ("MOVE -3 FROM c", "MOVE -3 FROM c", step(false, Some(3))),
+        ("MOVE +3 FROM c", "MOVE 3 FROM c", step(true, Some(3))),
+        (
+            "FETCH BACKWARD -2 c",
+            "FETCH BACKWARD -2 FROM c",
+            step(true, Some(2)),
+        ),
+        (
+            "FETCH BACKWARD ALL FROM c",
+            "FETCH BACKWARD ALL FROM c",
+            step(false, None),
+        ),
+        (
+            "FETCH PRIOR FROM c",
+            "FETCH PRIOR FROM c",
+            step(false, Some(1)),
+        ),
     ] {
-        assert_eq!(denied("clerk_01", sql).sqlstate, "42501", "{sql}");
+        let enforced = enforce("clerk_01", sql).unwrap_or_else(|d| panic!("{sql}: {d}"));
+        let statement = &enforced.statements[0];
+        assert_eq!(statement.sql, out, "{sql}");
+        let cursor = statement.cursor.as_ref().expect("a cursor");
+        assert_eq!(cursor.motion, Some(motion), "{sql}");
+        assert!(!cursor.declare);
     }
     for sql in [
-        "FETCH 10 FROM c",
-        "FETCH NEXT FROM c",
-        "FETCH PRIOR FROM c",
-        "MOVE FORWARD 5 IN c",
-        "FETCH ALL FROM c",
+        "FETCH ABSOLUTE 99999999999999999999 FROM c",
+        "FETCH 1.5 FROM c",
     ] {
-        ok("clerk_01", sql);
+        denied("clerk_01", sql);
     }
 }
 

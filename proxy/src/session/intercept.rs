@@ -209,6 +209,7 @@ impl<'m> Intercept<'m> {
                         OpKind::Execute {
                             portal: String::new(),
                             cap: None,
+                            max_rows: 0,
                         },
                     ),
                 }

@@ -24,11 +24,14 @@ use crate::error::{ClientError, SqlState};
 
 mod confirmed;
 mod copy_in;
+mod cursors;
 mod outcome;
 pub mod resources;
 pub mod sql_names;
 use crate::protocol::backend_tag;
 use confirmed::Confirmed;
+use cursors::Cursor;
+use maskgate_sql::Motion;
 use outcome::error_sqlstate;
 pub use outcome::{Finished, Outcome, Seen};
 use resources::Resources;
@@ -59,6 +62,18 @@ pub struct StatementPlan {
     pub declares: Option<String>,
     /// A restricted account's `COPY … TO STDOUT`: its CopyData rows are counted.
     pub copy_out: Option<maskgate_sql::CopyOut>,
+    /// A FETCH or MOVE: what it does to its cursor.
+    pub motion: Option<Motion>,
+}
+
+/// A prepared statement that declares or reads a cursor (DECLARE, FETCH, MOVE,
+/// CLOSE): which cursor, and what it does to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchOf {
+    pub cursor: String,
+    pub motion: Option<Motion>,
+    /// A DECLARE: the cursor's count starts again once it has run.
+    pub declares: bool,
 }
 
 /// A client message as it went upstream, with the state that belongs to it.
@@ -87,7 +102,7 @@ pub enum OpKind {
     /// A Parse; `prepared` is the number of the proxy's statement it creates, if any.
     Parse {
         name: String,
-        fetch_cursor: Option<String>,
+        fetch_cursor: Option<FetchOf>,
         prepared: Option<u32>,
     },
     Bind {
@@ -101,6 +116,8 @@ pub enum OpKind {
     Execute {
         portal: String,
         cap: Option<u64>,
+        /// The Execute's row limit (0: all rows).
+        max_rows: u32,
     },
     /// A Close of a statement (`S`) or portal (`P`).
     Close {
@@ -224,6 +241,10 @@ struct Counter {
     cap: Option<u64>,
     exceeded: Option<Limit>,
     declares: Option<String>,
+    /// For a cursor's rows: what the command does to the cursor.
+    motion: Option<Motion>,
+    /// DataRows the server sent for it, forwarded or not.
+    upstream_rows: u64,
     /// Counted COPY data: its format, and whether a CSV header line is still to come.
     copy_out: Option<(maskgate_sql::CopyOut, bool)>,
     /// Shadow mode: the cap was passed, and not enforced.
@@ -238,6 +259,8 @@ impl Counter {
             cap,
             exceeded: None,
             declares: None,
+            motion: None,
+            upstream_rows: 0,
             copy_out: None,
             passed: false,
         }
@@ -414,8 +437,15 @@ impl Pipeline {
                 continue;
             }
             let counter = match &op.kind {
-                OpKind::Execute { portal, cap } => {
-                    Some(Counter::new(self.confirmed.portal_key(portal), *cap))
+                OpKind::Execute {
+                    portal,
+                    cap,
+                    max_rows,
+                } => {
+                    let mut counter = Counter::new(self.confirmed.portal_key(portal), *cap);
+                    counter.motion = self.confirmed.execute_motion(portal, *max_rows);
+                    counter.declares = self.confirmed.portal_declares.get(portal).cloned();
+                    Some(counter)
                 }
                 _ => None,
             };
@@ -684,6 +714,7 @@ impl Pipeline {
         );
         if let Some(plan) = &plan {
             counter.copy_out = plan.copy_out.map(|format| (format, format.header));
+            counter.motion = plan.motion;
         }
         counter.declares = plan.and_then(|p| p.declares);
         active.counter = Some(counter);
@@ -711,15 +742,20 @@ impl Pipeline {
             CountKey::Portal(p) => {
                 *self.confirmed.portal_rows.entry(p).or_default() += counter.rows
             }
-            // MOVE passes over rows without sending them; they count all the same, or
-            // the row after the cap could be reached by moving up to it.
+            // Every row sent counts; where the command left the cursor is followed.
             CountKey::Cursor(c) => {
-                *self.confirmed.cursor_rows.entry(c).or_default() +=
-                    counter.rows + moved_rows(command_tag)
+                let cursor = self
+                    .confirmed
+                    .cursors
+                    .entry(c)
+                    .or_insert_with(|| Cursor::declared(None));
+                cursor.sent += counter.rows;
+                cursor.ran(counter.motion, command_tag, counter.upstream_rows);
             }
         }
         if let Some(cursor) = counter.declares {
-            self.confirmed.cursor_rows.remove(&cursor);
+            let declared = Cursor::declared(counter.cap);
+            self.confirmed.cursors.insert(cursor, declared);
         }
         match counter.exceeded {
             None if counter.passed => {
@@ -775,11 +811,24 @@ impl Pipeline {
         let Some(counter) = active.counter.as_mut() else {
             return RowVerdict::Drop;
         };
+        counter.upstream_rows += 1;
         if counter.exceeded.is_some() {
             return RowVerdict::Drop;
         }
         let before = self.confirmed.before(&counter.key);
-        if let Some(cap) = counter.cap.filter(|cap| before + counter.rows >= *cap) {
+        let (cap, placed) = match &counter.key {
+            // A cursor's rows: under its DECLARE's cap, and only from where it may send.
+            CountKey::Cursor(c) => match self.confirmed.cursors.get(c) {
+                Some(cursor) => (
+                    cursor.cap.or(counter.cap),
+                    cursor.row_allowed(counter.motion, counter.upstream_rows),
+                ),
+                None => (counter.cap, true),
+            },
+            _ => (counter.cap, true),
+        };
+        let over = cap.filter(|cap| !placed || before + counter.rows >= *cap);
+        if let Some(cap) = over {
             if self.shadow {
                 counter.passed = true;
             } else {
@@ -836,16 +885,6 @@ impl Pipeline {
         }
         true
     }
-}
-
-/// The row count of a `MOVE n` command tag; 0 for any other tag.
-fn moved_rows(command_tag: &[u8]) -> u64 {
-    command_tag
-        .strip_prefix(b"MOVE ")
-        .map(|n| n.strip_suffix(b"\0").unwrap_or(n))
-        .and_then(|n| std::str::from_utf8(n).ok())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

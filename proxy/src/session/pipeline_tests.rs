@@ -16,6 +16,7 @@ fn query(plans: usize, cap: Option<u64>) -> OpKind {
                     cap,
                     declares: None,
                     copy_out: None,
+                    motion: None,
                 })
                 .collect(),
         ),
@@ -42,6 +43,7 @@ fn execute(cap: Option<u64>) -> OpKind {
     OpKind::Execute {
         portal: String::new(),
         cap,
+        max_rows: 0,
     }
 }
 
@@ -181,6 +183,7 @@ fn an_execute_of_a_declared_cursor_counts_with_its_fetches() {
                 cap: Some(5),
                 declares: None,
                 copy_out: None,
+                motion: None,
             }]
             .into(),
         ),
@@ -193,9 +196,79 @@ fn an_execute_of_a_declared_cursor_counts_with_its_fetches() {
     p.push(op(OpKind::Execute {
         portal: "c".into(),
         cap: Some(5),
+        max_rows: 0,
     }));
     p.push(op(OpKind::Sync));
     assert_eq!(rows(&mut p, 3), 2, "the cursor's count carries over");
+}
+
+/// One statement of a simple Query on cursor `c`, ended with `tag`.
+fn cursor_statement(
+    p: &mut Pipeline,
+    declares: bool,
+    motion: Option<Motion>,
+    upstream: usize,
+    tag: &[u8],
+) -> usize {
+    p.push(op(OpKind::Query {
+        statements: Some(
+            [StatementPlan {
+                key: if declares {
+                    CountKey::Statement
+                } else {
+                    CountKey::Cursor("c".into())
+                },
+                cap: Some(3),
+                declares: declares.then(|| "c".to_owned()),
+                copy_out: None,
+                motion,
+            }]
+            .into(),
+        ),
+        cap: Some(100),
+    }));
+    let mut forwarded = 0;
+    if upstream > 0 {
+        feed(p, b"T");
+        forwarded = rows(p, upstream);
+    }
+    assert!(matches!(
+        p.server(backend_tag::COMMAND_COMPLETE, tag).unwrap(),
+        Step::Complete(_)
+    ));
+    feed(p, b"Z");
+    forwarded
+}
+
+#[test]
+fn a_scrolled_cursor_sends_no_row_past_its_cap_and_counts_every_row_sent() {
+    let mut p = Pipeline::default();
+    let last = Some(Motion::Absolute(-1));
+    let all = Some(Motion::Step {
+        forward: true,
+        count: None,
+    });
+    assert_eq!(
+        cursor_statement(&mut p, true, None, 0, b"DECLARE CURSOR\0"),
+        0
+    );
+    // The cursor's query holds cap + 1 = 4 rows; where its end is, is not known yet,
+    // so its last row may be the one past the cap.
+    assert_eq!(cursor_statement(&mut p, false, last, 1, b"FETCH 1\0"), 0);
+    // MOVE ABSOLUTE 0 rewinds; MOVE ALL finds the end (4 rows: the cap was passed).
+    let rewind = Some(Motion::Absolute(0));
+    assert_eq!(cursor_statement(&mut p, false, rewind, 0, b"MOVE 0\0"), 0);
+    assert_eq!(cursor_statement(&mut p, false, all, 0, b"MOVE 4\0"), 0);
+    // Row 3 (ABSOLUTE -2 of 4) is within the cap, row 4 is not.
+    let third = Some(Motion::Absolute(-2));
+    assert_eq!(cursor_statement(&mut p, false, third, 1, b"FETCH 1\0"), 1);
+    assert_eq!(cursor_statement(&mut p, false, last, 1, b"FETCH 1\0"), 0);
+    // Rows fetched again count: 1 sent, 2 more allowed, then the cap.
+    let back = Some(Motion::Step {
+        forward: false,
+        count: Some(3),
+    });
+    assert_eq!(cursor_statement(&mut p, false, back, 3, b"FETCH 3\0"), 2);
 }
 
 #[test]
@@ -338,6 +411,7 @@ fn each_statement_of_a_query_counts_under_its_own_cap() {
                     cap,
                     declares: None,
                     copy_out: None,
+                    motion: None,
                 })
                 .collect(),
         ),

@@ -26,7 +26,9 @@ use super::copy_check::CopyChecks;
 use super::intercept::{ClientVerdict, ServerVerdict};
 use super::pipeline::resources::Dropped;
 use super::pipeline::sql_names::sql_name_ops;
-use super::pipeline::{Completion, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step};
+use super::pipeline::{
+    Completion, FetchOf, Limit, Op, OpKind, Pipeline, RowVerdict, StatementPlan, Step,
+};
 use super::rule_errors::{
     cap_error, denial_error, hourly_error, reserved_error, session_budget_error,
 };
@@ -310,7 +312,7 @@ impl SessionRules<'_> {
         let first = rewritten.statements.first();
         self.caps
             .parsed(name, first.map_or(self.account.max_rows, |s| s.row_cap));
-        let fetch = first.and_then(fetch_cursor).map(str::to_owned);
+        let fetch = first.and_then(fetch_cursor);
         if drops_prepared(&rewritten.text) {
             self.auto_prepare.forget_all();
         }
@@ -345,7 +347,8 @@ impl SessionRules<'_> {
         out: &mut BytesMut,
     ) -> ClientVerdict {
         self.copy.other_message();
-        let Ok(portal) = Fields::new(body, "Execute").cstr() else {
+        let mut fields = Fields::new(body, "Execute");
+        let (Ok(portal), Ok(max_rows)) = (fields.cstr(), fields.i32()) else {
             return ClientVerdict::Reject(malformed("Execute"));
         };
         if self.restricted() && auto_prepare::is_reserved(portal) {
@@ -362,6 +365,8 @@ impl SessionRules<'_> {
         let op = Op::new(OpKind::Execute {
             portal: String::from_utf8_lossy(portal).into_owned(),
             cap: self.caps.of_portal(portal, self.account.max_rows),
+            // PostgreSQL reads a limit of 0 or less as no limit.
+            max_rows: u32::try_from(max_rows).unwrap_or(0),
         });
         pipe.push(op.audited(stmt));
         ClientVerdict::Forward
@@ -737,7 +742,7 @@ impl SessionRules<'_> {
     }
 }
 
-fn parse_op(name: &[u8], fetch_cursor: Option<String>, prepared: Option<u32>) -> OpKind {
+fn parse_op(name: &[u8], fetch_cursor: Option<FetchOf>, prepared: Option<u32>) -> OpKind {
     OpKind::Parse {
         name: String::from_utf8_lossy(name).into_owned(),
         fetch_cursor,

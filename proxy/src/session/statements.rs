@@ -5,7 +5,7 @@
 use maskgate_sql::EnforcedStatement;
 
 use super::pipeline::sql_names::{sql_name_ops, SqlNameOp};
-use super::pipeline::{CountKey, StatementPlan};
+use super::pipeline::{CountKey, FetchOf, StatementPlan};
 use crate::protocol::fields::Fields;
 
 /// Whether a statement (as sent upstream) can drop maskgate's own prepared
@@ -25,7 +25,7 @@ pub(super) fn drops_prepared(sql: &str) -> bool {
 }
 
 /// How a statement's rows count: a DECLARE starts its cursor's count again, a
-/// FETCH or MOVE adds to it.
+/// FETCH adds the rows it sends to it, and a FETCH or MOVE moves it.
 pub(super) fn plan(statement: &EnforcedStatement) -> StatementPlan {
     let (key, declares) = match &statement.cursor {
         Some(cursor) if cursor.declare => (CountKey::Statement, Some(cursor.name.clone())),
@@ -37,16 +37,18 @@ pub(super) fn plan(statement: &EnforcedStatement) -> StatementPlan {
         cap: statement.row_cap,
         declares,
         copy_out: statement.copy_out,
+        motion: statement.cursor.as_ref().and_then(|c| c.motion),
     }
 }
 
-/// The cursor a prepared FETCH reads.
-pub(super) fn fetch_cursor(statement: &EnforcedStatement) -> Option<&str> {
-    statement
-        .cursor
-        .as_ref()
-        .filter(|c| !c.declare)
-        .map(|c| c.name.as_str())
+/// The cursor a prepared DECLARE, FETCH, MOVE or CLOSE declares or reads, and what it
+/// does to it.
+pub(super) fn fetch_cursor(statement: &EnforcedStatement) -> Option<FetchOf> {
+    statement.cursor.as_ref().map(|c| FetchOf {
+        cursor: c.name.clone(),
+        motion: c.motion,
+        declares: c.declare,
+    })
 }
 
 /// Logs an unrestricted account's statement as its fingerprint, at debug level.
