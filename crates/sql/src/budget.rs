@@ -20,7 +20,7 @@ use crate::denial::{sqlstate, Denial};
 /// Limits of one analysis. The defaults let through far deeper statements than
 /// applications write (generated IN lists, long OR filters, hundreds of nested
 /// parentheses) while keeping one analysis within a few tens of megabytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Bytes of one statement string (one Query message, or one Parse message's text).
     pub max_statement_bytes: usize,

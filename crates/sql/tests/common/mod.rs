@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use maskgate_mask::PseudonymKeys;
@@ -26,14 +29,26 @@ pub fn enforce(login: &str, sql: &str) -> Result<Enforced, Denial> {
     enforce_within(login, sql, Limits::default())
 }
 
-/// [`enforce`] with other analysis limits.
+/// [`enforce`] with other analysis limits. Enforcers are built once per account
+/// and limits and kept, as the proxy keeps them: building one costs far more than
+/// a statement's analysis.
 pub fn enforce_within(login: &str, sql: &str, limits: Limits) -> Result<Enforced, Denial> {
-    let rules = policy().effective(login).expect("fixture account");
-    let keys = PseudonymKeys::default();
-    let masks = KeyedMasks::new(&keys);
-    Enforcer::new(policy().clone(), rules, &masks)
-        .with_limits(limits)
-        .enforce(sql)
+    type Kept = HashMap<(String, Limits), Rc<Enforcer>>;
+    thread_local! {
+        static ENFORCERS: RefCell<Kept> = RefCell::new(HashMap::new());
+    }
+    let enforcer = ENFORCERS.with(|kept| {
+        kept.borrow_mut()
+            .entry((login.to_owned(), limits))
+            .or_insert_with(|| {
+                let rules = policy().effective(login).expect("fixture account");
+                let keys = PseudonymKeys::default();
+                let masks = KeyedMasks::new(&keys);
+                Rc::new(Enforcer::new(policy().clone(), rules, &masks).with_limits(limits))
+            })
+            .clone()
+    });
+    enforcer.enforce(sql)
 }
 
 /// xorshift64*: deterministic, so a failure is reproducible from its seed.
