@@ -149,6 +149,17 @@ async fn packed_values_cannot_leave_through_error_messages() {
     ] {
         refused(&officer, sql, "54000").await;
     }
+    // Counted arrays still compare element by element under ANY and ALL.
+    for sql in [
+        "SELECT id FROM participant WHERE id = ANY(ARRAY(SELECT participant_id FROM bank_account \
+         ORDER BY id LIMIT 5)) ORDER BY id LIMIT 5",
+        "SELECT 0 <> ALL(ARRAY(SELECT id FROM participant ORDER BY id LIMIT 5))",
+    ] {
+        for outcome in [simple(&officer, sql).await, extended(&officer, sql).await] {
+            assert!(outcome.error.is_none(), "{sql}: {:?}", outcome.error);
+            assert!(!outcome.rows.is_empty(), "{sql}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

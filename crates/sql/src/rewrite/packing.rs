@@ -102,6 +102,22 @@ impl Rewriter<'_> {
             Expr::Subquery(query) if output && !is_statistic(query) => {
                 *expr = guard::packed(expr.clone(), one(), cap, token)?;
             }
+            // `x = ANY(ARRAY(q))` compares with the array's elements; the counted form
+            // of `ARRAY(q)` is a subquery, which PostgreSQL would read as
+            // `ANY (subquery)` (comparing with whole arrays): keep it an expression.
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } if is_packed_array(right) => {
+                let packed = std::mem::replace(right.as_mut(), one());
+                **right = Expr::Case {
+                    case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                    end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                    operand: None,
+                    conditions: vec![sqlparser::ast::CaseWhen {
+                        condition: Expr::Value(Value::Boolean(true).into()),
+                        result: packed,
+                    }],
+                    else_result: None,
+                };
+            }
             _ => {}
         }
         Ok(())
@@ -178,6 +194,20 @@ fn packed_array(array: Expr, cap: u64, token: &str) -> Result<Expr, Denial> {
         alias: Ident::new("v"),
     }];
     Ok(Expr::Subquery(query))
+}
+
+/// What [`packed_array`] made: a subquery reading `(…) AS maskgate_packed`.
+fn is_packed_array(expr: &Expr) -> bool {
+    let Expr::Subquery(query) = expr else {
+        return false;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    matches!(
+        select.from.first().map(|t| &t.relation),
+        Some(TableFactor::Derived { alias: Some(alias), .. }) if alias.name.value == "maskgate_packed"
+    )
 }
 
 /// A subquery whose one output is a statistic (`count(*)`, `sum(x)`, …).
