@@ -547,6 +547,15 @@ impl Enforcer {
                 *options = Some(housekeeping::explain_options(options.as_deref())?);
                 self.require(StatementKind::Read)?;
                 rewrite::rewrite_read(self, query, clock)?;
+                // A plan prints the checks PostgreSQL runs for maskgate (packed rows,
+                // OFFSET $n) with the guard token, which would let the client forge
+                // maskgate's refusals and their audit records.
+                if query.to_string().contains(&self.guard_token) {
+                    return Err(Denial::unsupported(
+                        "EXPLAIN of a statement that maskgate checks as it runs (packed \
+                         rows, OFFSET $n)",
+                    ));
+                }
                 Ok((StatementClass::Read, cap, None))
             }
             Statement::Prepare {

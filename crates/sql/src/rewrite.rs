@@ -147,7 +147,8 @@ struct Rewriter<'e> {
     /// The policy tables the statement names.
     tables: Vec<QualifiedName>,
     /// The cap of a read: OFFSETs must stay below it, and what the select lists pack
-    /// into values counts against it (see [`packing`]). `None` for writes.
+    /// into values counts against it (see [`packing`]); the same for the subqueries and
+    /// RETURNING of writes.
     read_cap: Option<u64>,
     /// A select-list expression is being checked.
     output: bool,
@@ -406,13 +407,11 @@ impl VisitorMut for ExprCheck<'_, '_> {
         if self.skip > 0 {
             return ControlFlow::Continue(());
         }
-        let rewritten = self.rewriter.guard_catalog_call(expr).and_then(|()| {
-            if self.rewriter.output {
-                self.rewriter.pack(expr)
-            } else {
-                Ok(())
-            }
-        });
+        let output = self.rewriter.output;
+        let rewritten = self
+            .rewriter
+            .guard_catalog_call(expr)
+            .and_then(|()| self.rewriter.pack(expr, output));
         match rewritten {
             Ok(()) => ControlFlow::Continue(()),
             Err(denial) => ControlFlow::Break(denial),

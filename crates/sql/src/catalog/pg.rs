@@ -10,7 +10,9 @@
 //! - `I`: indexes of those tables whose every key and INCLUDE column is in `C`, with
 //!   no expression and no predicate (an index on a denied column names it);
 //! - `K`: constraints of those tables whose columns, and for a foreign key the
-//!   referenced table's columns, are all in `C`;
+//!   referenced table's columns, are all in `C`, and whose index (an exclusion
+//!   constraint's) has no expression and no predicate: `pg_get_constraintdef` prints
+//!   an exclusion constraint's `WHERE`, which can name denied columns and values;
 //! - `T`: the types of the columns in `C`.
 //!
 //! Built-in objects are those with an OID below 16384 (`FirstNormalObjectId`):
@@ -201,7 +203,10 @@ impl Sets {
         format!(
             "SELECT \"k\".\"oid\" FROM \"pg_catalog\".\"pg_constraint\" AS \"k\" \
              WHERE \"k\".\"conrelid\" IN ({}) AND {} \
-             AND (\"k\".\"confrelid\" = 0 OR {})",
+             AND (\"k\".\"confrelid\" = 0 OR {}) \
+             AND \"k\".\"conindid\" NOT IN (SELECT \"x\".\"indexrelid\" \
+             FROM \"pg_catalog\".\"pg_index\" AS \"x\" \
+             WHERE \"x\".\"indexprs\" IS NOT NULL OR \"x\".\"indpred\" IS NOT NULL)",
             self.relations(),
             self.all_visible("\"k\".\"conkey\"", "\"k\".\"conrelid\""),
             self.all_visible("\"k\".\"confkey\"", "\"k\".\"confrelid\""),

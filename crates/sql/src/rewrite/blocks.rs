@@ -42,6 +42,16 @@ impl Rewriter<'_> {
                     self.ctes.push((name, columns));
                 }
             }
+            if with.recursive && self.read_cap.is_some() && !self.tables.is_empty() {
+                // Each step of a recursive CTE can append a row's values to the last
+                // (`acc || p.name`), packing a whole table into one row without any
+                // aggregate to count. Checked after the CTEs, so what they would be
+                // refused for anyway is said first.
+                return Err(Denial::unsupported(
+                    "WITH RECURSIVE in a statement that reads a policy table under a row \
+                     cap (its steps can pack rows into one value)",
+                ));
+            }
         }
         self.set_expr(&mut query.body, query.order_by.as_mut())?;
         match &mut query.limit_clause {
@@ -87,9 +97,11 @@ impl Rewriter<'_> {
                 self.set_expr(right, None)?;
             }
             SetExpr::Values(values) => {
+                // VALUES rows are a block's output like a select list: what they pack
+                // (one person per scalar subquery) reaches the result.
                 for row in &mut values.rows {
                     for expr in row {
-                        self.visit(expr)?;
+                        self.visit_output(expr)?;
                     }
                 }
             }

@@ -120,22 +120,58 @@ pub(crate) fn packed(value: Expr, n: Expr, cap: u64, token: &str) -> Result<Expr
     Ok(fill(parse(&template)?, value, Some(n)))
 }
 
-/// `count(*)` over the rows a collecting aggregate reads (its FILTER included).
-pub(crate) fn count_of(aggregate: &Function) -> Expr {
-    Expr::Function(Function {
+/// The number of rows a collecting aggregate reads (its FILTER included), counted at
+/// the aggregate's own query level: `count((1, <arguments>, <ORDER BY keys>))`.
+///
+/// PostgreSQL evaluates an aggregate at the level of the variables it names, so
+/// `(SELECT string_agg(p.name, ','))` aggregates the *outer* query's rows. A plain
+/// `count(*)` beside it would belong to the subquery and count one row per
+/// evaluation; a count over the same variables (a row constructor is never NULL, so
+/// every row counts) lands where the aggregate does.
+pub(crate) fn count_of(aggregate: &Function) -> Result<Expr, Denial> {
+    let mut items = vec![Expr::Value(
+        sqlparser::ast::Value::Number("1".into(), false).into(),
+    )];
+    if let FunctionArguments::List(list) = &aggregate.args {
+        for arg in &list.args {
+            let arg = match arg {
+                FunctionArg::Unnamed(arg) => arg,
+                FunctionArg::Named { arg, .. } | FunctionArg::ExprNamed { arg, .. } => arg,
+            };
+            match arg {
+                FunctionArgExpr::Expr(expr) => items.push(expr.clone()),
+                FunctionArgExpr::QualifiedWildcard(name) => items.push(Expr::QualifiedWildcard(
+                    name.clone(),
+                    sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                )),
+                FunctionArgExpr::Wildcard => {
+                    return Err(Denial::unsupported("this aggregate's arguments"))
+                }
+            }
+        }
+        for clause in &list.clauses {
+            if let sqlparser::ast::FunctionArgumentClause::OrderBy(keys) = clause {
+                items.extend(keys.iter().map(|key| key.expr.clone()));
+            }
+        }
+    }
+    items.extend(aggregate.within_group.iter().map(|key| key.expr.clone()));
+    Ok(Expr::Function(Function {
         name: sqlparser::ast::ObjectName::from(vec![Ident::new("count")]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)],
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Tuple(
+                items,
+            )))],
             clauses: Vec::new(),
         }),
         filter: aggregate.filter.clone(),
         null_treatment: None,
         over: None,
         within_group: Vec::new(),
-    })
+    }))
 }
 
 /// `OFFSET <value>` as a bigint below `cap`, or the statement fails.

@@ -61,10 +61,18 @@ const STATISTICS: &[&str] = &[
     "percentile_cont",
 ];
 
+/// Ordered-set aggregates that pick rows' values: with an array of fractions each
+/// returns one value per element (`percentile_disc(ARRAY[0, 0.01, …])`).
+const PICKING_ORDERED_SET: &[&str] = &["percentile_cont", "percentile_disc"];
+
 impl Rewriter<'_> {
-    /// Wraps `expr`, a node of a select list whose insides were checked, when it packs
-    /// rows (see the module docs).
-    pub(super) fn pack(&self, expr: &mut Expr) -> Result<(), Denial> {
+    /// Wraps `expr`, a node whose insides were checked, when it packs rows (see the
+    /// module docs). `output`: the node is in a select list. Collecting aggregates and
+    /// `ARRAY(subquery)` are counted wherever they are, since a value computed in
+    /// HAVING, ORDER BY or WHERE still reaches the client through an error message
+    /// (`CAST(string_agg(…) AS integer)` quotes its input); one-row values (scalar
+    /// subqueries, `lag`) only where they reach the result.
+    pub(super) fn pack(&self, expr: &mut Expr, output: bool) -> Result<(), Denial> {
         let Some(cap) = self.read_cap.filter(|_| !self.tables.is_empty()) else {
             return Ok(());
         };
@@ -79,22 +87,63 @@ impl Rewriter<'_> {
                              whole window)"
                         )));
                     }
-                    let count = guard::count_of(function);
+                    let count = guard::count_of(function)?;
                     *expr = guard::packed(expr.clone(), count, cap, token)?;
                 } else if name == "array" && matches!(function.args, FunctionArguments::Subquery(_))
                 {
                     *expr = packed_array(expr.clone(), cap, token)?;
-                } else if ROW_PICKING.contains(&name.as_str()) && function.over.is_some() {
+                } else if PICKING_ORDERED_SET.contains(&name.as_str()) {
+                    scalar_fraction(function, &name)?;
+                } else if output && ROW_PICKING.contains(&name.as_str()) && function.over.is_some()
+                {
                     *expr = guard::packed(expr.clone(), one(), cap, token)?;
                 }
             }
-            Expr::Subquery(query) if !is_statistic(query) => {
+            Expr::Subquery(query) if output && !is_statistic(query) => {
                 *expr = guard::packed(expr.clone(), one(), cap, token)?;
+            }
+            // `x = ANY(ARRAY(q))` compares with the array's elements; the counted form
+            // of `ARRAY(q)` is a subquery, which PostgreSQL would read as
+            // `ANY (subquery)` (comparing with whole arrays): keep it an expression.
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } if is_packed_array(right) => {
+                let packed = std::mem::replace(right.as_mut(), one());
+                **right = Expr::Case {
+                    case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                    end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                    operand: None,
+                    conditions: vec![sqlparser::ast::CaseWhen {
+                        condition: Expr::Value(Value::Boolean(true).into()),
+                        result: packed,
+                    }],
+                    else_result: None,
+                };
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// The direct argument of `percentile_cont`/`percentile_disc` under a cap: one
+/// number, never an array of fractions (which returns one row's value per element).
+fn scalar_fraction(function: &Function, name: &str) -> Result<(), Denial> {
+    let FunctionArguments::List(list) = &function.args else {
+        return Err(refused_fraction(name));
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() else {
+        return Err(refused_fraction(name));
+    };
+    match strip(arg) {
+        Expr::Value(value) if matches!(value.value, Value::Number(..)) => Ok(()),
+        _ => Err(refused_fraction(name)),
+    }
+}
+
+fn refused_fraction(name: &str) -> Denial {
+    Denial::unsupported(format!(
+        "{name}(…) under a row cap with anything but one numeric literal fraction (an \
+         array of fractions returns a row's value per element)"
+    ))
 }
 
 fn one() -> Expr {
@@ -145,6 +194,20 @@ fn packed_array(array: Expr, cap: u64, token: &str) -> Result<Expr, Denial> {
         alias: Ident::new("v"),
     }];
     Ok(Expr::Subquery(query))
+}
+
+/// What [`packed_array`] made: a subquery reading `(…) AS maskgate_packed`.
+fn is_packed_array(expr: &Expr) -> bool {
+    let Expr::Subquery(query) = expr else {
+        return false;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    matches!(
+        select.from.first().map(|t| &t.relation),
+        Some(TableFactor::Derived { alias: Some(alias), .. }) if alias.name.value == "maskgate_packed"
+    )
 }
 
 /// A subquery whose one output is a statistic (`count(*)`, `sum(x)`, …).

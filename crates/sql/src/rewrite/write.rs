@@ -79,6 +79,9 @@ pub(crate) fn rewrite_write(
     };
     enforcer.require(kind)?;
     let mut rewriter = Rewriter::new(enforcer, &*statement, clock)?;
+    // What a write's subqueries and RETURNING read is capped like a read: a RETURNING
+    // list or a SET value can pack rows, and a subquery can page with OFFSET.
+    rewriter.read_cap = super::statement_cap(enforcer, &rewriter.tables);
     let (returns, reads) = match statement {
         Statement::Insert(insert) => rewrite_insert(&mut rewriter, insert)?,
         Statement::Update {
