@@ -537,6 +537,15 @@ async fn monitor_mode_runs_as_sent_and_records_what_enforcement_would_do() {
             && r["stmt"] == rewrite["stmt"]
     })
     .await;
+    // It names the tables enforcing would have read, with their rules, so the
+    // security team's search and reports see what the account touched.
+    assert_eq!(rewrite["class"], "read", "{rewrite}");
+    assert!(
+        rewrite["tables"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["table"] == "public.participant")),
+        "{rewrite}"
+    );
     assert_eq!(end["would_stop"], "row_cap", "{end}");
     assert_eq!(end["rows"], 12);
     assert!(end.get("stopped_by").is_none(), "{end}");

@@ -452,8 +452,9 @@ mod tests {
         got
     }
 
+    /// Waits for `done` up to 20 s: a bound for a loaded machine, not a timing.
     fn wait_until(what: &str, done: impl Fn() -> bool) {
-        for _ in 0..200 {
+        for _ in 0..800 {
             if done() {
                 return;
             }

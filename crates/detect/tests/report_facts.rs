@@ -123,3 +123,38 @@ fn the_breach_report_bounds_people_and_says_what_the_trail_may_lack() {
     assert!(d.to_text().contains("NOT verified"));
     assert_eq!(d.top_by_people[0].people_at_most, 14);
 }
+
+/// A monitored account's statement ran as typed: what enforcing would have masked
+/// or denied reached the account in clear, and the report says so even when other
+/// statements of the period were masked.
+#[test]
+fn a_monitored_statement_is_reported_as_read_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let public = key.public_key();
+    let mut t = Trail {
+        w: Writer::open(dir.path(), WriterConfig::new(key)).unwrap(),
+        prints: Fingerprinter::new(&[5; 32]),
+    };
+    let from = OffsetDateTime::now_utc();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    t.statement(1, &["000000000042"], 0, "k1", 1);
+    t.w.append("statement", &json!({"session":"s1","stmt":2,"user":"clerk","client":"10.0.0.7:5000","protocol":"simple","statement":"SELECT …","class":"read","tables":[{"table":"public.person","masked":["citizen_id:partial"],"denied":["phone"],"roles":["clerk"]}],"decision":"monitored","would":"rewrite","sealed_values":0})).unwrap();
+    t.w.append("statement_end", &json!({"session":"s1","stmt":2,"outcome":"completed","rows":4,"bytes":200,"duration_us":700})).unwrap();
+    t.statement(3, &["000000000043"], 0, "k1", 1);
+    t.w.commit().unwrap();
+    t.w.checkpoint().unwrap();
+    drop(t);
+    let to = OffsetDateTime::now_utc() + Duration::minutes(1);
+
+    let r = breach::build(dir.path(), &public, "clerk", (from, to), &classification()).unwrap();
+    let reached: Vec<(&str, &str)> = r
+        .categories
+        .iter()
+        .map(|c| (c.label.as_str(), c.reached.as_str()))
+        .collect();
+    assert_eq!(
+        reached,
+        [("pii.contact", "in clear"), ("pii.identifier", "in clear")]
+    );
+}

@@ -78,20 +78,26 @@ impl Text {
     /// would have done, with a denial's SQLSTATE and message.
     /// Its pins are those enforcing would have made: the statement runs as typed, with
     /// the same comparisons of the same keys.
+    /// Its tables are those enforcing would have read and written, with the masks and
+    /// filters it would have applied (the reports read them as reached in clear).
     pub(super) fn monitored(
         sql: &str,
         would: (&'static str, Option<(String, String)>),
-        rewritten: Option<&Rewritten>,
+        (rewritten, account): (Option<&Rewritten>, &AccountRules),
     ) -> Arc<Text> {
         let n = normalize(sql);
         let pins = rewritten.map_or_else(Vec::new, |r| pins_of(&n, r));
+        let (class, tables, written) = match rewritten {
+            Some(r) => facts_of(r, account),
+            None => ("unanalyzed".into(), Vec::new(), Vec::new()),
+        };
         Arc::new(Text {
             statement: n.text,
             literals: n.literals,
             cut: n.cut,
-            class: "unanalyzed".into(),
-            tables: Vec::new(),
-            written: Vec::new(),
+            class,
+            tables,
+            written,
             decision: "monitored",
             would: Some(would),
             pins,
@@ -101,26 +107,8 @@ impl Text {
     /// A restricted account's statement, as the analyzer saw it.
     pub(super) fn rewritten(sql: &str, rewritten: &Rewritten, account: &AccountRules) -> Arc<Text> {
         let n = normalize(sql);
-        let mut class = String::new();
-        let mut tables: Vec<Arc<TableFacts>> = Vec::new();
-        let mut written = Vec::new();
         let pins = pins_of(&n, rewritten);
-        for statement in &rewritten.statements {
-            if !class.is_empty() {
-                class.push(',');
-            }
-            class.push_str(class_name(statement.kind));
-            for table in &statement.tables.read {
-                if let Some(facts) = account.table_facts(table) {
-                    if !tables.iter().any(|t| Arc::ptr_eq(t, facts)) {
-                        tables.push(facts.clone());
-                    }
-                }
-            }
-            if let Some(table) = &statement.tables.written {
-                written.push(table.to_string());
-            }
-        }
+        let (class, tables, written) = facts_of(rewritten, account);
         Arc::new(Text {
             statement: n.text,
             literals: n.literals,
@@ -205,6 +193,34 @@ fn parameter_uses(text: &str, number: usize) -> usize {
                 && !after.is_some_and(u8::is_ascii_digit)
         })
         .count()
+}
+
+/// The statement classes, the tables read (with the rules the account's policy
+/// applies to them) and the tables written of an analyzed statement string.
+fn facts_of(
+    rewritten: &Rewritten,
+    account: &AccountRules,
+) -> (String, Vec<Arc<TableFacts>>, Vec<String>) {
+    let mut class = String::new();
+    let mut tables: Vec<Arc<TableFacts>> = Vec::new();
+    let mut written = Vec::new();
+    for statement in &rewritten.statements {
+        if !class.is_empty() {
+            class.push(',');
+        }
+        class.push_str(class_name(statement.kind));
+        for table in &statement.tables.read {
+            if let Some(facts) = account.table_facts(table) {
+                if !tables.iter().any(|t| Arc::ptr_eq(t, facts)) {
+                    tables.push(facts.clone());
+                }
+            }
+        }
+        if let Some(table) = &statement.tables.written {
+            written.push(table.to_string());
+        }
+    }
+    (class, tables, written)
 }
 
 fn class_name(class: StatementClass) -> &'static str {

@@ -354,17 +354,27 @@ impl Scan<'_> {
             m.last = Some(time);
         }
         self.subjects.statement(&s);
+        // A monitored statement ran as typed: the columns enforcing would have
+        // masked or denied reached the account in clear, whatever other statements
+        // of the period did.
+        let in_clear = s.decision == "monitored";
         for t in s.tables {
             let entry = self.tables.entry(t.table.clone()).or_default();
             entry.0 += 1;
             for m in &t.masked {
                 let (column, mask) = m.split_once(':').unwrap_or((m, "?"));
-                entry
-                    .1
-                    .insert(column.to_owned(), format!("masked ({mask})"));
+                let how = entry.1.entry(column.to_owned()).or_default();
+                if in_clear {
+                    *how = "clear".into();
+                } else if how != "clear" {
+                    *how = format!("masked ({mask})");
+                }
             }
             for d in &t.denied {
-                entry.1.entry(d.clone()).or_insert_with(|| "denied".into());
+                let how = entry.1.entry(d.clone()).or_insert_with(|| "denied".into());
+                if in_clear {
+                    *how = "clear".into();
+                }
             }
         }
     }

@@ -34,7 +34,7 @@ impl SessionRules<'_> {
         }));
         let rewritten = decision.as_ref().as_ref().ok();
         (
-            Text::monitored(sql, (would.as_str(), denial), rewritten),
+            Text::monitored(sql, (would.as_str(), denial), (rewritten, &self.account)),
             plans,
         )
     }
