@@ -269,7 +269,6 @@ impl DeadLetter {
             tracing::error!(path = %self.path.display(), "the dead-letter file is full; an undeliverable alert is only in the audit trail");
             return;
         }
-        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         let alert: serde_json::Value =
             serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
         let entry = serde_json::json!({
@@ -286,9 +285,14 @@ impl DeadLetter {
             .mode(0o600)
             .open(&self.path)
             .and_then(|mut f| f.write_all(&line));
-        if let Err(e) = written {
-            tracing::error!(path = %self.path.display(), error = %e, "an undeliverable alert could not be written to the dead-letter file");
-        }
+        match written {
+            // Counted once it is in the file, so whoever reads the count finds it.
+            Ok(()) => self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "an undeliverable alert could not be written to the dead-letter file; it is only in the audit trail");
+                self.stats.lost.fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 
     /// Offers the entries for `url` to `send`, in order, until it fails; rewrites
