@@ -51,7 +51,12 @@ impl SessionRules<'_> {
     }
 
     fn analyze(&self, sql: &str) -> Result<Decision, (Refusal, ClientError)> {
-        let Some(per_minute) = self.account.statements_per_minute else {
+        // Monitor mode applies no statement quota (the analysis budget still holds).
+        let quota = self
+            .account
+            .statements_per_minute
+            .filter(|_| !self.account.is_monitored());
+        let Some(per_minute) = quota else {
             return Ok(self.account.analyze(sql, &self.search_path));
         };
         if !is_transaction_control(sql) && !self.usage.has_statements_left(per_minute) {
