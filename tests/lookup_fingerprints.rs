@@ -111,7 +111,7 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         .unwrap()
         .unwrap();
     cluster.psql(SCHEMA).unwrap();
-    let users = ["clerk", "clerk2", "clerk3", "clerk4", "trainee"];
+    let users = ["clerk", "clerk2", "clerk3", "clerk4", "clerk5", "trainee"];
     let options = ProxyOptions {
         users: users
             .iter()
@@ -210,6 +210,43 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
     let keys = keys_of(&dir, "trainee", 1).await;
     assert_eq!(keys[0], keys_of(&dir, "clerk", 1).await[0]);
     alerts(&dir, "canary", "trainee", 1).await;
+
+    // A lookup prepared by SQL and run with EXECUTE: the EXECUTE's record names
+    // the key its argument pins, and the prepared statement's table.
+    let clerk5 = proxy.connect("clerk5", PASSWORD).await.unwrap();
+    clerk5
+        .batch_execute(
+            "PREPARE look(char(12)) AS SELECT full_name FROM person WHERE citizen_id = $1; \
+             EXECUTE look('999000000001')",
+        )
+        .await
+        .unwrap();
+    clerk5
+        .simple_query("EXECUTE Look ('999000000001'::char(12))")
+        .await
+        .unwrap();
+    let executes: Vec<Value> = loop {
+        let found: Vec<Value> = records(&dir)
+            .into_iter()
+            .filter(|r| r["kind"] == "statement" && r["user"] == "clerk5")
+            .collect();
+        if found.len() >= 2 {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let canary_key = keys_of(&dir, "clerk", 1).await[0][0].clone();
+    for record in &executes {
+        let keys = record["keys"].as_array().cloned().unwrap_or_default();
+        assert!(keys.contains(&canary_key), "{record}");
+        assert!(
+            record["tables"].as_array().is_some_and(|t| t
+                .iter()
+                .any(|t| t["table"] == "public.person" && t["pinned_by"].is_array())),
+            "{record}"
+        );
+    }
+    alerts(&dir, "canary", "clerk5", 1).await;
 
     // One person looked up 25 times with a growing second parameter: one key, and
     // no enumeration alert.

@@ -114,7 +114,7 @@ use crate::copy_in::{self, CopyIn};
 use crate::copy_out::{self, CopyOut};
 use crate::cursor_position::Motion;
 use crate::denial::{sqlstate, Denial};
-use crate::facts::{self, KeyPin, RawPin, TablesTouched};
+use crate::facts::{self, KeyPin, PinnedValue, RawPin, SqlPrepared, TablesTouched};
 use crate::housekeeping;
 use crate::lexical;
 use crate::mask::MaskRenderer;
@@ -198,6 +198,29 @@ pub struct EnforcedStatement {
     pub search_path: Option<PathChange>,
     /// For `COPY … TO STDOUT`: which COPY data messages are rows, for counting.
     pub copy_out: Option<CopyOut>,
+    /// For SQL `PREPARE` and `EXECUTE`: the name, and the keys a prepared body pins
+    /// or the constants an EXECUTE passes, so the trail can name the keys an
+    /// EXECUTE looks up.
+    pub sql_prepared: Option<SqlPrepared>,
+}
+
+/// The name (and for EXECUTE, the argument constants) of a SQL PREPARE or EXECUTE.
+fn sql_prepared_name(statement: &Statement, original: &str) -> Option<SqlPrepared> {
+    match statement {
+        Statement::Prepare { name, .. } => Some(SqlPrepared::Prepare {
+            name: names::fold(name),
+            pins: Vec::new(),
+        }),
+        Statement::Execute {
+            name: Some(name),
+            parameters,
+            ..
+        } => Some(SqlPrepared::Execute {
+            name: names::parts(name).ok()?.pop()?,
+            arguments: facts::argument_constants(original, parameters),
+        }),
+        _ => None,
+    }
 }
 
 /// A cursor named by DECLARE, FETCH, MOVE or CLOSE.
@@ -425,6 +448,7 @@ impl Enforcer {
                     pins: Vec::new(),
                     search_path: None,
                     copy_out: None,
+                    sql_prepared: None,
                 }],
             });
         }
@@ -474,6 +498,7 @@ impl Enforcer {
             search_path::as_literals(&mut statement, path, &schemas);
         }
         let tables = facts::tables_touched(self, &statement);
+        let prepared = sql_prepared_name(&statement, original);
         let mut pins = Vec::new();
         let mut copy_out = None;
         let decision = if matches!(statement, Statement::Copy { to: true, .. }) {
@@ -502,6 +527,18 @@ impl Enforcer {
         if classify::is_reset_all(&statement) {
             sql = "RESET ALL".to_owned();
         }
+        let pins = facts::resolve_pins(self, original, pins);
+        let (pins, sql_prepared) = match prepared {
+            Some(SqlPrepared::Prepare { name, .. }) => (
+                // Only its constants are this message's; all of them go with the name.
+                pins.iter()
+                    .filter(|p| matches!(p.value, PinnedValue::Constant(_)))
+                    .cloned()
+                    .collect(),
+                Some(SqlPrepared::Prepare { name, pins }),
+            ),
+            other => (pins, other),
+        };
         Ok(EnforcedStatement {
             sql,
             kind: decision.0,
@@ -509,9 +546,10 @@ impl Enforcer {
             cursor: decision.2,
             copy_in: None,
             tables,
-            pins: facts::resolve_pins(self, original, pins),
+            pins,
             search_path: path_change,
             copy_out,
+            sql_prepared,
         })
     }
 
@@ -589,8 +627,9 @@ impl Enforcer {
                         classify::construct_name(inner)
                     )));
                 }
-                // Its parameters are those of a later EXECUTE, not of this message.
-                self.rewrite_statement(inner, clock, &mut Vec::new())?;
+                // Its parameters are those of a later EXECUTE, not of this message:
+                // its pins go with its name (see `SqlPrepared`).
+                self.rewrite_statement(inner, clock, pins)?;
                 Ok((StatementClass::Session, None, None))
             }
             // `DEALLOCATE ALL` is read by sqlparser as a statement named `all`.

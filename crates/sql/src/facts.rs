@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 
 use maskgate_policy::QualifiedName;
-use sqlparser::ast::{FromTable, ObjectName, Statement, TableFactor, TableObject};
+use sqlparser::ast::{Expr, FromTable, ObjectName, Statement, TableFactor, TableObject};
 use sqlparser::tokenizer::{Location, Span};
 
 use crate::enforce::Enforcer;
@@ -105,6 +105,43 @@ pub(crate) struct RawPin {
 pub(crate) enum RawValue {
     Constant(Span),
     Parameter(usize),
+}
+
+/// A statement prepared or run by SQL, for the keys the trail fingerprints: an
+/// EXECUTE's text does not show the lookup its prepared statement makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlPrepared {
+    /// `PREPARE name AS …`: the keys its body pins, by parameter or constant.
+    Prepare { name: String, pins: Vec<KeyPin> },
+    /// `EXECUTE name(args)`: per argument, the index of the constant it is among
+    /// the text's constants (`None` when it is not a plain constant).
+    Execute {
+        name: String,
+        arguments: Vec<Option<usize>>,
+    },
+}
+
+/// The index among the constants of `sql` of each argument of an EXECUTE that is a
+/// plain constant (possibly cast).
+pub(crate) fn argument_constants(sql: &str, arguments: &[Expr]) -> Vec<Option<usize>> {
+    let spans = crate::normalize::literal_spans(sql);
+    arguments
+        .iter()
+        .map(|argument| {
+            let mut expr = argument;
+            while let Expr::Cast { expr: inner, .. } | Expr::Nested(inner) = expr {
+                expr = inner;
+            }
+            let Expr::Value(value) = expr else {
+                return None;
+            };
+            let range = (offset(sql, value.span.start), offset(sql, value.span.end));
+            match range {
+                (Some(start), Some(end)) => spans.iter().position(|s| *s == (start, end)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Names the constants of `pins` by their index among the constants of `sql`:

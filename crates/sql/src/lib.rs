@@ -42,7 +42,7 @@ pub use enforce::{
     CursorUse, Enforced, EnforcedStatement, Enforcer, StatementClass, DEFAULT_GUARD_TOKEN,
     RESERVED_NAME_PREFIX,
 };
-pub use facts::{KeyPin, PinnedValue, TablesTouched};
+pub use facts::{KeyPin, PinnedValue, SqlPrepared, TablesTouched};
 pub use fingerprint::fingerprint;
 pub use mask::{KeyedMasks, MaskRenderer};
 pub use normalize::{normalize, Normalized};

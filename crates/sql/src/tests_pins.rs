@@ -78,3 +78,34 @@ fn every_lookup_of_a_statement_is_pinned_and_writes_too() {
     )
     .is_empty());
 }
+
+#[test]
+fn a_sql_prepared_lookup_names_its_keys_with_its_name_and_execute_its_constants() {
+    let prepare = enforce(
+        "clerk_01",
+        "PREPARE look(char(12)) AS SELECT full_name FROM participant WHERE citizen_id = $1",
+    )
+    .unwrap();
+    let statement = &prepare.statements[0];
+    assert!(statement.pins.is_empty(), "not this message's parameters");
+    let Some(crate::SqlPrepared::Prepare { name, pins }) = &statement.sql_prepared else {
+        panic!("{statement:?}")
+    };
+    assert_eq!(name, "look");
+    assert_eq!(pins.len(), 1);
+    assert_eq!(pins[0].value, PinnedValue::Parameter(1));
+
+    let sql = "EXECUTE Look(7, '001203004567'::char(12), 1 + 1)";
+    let execute = enforce("clerk_01", sql).unwrap();
+    let Some(crate::SqlPrepared::Execute { name, arguments }) = &execute.statements[0].sql_prepared
+    else {
+        panic!("{execute:?}")
+    };
+    assert_eq!(name, "look");
+    let literals = normalize(sql).literals;
+    let named: Vec<Option<&str>> = arguments
+        .iter()
+        .map(|a| a.map(|i| literals[i].as_str()))
+        .collect();
+    assert_eq!(named, [Some("7"), Some("'001203004567'"), None]);
+}

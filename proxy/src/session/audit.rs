@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use maskgate_detect::canonical::type_oid;
 use maskgate_detect::KeyKind;
-use maskgate_sql::{normalize, Normalized, PinnedValue, StatementClass};
+use maskgate_sql::{normalize, KeyPin, Normalized, PinnedValue, SqlPrepared, StatementClass};
 use tokio::sync::oneshot;
 
 use super::pipeline::Finished;
@@ -105,10 +105,22 @@ impl Text {
     }
 
     /// A restricted account's statement, as the analyzer saw it.
-    pub(super) fn rewritten(sql: &str, rewritten: &Rewritten, account: &AccountRules) -> Arc<Text> {
+    /// `executed`: what the SQL-prepared statements its EXECUTEs run pin and read.
+    pub(super) fn rewritten(
+        sql: &str,
+        rewritten: &Rewritten,
+        account: &AccountRules,
+        executed: Executed,
+    ) -> Arc<Text> {
         let n = normalize(sql);
-        let pins = pins_of(&n, rewritten);
-        let (class, tables, written) = facts_of(rewritten, account);
+        let mut pins = pins_of(&n, rewritten);
+        pins.extend(pinned_keys(&n, executed.pins.iter()));
+        let (class, mut tables, written) = facts_of(rewritten, account);
+        for facts in executed.tables {
+            if !tables.iter().any(|t| Arc::ptr_eq(t, &facts)) {
+                tables.push(facts);
+            }
+        }
         Arc::new(Text {
             statement: n.text,
             literals: n.literals,
@@ -168,7 +180,10 @@ impl Text {
 
 /// The keys the statements of `rewritten` pin, with how their columns compare.
 fn pins_of(n: &Normalized, rewritten: &Rewritten) -> Vec<PinnedKey> {
-    let pins = rewritten.statements.iter().flat_map(|s| s.pins.iter());
+    pinned_keys(n, rewritten.statements.iter().flat_map(|s| s.pins.iter()))
+}
+
+fn pinned_keys<'a>(n: &Normalized, pins: impl Iterator<Item = &'a KeyPin>) -> Vec<PinnedKey> {
     pins.map(|pin| PinnedKey {
         value: pin.value,
         kind: KeyKind::of(&pin.column_type),
@@ -193,6 +208,21 @@ fn parameter_uses(text: &str, number: usize) -> usize {
                 && !after.is_some_and(u8::is_ascii_digit)
         })
         .count()
+}
+
+/// What the SQL-prepared statements a text EXECUTEs pin and read, for its record:
+/// an EXECUTE's own text shows neither.
+#[derive(Debug, Default)]
+pub(super) struct Executed {
+    pins: Vec<KeyPin>,
+    tables: Vec<Arc<TableFacts>>,
+}
+
+/// A SQL-prepared statement's keys (by parameter or constant) and tables.
+#[derive(Debug)]
+struct SqlPreparedFacts {
+    pins: Vec<KeyPin>,
+    tables: Vec<Arc<TableFacts>>,
 }
 
 /// The statement classes, the tables read (with the rules the account's policy
@@ -278,6 +308,8 @@ pub(super) struct StatementAudit {
     next: u64,
     prepared: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Bound>,
+    /// Statements prepared by SQL, by folded name: what an EXECUTE of them pins.
+    sql_prepared: HashMap<String, SqlPreparedFacts>,
     /// Strict mode: the newest record the session's next results wait for.
     durable: Option<oneshot::Receiver<()>>,
 }
@@ -292,6 +324,7 @@ impl StatementAudit {
             next: 0,
             prepared: HashMap::new(),
             portals: HashMap::new(),
+            sql_prepared: HashMap::new(),
             durable: None,
         }
     }
@@ -430,17 +463,77 @@ impl StatementAudit {
         }
     }
 
-    /// A Close of a statement (`S`) or portal (`P`).
+    /// A Close of a statement (`S`) or portal (`P`), or a statement dropped by SQL.
     pub(super) fn closed(&mut self, kind: u8, name: &[u8]) {
         match kind {
-            b'S' => self.prepared.remove(name).map(|_| ()),
-            _ => self.portals.remove(name).map(|_| ()),
-        };
+            b'S' => {
+                self.prepared.remove(name);
+                if let Ok(name) = std::str::from_utf8(name) {
+                    self.sql_prepared.remove(name);
+                }
+            }
+            _ => {
+                self.portals.remove(name);
+            }
+        }
     }
 
     /// Every prepared statement was dropped (`DEALLOCATE ALL`, `DISCARD ALL`).
     pub(super) fn forget_statements(&mut self) {
         self.prepared.clear();
+        self.sql_prepared.clear();
+    }
+
+    /// Follows SQL PREPARE and EXECUTE in `rewritten`, in order: remembers what each
+    /// prepared body pins and reads, and returns what its EXECUTEs look up, the
+    /// keys named by the constants they pass (an argument that is not a plain
+    /// constant is a key the trail does not keep, counted as such).
+    pub(super) fn follow_sql_prepared(
+        &mut self,
+        rewritten: &Rewritten,
+        account: &AccountRules,
+    ) -> Executed {
+        let mut executed = Executed::default();
+        if !self.is_on() {
+            return executed;
+        }
+        for statement in &rewritten.statements {
+            match &statement.sql_prepared {
+                Some(SqlPrepared::Prepare { name, pins }) => {
+                    let tables = statement
+                        .tables
+                        .read
+                        .iter()
+                        .filter_map(|t| account.table_facts(t).cloned())
+                        .collect();
+                    let facts = SqlPreparedFacts {
+                        pins: pins.clone(),
+                        tables,
+                    };
+                    self.sql_prepared.insert(name.clone(), facts);
+                }
+                Some(SqlPrepared::Execute { name, arguments }) => {
+                    let Some(facts) = self.sql_prepared.get(name) else {
+                        continue;
+                    };
+                    for pin in &facts.pins {
+                        let PinnedValue::Parameter(number) = pin.value else {
+                            continue;
+                        };
+                        let constant = number
+                            .checked_sub(1)
+                            .and_then(|i| arguments.get(i).copied().flatten());
+                        executed.pins.push(KeyPin {
+                            value: PinnedValue::Constant(constant),
+                            ..pin.clone()
+                        });
+                    }
+                    executed.tables.extend(facts.tables.iter().cloned());
+                }
+                None => {}
+            }
+        }
+        executed
     }
 
     /// A Bind: the portal's statement and parameters, for its Execute.

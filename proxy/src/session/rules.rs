@@ -197,7 +197,8 @@ impl SessionRules<'_> {
             return self.deny(pipe, Replaced::Query, refusal, sql, out);
         }
         let stmt = if self.audit.is_on() {
-            let text = Text::rewritten(sql, rewritten, &self.account);
+            let executed = self.audit.follow_sql_prepared(rewritten, &self.account);
+            let text = Text::rewritten(sql, rewritten, &self.account, executed);
             match self
                 .audit
                 .begin("simple", &text, Vec::new(), &Params::default())
@@ -303,11 +304,9 @@ impl SessionRules<'_> {
             Err(refusal) => return self.deny(pipe, Replaced::Parse { name }, refusal, sql, out),
         };
         if self.audit.is_on() {
-            self.audit.parsed(
-                name,
-                Text::rewritten(sql, rewritten, &self.account),
-                param_types,
-            );
+            let executed = self.audit.follow_sql_prepared(rewritten, &self.account);
+            let text = Text::rewritten(sql, rewritten, &self.account, executed);
+            self.audit.parsed(name, text, param_types);
         }
         let first = rewritten.statements.first();
         self.caps
