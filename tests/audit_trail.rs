@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{audit_records, PgCluster, ProxyOptions, TestProxy};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -88,36 +88,15 @@ async fn connect_as(proxy: &TestProxy, user: &str) -> tokio_postgres::Client {
     client
 }
 
-/// Every record of the trail, in order.
-fn records(dir: &Path) -> Vec<Value> {
-    let mut segments: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Waits until a record matching `pred` is in the trail (the writer commits in groups).
 async fn wait_for(dir: &Path, pred: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..200 {
-        if let Some(found) = records(dir).into_iter().find(&pred) {
+        if let Some(found) = audit_records(dir).into_iter().find(&pred) {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("no such record in the trail: {:#?}", records(dir));
+    panic!("no such record in the trail: {:#?}", audit_records(dir));
 }
 
 fn statement_like(text: &str) -> impl Fn(&Value) -> bool + '_ {
@@ -297,7 +276,7 @@ async fn statements_the_trail_cannot_take_are_refused() {
     // Every statement that ran has its record.
     let dir = proxy.audit_dir();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let recorded = records(&dir)
+    let recorded = audit_records(&dir)
         .iter()
         .filter(|r| r["kind"] == "statement" && r["decision"] == "rewritten")
         .count();
@@ -315,7 +294,7 @@ async fn in_strict_mode_results_arrive_only_after_their_record_is_on_disk() {
             .unwrap();
         assert_eq!(rows.len(), 1);
         // Read at once, without waiting for a group commit.
-        let found = records(&proxy.audit_dir())
+        let found = audit_records(&proxy.audit_dir())
             .iter()
             .filter(|r| r["kind"] == "statement" && r["protocol"] == "extended")
             .count();
@@ -324,7 +303,7 @@ async fn in_strict_mode_results_arrive_only_after_their_record_is_on_disk() {
             "a result arrived before its record was written"
         );
     }
-    let recorded = records(&proxy.audit_dir())
+    let recorded = audit_records(&proxy.audit_dir())
         .iter()
         .filter(|r| r["kind"] == "statement" && r["protocol"] == "extended")
         .count();

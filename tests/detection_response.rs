@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{audit_records, PgCluster, ProxyOptions, TestProxy};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery";
@@ -90,39 +90,14 @@ fn serve_one(mut stream: std::net::TcpStream) -> std::io::Result<Value> {
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
-fn records(dir: &Path) -> Vec<Value> {
-    let mut segments: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "jsonl")
-                && p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("audit-")
-        })
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 async fn wait_for(dir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..400 {
-        if let Some(found) = records(dir).into_iter().find(&pred) {
+        if let Some(found) = audit_records(dir).into_iter().find(&pred) {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let kinds: Vec<String> = records(dir)
+    let kinds: Vec<String> = audit_records(dir)
         .iter()
         .rev()
         .take(15)
@@ -241,7 +216,7 @@ async fn an_enumerating_session_is_suspended_alerted_and_unlocked() {
         1,
         "{statement}"
     );
-    let text: String = records(&dir).iter().map(Value::to_string).collect();
+    let text: String = audit_records(&dir).iter().map(Value::to_string).collect();
     assert!(
         !text.contains("000000000042"),
         "a looked-up value is in clear in the trail"

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use maskgate_testkit::{
-    http_get, metric, PgCluster, ProxyOptions, ServeOptions, ServedBinary, TestProxy,
+    audit_records_of, http_get, metric, PgCluster, ProxyOptions, ServeOptions, ServedBinary,
+    TestProxy,
 };
 use raw_login::{login, Exchange, Outcome};
 
@@ -188,28 +189,6 @@ async fn failed_logins_with_invented_names_take_bounded_memory_and_log() {
     );
 }
 
-/// The records of `kind` in the trail of a stopped proxy.
-fn records(proxy: &TestProxy, kind: &str) -> Vec<serde_json::Value> {
-    let mut files: Vec<_> = std::fs::read_dir(proxy.audit_dir())
-        .expect("the audit directory")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .expect("a segment")
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a record"))
-                .collect::<Vec<_>>()
-        })
-        .filter(|r| r["kind"] == kind)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_named_refusals_is_counted_each_and_summed_up_in_the_trail() {
     use tokio::io::AsyncWriteExt;
@@ -244,11 +223,11 @@ async fn a_flood_of_named_refusals_is_counted_each_and_summed_up_in_the_trail() 
         "every refusal is counted"
     );
     proxy.stop().await;
-    let one_by_one = records(&proxy, "login")
+    let one_by_one = audit_records_of(&proxy.audit_dir(), "login")
         .into_iter()
         .filter(|r| r["reason"] == "protocol")
         .count();
-    let summaries = records(&proxy, "login_refusals");
+    let summaries = audit_records_of(&proxy.audit_dir(), "login_refusals");
     assert_eq!(summaries.len(), 1, "{summaries:?}");
     let summary = &summaries[0];
     assert_eq!(summary["client"], "127.0.0.2");

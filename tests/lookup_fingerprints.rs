@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use maskgate_testkit::{PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{audit_records, PgCluster, ProxyOptions, TestProxy};
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
@@ -52,32 +52,10 @@ INSERT INTO person SELECT g, lpad(g::text, 12, '0'), 'Person ' || g FROM generat
 INSERT INTO person VALUES (1094795585, '999000000001', 'Nobody Real');
 ";
 
-fn records(dir: &Path) -> Vec<Value> {
-    let mut segments: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with("audit-") && name.ends_with(".jsonl")
-        })
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The `keys` of `user`'s statement records, in order, once `count` are written.
 async fn keys_of(dir: &Path, user: &str, count: usize) -> Vec<Value> {
     for _ in 0..400 {
-        let keys: Vec<Value> = records(dir)
+        let keys: Vec<Value> = audit_records(dir)
             .into_iter()
             .filter(|r| r["kind"] == "statement" && r["user"] == user)
             .map(|r| r["keys"].clone())
@@ -92,7 +70,7 @@ async fn keys_of(dir: &Path, user: &str, count: usize) -> Vec<Value> {
 
 async fn alerts(dir: &Path, rule: &str, account: &str, at_least: usize) -> Vec<Value> {
     for _ in 0..400 {
-        let found: Vec<Value> = records(dir)
+        let found: Vec<Value> = audit_records(dir)
             .into_iter()
             .filter(|r| r["kind"] == "alert" && r["rule"] == rule && r["account"] == account)
             .collect();
@@ -226,7 +204,7 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         .await
         .unwrap();
     let executes: Vec<Value> = loop {
-        let found: Vec<Value> = records(&dir)
+        let found: Vec<Value> = audit_records(&dir)
             .into_iter()
             .filter(|r| r["kind"] == "statement" && r["user"] == "clerk5")
             .collect();
@@ -278,7 +256,7 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         keys.iter().map(|k| k[0]["k"].to_string()).collect();
     assert_eq!(distinct.len(), 30);
     alerts(&dir, "enumeration", "clerk4", 1).await;
-    assert!(records(&dir)
+    assert!(audit_records(&dir)
         .iter()
         .filter(|r| r["kind"] == "alert" && r["account"] == "clerk3")
         .all(|r| r["rule"] != "enumeration"));

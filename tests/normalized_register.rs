@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use enforcement::*;
 use maskgate_testkit::register::{self, PROVINCIAL, TRAINEE};
-use maskgate_testkit::{http_get, metric_sum, TestProxy};
+use maskgate_testkit::{audit_records, http_get, metric_sum, TestProxy};
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -464,31 +464,10 @@ async fn reference_tables_are_not_capped_and_over_cap_statements_get_no_row() {
     assert!(stepped.rows.len() <= 20, "{}", stepped.rows.len());
 }
 
-/// Every record of the trail, in order.
-fn records(dir: &Path) -> Vec<Value> {
-    let mut segments: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Waits until a record matching `pred` is in the trail (the writer commits in groups).
 async fn wait_for(dir: &Path, pred: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..200 {
-        if let Some(found) = records(dir).into_iter().find(&pred) {
+        if let Some(found) = audit_records(dir).into_iter().find(&pred) {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use maskgate_testkit::{
-    accounts_toml, metric, rewrite_accounts, PgCluster, ProxyOptions, TestProxy,
+    accounts_toml, audit_records_of, metric, rewrite_accounts, PgCluster, ProxyOptions, TestProxy,
 };
 use tokio_postgres::Client;
 
@@ -62,26 +62,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn records(proxy: &TestProxy, kind: &str) -> Vec<serde_json::Value> {
-    let mut files: Vec<_> = std::fs::read_dir(proxy.audit_dir())
-        .expect("the audit directory")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            let text = std::fs::read_to_string(f).expect("a segment");
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .filter(|r| r["kind"] == kind)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_in_place_is_read_once_closed_and_widening_is_recorded() {
     let mut options = ProxyOptions {
@@ -122,7 +102,7 @@ async fn a_file_written_in_place_is_read_once_closed_and_widening_is_recorded() 
     rewrite_accounts(&proxy, &options).expect("rewrite");
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let reloads = records(&proxy, "policy_reload");
+        let reloads = audit_records_of(&proxy.audit_dir(), "policy_reload");
         let widened = reloads.iter().find(|r| {
             r["widened"]
                 .as_array()

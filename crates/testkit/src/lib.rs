@@ -32,6 +32,7 @@ mod proxy;
 pub mod register;
 mod served;
 mod template;
+mod trail;
 mod url;
 
 pub use binaries::{PgBinaries, BINDIR_ENV};
@@ -41,3 +42,4 @@ pub use http::{free_port, http_get, metric, metric_sum};
 pub use proxy::{accounts_toml, rewrite_accounts, ProxyOptions, TestProxy};
 pub use served::{ServeOptions, ServedBinary};
 pub use template::TMPDIR_ENV;
+pub use trail::{audit_records, audit_records_of};
