@@ -2,10 +2,9 @@
 //! trail, field by field; constants only sealed; back-pressure refusing statements
 //! the trail cannot take; strict mode; and the trail verifying after a clean stop.
 
-use std::path::Path;
 use std::time::Duration;
 
-use maskgate_testkit::{audit_records, PgCluster, ProxyOptions, TestProxy};
+use maskgate_testkit::{audit_records, wait_for_record, PgCluster, ProxyOptions, TestProxy};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -88,17 +87,6 @@ async fn connect_as(proxy: &TestProxy, user: &str) -> tokio_postgres::Client {
     client
 }
 
-/// Waits until a record matching `pred` is in the trail (the writer commits in groups).
-async fn wait_for(dir: &Path, pred: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        if let Some(found) = audit_records(dir).into_iter().find(&pred) {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no such record in the trail: {:#?}", audit_records(dir));
-}
-
 fn statement_like(text: &str) -> impl Fn(&Value) -> bool + '_ {
     move |r| r["kind"] == "statement" && r["statement"].as_str() == Some(text)
 }
@@ -130,7 +118,7 @@ async fn a_restricted_session_is_recorded_field_by_field() {
         "SELECT id, citizen_id FROM person WHERE id = 2 AND citizen_id <> '{TYPED_SECRET}'"
     );
     client.simple_query(&lookup).await.unwrap();
-    let record = wait_for(
+    let record = wait_for_record(
         &dir,
         statement_like("SELECT id, citizen_id FROM person WHERE id = $L1 AND citizen_id <> $L2"),
     )
@@ -146,7 +134,7 @@ async fn a_restricted_session_is_recorded_field_by_field() {
     assert_eq!(table["denied"][0], "note");
     assert_eq!(table["filtered_by"][0], "reader");
     assert_eq!(table["roles"][0], "reader");
-    let end = wait_for(&dir, end_of(&record)).await;
+    let end = wait_for_record(&dir, end_of(&record)).await;
     assert_eq!(end["outcome"], "completed");
     assert_eq!(end["rows"], 1);
     assert!(end["bytes"].as_u64().unwrap() > 5, "{end}");
@@ -161,7 +149,7 @@ async fn a_restricted_session_is_recorded_field_by_field() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    let record = wait_for(&dir, |r| {
+    let record = wait_for_record(&dir, |r| {
         r["kind"] == "statement" && r["protocol"] == "extended" && r["sealed_values"] == 1
     })
     .await;
@@ -170,7 +158,7 @@ async fn a_restricted_session_is_recorded_field_by_field() {
         open_sealed(&proxy, &record)["params"][0],
         "\\x0000000000000004"
     );
-    let end = wait_for(&dir, end_of(&record)).await;
+    let end = wait_for_record(&dir, end_of(&record)).await;
     assert_eq!(end["rows"], 1);
 
     // A denial: recorded once, with its SQLSTATE and reason, never run.
@@ -181,7 +169,7 @@ async fn a_restricted_session_is_recorded_field_by_field() {
         denied.unwrap_err().code(),
         Some(&SqlState::INSUFFICIENT_PRIVILEGE)
     );
-    let record = wait_for(&dir, |r| {
+    let record = wait_for_record(&dir, |r| {
         r["kind"] == "statement" && r["decision"] == "denied"
     })
     .await;
@@ -198,8 +186,8 @@ async fn a_restricted_session_is_recorded_field_by_field() {
         capped.unwrap_err().code(),
         Some(&SqlState::PROGRAM_LIMIT_EXCEEDED)
     );
-    let record = wait_for(&dir, statement_like("SELECT id FROM person")).await;
-    let end = wait_for(&dir, end_of(&record)).await;
+    let record = wait_for_record(&dir, statement_like("SELECT id FROM person")).await;
+    let end = wait_for_record(&dir, end_of(&record)).await;
     assert_eq!(end["outcome"], "stopped");
     assert_eq!(end["stopped_by"], "row_cap");
     assert_eq!(end["sqlstate"], "54000");
@@ -208,15 +196,16 @@ async fn a_restricted_session_is_recorded_field_by_field() {
     // A refused login, with its reason.
     let wrong = tokio_postgres::connect(&proxy.conn_string("clerk", "wrong password"), NoTls).await;
     assert!(wrong.is_err());
-    let login = wait_for(&dir, |r| r["kind"] == "login" && r["outcome"] == "refused").await;
+    let login = wait_for_record(&dir, |r| r["kind"] == "login" && r["outcome"] == "refused").await;
     assert_eq!(login["reason"], "auth_failed");
     assert_eq!(login["user"], "clerk");
-    let admitted = wait_for(&dir, |r| r["kind"] == "login" && r["outcome"] == "admitted").await;
+    let admitted =
+        wait_for_record(&dir, |r| r["kind"] == "login" && r["outcome"] == "admitted").await;
     assert_eq!(admitted["restricted"], true);
     assert_eq!(admitted["roles"][0], "reader");
 
     drop(client);
-    let ended = wait_for(&dir, |r| r["kind"] == "session_end").await;
+    let ended = wait_for_record(&dir, |r| r["kind"] == "session_end").await;
     assert_eq!(ended["session"], admitted["session"]);
     assert!(ended["statements"].as_u64().unwrap() >= 3, "{ended}");
 
@@ -339,7 +328,7 @@ async fn copies_are_recorded_with_their_rows_and_bytes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let record = wait_for(
+    let record = wait_for_record(
         &dir,
         statement_like("COPY person (id, citizen_id, province_code, note) FROM STDIN"),
     )
@@ -348,7 +337,7 @@ async fn copies_are_recorded_with_their_rows_and_bytes() {
     assert_eq!(record["class"], "write");
     assert_eq!(record["decision"], "rewritten");
     assert_eq!(record["written"][0], "public.person");
-    let end = wait_for(&dir, end_of(&record)).await;
+    let end = wait_for_record(&dir, end_of(&record)).await;
     assert_eq!(end["outcome"], "completed");
     assert_eq!(end["rows"], 0, "nothing was sent to the client");
 
@@ -361,7 +350,7 @@ async fn copies_are_recorded_with_their_rows_and_bytes() {
     use futures_util::TryStreamExt;
     let chunks: Vec<bytes::Bytes> = copied.try_collect().await.unwrap();
     let sent: usize = chunks.iter().map(|c| c.len()).sum();
-    let record = wait_for(&dir, |r| {
+    let record = wait_for_record(&dir, |r| {
         r["kind"] == "statement"
             && r["user"] == "auditor"
             && r["statement"]
@@ -371,7 +360,7 @@ async fn copies_are_recorded_with_their_rows_and_bytes() {
     .await;
     assert_eq!(record["decision"], "allowed");
     assert_eq!(record["class"], "unanalyzed");
-    let end = wait_for(&dir, end_of(&record)).await;
+    let end = wait_for_record(&dir, end_of(&record)).await;
     assert_eq!(end["outcome"], "completed");
     assert_eq!(end["rows"], 42, "40 rows and the 2 loaded");
     // Each CopyData message adds its 5-byte header to the data it carries.
@@ -392,7 +381,7 @@ async fn policy_reloads_name_the_files_that_changed() {
     )
     .unwrap();
     proxy.handle().reload_policy().unwrap();
-    let accepted = wait_for(&dir, |r| {
+    let accepted = wait_for_record(&dir, |r| {
         r["kind"] == "policy_reload" && r["outcome"] == "accepted"
     })
     .await;
@@ -408,7 +397,7 @@ async fn policy_reloads_name_the_files_that_changed() {
     std::fs::remove_file(policy_dir.join("labels.toml")).unwrap();
     std::fs::write(policy_dir.join("broken.toml"), "[roles.x\n").unwrap();
     assert!(proxy.handle().reload_policy().is_err());
-    let refused = wait_for(&dir, |r| {
+    let refused = wait_for_record(&dir, |r| {
         r["kind"] == "policy_reload" && r["outcome"] == "refused"
     })
     .await;

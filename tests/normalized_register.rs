@@ -12,13 +12,10 @@
 mod enforcement;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::time::Duration;
 
 use enforcement::*;
 use maskgate_testkit::register::{self, PROVINCIAL, TRAINEE};
-use maskgate_testkit::{audit_records, http_get, metric_sum, TestProxy};
-use serde_json::Value;
+use maskgate_testkit::{http_get, metric_sum, wait_for_record, TestProxy};
 use tokio_postgres::Client;
 
 async fn proxy() -> TestProxy {
@@ -464,17 +461,6 @@ async fn reference_tables_are_not_capped_and_over_cap_statements_get_no_row() {
     assert!(stepped.rows.len() <= 20, "{}", stepped.rows.len());
 }
 
-/// Waits until a record matching `pred` is in the trail (the writer commits in groups).
-async fn wait_for(dir: &Path, pred: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        if let Some(found) = audit_records(dir).into_iter().find(&pred) {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no such record in the trail");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_mode_runs_as_sent_and_records_what_enforcement_would_do() {
     let proxy = proxy().await;
@@ -496,7 +482,7 @@ async fn monitor_mode_runs_as_sent_and_records_what_enforcement_would_do() {
     }
 
     let dir = proxy.audit_dir();
-    let would_deny = wait_for(&dir, |r| {
+    let would_deny = wait_for_record(&dir, |r| {
         r["kind"] == "statement" && r["user"] == TRAINEE && r["would"] == "deny"
     })
     .await;
@@ -506,11 +492,11 @@ async fn monitor_mode_runs_as_sent_and_records_what_enforcement_would_do() {
         .as_str()
         .unwrap()
         .contains("phone"));
-    let rewrite = wait_for(&dir, |r| {
+    let rewrite = wait_for_record(&dir, |r| {
         r["kind"] == "statement" && r["user"] == TRAINEE && r["would"] == "rewrite"
     })
     .await;
-    let end = wait_for(&dir, |r| {
+    let end = wait_for_record(&dir, |r| {
         r["kind"] == "statement_end"
             && r["session"] == rewrite["session"]
             && r["stmt"] == rewrite["stmt"]

@@ -42,4 +42,4 @@ pub use http::{free_port, http_get, metric, metric_sum};
 pub use proxy::{accounts_toml, rewrite_accounts, ProxyOptions, TestProxy};
 pub use served::{ServeOptions, ServedBinary};
 pub use template::TMPDIR_ENV;
-pub use trail::{audit_records, audit_records_of};
+pub use trail::{audit_records, audit_records_of, wait_for_record};

@@ -38,3 +38,18 @@ pub fn audit_records_of(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
         .filter(|r| r["kind"] == kind)
         .collect()
 }
+
+/// Waits (up to 5 s) until a record matching `pred` is in the trail: the writer
+/// commits in groups.
+pub async fn wait_for_record(
+    dir: &Path,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Some(found) = audit_records(dir).into_iter().find(&pred) {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no such record in the trail: {:#?}", audit_records(dir));
+}
