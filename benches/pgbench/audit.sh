@@ -39,20 +39,7 @@ while (($#)); do
 done
 IFS=, read -r -a MODE_LIST <<<"$MODES"
 
-bench_install_traps
-mg_build
-bench_make_tmp
-pg_start $((3 * CLIENTS + 40))
-"$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U "$BENCH_USER" "$BENCH_DB" \
-    >"$BENCH_TMP/pgbench-init.log" 2>&1 || die "pgbench -i failed"
-
-declare -A PORT
-mg_start $((CLIENTS + 20)) 8 audit-off ""
-PORT[off]=$MG_PORT
-mg_start $((CLIENTS + 20)) 8 audit-on "$(mg_audit_section "$BENCH_TMP/keys-on")"
-PORT[on]=$MG_PORT
-mg_start $((CLIENTS + 20)) 8 audit-strict "$(mg_audit_section "$BENCH_TMP/keys-strict" 'strict = true')"
-PORT[strict]=$MG_PORT
+audit_targets_start
 TARGET_LIST=(off on strict)
 
 RESULTS="$BENCH_TMP/results.tsv"
@@ -62,7 +49,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
             t="${TARGET_LIST[$(((i + r - 1) % 3))]}"
             out="$BENCH_TMP/last.out"
             "$PGBENCH" -S -n -T "$SECONDS_PER_RUN" -M "$m" -c "$CLIENTS" -j 2 \
-                -h 127.0.0.1 -p "${PORT[$t]}" -U "$BENCH_USER" "$BENCH_DB" >"$out" 2>&1 ||
+                -h 127.0.0.1 -p "${AUDIT_PORT[$t]}" -U "$BENCH_USER" "$BENCH_DB" >"$out" 2>&1 ||
                 { tail -n 5 "$out" >&2; die "pgbench failed against audit-$t"; }
             printf '%s\t%s\t%s\t%s\n' "$r" "$m" "$t" "$(pgbench_tps_latency "$out" | cut -f1)" >>"$RESULTS"
             log "round $r $m audit-$t: $(tail -n 1 "$RESULTS" | cut -f4) tps"

@@ -49,20 +49,7 @@ cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-bench_install_traps
-mg_build
-bench_make_tmp
-pg_start $((3 * CLIENTS + 40))
-"$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U "$BENCH_USER" "$BENCH_DB" \
-    >"$BENCH_TMP/pgbench-init.log" 2>&1 || die "pgbench -i failed"
-
-declare -A PORT PID
-mg_start $((CLIENTS + 20)) 8 audit-off ""
-PORT[off]=$MG_PORT PID[off]=$MG_PID
-mg_start $((CLIENTS + 20)) 8 audit-on "$(mg_audit_section "$BENCH_TMP/keys-on")"
-PORT[on]=$MG_PORT PID[on]=$MG_PID
-mg_start $((CLIENTS + 20)) 8 audit-strict "$(mg_audit_section "$BENCH_TMP/keys-strict" 'strict = true')"
-PORT[strict]=$MG_PORT PID[strict]=$MG_PID
+audit_targets_start
 TARGET_LIST=(off on strict)
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
@@ -72,11 +59,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
         for ((i = 0; i < 3; i++)); do
             t="${TARGET_LIST[$(((i + r - 1) % 3))]}"
             out="$BENCH_TMP/last.out"
-            before=$(cpu_ticks "${PID[$t]}")
+            before=$(cpu_ticks "${AUDIT_PID[$t]}")
             "$PGBENCH" -S -n -t "$PER_CLIENT" -M "$m" -c "$CLIENTS" -j 2 \
-                -h 127.0.0.1 -p "${PORT[$t]}" -U "$BENCH_USER" "$BENCH_DB" >"$out" 2>&1 ||
+                -h 127.0.0.1 -p "${AUDIT_PORT[$t]}" -U "$BENCH_USER" "$BENCH_DB" >"$out" 2>&1 ||
                 { tail -n 5 "$out" >&2; die "pgbench failed against audit-$t"; }
-            after=$(cpu_ticks "${PID[$t]}")
+            after=$(cpu_ticks "${AUDIT_PID[$t]}")
             us=$(awk -v d=$((after - before)) -v tick="$TICK_US" -v n=$((PER_CLIENT * CLIENTS)) \
                 'BEGIN { printf "%.2f", d * tick / n }')
             printf '%s\t%s\t%s\t%s\n' "$r" "$m" "$t" "$us" >>"$RESULTS"

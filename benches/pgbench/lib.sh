@@ -395,3 +395,27 @@ pgbench_tps_latency() {
             if (tps == "" || lat == "") { print "ERR\tERR" } else { print tps "\t" lat }
         }' "$1"
 }
+
+# The audit benchmarks' setup: a cluster with `pgbench -i -s $SCALE` and three
+# maskgate instances in front of it (audit off, on, on in strict mode) for
+# $CLIENTS clients. Fills AUDIT_PORT and AUDIT_PID (keyed off, on, strict).
+declare -A AUDIT_PORT AUDIT_PID
+audit_targets_start() {
+    bench_install_traps
+    mg_build
+    bench_make_tmp
+    pg_start $((3 * CLIENTS + 40))
+    "$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U "$BENCH_USER" "$BENCH_DB" \
+        >"$BENCH_TMP/pgbench-init.log" 2>&1 || die "pgbench -i failed"
+    local target section
+    for target in off on strict; do
+        case "$target" in
+        off) section="" ;;
+        on) section="$(mg_audit_section "$BENCH_TMP/keys-on")" ;;
+        strict) section="$(mg_audit_section "$BENCH_TMP/keys-strict" 'strict = true')" ;;
+        esac
+        mg_start $((CLIENTS + 20)) 8 "audit-$target" "$section"
+        AUDIT_PORT[$target]=$MG_PORT
+        AUDIT_PID[$target]=$MG_PID
+    done
+}
