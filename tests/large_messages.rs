@@ -174,3 +174,27 @@ async fn a_message_not_sent_whole_in_time_ends_the_session() {
     other.send(&query).await;
     expect_answer(&mut other, "a whole message").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_after_a_refused_one_has_a_deadline_of_its_own() {
+    let proxy = start().await;
+    let long = long_query(200 << 10);
+    let mut clerk = Wire::login(&proxy, "clerk").await.expect("clerk logs in");
+    // The refused statement's body takes most of message_timeout (1 s) to arrive...
+    clerk.send(&long[..100]).await;
+    expect_error(&mut clerk, "54000", "a long restricted Query").await;
+    let rest = &long[100..long.len() - 10];
+    for piece in rest.chunks(rest.len() / 7 + 1) {
+        clerk.send(piece).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...its last bytes come with the first half of the next one, and the next
+    // one's second half takes most of its own time.
+    let next = long_query(100);
+    let mut joined = long[long.len() - 10..].to_vec();
+    joined.extend_from_slice(&next[..50]);
+    clerk.send(&joined).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    clerk.send(&next[50..]).await;
+    expect_answer(&mut clerk, "the statement after the long one").await;
+}

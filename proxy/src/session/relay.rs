@@ -529,10 +529,18 @@ impl<'a> Relay<'a> {
     /// Drops what has arrived of a refused message's body; `true` once all of it
     /// has (the bytes after it are the next message).
     fn drop_unread(&mut self) -> bool {
+        if self.unread == 0 {
+            return true;
+        }
         let n = self.unread.min(self.client_in.len());
         self.client_in.advance(n);
         self.unread -= n;
-        self.unread == 0
+        if self.unread > 0 {
+            return false;
+        }
+        // Dropped whole: the next message gets a deadline of its own.
+        self.message_timer = None;
+        true
     }
 
     /// A message begun (or a refused one still arriving) must arrive whole in time.
