@@ -132,6 +132,11 @@ impl<'m> Intercept<'m> {
         error: ClientError,
         out: &mut BytesMut,
     ) -> ClientVerdict {
+        // A disabled or suspended account's session ends here as at any statement.
+        if let Err(e) = self.check_account() {
+            self.metrics.session_ended_by_policy();
+            return ClientVerdict::Reject(e);
+        }
         if self.pipeline.client_skip && is_skipped_till_sync(tag) {
             return ClientVerdict::Replace;
         }
