@@ -203,6 +203,7 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         .simple_query("EXECUTE Look ('999000000001'::char(12))")
         .await
         .unwrap();
+    let mut waited = 0;
     let executes: Vec<Value> = loop {
         let found: Vec<Value> = audit_records(&dir)
             .into_iter()
@@ -211,6 +212,8 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         if found.len() >= 2 {
             break found;
         }
+        waited += 1;
+        assert!(waited < 200, "the EXECUTE records were not written");
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     let canary_key = keys_of(&dir, "clerk", 1).await[0][0].clone();
@@ -225,6 +228,50 @@ async fn a_lookup_is_fingerprinted_by_its_key_however_it_is_typed_or_sent() {
         );
     }
     alerts(&dir, "canary", "clerk5", 1).await;
+    // A second PREPARE of the name, which PostgreSQL refuses, does not take the
+    // key out of the next EXECUTE's record; nor does an EXECUTE parsed (extended
+    // protocol) before its PREPARE.
+    let _ = clerk5.simple_query("PREPARE look AS SELECT 1").await;
+    clerk5
+        .simple_query("EXECUTE look('999000000001')")
+        .await
+        .unwrap();
+    let early = clerk5
+        .prepare("EXECUTE later('999000000001')")
+        .await
+        .unwrap();
+    clerk5
+        .simple_query(
+            "PREPARE later(char(12)) AS SELECT full_name FROM person WHERE citizen_id = $1",
+        )
+        .await
+        .unwrap();
+    // (tokio-postgres read the EXECUTE's description before the statement existed,
+    // as no rows, and refuses the rows that come: the statement ran all the same.)
+    let _ = clerk5.query(&early, &[]).await;
+    let mut waited = 0;
+    let executes: Vec<Value> = loop {
+        let found: Vec<Value> = audit_records(&dir)
+            .into_iter()
+            .filter(|r| {
+                r["kind"] == "statement"
+                    && r["user"] == "clerk5"
+                    && r["statement"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("EXECUTE"))
+            })
+            .collect();
+        if found.len() >= 3 {
+            break found;
+        }
+        waited += 1;
+        assert!(waited < 200, "the EXECUTE records were not written");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    for record in &executes[executes.len() - 2..] {
+        let keys = record["keys"].as_array().cloned().unwrap_or_default();
+        assert!(keys.contains(&canary_key), "{record}");
+    }
 
     // One person looked up 25 times with a growing second parameter: one key, and
     // no enumeration alert.

@@ -44,6 +44,10 @@ pub(super) struct Text {
     would: Option<(&'static str, Option<(String, String)>)>,
     /// The keys it pins on lookup-only tables.
     pins: Vec<PinnedKey>,
+    /// The statements it runs with SQL EXECUTE, with the constant each argument is:
+    /// what they pin is read from the session's SQL-prepared statements when the
+    /// statement runs (a PREPARE may come after the EXECUTE's Parse).
+    executes: Vec<(String, Vec<Option<usize>>)>,
 }
 
 /// A pinned key, with how its column compares.
@@ -71,6 +75,7 @@ impl Text {
             decision: "allowed",
             would: None,
             pins: Vec::new(),
+            executes: Vec::new(),
         })
     }
 
@@ -101,26 +106,25 @@ impl Text {
             decision: "monitored",
             would: Some(would),
             pins,
+            executes: Vec::new(),
         })
     }
 
     /// A restricted account's statement, as the analyzer saw it.
-    /// `executed`: what the SQL-prepared statements its EXECUTEs run pin and read.
-    pub(super) fn rewritten(
-        sql: &str,
-        rewritten: &Rewritten,
-        account: &AccountRules,
-        executed: Executed,
-    ) -> Arc<Text> {
+    pub(super) fn rewritten(sql: &str, rewritten: &Rewritten, account: &AccountRules) -> Arc<Text> {
         let n = normalize(sql);
-        let mut pins = pins_of(&n, rewritten);
-        pins.extend(pinned_keys(&n, executed.pins.iter()));
-        let (class, mut tables, written) = facts_of(rewritten, account);
-        for facts in executed.tables {
-            if !tables.iter().any(|t| Arc::ptr_eq(t, &facts)) {
-                tables.push(facts);
-            }
-        }
+        let pins = pins_of(&n, rewritten);
+        let (class, tables, written) = facts_of(rewritten, account);
+        let executes = rewritten
+            .statements
+            .iter()
+            .filter_map(|s| match &s.sql_prepared {
+                Some(SqlPrepared::Execute { name, arguments }) => {
+                    Some((name.clone(), arguments.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         Arc::new(Text {
             statement: n.text,
             literals: n.literals,
@@ -131,6 +135,7 @@ impl Text {
             decision: "rewritten",
             would: None,
             pins,
+            executes,
         })
     }
 
@@ -180,10 +185,7 @@ impl Text {
 
 /// The keys the statements of `rewritten` pin, with how their columns compare.
 fn pins_of(n: &Normalized, rewritten: &Rewritten) -> Vec<PinnedKey> {
-    pinned_keys(n, rewritten.statements.iter().flat_map(|s| s.pins.iter()))
-}
-
-fn pinned_keys<'a>(n: &Normalized, pins: impl Iterator<Item = &'a KeyPin>) -> Vec<PinnedKey> {
+    let pins = rewritten.statements.iter().flat_map(|s| s.pins.iter());
     pins.map(|pin| PinnedKey {
         value: pin.value,
         kind: KeyKind::of(&pin.column_type),
@@ -208,14 +210,6 @@ fn parameter_uses(text: &str, number: usize) -> usize {
                 && !after.is_some_and(u8::is_ascii_digit)
         })
         .count()
-}
-
-/// What the SQL-prepared statements a text EXECUTEs pin and read, for its record:
-/// an EXECUTE's own text shows neither.
-#[derive(Debug, Default)]
-pub(super) struct Executed {
-    pins: Vec<KeyPin>,
-    tables: Vec<Arc<TableFacts>>,
 }
 
 /// A SQL-prepared statement's keys (by parameter or constant) and tables.
@@ -309,7 +303,10 @@ pub(super) struct StatementAudit {
     prepared: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Bound>,
     /// Statements prepared by SQL, by folded name: what an EXECUTE of them pins.
-    sql_prepared: HashMap<String, SqlPreparedFacts>,
+    /// Noted when analyzed, before PostgreSQL accepts them: every body analyzed
+    /// under a name since it was last dropped is a candidate, and an EXECUTE's
+    /// record names the keys and tables of all of them (never fewer than ran).
+    sql_prepared: HashMap<String, Vec<SqlPreparedFacts>>,
     /// Strict mode: the newest record the session's next results wait for.
     durable: Option<oneshot::Receiver<()>>,
 }
@@ -347,7 +344,17 @@ impl StatementAudit {
         };
         self.next += 1;
         let stmt = self.next;
-        let keys = text.key_sources(info);
+        let mut keys = text.key_sources(info);
+        let mut tables = text.tables.clone();
+        if !text.executes.is_empty() {
+            let (more_keys, more_tables) = self.executed(text);
+            keys.extend(more_keys);
+            for facts in more_tables {
+                if !tables.iter().any(|t| Arc::ptr_eq(t, &facts)) {
+                    tables.push(facts);
+                }
+            }
+        }
         let secret = Secret {
             literals: text.literals.clone(),
             params,
@@ -362,7 +369,7 @@ impl StatementAudit {
             statement: text.statement.clone(),
             cut: text.cut,
             class: text.class.clone(),
-            tables: text.tables.clone(),
+            tables,
             written: text.written.clone(),
             decision: text.decision,
             would: text.would.as_ref().map(|(would, _)| *would),
@@ -484,56 +491,54 @@ impl StatementAudit {
         self.sql_prepared.clear();
     }
 
-    /// Follows SQL PREPARE and EXECUTE in `rewritten`, in order: remembers what each
-    /// prepared body pins and reads, and returns what its EXECUTEs look up, the
-    /// keys named by the constants they pass (an argument that is not a plain
-    /// constant is a key the trail does not keep, counted as such).
-    pub(super) fn follow_sql_prepared(
-        &mut self,
-        rewritten: &Rewritten,
-        account: &AccountRules,
-    ) -> Executed {
-        let mut executed = Executed::default();
+    /// Notes the bodies SQL PREPAREs in `rewritten` give their names.
+    pub(super) fn note_sql_prepared(&mut self, rewritten: &Rewritten, account: &AccountRules) {
         if !self.is_on() {
-            return executed;
+            return;
         }
         for statement in &rewritten.statements {
-            match &statement.sql_prepared {
-                Some(SqlPrepared::Prepare { name, pins }) => {
-                    let tables = statement
-                        .tables
-                        .read
-                        .iter()
-                        .filter_map(|t| account.table_facts(t).cloned())
-                        .collect();
-                    let facts = SqlPreparedFacts {
-                        pins: pins.clone(),
-                        tables,
-                    };
-                    self.sql_prepared.insert(name.clone(), facts);
-                }
-                Some(SqlPrepared::Execute { name, arguments }) => {
-                    let Some(facts) = self.sql_prepared.get(name) else {
-                        continue;
-                    };
-                    for pin in &facts.pins {
-                        let PinnedValue::Parameter(number) = pin.value else {
-                            continue;
-                        };
-                        let constant = number
-                            .checked_sub(1)
-                            .and_then(|i| arguments.get(i).copied().flatten());
-                        executed.pins.push(KeyPin {
-                            value: PinnedValue::Constant(constant),
-                            ..pin.clone()
-                        });
-                    }
-                    executed.tables.extend(facts.tables.iter().cloned());
-                }
-                None => {}
+            if let Some(SqlPrepared::Prepare { name, pins }) = &statement.sql_prepared {
+                let tables = statement
+                    .tables
+                    .read
+                    .iter()
+                    .filter_map(|t| account.table_facts(t).cloned())
+                    .collect();
+                let facts = SqlPreparedFacts {
+                    pins: pins.clone(),
+                    tables,
+                };
+                self.sql_prepared
+                    .entry(name.clone())
+                    .or_default()
+                    .push(facts);
             }
         }
-        executed
+    }
+
+    /// The keys and tables of what `text` runs with SQL EXECUTE: each parameter a
+    /// prepared body pins, named by the constant the EXECUTE passes for it (an
+    /// argument that is not a constant is a key the trail does not keep).
+    fn executed(&self, text: &Text) -> (Vec<KeySource>, Vec<Arc<TableFacts>>) {
+        let (mut keys, mut tables) = (Vec::new(), Vec::new());
+        for (name, arguments) in &text.executes {
+            for body in self.sql_prepared.get(name).into_iter().flatten() {
+                for pin in &body.pins {
+                    let PinnedValue::Parameter(number) = pin.value else {
+                        continue;
+                    };
+                    let constant = number
+                        .checked_sub(1)
+                        .and_then(|i| arguments.get(i).copied().flatten());
+                    keys.push(KeySource {
+                        value: KeyValue::Constant(constant),
+                        kind: KeyKind::of(&pin.column_type),
+                    });
+                }
+                tables.extend(body.tables.iter().cloned());
+            }
+        }
+        (keys, tables)
     }
 
     /// A Bind: the portal's statement and parameters, for its Execute.

@@ -197,8 +197,8 @@ impl SessionRules<'_> {
             return self.deny(pipe, Replaced::Query, refusal, sql, out);
         }
         let stmt = if self.audit.is_on() {
-            let executed = self.audit.follow_sql_prepared(rewritten, &self.account);
-            let text = Text::rewritten(sql, rewritten, &self.account, executed);
+            self.audit.note_sql_prepared(rewritten, &self.account);
+            let text = Text::rewritten(sql, rewritten, &self.account);
             match self
                 .audit
                 .begin("simple", &text, Vec::new(), &Params::default())
@@ -304,8 +304,8 @@ impl SessionRules<'_> {
             Err(refusal) => return self.deny(pipe, Replaced::Parse { name }, refusal, sql, out),
         };
         if self.audit.is_on() {
-            let executed = self.audit.follow_sql_prepared(rewritten, &self.account);
-            let text = Text::rewritten(sql, rewritten, &self.account, executed);
+            self.audit.note_sql_prepared(rewritten, &self.account);
+            let text = Text::rewritten(sql, rewritten, &self.account);
             self.audit.parsed(name, text, param_types);
         }
         let first = rewritten.statements.first();
